@@ -1,0 +1,40 @@
+import { Counter, Histogram } from "prom-client";
+import { ServiceMetrics } from "@satchel/proto";
+
+/** Blockserver metrics beyond the shared RPC ones. */
+export class BlockserverMetrics extends ServiceMetrics {
+  readonly blockBytes = new Counter({
+    name: "satchel_blockserver_block_bytes_total",
+    help: "Logical block bytes, by direction (written, read).",
+    labelNames: ["direction"],
+    registers: [this.registry],
+  });
+  readonly shardBytes = new Counter({
+    name: "satchel_blockserver_shard_bytes_total",
+    help: "Physical shard bytes moved to or from storage nodes, by direction.",
+    labelNames: ["direction"],
+    registers: [this.registry],
+  });
+  readonly shardFailures = new Counter({
+    name: "satchel_blockserver_shard_failures_total",
+    help: "Shard reads or writes that failed, by node and operation.",
+    labelNames: ["node", "operation"],
+    registers: [this.registry],
+  });
+  readonly degradedReads = new Counter({
+    name: "satchel_blockserver_degraded_reads_total",
+    help: "Block reads that needed parity to reconstruct missing or corrupt shards.",
+    registers: [this.registry],
+  });
+  readonly codingSeconds = new Histogram({
+    name: "satchel_blockserver_erasure_coding_seconds",
+    help: "Time spent erasure coding one block, by operation (encode, decode).",
+    labelNames: ["operation"],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    super("blockserver");
+  }
+}

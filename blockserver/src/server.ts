@@ -1,0 +1,19 @@
+import { devTokenVerifier, startRpcServer, type RpcServer } from "@satchel/proto";
+import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import type { BlockserverContext } from "./context.js";
+import { blockRoutes } from "./routes/blocks.js";
+
+export function startBlockserver(ctx: BlockserverContext): Promise<RpcServer> {
+  return startRpcServer({
+    name: "blockserver",
+    host: ctx.config.host,
+    port: ctx.config.port,
+    metricsPort: ctx.config.metricsPort,
+    services: [BlockService],
+    routes: blockRoutes(ctx),
+    logger: ctx.logger,
+    metrics: ctx.metrics,
+    // Development auth: the cluster's token. Signed user and service tokens replace it with the auth work.
+    verifyToken: devTokenVerifier(ctx.config.devToken, "service"),
+  });
+}

@@ -1,0 +1,29 @@
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { envString, type Env } from "@satchel/proto";
+import type { SatchelClientOptions } from "../client.js";
+
+/**
+ * Where the CLI finds the platform: explicit SATCHEL_METASERVER_URL / SATCHEL_BLOCKSERVER_URL /
+ * SATCHEL_TOKEN, or else the endpoints file a local cluster writes (<state dir>/cluster.json).
+ */
+export function loadCliConfig(env: Env = process.env): SatchelClientOptions {
+  const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+  const stateDir = envString(env, "SATCHEL_STATE_DIR", join(repoRoot, ".satchel", "dev"));
+  const clusterFile = envString(env, "SATCHEL_CLUSTER_FILE", join(stateDir, "cluster.json"));
+  let fromFile: { metaserver?: string; blockserver?: string; devToken?: string } = {};
+  if (existsSync(clusterFile)) fromFile = JSON.parse(readFileSync(clusterFile, "utf8"));
+  const options: SatchelClientOptions = {
+    metaserverUrl: envString(env, "SATCHEL_METASERVER_URL", fromFile.metaserver ?? ""),
+    blockserverUrl: envString(env, "SATCHEL_BLOCKSERVER_URL", fromFile.blockserver ?? ""),
+    token: envString(env, "SATCHEL_TOKEN", fromFile.devToken ?? ""),
+  };
+  if (!options.metaserverUrl || !options.blockserverUrl || !options.token) {
+    throw new Error(
+      `no Satchel cluster found: start one with "bash ops/up.sh", or set SATCHEL_METASERVER_URL, ` +
+        `SATCHEL_BLOCKSERVER_URL and SATCHEL_TOKEN (looked for ${clusterFile})`,
+    );
+  }
+  return options;
+}

@@ -1,0 +1,200 @@
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { open, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createSatchelTransport } from "@satchel/proto";
+import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { MetaService, type BlockRef, type FileMetadata } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { chunkStream, defaultChunkerOptions, type ChunkerOptions } from "./chunker/fastcdc.js";
+
+export interface SatchelClientOptions {
+  metaserverUrl: string;
+  blockserverUrl: string;
+  token: string;
+  chunker?: ChunkerOptions;
+  /** Blocks uploaded or downloaded at once. */
+  concurrency?: number;
+}
+
+export interface TransferProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  /** Bytes actually sent to or received from the blockserver (dedup makes this smaller). */
+  bytesTransferred: number;
+}
+
+export type ProgressListener = (p: TransferProgress) => void;
+
+/** Read files in large pieces: chunking and hashing run best on big buffers. */
+const READ_BUFFER_BYTES = 8 * 1024 * 1024;
+/** Hashes asked about per HasBlocks call while uploading. */
+const HAS_BATCH = 4;
+
+/**
+ * The typed client of Satchel: uploads follow the write path (content-defined chunks, SHA-256,
+ * send only the blocks the platform lacks, then commit), downloads verify every block.
+ */
+export class SatchelClient {
+  readonly meta: Client<typeof MetaService>;
+  readonly blocks: Client<typeof BlockService>;
+  private readonly chunker: ChunkerOptions;
+  private readonly concurrency: number;
+
+  constructor(opts: SatchelClientOptions) {
+    this.meta = createClient(MetaService, createSatchelTransport({ baseUrl: opts.metaserverUrl, token: opts.token }));
+    this.blocks = createClient(BlockService, createSatchelTransport({ baseUrl: opts.blockserverUrl, token: opts.token }));
+    this.chunker = opts.chunker ?? defaultChunkerOptions;
+    this.concurrency = opts.concurrency ?? 4;
+  }
+
+  /** Uploads a local file to a remote path, replacing the current version if there is one. */
+  async upload(localPath: string, remotePath: string, onProgress?: ProgressListener): Promise<FileMetadata> {
+    const { size } = await stat(localPath);
+    const progress: TransferProgress = { bytesDone: 0, bytesTotal: size, bytesTransferred: 0 };
+    const parentRevision = (await this.currentVersion(remotePath))?.revision ?? 0n;
+    const refs = await this.sendBlocks(localPath, progress, onProgress);
+    const requestId = randomUUID();
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.meta.commitFile({ path: remotePath, blocks: refs, size: BigInt(size), parentRevision, requestId });
+      if (res.missingBlocks.length === 0 && res.file) return res.file;
+      // A block vanished between upload and commit: send those again, once.
+      if (attempt > 0) throw new ConnectError(`commit still misses ${res.missingBlocks.length} blocks after re-upload`, Code.Aborted);
+      const wanted = new Set(res.missingBlocks.map((h) => Buffer.from(h).toString("hex")));
+      await this.sendBlocks(localPath, progress, onProgress, wanted);
+    }
+  }
+
+  /**
+   * Chunks and hashes the file once, asking in small batches which blocks are missing and uploading
+   * those with bounded concurrency while chunking goes on. Memory stays at a few chunks.
+   */
+  private async sendBlocks(localPath: string, progress: TransferProgress, onProgress?: ProgressListener, only?: Set<string>): Promise<BlockRef[]> {
+    const refs: BlockRef[] = [];
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    let batch: { hash: Buffer; data: Buffer }[] = [];
+    const flush = async () => {
+      const current = batch;
+      batch = [];
+      if (current.length === 0) return;
+      let send = current;
+      if (!only) {
+        const { present } = await this.blocks.hasBlocks({ hashes: current.map((c) => c.hash) });
+        send = current.filter((_, i) => !present[i]);
+      } else {
+        send = current.filter((c) => only.has(c.hash.toString("hex")));
+      }
+      for (const c of send) {
+        while (inFlight.size >= this.concurrency) await Promise.race(inFlight);
+        if (failure) throw failure;
+        const p: Promise<void> = this.blocks
+          .putBlock({ hash: c.hash, data: c.data })
+          .then(() => {
+            progress.bytesTransferred += c.data.length;
+            onProgress?.(progress);
+          })
+          .catch((err) => {
+            failure ??= err;
+          })
+          .finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      }
+    };
+    const seen = new Set<string>();
+    const source = createReadStream(localPath, { highWaterMark: READ_BUFFER_BYTES });
+    for await (const chunk of chunkStream(source, this.chunker)) {
+      const hash = createHash("sha256").update(chunk).digest();
+      refs.push({ $typeName: "satchel.meta.v1.BlockRef", hash, size: chunk.length });
+      progress.bytesDone += chunk.length;
+      const hex = hash.toString("hex");
+      if (!seen.has(hex)) {
+        seen.add(hex);
+        batch.push({ hash, data: chunk });
+        if (batch.length >= HAS_BATCH) await flush();
+      }
+      onProgress?.(progress);
+      if (failure) throw failure;
+    }
+    await flush();
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+    return refs;
+  }
+
+  /** The current version of a path, or undefined when nothing is there. */
+  async currentVersion(remotePath: string): Promise<FileMetadata | undefined> {
+    try {
+      return (await this.meta.getFileMetadata({ path: remotePath })).file;
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.NotFound) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Downloads a file: fetches blocks (several at once, written in order), verifies each against
+   * its hash, writes a temporary file beside the target and renames it into place, so a reader
+   * never sees a partial file.
+   */
+  async download(remotePath: string, localPath: string, onProgress?: ProgressListener): Promise<FileMetadata> {
+    const { file } = await this.meta.getFileMetadata({ path: remotePath });
+    if (!file) throw new ConnectError(`"${remotePath}" has no metadata`, Code.NotFound);
+    if (file.isFolder) throw new ConnectError(`"${remotePath}" is a folder`, Code.InvalidArgument);
+    const total = Number(file.size);
+    const progress: TransferProgress = { bytesDone: 0, bytesTotal: total, bytesTransferred: 0 };
+    const temp = join(dirname(localPath), `.${basename(localPath)}.satchel-${randomUUID()}.partial`);
+    const handle = await open(temp, "w");
+    try {
+      const fetchBlock = async (ref: BlockRef) => {
+        const { data } = await this.blocks.getBlock({ hash: ref.hash });
+        const actual = createHash("sha256").update(data).digest();
+        if (!actual.equals(ref.hash) || data.length !== ref.size) {
+          throw new ConnectError(`block ${Buffer.from(ref.hash).toString("hex")} of "${remotePath}" failed verification`, Code.DataLoss);
+        }
+        return data;
+      };
+      const pending: Promise<Uint8Array>[] = [];
+      let next = 0;
+      const refill = () => {
+        while (pending.length < this.concurrency && next < file.blocks.length) {
+          const p = fetchBlock(file.blocks[next++]);
+          p.catch(() => undefined); // observed when its turn comes; avoids an unhandled rejection meanwhile
+          pending.push(p);
+        }
+      };
+      refill();
+      let position = 0;
+      while (pending.length > 0) {
+        const data = await pending.shift()!;
+        refill();
+        await handle.write(data, 0, data.length, position);
+        position += data.length;
+        progress.bytesDone = position;
+        progress.bytesTransferred = position;
+        onProgress?.(progress);
+      }
+      if (position !== total) throw new ConnectError(`"${remotePath}" rebuilt to ${position} bytes, expected ${total}`, Code.DataLoss);
+      await handle.sync();
+      await handle.close();
+      await rename(temp, localPath);
+      return file;
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+
+  /** Every entry of a folder, following pages. */
+  async list(path: string, recursive = false): Promise<FileMetadata[]> {
+    const out: FileMetadata[] = [];
+    let pageToken = "";
+    do {
+      const page = await this.meta.listFolder({ path, recursive, pageToken });
+      out.push(...page.entries);
+      pageToken = page.hasMore ? page.nextPageToken : "";
+    } while (pageToken);
+    return out;
+  }
+}

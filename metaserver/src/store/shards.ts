@@ -1,0 +1,60 @@
+import mysql from "mysql2/promise";
+import type { Pool, PoolConnection, RowDataPacket } from "mysql2/promise";
+
+export type { Pool, PoolConnection, RowDataPacket };
+
+/**
+ * The directory database (users, the namespace -> shard map) and one connection pool per
+ * metadata shard, as the directory's `shards` table lists them.
+ */
+export class ShardSet {
+  private constructor(
+    readonly directory: Pool,
+    private readonly pools: Map<number, Pool>,
+  ) {}
+
+  static async open(directoryUrl: string, poolSize: number): Promise<ShardSet> {
+    const url = new URL(directoryUrl);
+    const user = decodeURIComponent(url.username);
+    const password = decodeURIComponent(url.password);
+    const common = { user, password, connectionLimit: poolSize, enableKeepAlive: true, supportBigNumbers: true, bigNumberStrings: true };
+    const directory = mysql.createPool({ ...common, host: url.hostname, port: Number(url.port), database: url.pathname.slice(1) });
+    const [rows] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
+    if (rows.length === 0) throw new Error("the shard map is empty: run the cluster's migrations first");
+    const pools = new Map<number, Pool>();
+    for (const r of rows) {
+      pools.set(Number(r.shard_id), mysql.createPool({ ...common, host: r.host, port: Number(r.port), database: r.database_name }));
+    }
+    return new ShardSet(directory, pools);
+  }
+
+  get shardIds(): number[] {
+    return [...this.pools.keys()];
+  }
+
+  shard(id: number): Pool {
+    const pool = this.pools.get(id);
+    if (!pool) throw new Error(`shard ${id} is not in the shard map`);
+    return pool;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.directory.end(), ...[...this.pools.values()].map((p) => p.end())]);
+  }
+}
+
+/** Runs fn in one transaction on a pooled connection, rolling back on any error. */
+export async function inTransaction<T>(pool: Pool, fn: (conn: PoolConnection) => Promise<T>): Promise<T> {
+  const conn = await pool.getConnection();
+  try {
+    await conn.beginTransaction();
+    const result = await fn(conn);
+    await conn.commit();
+    return result;
+  } catch (err) {
+    await conn.rollback().catch(() => undefined);
+    throw err;
+  } finally {
+    conn.release();
+  }
+}

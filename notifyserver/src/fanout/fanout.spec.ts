@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { Fanout, Subscriber } from "./fanout.js";
+
+describe("fan-out", () => {
+  it("coalesces a slow consumer to the latest cursor per namespace", async () => {
+    const fanout = new Fanout();
+    const sub = new Subscriber(new Set([1n, 2n]));
+    fanout.add(sub);
+    for (let c = 1n; c <= 1000n; c++) fanout.publish(1n, c);
+    fanout.publish(2n, 7n);
+    fanout.publish(3n, 9n);
+    const got = await sub.take(10, new AbortController().signal);
+    expect([...got]).toEqual([[1n, 1000n], [2n, 7n]]);
+  });
+
+  it("wakes a waiting subscriber as soon as its namespace advances", async () => {
+    const fanout = new Fanout();
+    const sub = new Subscriber(new Set([5n]));
+    fanout.add(sub);
+    const started = Date.now();
+    setTimeout(() => fanout.publish(5n, 42n), 20);
+    const got = await sub.take(5000, new AbortController().signal);
+    expect(got.get(5n)).toBe(42n);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it("forgets removed subscribers", () => {
+    const fanout = new Fanout();
+    const sub = new Subscriber(new Set([1n]));
+    fanout.add(sub);
+    fanout.remove(sub);
+    expect(fanout.publish(1n, 1n)).toBe(0);
+    expect(fanout.subscriberCount).toBe(0);
+  });
+});

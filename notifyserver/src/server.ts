@@ -1,0 +1,21 @@
+import { devTokenVerifier, startRpcServer, type RpcServer } from "@satchel/proto";
+import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
+import type { NotifyserverContext } from "./context.js";
+import { subscribeRoutes } from "./routes/subscribe.js";
+
+export async function startNotifyserver(ctx: NotifyserverContext): Promise<RpcServer> {
+  let server: RpcServer | undefined;
+  const never = new AbortController().signal;
+  server = await startRpcServer({
+    name: "notifyserver",
+    host: ctx.config.host,
+    port: ctx.config.port,
+    metricsPort: ctx.config.metricsPort,
+    services: [NotifyService],
+    routes: subscribeRoutes(ctx, () => server?.shutdownSignal ?? never),
+    logger: ctx.logger,
+    metrics: ctx.metrics,
+    verifyToken: devTokenVerifier(ctx.config.devToken, "user"),
+  });
+  return server;
+}

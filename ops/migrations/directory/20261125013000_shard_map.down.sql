@@ -1,0 +1,3 @@
+DROP TABLE namespaces;
+DROP TABLE users;
+DROP TABLE shards;

@@ -1,0 +1,2 @@
+DROP TABLE block_shards;
+DROP TABLE blocks;

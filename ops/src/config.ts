@@ -1,0 +1,84 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { envInt, envString, type Env } from "@satchel/proto";
+
+/** The pinned MinIO server, built from source by `go install` (MinIO's own documented install). */
+export const MINIO_MODULE = "github.com/minio/minio";
+export const MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c";
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/**
+ * Everything the local cluster needs to know. Ports are laid out from one base so that a
+ * developer's cluster and the test suite's cluster never collide:
+ *   base+0..2  metaserver, blockserver, notifyserver (gRPC)
+ *   base+10..12 their /metrics ports
+ *   base+20..  MariaDB servers, base+30 Redis, base+40.. MinIO nodes
+ */
+export interface ClusterConfig {
+  stateDir: string;
+  host: string;
+  portBase: number;
+  mariadbServers: number;
+  metadataShards: number;
+  minioNodes: number;
+  dataShards: number;
+  parityShards: number;
+  minioBinary: string;
+  logLevel: string;
+}
+
+export function loadClusterConfig(env: Env = process.env): ClusterConfig {
+  const cacheHome = envString(env, "XDG_CACHE_HOME", join(homedir(), ".cache"));
+  return {
+    stateDir: resolve(envString(env, "SATCHEL_STATE_DIR", join(REPO_ROOT, ".satchel", "dev"))),
+    host: "127.0.0.1",
+    portBase: envInt(env, "SATCHEL_PORT_BASE", 7300),
+    mariadbServers: envInt(env, "SATCHEL_MARIADB_SERVERS", 2),
+    metadataShards: envInt(env, "SATCHEL_METADATA_SHARDS", 4),
+    minioNodes: envInt(env, "SATCHEL_MINIO_NODES", 6),
+    dataShards: envInt(env, "SATCHEL_EC_DATA_SHARDS", 4),
+    parityShards: envInt(env, "SATCHEL_EC_PARITY_SHARDS", 2),
+    minioBinary: envString(env, "SATCHEL_MINIO_BIN", join(cacheHome, "satchel", "minio", MINIO_VERSION, "minio")),
+    logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
+  };
+}
+
+export const ports = (c: ClusterConfig) => ({
+  metaserver: c.portBase,
+  blockserver: c.portBase + 1,
+  notifyserver: c.portBase + 2,
+  metaserverMetrics: c.portBase + 10,
+  blockserverMetrics: c.portBase + 11,
+  notifyserverMetrics: c.portBase + 12,
+  mariadb: (i: number) => c.portBase + 20 + i,
+  redis: c.portBase + 30,
+  minio: (i: number) => c.portBase + 40 + i,
+});
+
+/** Credentials generated once per state directory and reused by every later start. */
+export interface ClusterSecrets {
+  mysqlPassword: string;
+  devToken: string;
+  minio: { accessKey: string; secretKey: string }[];
+}
+
+export function loadOrCreateSecrets(c: ClusterConfig): ClusterSecrets {
+  const file = join(c.stateDir, "secrets.json");
+  if (existsSync(file)) {
+    const secrets = JSON.parse(readFileSync(file, "utf8")) as ClusterSecrets;
+    if (secrets.minio.length >= c.minioNodes) return secrets;
+  }
+  const secret = () => randomBytes(18).toString("base64url");
+  const secrets: ClusterSecrets = {
+    mysqlPassword: secret(),
+    devToken: `dev-${secret()}`,
+    minio: Array.from({ length: c.minioNodes }, (_, i) => ({ accessKey: `satchel-node-${i}`, secretKey: secret() })),
+  };
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  return secrets;
+}

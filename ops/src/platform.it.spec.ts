@@ -1,0 +1,154 @@
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { REPO_ROOT } from "./config.js";
+
+const run = promisify(execFile);
+const { endpoints } = inject("cluster");
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
+const hostPort = (url: string) => new URL(url).host;
+
+// A stock grpc-js client built from the .proto files alone, as any other service would use it.
+const definition = protoLoader.loadSync(
+  ["satchel/meta/v1/meta.proto", "satchel/block/v1/block.proto", "satchel/notify/v1/notify.proto", "grpc/health/v1/health.proto"],
+  { includeDirs: [join(REPO_ROOT, "proto")], longs: String, defaults: true, oneofs: true },
+);
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const pkg = grpc.loadPackageDefinition(definition) as any;
+const LIMIT = 16 * 1024 * 1024 + 64 * 1024;
+const options = { "grpc.max_send_message_length": LIMIT, "grpc.max_receive_message_length": LIMIT };
+const auth = () => {
+  const md = new grpc.Metadata();
+  md.set("authorization", `Bearer ${endpoints.devToken}`);
+  return md;
+};
+const unary = <T>(client: grpc.Client, method: string, req: object): Promise<T> =>
+  new Promise((resolve, reject) => {
+    (client as unknown as Record<string, Function>)[method](req, auth(), (err: Error | null, res: T) => (err ? reject(err) : resolve(res)));
+  });
+
+const meta = new pkg.satchel.meta.v1.MetaService(hostPort(endpoints.metaserver), grpc.credentials.createInsecure(), options);
+const block = new pkg.satchel.block.v1.BlockService(hostPort(endpoints.blockserver), grpc.credentials.createInsecure(), options);
+const notify = new pkg.satchel.notify.v1.NotifyService(hostPort(endpoints.notifyserver), grpc.credentials.createInsecure(), options);
+afterAll(() => [meta, block, notify].forEach((c) => c.close()));
+
+describe("any stock gRPC client can call every service", () => {
+  it("grpc-js: health of all three services is SERVING", async () => {
+    for (const url of [endpoints.metaserver, endpoints.blockserver, endpoints.notifyserver]) {
+      const health = new pkg.grpc.health.v1.Health(hostPort(url), grpc.credentials.createInsecure());
+      const res = await new Promise<{ status: string }>((resolve, reject) =>
+        health.Check({ service: "" }, (err: Error | null, r: { status: string }) => (err ? reject(err) : resolve(r))));
+      expect(res.status).toBe("SERVING");
+      health.close();
+    }
+  });
+
+  it("grpc-js: stores a 16 MiB block, commits it, reads it back, and hears the commit on a Subscribe stream", async () => {
+    const data = randomBytes(16 * 1024 * 1024);
+    const hash = sha(data);
+    const put = await unary<{ size: number }>(block, "PutBlock", { hash, data });
+    expect(put.size).toBe(data.length);
+
+    const root = await unary<{ file: { namespaceId: string } }>(meta, "GetFileMetadata", { path: "/" });
+    const namespaceId = root.file.namespaceId;
+    const events: { advanced?: { cursor: string } }[] = [];
+    const stream = notify.Subscribe({ namespaceIds: [namespaceId] }, auth());
+    const heard = new Promise<string>((resolve, reject) => {
+      stream.on("data", (e: { advanced?: { cursor: string } }) => {
+        events.push(e);
+        if (e.advanced) resolve(e.advanced.cursor);
+      });
+      stream.on("error", (err: grpc.ServiceError) => err.code !== grpc.status.CANCELLED && reject(err));
+    });
+    await new Promise((r) => setTimeout(r, 300));
+
+    const committed = await unary<{ file: { cursor: string; revision: string } }>(meta, "CommitFile", {
+      path: "/stock-client/big.bin", blocks: [{ hash, size: data.length }], size: data.length, parentRevision: 0,
+    });
+    expect(await heard).toBe(committed.file.cursor);
+    stream.cancel();
+
+    const got = await unary<{ file: { size: string; blocks: { hash: Buffer }[] } }>(meta, "GetFileMetadata", { path: "/stock-client/big.bin" });
+    expect(got.file.size).toBe(String(data.length));
+    const back = await unary<{ data: Buffer }>(block, "GetBlock", { hash: got.file.blocks[0].hash });
+    expect(sha(back.data).equals(hash)).toBe(true);
+    const listing = await unary<{ entries: { path: string }[] }>(meta, "ListFolder", { path: "/stock-client" });
+    expect(listing.entries.map((e) => e.path)).toEqual(["/stock-client/big.bin"]);
+  });
+
+  it("grpc-js: bad input gets a clear status, not a crash", async () => {
+    const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: grpc.ServiceError) => e.code);
+    expect(await codeOf(unary(meta, "GetFileMetadata", { path: "/no/such/file" }))).toBe(grpc.status.NOT_FOUND);
+    expect(await codeOf(unary(meta, "GetFileMetadata", { path: "/a/../b" }))).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await codeOf(unary(meta, "CommitFile", { path: "/x", blocks: [{ hash: randomBytes(32), size: 3 }], size: 4 }))).toBe(grpc.status.INVALID_ARGUMENT);
+    const missing = await unary<{ missingBlocks: Buffer[] }>(meta, "CommitFile", { path: "/x", blocks: [{ hash: randomBytes(32), size: 4 }], size: 4 });
+    expect(missing.missingBlocks).toHaveLength(1);
+    const big = Buffer.alloc(LIMIT + 1);
+    expect(await codeOf(unary(block, "PutBlock", { hash: sha(big), data: big.subarray(0, LIMIT - 100) }))).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  });
+
+  it("buf curl --reflect lists and calls every service with no .proto files", async () => {
+    const buf = join(REPO_ROOT, "node_modules", ".bin", "buf");
+    const base = ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--reflect"];
+    const services: Record<string, string> = {
+      metaserver: "satchel.meta.v1.MetaService",
+      blockserver: "satchel.block.v1.BlockService",
+      notifyserver: "satchel.notify.v1.NotifyService",
+    };
+    for (const [name, service] of Object.entries(services)) {
+      const url = endpoints[name as "metaserver"];
+      const { stdout: methods } = await run(buf, [...base, "--list-methods", url]);
+      expect(methods).toContain(`${service}/`);
+      const { stdout: health } = await run(buf, [...base, "-d", "{}", `${url}/grpc.health.v1.Health/Check`]);
+      expect(JSON.parse(health)).toEqual({ status: "SERVING" });
+    }
+    const { stdout } = await run(buf, [
+      ...base, "-H", `authorization: Bearer ${endpoints.devToken}`, "-d", '{"path": "/"}',
+      `${endpoints.metaserver}/satchel.meta.v1.MetaService/ListFolder`,
+    ]);
+    expect(JSON.parse(stdout).entries.length).toBeGreaterThan(0);
+  });
+});
+
+describe("observability", () => {
+  it("every service exposes process and RPC metrics on its own port", async () => {
+    for (const name of ["metaserver", "blockserver", "notifyserver"] as const) {
+      const text = await (await fetch(endpoints.metrics[name])).text();
+      expect(text).toContain("process_resident_memory_bytes");
+      expect(text).toContain(`satchel_${name}_rpc_requests_total`);
+      expect(text).toContain(`satchel_${name}_rpc_duration_seconds_bucket`);
+    }
+    const meta = await (await fetch(endpoints.metrics.metaserver)).text();
+    expect(meta).toMatch(/satchel_metaserver_rpc_requests_total\{method="satchel.meta.v1.MetaService\/GetFileMetadata",code="NotFound"\} [1-9]/);
+  });
+});
+
+describe("the satchel CLI", () => {
+  it("puts, lists and gets a file byte-identical", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "satchel-cli-"));
+    const content = randomBytes(5 * 1024 * 1024 + 3);
+    writeFileSync(join(dir, "in.bin"), content);
+    const cli = join(REPO_ROOT, "client-sdk", "dist", "cli", "bin.js");
+    const env = {
+      ...process.env,
+      SATCHEL_METASERVER_URL: endpoints.metaserver,
+      SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
+      SATCHEL_TOKEN: endpoints.devToken,
+    };
+    const put = await run(process.execPath, [cli, "put", join(dir, "in.bin"), "/cli/in.bin"], { env });
+    expect(put.stdout).toMatch(/\/cli\/in\.bin\s+rev \d+/);
+    const ls = await run(process.execPath, [cli, "ls", "/cli"], { env });
+    expect(ls.stdout).toContain("/cli/in.bin");
+    await run(process.execPath, [cli, "get", "/cli/in.bin", join(dir, "out.bin")], { env });
+    expect(sha(readFileSync(join(dir, "out.bin"))).equals(sha(content))).toBe(true);
+    const missing = await run(process.execPath, [cli, "get", "/cli/nope", join(dir, "x")], { env }).catch((e: { stderr: string; code: number }) => e);
+    expect((missing as { code: number }).code).toBe(1);
+    expect((missing as { stderr: string }).stderr).toMatch(/NotFound: "\/cli\/nope" does not exist/);
+  });
+});
