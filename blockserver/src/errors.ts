@@ -18,5 +18,8 @@ export function toConnectError(err: unknown, what: string): ConnectError {
   if (e.code === "ECONNREFUSED" || e.code === "ETIMEDOUT" || e.code === "PROTOCOL_CONNECTION_LOST") {
     return new ConnectError(`${what}: a backend is unreachable (${e.code}); retry later`, Code.Unavailable);
   }
+  if (e.code === "ER_LOCK_DEADLOCK" || e.code === "ER_LOCK_WAIT_TIMEOUT") {
+    return new ConnectError(`${what}: contention on the block index; retry`, Code.Aborted);
+  }
   return new ConnectError(`${what}: ${e.message ?? String(err)}`, Code.Internal);
 }

@@ -88,8 +88,7 @@ export class SatchelClient {
       for (const c of send) {
         while (inFlight.size >= this.concurrency) await Promise.race(inFlight);
         if (failure) throw failure;
-        const p: Promise<void> = this.blocks
-          .putBlock({ hash: c.hash, data: c.data })
+        const p: Promise<void> = withRetry(() => this.blocks.putBlock({ hash: c.hash, data: c.data }))
           .then(() => {
             progress.bytesTransferred += c.data.length;
             onProgress?.(progress);
@@ -147,7 +146,7 @@ export class SatchelClient {
     const handle = await open(temp, "w");
     try {
       const fetchBlock = async (ref: BlockRef) => {
-        const { data } = await this.blocks.getBlock({ hash: ref.hash });
+        const { data } = await withRetry(() => this.blocks.getBlock({ hash: ref.hash }));
         const actual = createHash("sha256").update(data).digest();
         if (!actual.equals(ref.hash) || data.length !== ref.size) {
           throw new ConnectError(`block ${Buffer.from(ref.hash).toString("hex")} of "${remotePath}" failed verification`, Code.DataLoss);
@@ -196,5 +195,20 @@ export class SatchelClient {
       pageToken = page.hasMore ? page.nextPageToken : "";
     } while (pageToken);
     return out;
+  }
+}
+
+/** Codes that say "try again": a node or shard was briefly unavailable, or a transaction lost a race. */
+const RETRYABLE = new Set([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded]);
+
+/** Retries an idempotent call (block puts and gets are) with exponential back-off. */
+export async function withRetry<T>(call: () => Promise<T>, attempts = 4, firstDelayMs = 100): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (attempt >= attempts || !RETRYABLE.has(ConnectError.from(err).code)) throw err;
+      await new Promise((r) => setTimeout(r, firstDelayMs * 2 ** (attempt - 1)));
+    }
   }
 }

@@ -112,10 +112,12 @@ export class BlockIndex {
     const conn = await this.shardOf(hash).getConnection();
     try {
       await conn.beginTransaction();
-      await conn.query("DELETE FROM block_shards WHERE hash = ?", [hash]);
-      await conn.query("INSERT INTO block_shards (hash, shard_index, node, checksum) VALUES ?", [
-        shards.map((s) => [hash, s.index, s.node, s.checksum]),
-      ]);
+      // An upsert, not delete-then-insert: deleting absent rows takes gap locks that deadlock
+      // concurrent writes of neighbouring hashes.
+      await conn.query(
+        "INSERT INTO block_shards (hash, shard_index, node, checksum) VALUES ? ON DUPLICATE KEY UPDATE node = VALUES(node), checksum = VALUES(checksum)",
+        [shards.map((s) => [hash, s.index, s.node, s.checksum])],
+      );
       await conn.query("UPDATE blocks SET state = 'live', verified_at = CURRENT_TIMESTAMP(3) WHERE hash = ?", [hash]);
       await conn.commit();
     } catch (err) {

@@ -48,7 +48,7 @@ export class FileStore {
         if (done.length > 0) return this.versionOf(conn, ns, input.path, Buffer.from(done[0].path_key).toString(), BigInt(done[0].revision));
       }
       const [existing] = await conn.query<RowDataPacket[]>(
-        "SELECT is_folder, revision FROM files WHERE namespace_id = ? AND path_key = ? FOR UPDATE", [ns, key],
+        "SELECT path, is_folder, revision FROM files WHERE namespace_id = ? AND path_key = ? FOR UPDATE", [ns, key],
       );
       const current = existing[0];
       if (current?.is_folder) throw failedPrecondition(`"${input.path}" is a folder; a file cannot replace it`);
@@ -82,7 +82,7 @@ export class FileStore {
       await conn.query(
         `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position, modified_at)
          VALUES (?, ?, ?, ?, FALSE, ?, ?, ?, ?, CURRENT_TIMESTAMP(3))
-         ON DUPLICATE KEY UPDATE path = VALUES(path), revision = VALUES(revision), size = VALUES(size),
+         ON DUPLICATE KEY UPDATE revision = VALUES(revision), size = VALUES(size),
            block_list = VALUES(block_list), cursor_position = VALUES(cursor_position), modified_at = VALUES(modified_at)`,
         [ns, key, keyHash(pathKey(parentOf(input.path))), input.path, revision, input.size, blockList, cursor],
       );
@@ -95,7 +95,8 @@ export class FileStore {
       if (input.requestId) {
         await conn.query("INSERT INTO commit_requests (namespace_id, request_id, path_key, revision) VALUES (?, ?, ?, ?)", [ns, input.requestId, key, revision]);
       }
-      return this.versionOf(conn, ns, input.path, key, revision);
+      // An existing file keeps the case it was created with, as on Dropbox.
+      return this.versionOf(conn, ns, current?.path ?? input.path, key, revision);
     });
   }
 

@@ -12,3 +12,10 @@ export const MAX_MESSAGE_BYTES = MAX_BLOCK_BYTES + 64 * 1024;
  * NGHTTP2_ENHANCE_YOUR_CALM as soon as a few 4 MiB messages are in flight on one session.
  */
 export const HTTP2_SESSION_MEMORY_MB = 256;
+
+/**
+ * HTTP/2 flow-control window, per stream and per connection. The protocol's default (64 KiB) makes
+ * a 4 MiB block cross loopback in dozens of round trips; a window the size of a few blocks lets
+ * the sender stream at memory speed while still bounding what one peer can buffer.
+ */
+export const HTTP2_WINDOW_BYTES = 32 * 1024 * 1024;

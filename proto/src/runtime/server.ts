@@ -3,10 +3,13 @@ import type { AddressInfo } from "node:net";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
 import { authInterceptor, requestContextInterceptor, type TokenVerifier } from "./interceptors.js";
 import type { Logger } from "./logger.js";
-import { HTTP2_SESSION_MEMORY_MB, MAX_MESSAGE_BYTES } from "./limits.js";
+import { HTTP2_SESSION_MEMORY_MB, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "./limits.js";
 import { ServiceMetrics, startMetricsServer } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
 
@@ -46,7 +49,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   const metrics = opts.metrics ?? new ServiceMetrics(opts.name);
   const health = new HealthStatus(opts.services.map((s) => s.typeName));
   const shutdown = new AbortController();
-  const files: DescFile[] = opts.services.map((s) => s.file);
+  const files: DescFile[] = [...opts.services.map((s) => s.file), file_grpc_health_v1_health, file_grpc_reflection_v1_reflection, file_grpc_reflection_v1alpha_reflection];
   const handler = connectNodeAdapter({
     routes: (router) => {
       health.register(router);
@@ -60,6 +63,9 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     },
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
+    // No gzip on the wire: blocks are mostly incompressible and gzip would cap a stream at tens of
+    // MB/s. Compression, where it pays, is the blockserver's per-block decision.
+    acceptCompression: [],
     shutdownSignal: shutdown.signal,
     interceptors: [
       requestContextInterceptor(opts.logger),
@@ -68,10 +74,14 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       ...(opts.interceptors ?? []),
     ],
   });
-  const server = http2.createServer({ maxSessionMemory: HTTP2_SESSION_MEMORY_MB }, handler);
+  const server = http2.createServer(
+    { maxSessionMemory: HTTP2_SESSION_MEMORY_MB, settings: { initialWindowSize: HTTP2_WINDOW_BYTES } },
+    handler,
+  );
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);
+    s.setLocalWindowSize(HTTP2_WINDOW_BYTES);
     s.on("close", () => sessions.delete(s));
   });
   await new Promise<void>((resolve, reject) => {

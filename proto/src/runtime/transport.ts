@@ -1,6 +1,7 @@
+import type * as http2 from "node:http2";
 import type { Interceptor, Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { HTTP2_SESSION_MEMORY_MB, MAX_MESSAGE_BYTES } from "./limits.js";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { HTTP2_SESSION_MEMORY_MB, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "./limits.js";
 
 export interface TransportOptions {
   /** e.g. "http://127.0.0.1:7301" */
@@ -10,7 +11,26 @@ export interface TransportOptions {
   interceptors?: Interceptor[];
 }
 
-/** A gRPC-over-HTTP/2 client transport with Satchel's message limits and session memory. */
+/**
+ * A session manager that widens each new HTTP/2 connection's receive window. Node offers no
+ * option for the connection-level window (only per stream), and at 64 KiB a 4 MiB response needs
+ * dozens of WINDOW_UPDATE round trips.
+ */
+class WideWindowSessionManager extends Http2SessionManager {
+  private readonly widened = new WeakSet<http2.Http2Session>();
+
+  override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    const session = stream.session;
+    if (session && !this.widened.has(session)) {
+      this.widened.add(session);
+      session.setLocalWindowSize(HTTP2_WINDOW_BYTES);
+    }
+    return stream;
+  }
+}
+
+/** A gRPC-over-HTTP/2 client transport with Satchel's message limits and flow-control windows. */
 export function createSatchelTransport(opts: TransportOptions): Transport {
   const auth: Interceptor[] = opts.token
     ? [
@@ -20,12 +40,17 @@ export function createSatchelTransport(opts: TransportOptions): Transport {
         },
       ]
     : [];
+  const sessionManager = new WideWindowSessionManager(
+    opts.baseUrl,
+    { pingIntervalMs: 15_000 },
+    { maxSessionMemory: HTTP2_SESSION_MEMORY_MB, settings: { initialWindowSize: HTTP2_WINDOW_BYTES } },
+  );
   return createGrpcTransport({
     baseUrl: opts.baseUrl,
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
-    nodeOptions: { maxSessionMemory: HTTP2_SESSION_MEMORY_MB },
-    pingIntervalMs: 15_000,
+    sessionManager,
+    acceptCompression: [],
     interceptors: [...auth, ...(opts.interceptors ?? [])],
   });
 }
