@@ -71,6 +71,9 @@ describe("blockserver against real MinIO nodes and MariaDB shards", () => {
     }));
     const big = randomBytes(17 * 1024 * 1024);
     expect(await codeOf(unlimited.putBlock({ hash: sha(big), data: big }))).toBe(Code.ResourceExhausted);
+    // Satchel's own client refuses to send it at all.
+    expect(await codeOf(blocks.putBlock({ hash: sha(big), data: big }))).toBe(Code.ResourceExhausted);
+    expect((await blocks.hasBlocks({ hashes: [sha(big)] })).present).toEqual([false]);
   });
 
   it("gives NOT_FOUND for an unknown block, INVALID_ARGUMENT for a malformed hash, UNAUTHENTICATED without a token", async () => {

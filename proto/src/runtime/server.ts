@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
@@ -49,6 +50,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   const metrics = opts.metrics ?? new ServiceMetrics(opts.name);
   const health = new HealthStatus(opts.services.map((s) => s.typeName));
   const shutdown = new AbortController();
+  // Every in-flight call listens to the shutdown signal; thousands at once are normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
   const files: DescFile[] = [...opts.services.map((s) => s.file), file_grpc_health_v1_health, file_grpc_reflection_v1_reflection, file_grpc_reflection_v1alpha_reflection];
   const handler = connectNodeAdapter({
     routes: (router) => {

@@ -1,0 +1,40 @@
+import { join } from "node:path";
+import mysql from "mysql2/promise";
+import { describe, expect, inject, it } from "vitest";
+import { REPO_ROOT } from "../config.js";
+import { migrateDown, migrateUp, readMigrations } from "./migrate.js";
+
+const { endpoints } = inject("cluster");
+
+describe("schema migrations on the real MariaDB", () => {
+  it("are re-runnable: a second run applies nothing", async () => {
+    const conn = await mysql.createConnection(endpoints.directoryUrl);
+    try {
+      expect(await migrateUp(conn, readMigrations(join(REPO_ROOT, "ops", "migrations", "directory")))).toEqual([]);
+      const [rows] = await conn.query("SELECT COUNT(*) AS n FROM shards");
+      expect((rows as { n: number }[])[0].n).toBe(4);
+    } finally {
+      await conn.end();
+    }
+  });
+
+  it("go down and up again in a scratch database", async () => {
+    const url = new URL(endpoints.directoryUrl);
+    const conn = await mysql.createConnection({
+      host: url.hostname, port: Number(url.port), user: decodeURIComponent(url.username), password: decodeURIComponent(url.password),
+    });
+    try {
+      await conn.query("CREATE DATABASE IF NOT EXISTS satchel_scratch_migrations");
+      await conn.query("USE satchel_scratch_migrations");
+      const shard = readMigrations(join(REPO_ROOT, "ops", "migrations", "shard"));
+      expect(await migrateUp(conn, shard)).toEqual(shard.map((m) => m.version));
+      expect(await migrateDown(conn, shard, shard.length)).toEqual(shard.map((m) => m.version).reverse());
+      const [tables] = await conn.query("SHOW TABLES");
+      expect((tables as object[]).length).toBe(1); // only schema_migrations is left
+      expect(await migrateUp(conn, shard)).toHaveLength(shard.length);
+    } finally {
+      await conn.query("DROP DATABASE IF EXISTS satchel_scratch_migrations");
+      await conn.end();
+    }
+  });
+});
