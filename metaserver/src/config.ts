@@ -1,11 +1,6 @@
-import { envInt, envString, type Env } from "@satchel/proto";
+import { envInt, envString, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
 
-export interface MetaserverConfig {
-  host: string;
-  port: number;
-  metricsPort: number;
-  logLevel: string;
-  devToken: string;
+export interface MetaserverConfig extends ServiceBasics {
   directoryUrl: string;
   redisUrl: string;
   blockserverUrl: string;
@@ -16,11 +11,7 @@ export interface MetaserverConfig {
 
 export function loadConfig(env: Env = process.env): MetaserverConfig {
   const config: MetaserverConfig = {
-    host: envString(env, "SATCHEL_HOST", "127.0.0.1"),
-    port: envInt(env, "SATCHEL_METASERVER_PORT", 7300),
-    metricsPort: envInt(env, "SATCHEL_METASERVER_METRICS_PORT", 7310),
-    logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
-    devToken: envString(env, "SATCHEL_DEV_TOKEN", ""),
+    ...serviceBasics(env, "metaserver", 7300),
     directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
     redisUrl: envString(env, "SATCHEL_REDIS_URL", "redis://127.0.0.1:7330"),
     blockserverUrl: envString(env, "SATCHEL_BLOCKSERVER_URL", "http://127.0.0.1:7301"),
@@ -28,6 +19,5 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
     listPageSize: envInt(env, "SATCHEL_LIST_PAGE_SIZE", 1000),
   };
   if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (the shard map database)");
-  if (!config.devToken) throw new Error("SATCHEL_DEV_TOKEN is required");
   return config;
 }

@@ -38,3 +38,31 @@ export function envJson<T>(env: Env, name: string, fallback: T): T {
     throw new Error(`${name} must be JSON: ${(err as Error).message}`);
   }
 }
+
+/** The settings every Satchel service process has. */
+export interface ServiceBasics {
+  host: string;
+  port: number;
+  metricsPort: number;
+  logLevel: string;
+  /** The local cluster's development token (until signed access tokens). */
+  devToken: string;
+}
+
+/**
+ * Reads SATCHEL_HOST, SATCHEL_<SERVICE>_PORT, SATCHEL_<SERVICE>_METRICS_PORT (default: port + 10),
+ * SATCHEL_LOG_LEVEL and SATCHEL_DEV_TOKEN (required).
+ */
+export function serviceBasics(env: Env, service: string, defaultPort: number): ServiceBasics {
+  const prefix = `SATCHEL_${service.toUpperCase()}`;
+  const port = envInt(env, `${prefix}_PORT`, defaultPort);
+  const basics: ServiceBasics = {
+    host: envString(env, "SATCHEL_HOST", "127.0.0.1"),
+    port,
+    metricsPort: envInt(env, `${prefix}_METRICS_PORT`, port + 10),
+    logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
+    devToken: envString(env, "SATCHEL_DEV_TOKEN", ""),
+  };
+  if (!basics.devToken) throw new Error("SATCHEL_DEV_TOKEN is required");
+  return basics;
+}
