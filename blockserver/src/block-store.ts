@@ -4,8 +4,9 @@ import type { BlockserverConfig } from "./config.js";
 import { Code, ConnectError, dataLoss, invalidArgument } from "./errors.js";
 import type { BlockIndex, BlockRecord, ShardPlacement } from "./index/block-index.js";
 import type { BlockserverMetrics } from "./metrics.js";
-import { StorageNode } from "./nodes/storage-node.js";
+import type { NodeSet } from "./nodes/node-set.js";
 import { rankNodes } from "./placement/rendezvous.js";
+import { describeFailures, meetsWriteQuorum, type WriteOutcome } from "./quorum.js";
 import { decodeShard, encodeShard, ShardCorruptError } from "./shard-format/shard-format.js";
 
 export const HASH_BYTES = 32;
@@ -15,28 +16,34 @@ export const shardKey = (hash: Uint8Array, index: number): string => {
   return `blocks/${hex.slice(0, 2)}/${hex}.${index}`;
 };
 
+/** Where to send blocks whose shards need rebuilding (the repairer). */
+export interface RepairSink {
+  enqueue(hash: Buffer, reason: string): void;
+}
+
 /**
- * Content-addressed blocks, erasure-coded across storage nodes. A write is acknowledged only after
- * every shard is stored and the index says where; a read needs any k good shards.
+ * Content-addressed blocks, erasure-coded across storage nodes. A write is acknowledged once its
+ * write quorum of shards is stored and the index says where (see quorum.ts); a read needs any k
+ * shards that pass their checksums, and reports the others for repair.
  */
 export class BlockStore {
-  private readonly codec: ErasureCodec;
-  private readonly nodes = new Map<string, StorageNode>();
+  readonly codec: ErasureCodec;
   /** Writes of the same hash in flight in this process share one promise: a block is written once. */
   private readonly writing = new Map<string, Promise<boolean>>();
+  repairs: RepairSink = { enqueue: () => undefined };
 
   constructor(
     private readonly config: BlockserverConfig,
     private readonly index: BlockIndex,
+    readonly nodes: NodeSet,
     private readonly metrics: BlockserverMetrics,
   ) {
     this.codec = new ErasureCodec(config.dataShards, config.parityShards);
-    for (const n of config.storageNodes) this.nodes.set(n.name, new StorageNode(n, config.nodeTimeoutMs));
   }
 
   /** Stores a block after checking its hash; returns true when it was already stored. */
   async put(hash: Buffer, data: Uint8Array): Promise<boolean> {
-    if (hash.length !== HASH_BYTES) throw invalidArgument(`hash must be ${HASH_BYTES} bytes of SHA-256, got ${hash.length}`);
+    checkHash(hash);
     const actual = createHash("sha256").update(data).digest();
     if (!actual.equals(hash)) {
       throw invalidArgument(`hash mismatch: the ${data.length} bytes sent hash to ${actual.toString("hex")}, not ${hash.toString("hex")}; nothing was stored`);
@@ -53,38 +60,55 @@ export class BlockStore {
     const existing = await this.index.get(hash);
     if (existing?.state === "live") return true;
     const k = this.codec.dataShards;
-    const width = k + this.codec.parityShards;
-    const shardSize = this.codec.shardSizeFor(data.length);
-    await this.index.beginWrite({ hash, size: data.length, dataShards: k, parityShards: this.codec.parityShards, shardSize });
+    const m = this.codec.parityShards;
+    const width = k + m;
+    await this.index.beginWrite({ hash, size: data.length, dataShards: k, parityShards: m, shardSize: this.codec.shardSizeFor(data.length) });
     const stopEncode = this.metrics.codingSeconds.startTimer({ operation: "encode" });
     const shards = await this.codec.encode(data);
     stopEncode();
-    const targets = rankNodes(hash, [...this.nodes.keys()]).slice(0, width);
-    const placements: ShardPlacement[] = [];
-    const results = await Promise.allSettled(shards.map(async (payload, i) => {
-      const [header, body] = encodeShard({ k, m: this.codec.parityShards, index: i, blockLength: data.length, blockHash: hash }, payload);
+    // Healthy nodes first, each group in rendezvous order, so a down node is not chosen while a
+    // healthy spare exists.
+    const ranked = rankNodes(hash, this.nodes.names);
+    const targets = [...ranked.filter((n) => this.nodes.get(n)!.healthy), ...ranked.filter((n) => !this.nodes.get(n)!.healthy)].slice(0, width);
+    const outcome: WriteOutcome = { stored: [], failed: [] };
+    const placements: ShardPlacement[] = await Promise.all(shards.map(async (payload, i) => {
+      const [header, body] = encodeShard({ k, m, index: i, blockLength: data.length, blockHash: hash }, payload);
+      const placement: ShardPlacement = { index: i, node: targets[i], checksum: header.readUInt32BE(header.length - 8), state: "missing" };
       const node = this.nodes.get(targets[i])!;
-      await node.put(shardKey(hash, i), [header, body]);
-      this.metrics.shardBytes.inc({ direction: "written" }, header.length + body.length);
-      placements.push({ index: i, node: node.name, checksum: header.readUInt32BE(header.length - 8) });
+      if (!node.healthy) {
+        outcome.failed.push({ index: i, node: node.name, reason: "node is down" });
+        return placement;
+      }
+      try {
+        await node.put(shardKey(hash, i), [header, body]);
+        this.metrics.shardBytes.inc({ direction: "written" }, header.length + body.length);
+        this.metrics.shardWrites.inc({ node: node.name });
+        outcome.stored.push(i);
+        return { ...placement, state: "ok" };
+      } catch (err) {
+        this.metrics.shardFailures.inc({ node: node.name, operation: "write" });
+        outcome.failed.push({ index: i, node: node.name, reason: (err as Error).message });
+        return placement;
+      }
     }));
-    const failed = results.flatMap((r, i) => (r.status === "rejected" ? [{ node: targets[i], reason: String((r.reason as Error).message ?? r.reason) }] : []));
-    if (failed.length > 0) {
-      for (const f of failed) this.metrics.shardFailures.inc({ node: f.node, operation: "write" });
-      // The block stays in 'writing': never served, and a retry takes it over.
+    if (!meetsWriteQuorum(outcome, this.config.writeQuorum)) {
+      // The block stays in 'writing': never served, and a retry takes it over. Shards that did land
+      // are removed now where possible (the orphan sweep catches the rest).
+      await Promise.all(outcome.stored.map((i) => this.nodes.get(targets[i])!.delete(shardKey(hash, i)).catch(() => undefined)));
       throw new ConnectError(
-        `block ${hash.toString("hex")} not stored: ${failed.length} of ${width} shard writes failed (${failed.map((f) => `${f.node}: ${f.reason}`).join("; ")}); retry later`,
+        `block ${hash.toString("hex")} not stored: ${describeFailures(outcome, width)}; ` +
+          `${outcome.stored.length} stored, the write quorum is ${this.config.writeQuorum}; retry when the storage nodes are back`,
         Code.Unavailable,
       );
     }
-    placements.sort((a, b) => a.index - b.index);
     await this.index.commitWrite(hash, placements);
     this.metrics.blockBytes.inc({ direction: "written" }, data.length);
+    if (outcome.failed.length > 0) this.repairs.enqueue(hash, "written below full redundancy");
     return false;
   }
 
   async get(hash: Buffer): Promise<Buffer> {
-    if (hash.length !== HASH_BYTES) throw invalidArgument(`hash must be ${HASH_BYTES} bytes of SHA-256, got ${hash.length}`);
+    checkHash(hash);
     const record = await this.index.get(hash);
     if (!record || record.state !== "live") {
       throw new ConnectError(`block ${hash.toString("hex")} is not stored`, Code.NotFound);
@@ -92,38 +116,45 @@ export class BlockStore {
     const k = record.dataShards;
     const width = k + record.parityShards;
     const shards: (Buffer | undefined)[] = new Array(width).fill(undefined);
-    // Fast path: the k data shards, no decoding. Any shard that is missing or corrupt brings in parity.
-    const fetched = await Promise.all(record.shards.slice(0, k).map((p) => this.readShard(record, p)));
-    fetched.forEach((s, i) => (shards[i] = s));
-    let good = fetched.filter(Boolean).length;
+    // Fast path: the k data shards, no decoding. A shard that is missing, corrupt, on a down node
+    // or slower than the hedge deadline brings in parity instead.
+    const data = await Promise.all(record.shards.slice(0, k).map((p) => this.readShard(record, p, this.config.hedgeMs)));
+    data.forEach((s, i) => (shards[i] = s));
+    let good = data.filter(Boolean).length;
     if (good < k) {
       this.metrics.degradedReads.inc();
       const parity = await Promise.all(record.shards.slice(k).map((p) => this.readShard(record, p)));
       parity.forEach((s, i) => (shards[k + i] = s));
       good += parity.filter(Boolean).length;
     }
-    let data: Buffer;
+    if (shards.some((s) => !s)) this.repairs.enqueue(hash, "read found missing or corrupt shards");
+    let block: Buffer;
     try {
       const stopDecode = this.metrics.codingSeconds.startTimer({ operation: "decode" });
-      data = await this.codec.decode(shards, record.size);
+      block = await this.codec.decode(shards, record.size);
       stopDecode();
     } catch (err) {
       if (err instanceof NotEnoughShardsError) throw dataLoss(hash.toString("hex"), `only ${good} of the ${k} shards needed are readable`);
       throw err;
     }
-    if (!createHash("sha256").update(data).digest().equals(hash)) {
+    if (!createHash("sha256").update(block).digest().equals(hash)) {
       throw dataLoss(hash.toString("hex"), "the rebuilt bytes do not match the block hash");
     }
-    this.metrics.blockBytes.inc({ direction: "read" }, data.length);
-    return data;
+    this.metrics.blockBytes.inc({ direction: "read" }, block.length);
+    return block;
   }
 
-  /** One shard's payload, or undefined when it is missing, unreachable or fails its checksum. */
-  private async readShard(record: BlockRecord, placement: ShardPlacement): Promise<Buffer | undefined> {
+  /** Every shard of a block, verified; undefined where a shard is missing, unreachable or corrupt. */
+  readAllShards(record: BlockRecord): Promise<(Buffer | undefined)[]> {
+    return Promise.all(record.shards.map((p) => this.readShard(record, p)));
+  }
+
+  /** One shard's payload, or undefined when it is missing, unreachable, too slow or fails its checksum. */
+  async readShard(record: BlockRecord, placement: ShardPlacement, timeoutMs?: number): Promise<Buffer | undefined> {
     const node = this.nodes.get(placement.node);
-    if (!node) return undefined;
+    if (!node || !node.healthy || placement.state === "missing") return undefined;
     try {
-      const object = await node.get(shardKey(record.hash, placement.index));
+      const object = await node.get(shardKey(record.hash, placement.index), timeoutMs);
       this.metrics.shardBytes.inc({ direction: "read" }, object.length);
       const { header, payload } = decodeShard(object);
       if (!header.blockHash.equals(record.hash) || header.index !== placement.index || header.payloadChecksum !== placement.checksum) {
@@ -136,11 +167,24 @@ export class BlockStore {
     }
   }
 
+  /** Writes one (rebuilt) shard to a node and returns its placement. */
+  async writeShard(record: BlockRecord, index: number, payload: Uint8Array, nodeName: string): Promise<ShardPlacement> {
+    const [header, body] = encodeShard(
+      { k: record.dataShards, m: record.parityShards, index, blockLength: record.size, blockHash: record.hash }, payload,
+    );
+    await this.nodes.get(nodeName)!.put(shardKey(record.hash, index), [header, body]);
+    this.metrics.shardBytes.inc({ direction: "written" }, header.length + body.length);
+    this.metrics.shardWrites.inc({ node: nodeName });
+    return { index, node: nodeName, checksum: header.readUInt32BE(header.length - 8), state: "ok" };
+  }
+
   /** Which hashes are stored and live. */
   has(hashes: Buffer[]): Promise<boolean[]> {
-    for (const h of hashes) {
-      if (h.length !== HASH_BYTES) throw invalidArgument(`every hash must be ${HASH_BYTES} bytes of SHA-256, got one of ${h.length}`);
-    }
+    hashes.forEach(checkHash);
     return this.index.live(hashes);
   }
+}
+
+function checkHash(hash: Buffer): void {
+  if (hash.length !== HASH_BYTES) throw invalidArgument(`hash must be ${HASH_BYTES} bytes of SHA-256, got ${hash.length}`);
 }

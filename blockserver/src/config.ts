@@ -1,3 +1,4 @@
+import { defaultWriteQuorum, validateWriteQuorum } from "./quorum.js";
 import { envInt, envJson, envString, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
 
 export interface StorageNodeConfig {
@@ -16,6 +17,14 @@ export interface BlockserverConfig extends ServiceBasics {
   parityShards: number;
   /** Time one storage node may take on one shard before the request fails over. */
   nodeTimeoutMs: number;
+  /** Shards that must be stored before a write is acknowledged (see quorum.ts). */
+  writeQuorum: number;
+  /** Hedged reads: a data shard not read within this time is treated as missing and parity is fetched. */
+  hedgeMs: number;
+  /** How often down storage nodes are probed. */
+  probeIntervalMs: number;
+  /** How often the index is swept for blocks with missing shards. */
+  repairSweepMs: number;
 }
 
 export function loadConfig(env: Env = process.env): BlockserverConfig {
@@ -26,7 +35,15 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
     dataShards: envInt(env, "SATCHEL_EC_DATA_SHARDS", 4),
     parityShards: envInt(env, "SATCHEL_EC_PARITY_SHARDS", 2),
     nodeTimeoutMs: envInt(env, "SATCHEL_NODE_TIMEOUT_MS", 10_000),
+    writeQuorum: 0,
+    hedgeMs: envInt(env, "SATCHEL_HEDGE_MS", 1000),
+    probeIntervalMs: envInt(env, "SATCHEL_NODE_PROBE_MS", 1000),
+    repairSweepMs: envInt(env, "SATCHEL_REPAIR_SWEEP_MS", 10_000),
   };
+  config.writeQuorum = validateWriteQuorum(
+    envInt(env, "SATCHEL_WRITE_QUORUM", defaultWriteQuorum(config.dataShards, config.parityShards)),
+    config.dataShards, config.parityShards,
+  );
   if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (the shard map database)");
   const width = config.dataShards + config.parityShards;
   if (config.storageNodes.length < width) {

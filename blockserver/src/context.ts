@@ -3,14 +3,18 @@ import { BlockStore } from "./block-store.js";
 import type { BlockserverConfig } from "./config.js";
 import { BlockIndex } from "./index/block-index.js";
 import { BlockserverMetrics } from "./metrics.js";
+import { NodeSet } from "./nodes/node-set.js";
+import { Repairer } from "./repair/repairer.js";
 
-/** Every long-lived client of the blockserver, built once; close() releases them. */
+/** Every long-lived client and worker of the blockserver, built once; close() releases them. */
 export interface BlockserverContext {
   config: BlockserverConfig;
   logger: Logger;
   metrics: BlockserverMetrics;
   index: BlockIndex;
+  nodes: NodeSet;
   store: BlockStore;
+  repairer: Repairer;
   close(): Promise<void>;
 }
 
@@ -18,6 +22,25 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   const logger = createLogger("blockserver", config.logLevel);
   const metrics = new BlockserverMetrics();
   const index = await BlockIndex.open(config.directoryUrl);
-  const store = new BlockStore(config, index, metrics);
-  return { config, logger, metrics, index, store, close: () => index.close() };
+  const nodes = new NodeSet(config.storageNodes, config.nodeTimeoutMs);
+  const store = new BlockStore(config, index, nodes, metrics);
+  const repairer = new Repairer(store, index, metrics, logger);
+  store.repairs = repairer;
+  for (const name of nodes.names) metrics.nodeUp.set({ node: name }, 1);
+  nodes.startProbing(config.probeIntervalMs, (node, changed) => {
+    metrics.nodeUp.set({ node: node.name }, node.healthy ? 1 : 0);
+    if (!changed) return;
+    logger.warn({ node: node.name }, node.healthy ? "storage node is back" : "storage node is down");
+    // Shards that could not be written while it was down can go home now.
+    if (node.healthy) repairer.sweepNow();
+  });
+  repairer.start(config.repairSweepMs);
+  return {
+    config, logger, metrics, index, nodes, store, repairer,
+    close: async () => {
+      nodes.stop();
+      repairer.stop();
+      await index.close();
+    },
+  };
 }

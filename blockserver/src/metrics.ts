@@ -1,4 +1,4 @@
-import { Counter, Histogram } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
 import { ServiceMetrics } from "@satchel/proto";
 
 /** Blockserver metrics beyond the shared RPC ones. */
@@ -19,6 +19,39 @@ export class BlockserverMetrics extends ServiceMetrics {
     name: "satchel_blockserver_shard_failures_total",
     help: "Shard reads or writes that failed, by node and operation.",
     labelNames: ["node", "operation"],
+    registers: [this.registry],
+  });
+  readonly shardWrites = new Counter({
+    name: "satchel_blockserver_shard_writes_total",
+    help: "Shards written, by node.",
+    labelNames: ["node"],
+    registers: [this.registry],
+  });
+  readonly nodeUp = new Gauge({
+    name: "satchel_blockserver_storage_node_up",
+    help: "1 when the storage node answers, 0 when it is marked down.",
+    labelNames: ["node"],
+    registers: [this.registry],
+  });
+  readonly repairsQueued = new Counter({
+    name: "satchel_blockserver_repairs_queued_total",
+    help: "Blocks queued for repair (from reads, degraded writes, scrub and index sweeps).",
+    registers: [this.registry],
+  });
+  readonly repairQueueLength = new Gauge({
+    name: "satchel_blockserver_repair_queue_blocks",
+    help: "Blocks waiting for repair.",
+    registers: [this.registry],
+  });
+  readonly repairs = new Counter({
+    name: "satchel_blockserver_repairs_total",
+    help: "Block repairs finished, by result (repaired, partial, lost).",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
+  readonly shardsRebuilt = new Counter({
+    name: "satchel_blockserver_shards_rebuilt_total",
+    help: "Shards rebuilt from the others and rewritten.",
     registers: [this.registry],
   });
   readonly degradedReads = new Counter({

@@ -4,3 +4,4 @@ export * from "./cluster/minio.js";
 export * from "./cluster/process.js";
 export * from "./cluster/migrate.js";
 export * from "./testing/helpers.js";
+export * from "./testing/node-control.js";

@@ -17,6 +17,8 @@ export interface ShardPlacement {
   index: number;
   node: string;
   checksum: number;
+  /** 'missing': the write could not store it, or scrub/read found it lost; repair rebuilds it. */
+  state: "ok" | "missing";
 }
 
 /**
@@ -60,7 +62,7 @@ export class BlockIndex {
     );
     if (rows.length === 0) return undefined;
     const [shardRows] = await pool.query<RowDataPacket[]>(
-      "SELECT shard_index, node, checksum FROM block_shards WHERE hash = ? ORDER BY shard_index", [hash],
+      "SELECT shard_index, node, checksum, state FROM block_shards WHERE hash = ? ORDER BY shard_index", [hash],
     );
     const r = rows[0];
     return {
@@ -70,7 +72,7 @@ export class BlockIndex {
       parityShards: r.parity_shards,
       shardSize: r.shard_size,
       state: r.state,
-      shards: shardRows.map((s) => ({ index: s.shard_index, node: s.node, checksum: s.checksum })),
+      shards: shardRows.map((s) => ({ index: s.shard_index, node: s.node, checksum: s.checksum, state: s.state })),
     };
   }
 
@@ -115,8 +117,9 @@ export class BlockIndex {
       // An upsert, not delete-then-insert: deleting absent rows takes gap locks that deadlock
       // concurrent writes of neighbouring hashes.
       await conn.query(
-        "INSERT INTO block_shards (hash, shard_index, node, checksum) VALUES ? ON DUPLICATE KEY UPDATE node = VALUES(node), checksum = VALUES(checksum)",
-        [shards.map((s) => [hash, s.index, s.node, s.checksum])],
+        `INSERT INTO block_shards (hash, shard_index, node, checksum, state) VALUES ?
+         ON DUPLICATE KEY UPDATE node = VALUES(node), checksum = VALUES(checksum), state = VALUES(state)`,
+        [shards.map((s) => [hash, s.index, s.node, s.checksum, s.state])],
       );
       await conn.query("UPDATE blocks SET state = 'live', verified_at = CURRENT_TIMESTAMP(3) WHERE hash = ?", [hash]);
       await conn.commit();
@@ -126,6 +129,45 @@ export class BlockIndex {
     } finally {
       conn.release();
     }
+  }
+
+  /** Records a shard's new home and state (after a repair, or when a read or scrub finds it lost). */
+  async setShard(hash: Buffer, shard: ShardPlacement): Promise<void> {
+    await this.shardOf(hash).query(
+      "UPDATE block_shards SET node = ?, checksum = ?, state = ? WHERE hash = ? AND shard_index = ?",
+      [shard.node, shard.checksum, shard.state, hash, shard.index],
+    );
+  }
+
+  /** Live blocks that have a shard recorded as missing, from every index shard. */
+  async blocksWithMissingShards(limit: number): Promise<Buffer[]> {
+    const found = await Promise.all(this.shards.map(async (pool) => {
+      const [rows] = await pool.query<RowDataPacket[]>(
+        `SELECT DISTINCT s.hash FROM block_shards s JOIN blocks b ON b.hash = s.hash
+         WHERE s.state = 'missing' AND b.state = 'live' LIMIT ?`, [limit],
+      );
+      return rows.map((r) => r.hash as Buffer);
+    }));
+    return found.flat().slice(0, limit);
+  }
+
+  /**
+   * One page of live blocks of one index shard in hash order, for the scrubber's walk.
+   * Returns the hashes after `after` (exclusive).
+   */
+  async livePage(shard: number, after: Buffer, limit: number): Promise<Buffer[]> {
+    const [rows] = await this.shards[shard].query<RowDataPacket[]>(
+      "SELECT hash FROM blocks WHERE state = 'live' AND hash > ? ORDER BY hash LIMIT ?", [after, limit],
+    );
+    return rows.map((r) => r.hash as Buffer);
+  }
+
+  get shardCount(): number {
+    return this.shards.length;
+  }
+
+  async markVerified(hash: Buffer): Promise<void> {
+    await this.shardOf(hash).query("UPDATE blocks SET verified_at = CURRENT_TIMESTAMP(3) WHERE hash = ?", [hash]);
   }
 
   async close(): Promise<void> {

@@ -16,11 +16,15 @@ export class StorageNode {
   private readonly client: Minio.Client;
   readonly name: string;
   readonly bucket: string;
+  private readonly endpoint: string;
+  /** False after a connection failure, until a health probe answers again. */
+  healthy = true;
 
   constructor(config: StorageNodeConfig, private readonly timeoutMs: number) {
     const url = new URL(config.endpoint);
     this.name = config.name;
     this.bucket = config.bucket;
+    this.endpoint = config.endpoint;
     this.client = new Minio.Client({
       endPoint: url.hostname,
       port: Number(url.port),
@@ -45,7 +49,8 @@ export class StorageNode {
     })());
   }
 
-  async get(key: string): Promise<Buffer> {
+  /** A shard object's bytes; timeoutMs lets a hedged read give up on a slow node early. */
+  async get(key: string, timeoutMs?: number): Promise<Buffer> {
     return this.withTimeout(`get ${key}`, (async () => {
       let stream;
       try {
@@ -57,22 +62,42 @@ export class StorageNode {
       const chunks: Buffer[] = [];
       for await (const chunk of stream) chunks.push(chunk as Buffer);
       return Buffer.concat(chunks);
-    })());
+    })(), timeoutMs);
   }
 
   async delete(key: string): Promise<void> {
     await this.withTimeout(`delete ${key}`, this.client.removeObject(this.bucket, key));
   }
 
-  private async withTimeout<T>(what: string, work: Promise<T>): Promise<T> {
+  /** Asks the node's liveness endpoint; updates `healthy`. */
+  async probe(timeoutMs = 1000): Promise<boolean> {
+    try {
+      const res = await fetch(`${this.endpoint}/minio/health/live`, { signal: AbortSignal.timeout(timeoutMs) });
+      this.healthy = res.ok;
+    } catch {
+      this.healthy = false;
+    }
+    return this.healthy;
+  }
+
+  private async withTimeout<T>(what: string, work: Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${this.name}: ${what} timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(() => reject(new Error(`${this.name}: ${what} timed out after ${timeoutMs} ms`)), timeoutMs);
     });
+    work.catch(() => undefined);
     try {
       return await Promise.race([work, timeout]);
+    } catch (err) {
+      if (!(err instanceof ShardMissingError) && isConnectionFailure(err)) this.healthy = false;
+      throw err;
     } finally {
       clearTimeout(timer);
     }
   }
+}
+
+function isConnectionFailure(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || /timed out/.test((err as Error).message ?? "");
 }

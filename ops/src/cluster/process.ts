@@ -57,7 +57,8 @@ export class ManagedProcess {
   async stop(graceMs = 10_000): Promise<void> {
     const child = this.child;
     if (!child || !this.running) {
-      rmSync(this.pidFile, { force: true });
+      // Someone else (a fault test) may have restarted this process: end whatever the pid file names.
+      killStale(this.pidFile);
       return;
     }
     child.kill("SIGTERM");

@@ -1,0 +1,169 @@
+import { createHash, randomBytes } from "node:crypto";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import mysql from "mysql2/promise";
+import type { RowDataPacket } from "mysql2/promise";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createSatchelTransport } from "@satchel/proto";
+import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { NodeControl, minioClient } from "@satchel/ops";
+import { decodeShard } from "./shard-format/shard-format.js";
+import { shardKey } from "./block-store.js";
+
+const { endpoints, stateDir } = inject("cluster");
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
+const nodes = new NodeControl(stateDir, endpoints);
+const nodeIndex = (name: string) => endpoints.storageNodes.findIndex((n) => n.name === name);
+const s3 = (name: string) => {
+  const n = endpoints.storageNodes[nodeIndex(name)];
+  return { client: minioClient(n), bucket: n.bucket };
+};
+let blocks: ReturnType<typeof createClient<typeof BlockService>>;
+let directory: mysql.Connection;
+
+/** The block index row of each shard, read straight from its MariaDB shard. */
+async function shardRows(hash: Buffer): Promise<{ shard_index: number; node: string; state: string }[]> {
+  const [shards] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
+  const s = shards[((hash[0] << 8) | hash[1]) % shards.length];
+  const url = new URL(endpoints.directoryUrl);
+  const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password) });
+  try {
+    const [rows] = await conn.query<RowDataPacket[]>("SELECT shard_index, node, state FROM block_shards WHERE hash = ? ORDER BY shard_index", [hash]);
+    return rows as { shard_index: number; node: string; state: string }[];
+  } finally {
+    await conn.end();
+  }
+}
+
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A shard object on its node decodes, passes its checksum and belongs to the block. */
+async function shardIsSound(hash: Buffer, index: number, node: string): Promise<boolean> {
+  const { client, bucket } = s3(node);
+  const chunks: Buffer[] = [];
+  for await (const c of await client.getObject(bucket, shardKey(hash, index))) chunks.push(c as Buffer);
+  const { header } = decodeShard(Buffer.concat(chunks));
+  return header.blockHash.equals(hash) && header.index === index;
+}
+
+async function put(data: Buffer) {
+  await blocks.putBlock({ hash: sha(data), data });
+  return sha(data);
+}
+
+const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => ConnectError.from(e).code);
+
+beforeAll(async () => {
+  blocks = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.devToken }));
+  directory = await mysql.createConnection(endpoints.directoryUrl);
+});
+afterAll(async () => {
+  await directory.end();
+});
+
+describe("blockserver storage invariants under node loss and bit rot (real MinIO processes)", () => {
+  it("with m nodes down every block reads back byte-identical, writes below quorum fail cleanly, and restarted nodes get their shards back", async () => {
+    const stored = await Promise.all(Array.from({ length: 12 }, () => randomBytes(200_000 + Math.floor(Math.random() * 900_000))));
+    const hashes = await Promise.all(stored.map(put));
+    await nodes.kill(0);
+    await nodes.kill(1);
+    let degradedHash: Buffer | undefined;
+    try {
+      for (const [i, hash] of hashes.entries()) {
+        const { data } = await blocks.getBlock({ hash });
+        expect(Buffer.from(data).equals(stored[i])).toBe(true);
+      }
+      // 4 of 6 nodes up: below the write quorum (5) the write fails and leaves nothing live.
+      const refused = randomBytes(300_000);
+      const err = await blocks.putBlock({ hash: sha(refused), data: refused }).catch((e) => ConnectError.from(e));
+      expect((err as ConnectError).code).toBe(Code.Unavailable);
+      expect((err as ConnectError).rawMessage).toMatch(/write quorum is 5/);
+      expect((await blocks.hasBlocks({ hashes: [sha(refused)] })).present).toEqual([false]);
+
+      // One node back: the write quorum holds again.
+      await nodes.start(1);
+      const degraded = randomBytes(500_000);
+      await eventually("a write at quorum to succeed", async () => (await codeOf(blocks.putBlock({ hash: sha(degraded), data: degraded }))) === "ok");
+      degradedHash = sha(degraded);
+      const rows = await shardRows(degradedHash);
+      expect(rows.filter((r) => r.state === "missing").length).toBeGreaterThanOrEqual(1);
+      expect(Buffer.from((await blocks.getBlock({ hash: sha(degraded) })).data).equals(degraded)).toBe(true);
+    } finally {
+      await nodes.start(0).catch(() => undefined);
+      await nodes.start(1).catch(() => undefined);
+    }
+    // Both back: repair brings the degraded block to k+m sound shards on six distinct nodes.
+    const all = [...hashes, degradedHash!];
+    await eventually("every shard of every block to be sound", async () => {
+      for (const hash of all) {
+        const rows = await shardRows(hash);
+        if (rows.length !== 6 || rows.some((r) => r.state !== "ok")) return false;
+        for (const r of rows) if (!(await shardIsSound(hash, r.shard_index, r.node))) return false;
+      }
+      return true;
+    }, 60_000);
+  });
+
+  it("repairs a block written below full redundancy once its node returns", async () => {
+    await nodes.kill(3);
+    let hash: Buffer;
+    const data = randomBytes(700_000);
+    try {
+      await eventually("a degraded write", async () => (await codeOf(blocks.putBlock({ hash: sha(data), data }))) === "ok");
+      hash = sha(data);
+      expect((await shardRows(hash)).filter((r) => r.state === "missing")).toHaveLength(1);
+    } finally {
+      await nodes.start(3);
+    }
+    await eventually("the missing shard to be rebuilt on its node", async () => {
+      const rows = await shardRows(hash);
+      return rows.every((r) => r.state === "ok") && new Set(rows.map((r) => r.node)).size === 6 &&
+        (await shardIsSound(hash, rows.find((r) => r.node === "minio-3")!.shard_index, "minio-3"));
+    });
+  });
+
+  it("reads through corrupt and deleted shards with correct bytes, and heals them", async () => {
+    const data = randomBytes(1_500_000);
+    const hash = await put(data);
+    const rows = await shardRows(hash);
+    const corrupt = rows[0];
+    const deleted = rows[4];
+    const garbage = randomBytes(100_000);
+    await s3(corrupt.node).client.putObject(s3(corrupt.node).bucket, shardKey(hash, corrupt.shard_index), garbage, garbage.length);
+    await s3(deleted.node).client.removeObject(s3(deleted.node).bucket, shardKey(hash, deleted.shard_index));
+    expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(data)).toBe(true);
+    await eventually("heal on read to rewrite both shards", async () =>
+      (await shardIsSound(hash, corrupt.shard_index, corrupt.node)) && (await shardIsSound(hash, deleted.shard_index, deleted.node)));
+  });
+
+  it("gives DATA_LOSS naming the block when fewer than k shards survive, never wrong bytes", async () => {
+    const data = randomBytes(800_000);
+    const hash = await put(data);
+    const rows = await shardRows(hash);
+    for (const r of rows.slice(0, 3)) await s3(r.node).client.removeObject(s3(r.node).bucket, shardKey(hash, r.shard_index));
+    const err = await blocks.getBlock({ hash }).catch((e) => ConnectError.from(e));
+    expect((err as ConnectError).code).toBe(Code.DataLoss);
+    expect((err as ConnectError).rawMessage).toContain(hash.toString("hex"));
+  });
+
+  it("hedges a read around a hung node: correct bytes, without waiting for it", async () => {
+    const data = randomBytes(2_000_000);
+    const hash = await put(data);
+    const holder = (await shardRows(hash)).find((r) => r.shard_index === 0)!;
+    nodes.pause(nodeIndex(holder.node));
+    try {
+      const started = Date.now();
+      const { data: back } = await blocks.getBlock({ hash });
+      expect(Buffer.from(back).equals(data)).toBe(true);
+      expect(Date.now() - started).toBeLessThan(8_000); // the node timeout is 10 s; the hedge is 1 s
+    } finally {
+      nodes.resume(nodeIndex(holder.node));
+    }
+  });
+});
