@@ -5,6 +5,7 @@ import { Code, ConnectError, dataLoss, invalidArgument } from "./errors.js";
 import type { BlockIndex, BlockRecord, ShardPlacement } from "./index/block-index.js";
 import type { BlockserverMetrics } from "./metrics.js";
 import type { NodeSet } from "./nodes/node-set.js";
+import { ShardMissingError } from "./nodes/storage-node.js";
 import { rankNodes } from "./placement/rendezvous.js";
 import { describeFailures, meetsWriteQuorum, type WriteOutcome } from "./quorum.js";
 import { decodeShard, encodeShard, ShardCorruptError } from "./shard-format/shard-format.js";
@@ -15,6 +16,14 @@ export const shardKey = (hash: Uint8Array, index: number): string => {
   const hex = Buffer.from(hash).toString("hex");
   return `blocks/${hex.slice(0, 2)}/${hex}.${index}`;
 };
+
+/** What reading one shard gave: its verified payload, or what is wrong with it. */
+export interface ShardRead {
+  payload?: Buffer;
+  problem?: "missing" | "corrupt" | "unreachable" | "dead-node";
+  /** Bytes read from the node. */
+  bytes?: number;
+}
 
 /** Where to send blocks whose shards need rebuilding (the repairer). */
 export interface RepairSink {
@@ -31,6 +40,8 @@ export class BlockStore {
   /** Writes of the same hash in flight in this process share one promise: a block is written once. */
   private readonly writing = new Map<string, Promise<boolean>>();
   repairs: RepairSink = { enqueue: () => undefined };
+  /** Client reads and writes in progress; background work (scrub) yields while there are any. */
+  foregroundInFlight = 0;
 
   constructor(
     private readonly config: BlockserverConfig,
@@ -51,7 +62,11 @@ export class BlockStore {
     const key = hash.toString("hex");
     const inFlight = this.writing.get(key);
     if (inFlight) return inFlight.then(() => true);
-    const work = this.write(hash, data).finally(() => this.writing.delete(key));
+    this.foregroundInFlight++;
+    const work = this.write(hash, data).finally(() => {
+      this.writing.delete(key);
+      this.foregroundInFlight--;
+    });
     this.writing.set(key, work);
     return work;
   }
@@ -109,6 +124,15 @@ export class BlockStore {
 
   async get(hash: Buffer): Promise<Buffer> {
     checkHash(hash);
+    this.foregroundInFlight++;
+    try {
+      return await this.read(hash);
+    } finally {
+      this.foregroundInFlight--;
+    }
+  }
+
+  private async read(hash: Buffer): Promise<Buffer> {
     const record = await this.index.get(hash);
     if (!record || record.state !== "live") {
       throw new ConnectError(`block ${hash.toString("hex")} is not stored`, Code.NotFound);
@@ -151,19 +175,32 @@ export class BlockStore {
 
   /** One shard's payload, or undefined when it is missing, unreachable, too slow or fails its checksum. */
   async readShard(record: BlockRecord, placement: ShardPlacement, timeoutMs?: number): Promise<Buffer | undefined> {
+    return (await this.inspectShard(record, placement, timeoutMs)).payload;
+  }
+
+  /** Reads and verifies one shard, saying what is wrong with it when it cannot be used. */
+  async inspectShard(record: BlockRecord, placement: ShardPlacement, timeoutMs?: number): Promise<ShardRead> {
     const node = this.nodes.get(placement.node);
-    if (!node || !node.healthy || placement.state === "missing") return undefined;
+    if (!node || this.nodes.isDead(node.name)) return { problem: "dead-node" };
+    if (placement.state === "missing") return { problem: "missing" };
+    if (!node.healthy) return { problem: "unreachable" };
+    let object: Buffer;
     try {
-      const object = await node.get(shardKey(record.hash, placement.index), timeoutMs);
-      this.metrics.shardBytes.inc({ direction: "read" }, object.length);
+      object = await node.get(shardKey(record.hash, placement.index), timeoutMs);
+    } catch (err) {
+      this.metrics.shardFailures.inc({ node: placement.node, operation: "read" });
+      return { problem: err instanceof ShardMissingError ? "missing" : "unreachable" };
+    }
+    this.metrics.shardBytes.inc({ direction: "read" }, object.length);
+    try {
       const { header, payload } = decodeShard(object);
       if (!header.blockHash.equals(record.hash) || header.index !== placement.index || header.payloadChecksum !== placement.checksum) {
         throw new ShardCorruptError("shard does not belong to this block");
       }
-      return payload;
+      return { payload, bytes: object.length };
     } catch {
       this.metrics.shardFailures.inc({ node: placement.node, operation: "read" });
-      return undefined;
+      return { problem: "corrupt", bytes: object.length };
     }
   }
 

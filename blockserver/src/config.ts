@@ -25,6 +25,7 @@ export interface BlockserverConfig extends ServiceBasics {
   probeIntervalMs: number;
   /** How often the index is swept for blocks with missing shards. */
   repairSweepMs: number;
+  scrub: { rateBytesPerSecond: number; idleMs: number; maxYieldMs: number };
 }
 
 export function loadConfig(env: Env = process.env): BlockserverConfig {
@@ -39,6 +40,11 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
     hedgeMs: envInt(env, "SATCHEL_HEDGE_MS", 1000),
     probeIntervalMs: envInt(env, "SATCHEL_NODE_PROBE_MS", 1000),
     repairSweepMs: envInt(env, "SATCHEL_REPAIR_SWEEP_MS", 10_000),
+    scrub: {
+      rateBytesPerSecond: envInt(env, "SATCHEL_SCRUB_BYTES_PER_SECOND", 32 * 1024 * 1024),
+      idleMs: envInt(env, "SATCHEL_SCRUB_IDLE_MS", 60_000),
+      maxYieldMs: envInt(env, "SATCHEL_SCRUB_MAX_YIELD_MS", 500),
+    },
   };
   config.writeQuorum = validateWriteQuorum(
     envInt(env, "SATCHEL_WRITE_QUORUM", defaultWriteQuorum(config.dataShards, config.parityShards)),

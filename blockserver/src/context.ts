@@ -5,6 +5,7 @@ import { BlockIndex } from "./index/block-index.js";
 import { BlockserverMetrics } from "./metrics.js";
 import { NodeSet } from "./nodes/node-set.js";
 import { Repairer } from "./repair/repairer.js";
+import { Scrubber } from "./scrub/scrubber.js";
 
 /** Every long-lived client and worker of the blockserver, built once; close() releases them. */
 export interface BlockserverContext {
@@ -15,6 +16,9 @@ export interface BlockserverContext {
   nodes: NodeSet;
   store: BlockStore;
   repairer: Repairer;
+  scrubber: Scrubber;
+  /** Re-reads which storage nodes an operator declared dead. */
+  refreshNodeStates(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -34,10 +38,18 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
     // Shards that could not be written while it was down can go home now.
     if (node.healthy) repairer.sweepNow();
   });
+  const refreshNodeStates = async () => nodes.setDead(await index.deadNodes());
+  await refreshNodeStates();
+  const nodeStateTimer = setInterval(() => void refreshNodeStates().catch(() => undefined), 5000);
+  nodeStateTimer.unref();
   repairer.start(config.repairSweepMs);
+  const scrubber = new Scrubber(store, index, repairer, metrics, logger, config.scrub);
+  scrubber.start();
   return {
-    config, logger, metrics, index, nodes, store, repairer,
+    config, logger, metrics, index, nodes, store, repairer, scrubber, refreshNodeStates,
     close: async () => {
+      clearInterval(nodeStateTimer);
+      scrubber.stop();
       nodes.stop();
       repairer.stop();
       await index.close();

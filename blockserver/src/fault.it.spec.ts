@@ -4,7 +4,7 @@ import mysql from "mysql2/promise";
 import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
-import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { BlockAdminService, BlockService, NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { NodeControl, minioClient } from "@satchel/ops";
 import { decodeShard } from "./shard-format/shard-format.js";
 import { shardKey } from "./block-store.js";
@@ -18,6 +18,7 @@ const s3 = (name: string) => {
   return { client: minioClient(n), bucket: n.bucket };
 };
 let blocks: ReturnType<typeof createClient<typeof BlockService>>;
+let admin: ReturnType<typeof createClient<typeof BlockAdminService>>;
 let directory: mysql.Connection;
 
 /** The block index row of each shard, read straight from its MariaDB shard. */
@@ -43,13 +44,31 @@ async function eventually(what: string, check: () => Promise<boolean>, timeoutMs
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** A shard object on its node decodes, passes its checksum and belongs to the block. */
-async function shardIsSound(hash: Buffer, index: number, node: string): Promise<boolean> {
+async function readObject(node: string, key: string): Promise<Buffer> {
   const { client, bucket } = s3(node);
   const chunks: Buffer[] = [];
-  for await (const c of await client.getObject(bucket, shardKey(hash, index))) chunks.push(c as Buffer);
-  const { header } = decodeShard(Buffer.concat(chunks));
+  for await (const c of await client.getObject(bucket, key)) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** A shard object on its node decodes, passes its checksum and belongs to the block. */
+async function shardIsSound(hash: Buffer, index: number, node: string): Promise<boolean> {
+  const { header } = decodeShard(await readObject(node, shardKey(hash, index)));
   return header.blockHash.equals(hash) && header.index === index;
+}
+
+/** Shard rows that name a node, across every index shard. */
+async function rowsOnNode(node: string): Promise<number> {
+  const [shards] = await directory.query<RowDataPacket[]>("SELECT host, port, database_name FROM shards");
+  const url = new URL(endpoints.directoryUrl);
+  let n = 0;
+  for (const s of shards) {
+    const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password) });
+    const [rows] = await conn.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM block_shards WHERE node = ?", [node]);
+    n += Number(rows[0].n);
+    await conn.end();
+  }
+  return n;
 }
 
 async function put(data: Buffer) {
@@ -60,7 +79,9 @@ async function put(data: Buffer) {
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => ConnectError.from(e).code);
 
 beforeAll(async () => {
-  blocks = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.devToken }));
+  const transport = createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.devToken });
+  blocks = createClient(BlockService, transport);
+  admin = createClient(BlockAdminService, transport);
   directory = await mysql.createConnection(endpoints.directoryUrl);
 });
 afterAll(async () => {
@@ -145,11 +166,18 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
   it("gives DATA_LOSS naming the block when fewer than k shards survive, never wrong bytes", async () => {
     const data = randomBytes(800_000);
     const hash = await put(data);
-    const rows = await shardRows(hash);
-    for (const r of rows.slice(0, 3)) await s3(r.node).client.removeObject(s3(r.node).bucket, shardKey(hash, r.shard_index));
-    const err = await blocks.getBlock({ hash }).catch((e) => ConnectError.from(e));
-    expect((err as ConnectError).code).toBe(Code.DataLoss);
-    expect((err as ConnectError).rawMessage).toContain(hash.toString("hex"));
+    const rows = (await shardRows(hash)).slice(0, 3);
+    const saved = await Promise.all(rows.map((r) => readObject(r.node, shardKey(hash, r.shard_index))));
+    for (const r of rows) await s3(r.node).client.removeObject(s3(r.node).bucket, shardKey(hash, r.shard_index));
+    try {
+      const err = await blocks.getBlock({ hash }).catch((e) => ConnectError.from(e));
+      expect((err as ConnectError).code).toBe(Code.DataLoss);
+      expect((err as ConnectError).rawMessage).toContain(hash.toString("hex"));
+    } finally {
+      // Put the shards back so later tests see no lost block.
+      for (const [i, r] of rows.entries()) await s3(r.node).client.putObject(s3(r.node).bucket, shardKey(hash, r.shard_index), saved[i], saved[i].length);
+    }
+    expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(data)).toBe(true);
   });
 
   it("hedges a read around a hung node: correct bytes, without waiting for it", async () => {
@@ -165,5 +193,55 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
     } finally {
       nodes.resume(nodeIndex(holder.node));
     }
+  });
+
+  it("the scrubber finds every corrupt and missing shard without any read touching them, and repairs them all", async () => {
+    const stored = await Promise.all(Array.from({ length: 24 }, () => randomBytes(100_000 + Math.floor(Math.random() * 1_000_000))));
+    const hashes = await Promise.all(stored.map(put));
+    const damaged: { hash: Buffer; index: number; node: string }[] = [];
+    for (const hash of hashes.slice(0, 10)) {
+      const rows = await shardRows(hash);
+      const [a, b] = [rows[Math.floor(Math.random() * 3)], rows[3 + Math.floor(Math.random() * 3)]];
+      const junk = Buffer.from(await readObject(a.node, shardKey(hash, a.shard_index)));
+      junk[junk.length - 1 - Math.floor(Math.random() * 1000)] ^= 0x40; // one flipped bit: bit rot
+      await s3(a.node).client.putObject(s3(a.node).bucket, shardKey(hash, a.shard_index), junk, junk.length);
+      await s3(b.node).client.removeObject(s3(b.node).bucket, shardKey(hash, b.shard_index));
+      damaged.push({ hash, index: a.shard_index, node: a.node }, { hash, index: b.shard_index, node: b.node });
+    }
+    const { status } = await admin.runScrub({ wait: true, unthrottled: true }, { timeoutMs: 120_000 });
+    expect(Number(status!.shardsCorrupt)).toBeGreaterThanOrEqual(10);
+    expect(Number(status!.shardsMissing)).toBeGreaterThanOrEqual(10);
+    expect(Number(status!.shardsRepaired)).toBeGreaterThanOrEqual(20);
+    expect(Number(status!.blocksLost)).toBe(0);
+    expect(Number(status!.blocksVerified)).toBeGreaterThanOrEqual(hashes.length);
+    for (const d of damaged) expect(await shardIsSound(d.hash, d.index, d.node)).toBe(true);
+    for (const [i, hash] of hashes.entries()) expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(stored[i])).toBe(true);
+  });
+
+  it("a node marked dead has all its shards rebuilt onto the remaining nodes", async () => {
+    const stored = await Promise.all(Array.from({ length: 8 }, () => randomBytes(600_000)));
+    const hashes = await Promise.all(stored.map(put));
+    expect(await rowsOnNode("minio-5")).toBeGreaterThan(0);
+    await nodes.kill(5);
+    try {
+      await admin.setNodeState({ node: "minio-5", state: NodeState.DEAD });
+      const started = Date.now();
+      await admin.runScrub({ wait: true, unthrottled: true }, { timeoutMs: 120_000 });
+      console.log(`rebuilt minio-5's shards in ${Date.now() - started} ms`);
+      expect(await rowsOnNode("minio-5")).toBe(0);
+      for (const [i, hash] of hashes.entries()) {
+        expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(stored[i])).toBe(true);
+        expect((await shardRows(hash)).every((r) => r.state === "ok")).toBe(true);
+      }
+      expect((await admin.getScrubStatus({})).status!.blocksLost).toBe(0n);
+    } finally {
+      await admin.setNodeState({ node: "minio-5", state: NodeState.ACTIVE });
+      await nodes.start(5);
+    }
+  });
+
+  it("rejects operator mistakes with clear statuses", async () => {
+    expect(await codeOf(admin.setNodeState({ node: "minio-99", state: NodeState.DEAD }))).toBe(Code.NotFound);
+    expect(await codeOf(admin.setNodeState({ node: "minio-1", state: NodeState.UNSPECIFIED }))).toBe(Code.InvalidArgument);
   });
 });

@@ -54,6 +54,37 @@ export class BlockserverMetrics extends ServiceMetrics {
     help: "Shards rebuilt from the others and rewritten.",
     registers: [this.registry],
   });
+  readonly scrubBlocks = new Counter({
+    name: "satchel_blockserver_scrub_blocks_verified_total",
+    help: "Blocks whose every shard the scrubber read and verified.",
+    registers: [this.registry],
+  });
+  readonly scrubBytes = new Counter({
+    name: "satchel_blockserver_scrub_bytes_verified_total",
+    help: "Shard bytes the scrubber read and verified.",
+    registers: [this.registry],
+  });
+  readonly scrubFindings = new Counter({
+    name: "satchel_blockserver_scrub_findings_total",
+    help: "Damaged shards the scrubber found, by kind (missing, corrupt, dead_node).",
+    labelNames: ["kind"],
+    registers: [this.registry],
+  });
+  readonly scrubPasses = new Counter({
+    name: "satchel_blockserver_scrub_passes_total",
+    help: "Full scrub passes finished.",
+    registers: [this.registry],
+  });
+  readonly scrubProgress = new Gauge({
+    name: "satchel_blockserver_scrub_progress_ratio",
+    help: "Fraction of live blocks verified in the current pass.",
+    registers: [this.registry],
+  });
+  readonly scrubLastPass = new Gauge({
+    name: "satchel_blockserver_scrub_last_pass_timestamp_seconds",
+    help: "When the last full scrub pass finished (Unix seconds).",
+    registers: [this.registry],
+  });
   readonly degradedReads = new Counter({
     name: "satchel_blockserver_degraded_reads_total",
     help: "Block reads that needed parity to reconstruct missing or corrupt shards.",

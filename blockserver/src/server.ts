@@ -1,6 +1,7 @@
 import { devTokenVerifier, startRpcServer, type RpcServer } from "@satchel/proto";
-import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { BlockserverContext } from "./context.js";
+import { adminRoutes } from "./routes/admin.js";
 import { blockRoutes } from "./routes/blocks.js";
 
 export function startBlockserver(ctx: BlockserverContext): Promise<RpcServer> {
@@ -9,8 +10,11 @@ export function startBlockserver(ctx: BlockserverContext): Promise<RpcServer> {
     host: ctx.config.host,
     port: ctx.config.port,
     metricsPort: ctx.config.metricsPort,
-    services: [BlockService],
-    routes: blockRoutes(ctx),
+    services: [BlockService, BlockAdminService],
+    routes: (router) => {
+      blockRoutes(ctx)(router);
+      adminRoutes(ctx)(router);
+    },
     logger: ctx.logger,
     metrics: ctx.metrics,
     // Development auth: the cluster's token. Signed user and service tokens replace it with the auth work.

@@ -4,7 +4,7 @@ import { open, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createSatchelTransport } from "@satchel/proto";
-import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { MetaService, type BlockRef, type FileMetadata } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { chunkStream, defaultChunkerOptions, type ChunkerOptions } from "./chunker/fastcdc.js";
 
@@ -38,12 +38,16 @@ const HAS_BATCH = 4;
 export class SatchelClient {
   readonly meta: Client<typeof MetaService>;
   readonly blocks: Client<typeof BlockService>;
+  /** Operator calls on the blockserver: scrub status and control, storage node states. */
+  readonly blockAdmin: Client<typeof BlockAdminService>;
   private readonly chunker: ChunkerOptions;
   private readonly concurrency: number;
 
   constructor(opts: SatchelClientOptions) {
     this.meta = createClient(MetaService, createSatchelTransport({ baseUrl: opts.metaserverUrl, token: opts.token }));
-    this.blocks = createClient(BlockService, createSatchelTransport({ baseUrl: opts.blockserverUrl, token: opts.token }));
+    const blockTransport = createSatchelTransport({ baseUrl: opts.blockserverUrl, token: opts.token });
+    this.blocks = createClient(BlockService, blockTransport);
+    this.blockAdmin = createClient(BlockAdminService, blockTransport);
     this.chunker = opts.chunker ?? defaultChunkerOptions;
     this.concurrency = opts.concurrency ?? 4;
   }

@@ -152,6 +152,9 @@ describe("the satchel CLI", () => {
     expect(ls.stdout).toContain("/cli/in.bin");
     await run(process.execPath, [cli, "get", "/cli/in.bin", join(dir, "out.bin")], { env });
     expect(sha(readFileSync(join(dir, "out.bin"))).equals(sha(content))).toBe(true);
+    const scrub = await run(process.execPath, [cli, "admin", "scrub", "--status"], { env });
+    expect(scrub.stdout).toMatch(/progress:\s+\d+\/\d+ blocks/);
+    expect(scrub.stdout).toMatch(/findings:\s+\d+ shards missing, \d+ corrupt, \d+ repaired, \d+ blocks lost/);
     const missing = await run(process.execPath, [cli, "get", "/cli/nope", join(dir, "x")], { env }).catch((e: { stderr: string; code: number }) => e);
     expect((missing as { code: number }).code).toBe(1);
     expect((missing as { stderr: string }).stderr).toMatch(/NotFound: "\/cli\/nope" does not exist/);

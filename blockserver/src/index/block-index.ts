@@ -26,10 +26,13 @@ export interface ShardPlacement {
  * MariaDB shards (a different key from namespaces, so no namespace makes a hot spot).
  */
 export class BlockIndex {
-  private constructor(private readonly shards: Pool[]) {}
+  private constructor(
+    private readonly shards: Pool[],
+    private readonly directory: Pool,
+  ) {}
 
   static async open(directoryUrl: string): Promise<BlockIndex> {
-    const directory = await mysql.createConnection(directoryUrl);
+    const directory = mysql.createPool({ uri: directoryUrl, connectionLimit: 2 });
     const credentials = new URL(directoryUrl);
     try {
       const [rows] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
@@ -45,10 +48,23 @@ export class BlockIndex {
           enableKeepAlive: true,
         }),
       );
-      return new BlockIndex(pools);
-    } finally {
+      return new BlockIndex(pools, directory);
+    } catch (err) {
       await directory.end();
+      throw err;
     }
+  }
+
+  /** Storage nodes an operator declared dead. */
+  async deadNodes(): Promise<string[]> {
+    const [rows] = await this.directory.query<RowDataPacket[]>("SELECT name FROM storage_nodes WHERE state = 'dead'");
+    return rows.map((r) => r.name as string);
+  }
+
+  async setNodeState(name: string, state: "active" | "dead"): Promise<void> {
+    await this.directory.query(
+      "INSERT INTO storage_nodes (name, state) VALUES (?, ?) ON DUPLICATE KEY UPDATE state = VALUES(state)", [name, state],
+    );
   }
 
   private shardOf(hash: Uint8Array): Pool {
@@ -162,6 +178,14 @@ export class BlockIndex {
     return rows.map((r) => r.hash as Buffer);
   }
 
+  async liveCount(): Promise<number> {
+    const counts = await Promise.all(this.shards.map(async (pool) => {
+      const [rows] = await pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM blocks WHERE state = 'live'");
+      return Number(rows[0].n);
+    }));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
   get shardCount(): number {
     return this.shards.length;
   }
@@ -171,6 +195,6 @@ export class BlockIndex {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.shards.map((p) => p.end()));
+    await Promise.all([...this.shards, this.directory].map((p) => p.end()));
   }
 }

@@ -28,10 +28,10 @@ export class NodeSet {
     return this.dead.has(name);
   }
 
-  markDead(name: string, dead: boolean): void {
-    if (!this.byName.has(name)) throw new Error(`unknown storage node "${name}"`);
-    if (dead) this.dead.add(name);
-    else this.dead.delete(name);
+  /** Replaces the set of dead nodes (from the directory, which every blockserver reads). */
+  setDead(names: string[]): void {
+    this.dead.clear();
+    for (const n of names) if (this.byName.has(n)) this.dead.add(n);
   }
 
   healthyNames(): string[] {

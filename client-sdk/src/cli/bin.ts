@@ -4,7 +4,8 @@ import { ConnectError, Code } from "@connectrpc/connect";
 import { Command } from "commander";
 import { SatchelClient } from "../client.js";
 import { loadCliConfig } from "./config.js";
-import { formatBytes, ProgressBar } from "./progress.js";
+import { NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { formatBytes, ProgressBar, renderScrubStatus } from "./progress.js";
 
 const program = new Command()
   .name("satchel")
@@ -56,6 +57,35 @@ program
       const size = e.isFolder ? "-" : formatBytes(Number(e.size));
       console.log(`${e.isFolder ? "d" : "-"} ${size.padStart(10)}  ${when}  ${e.path}${e.isFolder ? "/" : ""}`);
     }
+  });
+
+const admin = program.command("admin").description("operator commands");
+
+admin
+  .command("scrub")
+  .description("show the blockserver's scrub status, or start a pass")
+  .option("--status", "print the status (the default)")
+  .option("--now", "start a scrub pass now")
+  .option("--wait", "with --now: wait for the pass to finish")
+  .option("--unthrottled", "with --now: ignore the scrub rate limit")
+  .action(async (opts: { now?: boolean; wait?: boolean; unthrottled?: boolean }) => {
+    const c = client();
+    const res = opts.now
+      ? await c.blockAdmin.runScrub({ wait: Boolean(opts.wait), unthrottled: Boolean(opts.unthrottled) }, { timeoutMs: opts.wait ? 24 * 3600_000 : 10_000 })
+      : await c.blockAdmin.getScrubStatus({});
+    console.log(renderScrubStatus(res.status!));
+  });
+
+admin
+  .command("node")
+  .description("mark a storage node dead (its shards are rebuilt elsewhere) or active again")
+  .argument("<name>", "storage node, e.g. minio-3")
+  .option("--dead", "mark it dead")
+  .option("--active", "mark it active")
+  .action(async (name: string, opts: { dead?: boolean; active?: boolean }) => {
+    if (Boolean(opts.dead) === Boolean(opts.active)) throw new Error("give exactly one of --dead or --active");
+    await client().blockAdmin.setNodeState({ node: name, state: opts.dead ? NodeState.DEAD : NodeState.ACTIVE });
+    console.log(`${name} is now ${opts.dead ? "dead: run \"satchel admin scrub --now\" to rebuild its shards elsewhere" : "active"}`);
   });
 
 program.parseAsync().catch((err: unknown) => {

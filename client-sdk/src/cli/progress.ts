@@ -1,3 +1,4 @@
+import type { ScrubStatus } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { TransferProgress } from "../client.js";
 
 const SHOW_AFTER_MS = 1000;
@@ -43,4 +44,17 @@ export function formatBytes(n: number): string {
     i++;
   }
   return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+export function renderScrubStatus(s: ScrubStatus): string {
+  const total = Number(s.blocksTotal);
+  const done = Number(s.blocksVerified);
+  const pct = total ? ((done / total) * 100).toFixed(1) : "100.0";
+  const last = s.lastPassFinishedUnix ? new Date(Number(s.lastPassFinishedUnix) * 1000).toISOString() : "never";
+  return [
+    `scrub:      ${s.running ? "running" : "idle"}, ${s.passesCompleted} passes completed, last finished ${last} (${s.lastPassSeconds.toFixed(1)} s)`,
+    `progress:   ${done}/${total} blocks (${pct}%), ${formatBytes(Number(s.bytesVerified))} verified`,
+    `rate:       ${formatBytes(s.rateBytesPerSecond)}/s (limit ${formatBytes(Number(s.rateLimitBytesPerSecond))}/s)`,
+    `findings:   ${s.shardsMissing} shards missing, ${s.shardsCorrupt} corrupt, ${s.shardsRepaired} repaired, ${s.blocksLost} blocks lost`,
+  ].join("\n");
 }

@@ -2,15 +2,15 @@
 // @generated from file satchel/block/v1/block.proto (package satchel.block.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file satchel/block/v1/block.proto.
  */
 export const file_satchel_block_v1_block: GenFile = /*@__PURE__*/
-  fileDesc("ChxzYXRjaGVsL2Jsb2NrL3YxL2Jsb2NrLnByb3RvEhBzYXRjaGVsLmJsb2NrLnYxIi0KD1B1dEJsb2NrUmVxdWVzdBIMCgRoYXNoGAEgASgMEgwKBGRhdGEYAiABKAwiOAoQUHV0QmxvY2tSZXNwb25zZRIWCg5hbHJlYWR5X3N0b3JlZBgBIAEoCBIMCgRzaXplGAIgASgNIh8KD0dldEJsb2NrUmVxdWVzdBIMCgRoYXNoGAEgASgMIiAKEEdldEJsb2NrUmVzcG9uc2USDAoEZGF0YRgBIAEoDCIiChBIYXNCbG9ja3NSZXF1ZXN0Eg4KBmhhc2hlcxgBIAMoDCIkChFIYXNCbG9ja3NSZXNwb25zZRIPCgdwcmVzZW50GAEgAygIMooCCgxCbG9ja1NlcnZpY2USUQoIUHV0QmxvY2sSIS5zYXRjaGVsLmJsb2NrLnYxLlB1dEJsb2NrUmVxdWVzdBoiLnNhdGNoZWwuYmxvY2sudjEuUHV0QmxvY2tSZXNwb25zZRJRCghHZXRCbG9jaxIhLnNhdGNoZWwuYmxvY2sudjEuR2V0QmxvY2tSZXF1ZXN0GiIuc2F0Y2hlbC5ibG9jay52MS5HZXRCbG9ja1Jlc3BvbnNlElQKCUhhc0Jsb2NrcxIiLnNhdGNoZWwuYmxvY2sudjEuSGFzQmxvY2tzUmVxdWVzdBojLnNhdGNoZWwuYmxvY2sudjEuSGFzQmxvY2tzUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChxzYXRjaGVsL2Jsb2NrL3YxL2Jsb2NrLnByb3RvEhBzYXRjaGVsLmJsb2NrLnYxIi0KD1B1dEJsb2NrUmVxdWVzdBIMCgRoYXNoGAEgASgMEgwKBGRhdGEYAiABKAwiOAoQUHV0QmxvY2tSZXNwb25zZRIWCg5hbHJlYWR5X3N0b3JlZBgBIAEoCBIMCgRzaXplGAIgASgNIh8KD0dldEJsb2NrUmVxdWVzdBIMCgRoYXNoGAEgASgMIiAKEEdldEJsb2NrUmVzcG9uc2USDAoEZGF0YRgBIAEoDCIiChBIYXNCbG9ja3NSZXF1ZXN0Eg4KBmhhc2hlcxgBIAMoDCIkChFIYXNCbG9ja3NSZXNwb25zZRIPCgdwcmVzZW50GAEgAygIIhcKFUdldFNjcnViU3RhdHVzUmVxdWVzdCLdAgoLU2NydWJTdGF0dXMSDwoHcnVubmluZxgBIAEoCBIYChBwYXNzZXNfY29tcGxldGVkGAIgASgEEhcKD2Jsb2Nrc192ZXJpZmllZBgDIAEoBBIWCg5ieXRlc192ZXJpZmllZBgEIAEoBBIUCgxibG9ja3NfdG90YWwYBSABKAQSIwobcmF0ZV9saW1pdF9ieXRlc19wZXJfc2Vjb25kGAYgASgEEh0KFXJhdGVfYnl0ZXNfcGVyX3NlY29uZBgHIAEoARIWCg5zaGFyZHNfbWlzc2luZxgIIAEoBBIWCg5zaGFyZHNfY29ycnVwdBgJIAEoBBIXCg9zaGFyZHNfcmVwYWlyZWQYCiABKAQSEwoLYmxvY2tzX2xvc3QYCyABKAQSHwoXbGFzdF9wYXNzX2ZpbmlzaGVkX3VuaXgYDCABKAMSGQoRbGFzdF9wYXNzX3NlY29uZHMYDSABKAEiRwoWR2V0U2NydWJTdGF0dXNSZXNwb25zZRItCgZzdGF0dXMYASABKAsyHS5zYXRjaGVsLmJsb2NrLnYxLlNjcnViU3RhdHVzIjQKD1J1blNjcnViUmVxdWVzdBIMCgR3YWl0GAEgASgIEhMKC3VudGhyb3R0bGVkGAIgASgIIkEKEFJ1blNjcnViUmVzcG9uc2USLQoGc3RhdHVzGAEgASgLMh0uc2F0Y2hlbC5ibG9jay52MS5TY3J1YlN0YXR1cyJPChNTZXROb2RlU3RhdGVSZXF1ZXN0EgwKBG5vZGUYASABKAkSKgoFc3RhdGUYAiABKA4yGy5zYXRjaGVsLmJsb2NrLnYxLk5vZGVTdGF0ZSIWChRTZXROb2RlU3RhdGVSZXNwb25zZSpTCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfQUNUSVZFEAESEwoPTk9ERV9TVEFURV9ERUFEEAIyigIKDEJsb2NrU2VydmljZRJRCghQdXRCbG9jaxIhLnNhdGNoZWwuYmxvY2sudjEuUHV0QmxvY2tSZXF1ZXN0GiIuc2F0Y2hlbC5ibG9jay52MS5QdXRCbG9ja1Jlc3BvbnNlElEKCEdldEJsb2NrEiEuc2F0Y2hlbC5ibG9jay52MS5HZXRCbG9ja1JlcXVlc3QaIi5zYXRjaGVsLmJsb2NrLnYxLkdldEJsb2NrUmVzcG9uc2USVAoJSGFzQmxvY2tzEiIuc2F0Y2hlbC5ibG9jay52MS5IYXNCbG9ja3NSZXF1ZXN0GiMuc2F0Y2hlbC5ibG9jay52MS5IYXNCbG9ja3NSZXNwb25zZTKqAgoRQmxvY2tBZG1pblNlcnZpY2USYwoOR2V0U2NydWJTdGF0dXMSJy5zYXRjaGVsLmJsb2NrLnYxLkdldFNjcnViU3RhdHVzUmVxdWVzdBooLnNhdGNoZWwuYmxvY2sudjEuR2V0U2NydWJTdGF0dXNSZXNwb25zZRJRCghSdW5TY3J1YhIhLnNhdGNoZWwuYmxvY2sudjEuUnVuU2NydWJSZXF1ZXN0GiIuc2F0Y2hlbC5ibG9jay52MS5SdW5TY3J1YlJlc3BvbnNlEl0KDFNldE5vZGVTdGF0ZRIlLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVxdWVzdBomLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message satchel.block.v1.PutBlockRequest
@@ -139,6 +139,237 @@ export const HasBlocksResponseSchema: GenMessage<HasBlocksResponse> = /*@__PURE_
   messageDesc(file_satchel_block_v1_block, 5);
 
 /**
+ * @generated from message satchel.block.v1.GetScrubStatusRequest
+ */
+export type GetScrubStatusRequest = Message<"satchel.block.v1.GetScrubStatusRequest"> & {
+};
+
+/**
+ * Describes the message satchel.block.v1.GetScrubStatusRequest.
+ * Use `create(GetScrubStatusRequestSchema)` to create a new message.
+ */
+export const GetScrubStatusRequestSchema: GenMessage<GetScrubStatusRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 6);
+
+/**
+ * @generated from message satchel.block.v1.ScrubStatus
+ */
+export type ScrubStatus = Message<"satchel.block.v1.ScrubStatus"> & {
+  /**
+   * True while a pass is walking the index.
+   *
+   * @generated from field: bool running = 1;
+   */
+  running: boolean;
+
+  /**
+   * Passes finished since the blockserver started.
+   *
+   * @generated from field: uint64 passes_completed = 2;
+   */
+  passesCompleted: bigint;
+
+  /**
+   * Blocks and shard bytes verified in the current (or last) pass.
+   *
+   * @generated from field: uint64 blocks_verified = 3;
+   */
+  blocksVerified: bigint;
+
+  /**
+   * @generated from field: uint64 bytes_verified = 4;
+   */
+  bytesVerified: bigint;
+
+  /**
+   * Live blocks in the index when the pass started, to judge progress.
+   *
+   * @generated from field: uint64 blocks_total = 5;
+   */
+  blocksTotal: bigint;
+
+  /**
+   * Configured rate limit, bytes per second.
+   *
+   * @generated from field: uint64 rate_limit_bytes_per_second = 6;
+   */
+  rateLimitBytesPerSecond: bigint;
+
+  /**
+   * Measured rate of the current (or last) pass, bytes per second.
+   *
+   * @generated from field: double rate_bytes_per_second = 7;
+   */
+  rateBytesPerSecond: number;
+
+  /**
+   * Findings in the current (or last) pass.
+   *
+   * @generated from field: uint64 shards_missing = 8;
+   */
+  shardsMissing: bigint;
+
+  /**
+   * @generated from field: uint64 shards_corrupt = 9;
+   */
+  shardsCorrupt: bigint;
+
+  /**
+   * @generated from field: uint64 shards_repaired = 10;
+   */
+  shardsRepaired: bigint;
+
+  /**
+   * @generated from field: uint64 blocks_lost = 11;
+   */
+  blocksLost: bigint;
+
+  /**
+   * Unix seconds when the last full pass finished; 0 if none has.
+   *
+   * @generated from field: int64 last_pass_finished_unix = 12;
+   */
+  lastPassFinishedUnix: bigint;
+
+  /**
+   * Seconds the last full pass took.
+   *
+   * @generated from field: double last_pass_seconds = 13;
+   */
+  lastPassSeconds: number;
+};
+
+/**
+ * Describes the message satchel.block.v1.ScrubStatus.
+ * Use `create(ScrubStatusSchema)` to create a new message.
+ */
+export const ScrubStatusSchema: GenMessage<ScrubStatus> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 7);
+
+/**
+ * @generated from message satchel.block.v1.GetScrubStatusResponse
+ */
+export type GetScrubStatusResponse = Message<"satchel.block.v1.GetScrubStatusResponse"> & {
+  /**
+   * @generated from field: satchel.block.v1.ScrubStatus status = 1;
+   */
+  status?: ScrubStatus | undefined;
+};
+
+/**
+ * Describes the message satchel.block.v1.GetScrubStatusResponse.
+ * Use `create(GetScrubStatusResponseSchema)` to create a new message.
+ */
+export const GetScrubStatusResponseSchema: GenMessage<GetScrubStatusResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 8);
+
+/**
+ * @generated from message satchel.block.v1.RunScrubRequest
+ */
+export type RunScrubRequest = Message<"satchel.block.v1.RunScrubRequest"> & {
+  /**
+   * Wait for the pass to finish before answering.
+   *
+   * @generated from field: bool wait = 1;
+   */
+  wait: boolean;
+
+  /**
+   * Ignore the rate limit for this pass (an operator's "scrub now").
+   *
+   * @generated from field: bool unthrottled = 2;
+   */
+  unthrottled: boolean;
+};
+
+/**
+ * Describes the message satchel.block.v1.RunScrubRequest.
+ * Use `create(RunScrubRequestSchema)` to create a new message.
+ */
+export const RunScrubRequestSchema: GenMessage<RunScrubRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 9);
+
+/**
+ * @generated from message satchel.block.v1.RunScrubResponse
+ */
+export type RunScrubResponse = Message<"satchel.block.v1.RunScrubResponse"> & {
+  /**
+   * @generated from field: satchel.block.v1.ScrubStatus status = 1;
+   */
+  status?: ScrubStatus | undefined;
+};
+
+/**
+ * Describes the message satchel.block.v1.RunScrubResponse.
+ * Use `create(RunScrubResponseSchema)` to create a new message.
+ */
+export const RunScrubResponseSchema: GenMessage<RunScrubResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 10);
+
+/**
+ * @generated from message satchel.block.v1.SetNodeStateRequest
+ */
+export type SetNodeStateRequest = Message<"satchel.block.v1.SetNodeStateRequest"> & {
+  /**
+   * Storage node name, e.g. "minio-3".
+   *
+   * @generated from field: string node = 1;
+   */
+  node: string;
+
+  /**
+   * @generated from field: satchel.block.v1.NodeState state = 2;
+   */
+  state: NodeState;
+};
+
+/**
+ * Describes the message satchel.block.v1.SetNodeStateRequest.
+ * Use `create(SetNodeStateRequestSchema)` to create a new message.
+ */
+export const SetNodeStateRequestSchema: GenMessage<SetNodeStateRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 11);
+
+/**
+ * @generated from message satchel.block.v1.SetNodeStateResponse
+ */
+export type SetNodeStateResponse = Message<"satchel.block.v1.SetNodeStateResponse"> & {
+};
+
+/**
+ * Describes the message satchel.block.v1.SetNodeStateResponse.
+ * Use `create(SetNodeStateResponseSchema)` to create a new message.
+ */
+export const SetNodeStateResponseSchema: GenMessage<SetNodeStateResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 12);
+
+/**
+ * @generated from enum satchel.block.v1.NodeState
+ */
+export enum NodeState {
+  /**
+   * @generated from enum value: NODE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: NODE_STATE_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * @generated from enum value: NODE_STATE_DEAD = 2;
+   */
+  DEAD = 2,
+}
+
+/**
+ * Describes the enum satchel.block.v1.NodeState.
+ */
+export const NodeStateSchema: GenEnum<NodeState> = /*@__PURE__*/
+  enumDesc(file_satchel_block_v1_block, 0);
+
+/**
  * BlockService stores content-addressed blocks. A block's identity is the SHA-256 of its bytes;
  * the server recomputes it for every byte it receives and never trusts the caller's claim.
  * Blocks are erasure-coded across independent storage nodes before a write is acknowledged.
@@ -180,4 +411,44 @@ export const BlockService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_satchel_block_v1_block, 0);
+
+/**
+ * BlockAdminService is for operators: scrub status and control, and storage node states.
+ *
+ * @generated from service satchel.block.v1.BlockAdminService
+ */
+export const BlockAdminService: GenService<{
+  /**
+   * GetScrubStatus reports the background scrubber's progress, rate and findings.
+   *
+   * @generated from rpc satchel.block.v1.BlockAdminService.GetScrubStatus
+   */
+  getScrubStatus: {
+    methodKind: "unary";
+    input: typeof GetScrubStatusRequestSchema;
+    output: typeof GetScrubStatusResponseSchema;
+  },
+  /**
+   * RunScrub starts a scrub pass now (if none is running) and, when wait is set, returns after it.
+   *
+   * @generated from rpc satchel.block.v1.BlockAdminService.RunScrub
+   */
+  runScrub: {
+    methodKind: "unary";
+    input: typeof RunScrubRequestSchema;
+    output: typeof RunScrubResponseSchema;
+  },
+  /**
+   * SetNodeState marks a storage node dead (its shards are rebuilt onto the others and nothing new
+   * goes there) or active again.
+   *
+   * @generated from rpc satchel.block.v1.BlockAdminService.SetNodeState
+   */
+  setNodeState: {
+    methodKind: "unary";
+    input: typeof SetNodeStateRequestSchema;
+    output: typeof SetNodeStateResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_satchel_block_v1_block, 1);
 
