@@ -145,13 +145,16 @@ export class BlockStore {
     const data = await Promise.all(record.shards.slice(0, k).map((p) => this.readShard(record, p, this.config.hedgeMs)));
     data.forEach((s, i) => (shards[i] = s));
     let good = data.filter(Boolean).length;
-    if (good < k) {
+    const degraded = good < k;
+    if (degraded) {
       this.metrics.degradedReads.inc();
       const parity = await Promise.all(record.shards.slice(k).map((p) => this.readShard(record, p)));
       parity.forEach((s, i) => (shards[k + i] = s));
       good += parity.filter(Boolean).length;
     }
-    if (shards.some((s) => !s)) this.repairs.enqueue(hash, "read found missing or corrupt shards");
+    // Heal on read: any shard this read tried and could not use goes to repair (unread parity does not).
+    const attempted = degraded ? width : k;
+    if (shards.slice(0, attempted).some((sh) => !sh)) this.repairs.enqueue(hash, "read found missing or corrupt shards");
     let block: Buffer;
     try {
       const stopDecode = this.metrics.codingSeconds.startTimer({ operation: "decode" });

@@ -22,7 +22,7 @@ export interface MinioNode {
  */
 export async function startMinioNode(
   stateDir: string, binary: string, index: number, host: string, port: number,
-  creds: { accessKey: string; secretKey: string },
+  creds: { accessKey: string; secretKey: string }, detached = false,
 ): Promise<MinioNode> {
   if (!existsSync(binary)) {
     throw new Error(`MinIO server binary not found at ${binary}; run "bash ops/install.sh" first`);
@@ -36,7 +36,7 @@ export async function startMinioNode(
     MINIO_BROWSER: "off",
     MINIO_UPDATE: "off",
     MINIO_CALLHOME_ENABLE: "off",
-  });
+  }, detached);
   const node: MinioNode = { index, name, endpoint: `http://${host}:${port}`, port, ...creds, bucket: SHARD_BUCKET, process: proc };
   await restartMinioNode(node);
   return node;

@@ -13,6 +13,8 @@ export class ManagedProcess {
     private readonly command: string,
     private readonly args: string[],
     private readonly env: Record<string, string> = {},
+    /** Run in a session of its own, outliving the process that started it (a fault test restarting a node). */
+    private readonly detached = false,
   ) {}
 
   get pid(): number | undefined {
@@ -35,8 +37,10 @@ export class ManagedProcess {
     const child = spawn(this.command, this.args, {
       env: { ...process.env, ...this.env },
       stdio: ["ignore", log, log],
+      detached: this.detached,
     });
     closeSync(log);
+    if (this.detached) child.unref();
     this.child = child;
     this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
     child.once("error", () => undefined);

@@ -39,7 +39,7 @@ export class NodeControl {
     const node = this.endpoints.storageNodes[i];
     const port = Number(new URL(node.endpoint).port);
     const config = loadClusterConfig();
-    this.restarted.set(i, await startMinioNode(this.stateDir, config.minioBinary, i, "127.0.0.1", port, node));
+    this.restarted.set(i, await startMinioNode(this.stateDir, config.minioBinary, i, "127.0.0.1", port, node, true));
   }
 }
 
