@@ -74,6 +74,10 @@ export class BlockStore {
   private async write(hash: Buffer, data: Uint8Array): Promise<boolean> {
     const existing = await this.index.get(hash);
     if (existing?.state === "live") return true;
+    if (existing?.state === "deleting") {
+      // Its shards are being removed right now; writing them again would race that removal.
+      throw new ConnectError(`block ${hash.toString("hex")} is being garbage-collected; send it again in a moment`, Code.Aborted);
+    }
     const k = this.codec.dataShards;
     const m = this.codec.parityShards;
     const width = k + m;
@@ -225,6 +229,6 @@ export class BlockStore {
   }
 }
 
-function checkHash(hash: Buffer): void {
+export function checkHash(hash: Buffer): void {
   if (hash.length !== HASH_BYTES) throw invalidArgument(`hash must be ${HASH_BYTES} bytes of SHA-256, got ${hash.length}`);
 }

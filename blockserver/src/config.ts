@@ -26,6 +26,16 @@ export interface BlockserverConfig extends ServiceBasics {
   /** How often the index is swept for blocks with missing shards. */
   repairSweepMs: number;
   scrub: { rateBytesPerSecond: number; idleMs: number; maxYieldMs: number };
+  gc: {
+    /** An unreferenced block is kept this long after its count reached zero (or it was written). */
+    graceSeconds: number;
+    /** How often the collector runs; 0 disables the background runs (RunGarbageCollection still works). */
+    intervalMs: number;
+    /** How long ReserveBlocks protects blocks for a commit that is about to reference them. */
+    reserveLeaseSeconds: number;
+    /** A shard object with no index entry is removed only when older than this (an in-flight write is younger). */
+    orphanMinAgeSeconds: number;
+  };
 }
 
 export function loadConfig(env: Env = process.env): BlockserverConfig {
@@ -44,6 +54,12 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
       rateBytesPerSecond: envInt(env, "SATCHEL_SCRUB_BYTES_PER_SECOND", 32 * 1024 * 1024),
       idleMs: envInt(env, "SATCHEL_SCRUB_IDLE_MS", 60_000),
       maxYieldMs: envInt(env, "SATCHEL_SCRUB_MAX_YIELD_MS", 500),
+    },
+    gc: {
+      graceSeconds: envInt(env, "SATCHEL_GC_GRACE_SECONDS", 3600),
+      intervalMs: envInt(env, "SATCHEL_GC_INTERVAL_MS", 300_000),
+      reserveLeaseSeconds: envInt(env, "SATCHEL_RESERVE_LEASE_SECONDS", 3600),
+      orphanMinAgeSeconds: envInt(env, "SATCHEL_ORPHAN_MIN_AGE_SECONDS", 3600),
     },
   };
   config.writeQuorum = validateWriteQuorum(

@@ -6,6 +6,7 @@ import { BlockserverMetrics } from "./metrics.js";
 import { NodeSet } from "./nodes/node-set.js";
 import { Repairer } from "./repair/repairer.js";
 import { Scrubber } from "./scrub/scrubber.js";
+import { Collector } from "./gc/collector.js";
 
 /** Every long-lived client and worker of the blockserver, built once; close() releases them. */
 export interface BlockserverContext {
@@ -17,6 +18,7 @@ export interface BlockserverContext {
   store: BlockStore;
   repairer: Repairer;
   scrubber: Scrubber;
+  collector: Collector;
   /** Re-reads which storage nodes an operator declared dead. */
   refreshNodeStates(): Promise<void>;
   close(): Promise<void>;
@@ -45,9 +47,12 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   repairer.start(config.repairSweepMs);
   const scrubber = new Scrubber(store, index, repairer, metrics, logger, config.scrub);
   scrubber.start();
+  const collector = new Collector(store, index, metrics, logger, config.gc.graceSeconds);
+  collector.start(config.gc.intervalMs);
   return {
-    config, logger, metrics, index, nodes, store, repairer, scrubber, refreshNodeStates,
+    config, logger, metrics, index, nodes, store, repairer, scrubber, collector, refreshNodeStates,
     close: async () => {
+      collector.stop();
       clearInterval(nodeStateTimer);
       scrubber.stop();
       nodes.stop();

@@ -85,6 +85,31 @@ export class BlockserverMetrics extends ServiceMetrics {
     help: "When the last full scrub pass finished (Unix seconds).",
     registers: [this.registry],
   });
+  readonly gcCandidates = new Counter({
+    name: "satchel_blockserver_gc_candidates_total",
+    help: "Unreferenced blocks past their grace period that the collector found.",
+    registers: [this.registry],
+  });
+  readonly gcBlocksDeleted = new Counter({
+    name: "satchel_blockserver_gc_blocks_deleted_total",
+    help: "Blocks the collector deleted.",
+    registers: [this.registry],
+  });
+  readonly gcBytesReclaimed = new Counter({
+    name: "satchel_blockserver_gc_reclaimed_bytes_total",
+    help: "Logical bytes of deleted blocks.",
+    registers: [this.registry],
+  });
+  readonly orphanShardsRemoved = new Counter({
+    name: "satchel_blockserver_orphan_shards_removed_total",
+    help: "Shard objects on storage nodes that no index entry named, removed by the orphan sweep.",
+    registers: [this.registry],
+  });
+  readonly unknownReferences = new Counter({
+    name: "satchel_blockserver_unknown_references_total",
+    help: "Reference changes naming a block the index does not hold (should stay zero).",
+    registers: [this.registry],
+  });
   readonly degradedReads = new Counter({
     name: "satchel_blockserver_degraded_reads_total",
     help: "Block reads that needed parity to reconstruct missing or corrupt shards.",

@@ -28,6 +28,8 @@ export type ProgressListener = (p: TransferProgress) => void;
 
 /** Read files in large pieces: chunking and hashing run best on big buffers. */
 const READ_BUFFER_BYTES = 8 * 1024 * 1024;
+/** Commits tried before giving up when blocks keep vanishing (collected) between upload and commit. */
+const MAX_COMMIT_ATTEMPTS = 5;
 /** Hashes asked about per HasBlocks call while uploading. */
 const HAS_BATCH = 4;
 
@@ -62,8 +64,10 @@ export class SatchelClient {
     for (let attempt = 0; ; attempt++) {
       const res = await this.meta.commitFile({ path: remotePath, blocks: refs, size: BigInt(size), parentRevision, requestId });
       if (res.missingBlocks.length === 0 && res.file) return res.file;
-      // A block vanished between upload and commit: send those again, once.
-      if (attempt > 0) throw new ConnectError(`commit still misses ${res.missingBlocks.length} blocks after re-upload`, Code.Aborted);
+      // A block was garbage-collected between upload and commit: send those again.
+      if (attempt >= MAX_COMMIT_ATTEMPTS - 1) {
+        throw new ConnectError(`commit still misses ${res.missingBlocks.length} blocks after ${attempt} re-uploads`, Code.Aborted);
+      }
       const wanted = new Set(res.missingBlocks.map((h) => Buffer.from(h).toString("hex")));
       await this.sendBlocks(localPath, progress, onProgress, wanted);
     }

@@ -1,8 +1,9 @@
 import { createClient, type Client } from "@connectrpc/connect";
 import { createLogger, createSatchelTransport, ServiceMetrics, type Logger } from "@satchel/proto";
-import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { MetaserverConfig } from "./config.js";
 import { CommitPublisher } from "./journal/publisher.js";
+import { ReferenceRelay } from "./journal/reference-relay.js";
 import { FileStore } from "./store/files.js";
 import { NamespaceStore } from "./store/namespaces.js";
 import { ShardSet } from "./store/shards.js";
@@ -16,7 +17,9 @@ export interface MetaserverContext {
   namespaces: NamespaceStore;
   files: FileStore;
   blocks: Client<typeof BlockService>;
+  blockAdmin: Client<typeof BlockAdminService>;
   publisher: CommitPublisher;
+  relay: ReferenceRelay;
   close(): Promise<void>;
 }
 
@@ -25,11 +28,16 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   const shards = await ShardSet.open(config.directoryUrl, config.shardPoolSize);
   const namespaces = new NamespaceStore(shards);
   const publisher = new CommitPublisher(config.redisUrl, logger);
-  const blocks = createClient(BlockService, createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.devToken }));
+  const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.devToken });
+  const blocks = createClient(BlockService, blockTransport);
+  const blockAdmin = createClient(BlockAdminService, blockTransport);
+  const relay = new ReferenceRelay(shards, blocks, logger);
+  relay.start(1000);
   return {
     config, logger, metrics: new ServiceMetrics("metaserver"), shards, namespaces,
-    files: new FileStore(namespaces), blocks, publisher,
+    files: new FileStore(namespaces), blocks, blockAdmin, publisher, relay,
     close: async () => {
+      relay.stop();
       await publisher.close();
       await shards.close();
     },

@@ -1,5 +1,5 @@
 import mysql from "mysql2/promise";
-import type { Pool, RowDataPacket } from "mysql2/promise";
+import type { Pool, ResultSetHeader, RowDataPacket } from "mysql2/promise";
 
 export type BlockState = "writing" | "live" | "deleting";
 
@@ -94,13 +94,7 @@ export class BlockIndex {
 
   /** Which of these hashes are live, answered with one query per shard. */
   async live(hashes: Buffer[]): Promise<boolean[]> {
-    const byShard = new Map<Pool, number[]>();
-    hashes.forEach((h, i) => {
-      const pool = this.shardOf(h);
-      const list = byShard.get(pool) ?? [];
-      list.push(i);
-      byShard.set(pool, list);
-    });
+    const byShard = this.byShard(hashes);
     const present = new Array<boolean>(hashes.length).fill(false);
     await Promise.all([...byShard].map(async ([pool, indexes]) => {
       const [rows] = await pool.query<RowDataPacket[]>(
@@ -192,6 +186,156 @@ export class BlockIndex {
 
   async markVerified(hash: Buffer): Promise<void> {
     await this.shardOf(hash).query("UPDATE blocks SET verified_at = CURRENT_TIMESTAMP(3) WHERE hash = ?", [hash]);
+  }
+
+  /**
+   * Reserves the live blocks among `hashes` for a commit: they cannot be collected before the lease
+   * ends. Row locks order this against the collector marking a block 'deleting'.
+   */
+  async reserve(hashes: Buffer[], leaseSeconds: number): Promise<boolean[]> {
+    const present = new Array<boolean>(hashes.length).fill(false);
+    await Promise.all([...this.byShard(hashes)].map(async ([pool, indexes]) => {
+      const conn = await pool.getConnection();
+      try {
+        await conn.beginTransaction();
+        const [rows] = await conn.query<RowDataPacket[]>(
+          "SELECT hash FROM blocks WHERE hash IN (?) AND state = 'live' FOR UPDATE", [indexes.map((i) => hashes[i])],
+        );
+        const live = rows.map((r) => r.hash as Buffer);
+        if (live.length > 0) {
+          await conn.query(
+            "UPDATE blocks SET reserved_until = GREATEST(COALESCE(reserved_until, NOW(3)), NOW(3) + INTERVAL ? SECOND) WHERE hash IN (?)",
+            [leaseSeconds, live],
+          );
+        }
+        await conn.commit();
+        const set = new Set(live.map((h) => h.toString("hex")));
+        for (const i of indexes) present[i] = set.has(hashes[i].toString("hex"));
+      } catch (err) {
+        await conn.rollback().catch(() => undefined);
+        throw err;
+      } finally {
+        conn.release();
+      }
+    }));
+    return present;
+  }
+
+  /**
+   * Applies reference changes exactly once each: a change's (source, sequence) is recorded in the
+   * same transaction as the count it moves. Returns how many were new, and the hashes of changes
+   * that named a block the index does not have.
+   */
+  async adjustReferences(source: string, changes: { sequence: bigint; hash: Buffer; delta: number }[]): Promise<{ applied: number; unknown: Buffer[] }> {
+    let applied = 0;
+    const unknown: Buffer[] = [];
+    await Promise.all([...this.byShard(changes.map((c) => c.hash))].map(async ([pool, indexes]) => {
+      const conn = await pool.getConnection();
+      try {
+        await conn.beginTransaction();
+        for (const i of indexes) {
+          const c = changes[i];
+          const [ins] = await conn.query<ResultSetHeader>(
+            "INSERT IGNORE INTO reference_changes_applied (source, sequence) VALUES (?, ?)", [source, c.sequence],
+          );
+          if (ins.affectedRows === 0) continue;
+          // SET runs left to right: zero_since sees the new count.
+          const [upd] = await conn.query<ResultSetHeader>(
+            "UPDATE blocks SET ref_count = ref_count + ?, zero_since = IF(ref_count <= 0, CURRENT_TIMESTAMP(3), NULL) WHERE hash = ?",
+            [c.delta, c.hash],
+          );
+          if (upd.affectedRows === 0) unknown.push(c.hash);
+          applied++;
+        }
+        await conn.commit();
+      } catch (err) {
+        await conn.rollback().catch(() => undefined);
+        throw err;
+      } finally {
+        conn.release();
+      }
+    }));
+    return { applied, unknown };
+  }
+
+  async referenceCounts(hashes: Buffer[]): Promise<Map<string, { refCount: number; state: BlockState }>> {
+    const out = new Map<string, { refCount: number; state: BlockState }>();
+    await Promise.all([...this.byShard(hashes)].map(async ([pool, indexes]) => {
+      const [rows] = await pool.query<RowDataPacket[]>("SELECT hash, ref_count, state FROM blocks WHERE hash IN (?)", [indexes.map((i) => hashes[i])]);
+      for (const r of rows) out.set((r.hash as Buffer).toString("hex"), { refCount: Number(r.ref_count), state: r.state });
+    }));
+    return out;
+  }
+
+  /** One page of every block with its count, in (index shard, hash) order. */
+  async listReferenceCounts(shard: number, after: Buffer, limit: number): Promise<{ hash: Buffer; refCount: number; state: BlockState }[]> {
+    const [rows] = await this.shards[shard].query<RowDataPacket[]>(
+      "SELECT hash, ref_count, state FROM blocks WHERE hash > ? ORDER BY hash LIMIT ?", [after, limit],
+    );
+    return rows.map((r) => ({ hash: r.hash as Buffer, refCount: Number(r.ref_count), state: r.state }));
+  }
+
+  /** Sets counts outright (the reconciler's correction). */
+  async setReferenceCount(hash: Buffer, refCount: number): Promise<void> {
+    await this.shardOf(hash).query(
+      "UPDATE blocks SET ref_count = ?, zero_since = IF(ref_count <= 0, COALESCE(zero_since, CURRENT_TIMESTAMP(3)), NULL) WHERE hash = ?",
+      [refCount, hash],
+    );
+  }
+
+  /** Blocks of one index shard that no version references, past their grace, not reserved. */
+  async collectable(shard: number, graceSeconds: number, limit: number): Promise<Buffer[]> {
+    const [rows] = await this.shards[shard].query<RowDataPacket[]>(
+      `SELECT hash FROM blocks WHERE state = 'live' AND ref_count <= 0
+         AND COALESCE(zero_since, created_at) <= NOW(3) - INTERVAL ? SECOND
+         AND (reserved_until IS NULL OR reserved_until < NOW(3)) LIMIT ?`,
+      [graceSeconds, limit],
+    );
+    return rows.map((r) => r.hash as Buffer);
+  }
+
+  /** Blocks left in 'deleting' (a collector that stopped half-way), to finish. */
+  async deleting(shard: number, limit: number): Promise<Buffer[]> {
+    const [rows] = await this.shards[shard].query<RowDataPacket[]>("SELECT hash FROM blocks WHERE state = 'deleting' LIMIT ?", [limit]);
+    return rows.map((r) => r.hash as Buffer);
+  }
+
+  /** Marks a block 'deleting' if, under its row lock, it is still collectable. */
+  async beginDelete(hash: Buffer, graceSeconds: number): Promise<boolean> {
+    const [res] = await this.shardOf(hash).query<ResultSetHeader>(
+      `UPDATE blocks SET state = 'deleting' WHERE hash = ? AND state = 'live' AND ref_count <= 0
+         AND COALESCE(zero_since, created_at) <= NOW(3) - INTERVAL ? SECOND
+         AND (reserved_until IS NULL OR reserved_until < NOW(3))`,
+      [hash, graceSeconds],
+    );
+    return res.affectedRows === 1;
+  }
+
+  /** Removes a deleted block's rows once its shards are gone. */
+  async finishDelete(hash: Buffer): Promise<void> {
+    const conn = await this.shardOf(hash).getConnection();
+    try {
+      await conn.beginTransaction();
+      const [res] = await conn.query<ResultSetHeader>("DELETE FROM blocks WHERE hash = ? AND state = 'deleting'", [hash]);
+      if (res.affectedRows === 1) await conn.query("DELETE FROM block_shards WHERE hash = ?", [hash]);
+      await conn.commit();
+    } catch (err) {
+      await conn.rollback().catch(() => undefined);
+      throw err;
+    } finally {
+      conn.release();
+    }
+  }
+
+  private byShard(hashes: Buffer[]): Map<Pool, number[]> {
+    const byShard = new Map<Pool, number[]>();
+    hashes.forEach((h, i) => {
+      const pool = this.shardOf(h);
+      const list = byShard.get(pool) ?? [];
+      list.push(i);
+      byShard.set(pool, list);
+    });
+    return byShard;
   }
 
   async close(): Promise<void> {

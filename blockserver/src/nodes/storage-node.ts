@@ -65,6 +65,16 @@ export class StorageNode {
     })(), timeoutMs);
   }
 
+  /** Every object under a prefix, with its last-modified time. */
+  async list(prefix: string): Promise<{ key: string; modified: Date }[]> {
+    const out: { key: string; modified: Date }[] = [];
+    const stream = this.client.listObjectsV2(this.bucket, prefix, true);
+    for await (const item of stream as AsyncIterable<{ name?: string; lastModified?: Date }>) {
+      if (item.name) out.push({ key: item.name, modified: item.lastModified ?? new Date(0) });
+    }
+    return out;
+  }
+
   async delete(key: string): Promise<void> {
     await this.withTimeout(`delete ${key}`, this.client.removeObject(this.bucket, key));
   }

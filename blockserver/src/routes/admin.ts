@@ -4,6 +4,8 @@ import { BlockAdminService, NodeState, ScrubStatusSchema, type ScrubStatus } fro
 import type { BlockserverContext } from "../context.js";
 import { Code, ConnectError, toConnectError } from "../errors.js";
 import type { ScrubPassStatus } from "../scrub/scrubber.js";
+import { checkHash } from "../block-store.js";
+import { sweepOrphans } from "../gc/orphans.js";
 
 export function adminRoutes(ctx: BlockserverContext) {
   return (router: ConnectRouter) =>
@@ -15,6 +17,69 @@ export function adminRoutes(ctx: BlockserverContext) {
         const pass = ctx.scrubber.runPass(req.unthrottled);
         if (req.wait) await pass;
         return { status: toProto(ctx.scrubber.status) };
+      },
+      async runGarbageCollection(req) {
+        try {
+          const result = await ctx.collector.run(req.graceSeconds ?? ctx.config.gc.graceSeconds);
+          const orphans = req.sweepOrphans
+            ? await sweepOrphans(ctx.nodes, ctx.index, ctx.metrics, ctx.logger, req.orphanMinAgeSeconds ?? ctx.config.gc.orphanMinAgeSeconds)
+            : { removed: 0 };
+          return {
+            candidates: BigInt(result.candidates), blocksDeleted: BigInt(result.blocksDeleted),
+            bytesReclaimed: BigInt(result.bytesReclaimed), orphansRemoved: BigInt(orphans.removed),
+          };
+        } catch (err) {
+          throw toConnectError(err, "RunGarbageCollection");
+        }
+      },
+      async getReferenceCounts(req) {
+        const hashes = req.hashes.map((h) => Buffer.from(h));
+        hashes.forEach(checkHash);
+        const counts = await ctx.index.referenceCounts(hashes).catch((err) => {
+          throw toConnectError(err, "GetReferenceCounts");
+        });
+        return {
+          counts: hashes.map((h) => {
+            const c = counts.get(h.toString("hex"));
+            return { hash: h, found: Boolean(c), refCount: BigInt(c?.refCount ?? 0), state: c?.state ?? "" };
+          }),
+        };
+      },
+      async listReferenceCounts(req) {
+        // The token is "<index shard>:<last hash hex>".
+        let shard = 0;
+        let after = Buffer.alloc(32);
+        if (req.pageToken) {
+          const m = /^(\d+):([0-9a-f]{64})$/.exec(req.pageToken);
+          if (!m) throw new ConnectError("page_token is malformed: pass next_page_token unchanged", Code.InvalidArgument);
+          shard = Number(m[1]);
+          after = Buffer.from(m[2], "hex");
+        }
+        const limit = Math.min(req.pageSize || 1000, 5000);
+        try {
+          for (; shard < ctx.index.shardCount; shard++, after = Buffer.alloc(32)) {
+            const rows = await ctx.index.listReferenceCounts(shard, after, limit);
+            if (rows.length === 0) continue;
+            const last = rows[rows.length - 1];
+            const more = rows.length === limit || shard + 1 < ctx.index.shardCount;
+            return {
+              counts: rows.map((r) => ({ hash: r.hash, found: true, refCount: BigInt(r.refCount), state: r.state })),
+              nextPageToken: more ? (rows.length === limit ? `${shard}:${last.hash.toString("hex")}` : `${shard + 1}:${"0".repeat(64)}`) : "",
+            };
+          }
+          return { counts: [], nextPageToken: "" };
+        } catch (err) {
+          throw toConnectError(err, "ListReferenceCounts");
+        }
+      },
+      async setReferenceCounts(req) {
+        for (const c of req.counts) checkHash(Buffer.from(c.hash));
+        try {
+          for (const c of req.counts) await ctx.index.setReferenceCount(Buffer.from(c.hash), Number(c.refCount));
+        } catch (err) {
+          throw toConnectError(err, "SetReferenceCounts");
+        }
+        return {};
       },
       async setNodeState(req) {
         if (!ctx.nodes.get(req.node)) {

@@ -41,7 +41,9 @@ export function fileRoutes(ctx: MetaserverContext) {
         if (total !== req.size) throw invalidArgument(`size ${req.size} does not equal the sum of the block sizes (${total})`);
         const unique = [...new Map(req.blocks.map((b) => [Buffer.from(b.hash).toString("hex"), b.hash])).values()];
         if (unique.length > 0) {
-          const { present } = await ctx.blocks.hasBlocks({ hashes: unique }, { signal: hctx.signal });
+          // Reserve, not just ask: a block about to be referenced must not be collected before the
+          // reference (relayed from the outbox after the commit) reaches the blockserver.
+          const { present } = await ctx.blocks.reserveBlocks({ hashes: unique }, { signal: hctx.signal });
           const missing = unique.filter((_, i) => !present[i]);
           if (missing.length > 0) return { missingBlocks: missing };
         }
@@ -49,6 +51,7 @@ export function fileRoutes(ctx: MetaserverContext) {
         const file = await ctx.files.commit({
           namespaceId, path, blocks: req.blocks, size: req.size, parentRevision: req.parentRevision, requestId: req.requestId,
         });
+        ctx.relay.wake();
         await ctx.publisher.published(namespaceId, file.cursor);
         return { missingBlocks: [], file: toMetadata(file) };
       }),

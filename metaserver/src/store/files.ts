@@ -91,6 +91,11 @@ export class FileStore {
         [ns, key, revision, input.size, blockList, cursor],
       );
       await conn.query("INSERT INTO journal (namespace_id, cursor_position, path, operation, revision) VALUES (?, ?, ?, 'put', ?)", [ns, cursor, input.path, revision]);
+      // The new version's block references, in the same transaction: relayed to the blockserver later.
+      const distinct = [...new Map(input.blocks.map((b) => [Buffer.from(b.hash).toString("hex"), Buffer.from(b.hash)])).values()];
+      if (distinct.length > 0) {
+        await conn.query("INSERT INTO block_reference_outbox (hash, delta) VALUES ?", [distinct.map((h) => [h, 1])]);
+      }
       await conn.query("UPDATE namespace_state SET cursor_position = ? WHERE namespace_id = ?", [cursor, ns]);
       if (input.requestId) {
         await conn.query("INSERT INTO commit_requests (namespace_id, request_id, path_key, revision) VALUES (?, ?, ?, ?)", [ns, input.requestId, key, revision]);

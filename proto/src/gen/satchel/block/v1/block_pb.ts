@@ -10,7 +10,124 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file satchel/block/v1/block.proto.
  */
 export const file_satchel_block_v1_block: GenFile = /*@__PURE__*/
-  fileDesc("ChxzYXRjaGVsL2Jsb2NrL3YxL2Jsb2NrLnByb3RvEhBzYXRjaGVsLmJsb2NrLnYxIi0KD1B1dEJsb2NrUmVxdWVzdBIMCgRoYXNoGAEgASgMEgwKBGRhdGEYAiABKAwiOAoQUHV0QmxvY2tSZXNwb25zZRIWCg5hbHJlYWR5X3N0b3JlZBgBIAEoCBIMCgRzaXplGAIgASgNIh8KD0dldEJsb2NrUmVxdWVzdBIMCgRoYXNoGAEgASgMIiAKEEdldEJsb2NrUmVzcG9uc2USDAoEZGF0YRgBIAEoDCIiChBIYXNCbG9ja3NSZXF1ZXN0Eg4KBmhhc2hlcxgBIAMoDCIkChFIYXNCbG9ja3NSZXNwb25zZRIPCgdwcmVzZW50GAEgAygIIhcKFUdldFNjcnViU3RhdHVzUmVxdWVzdCLdAgoLU2NydWJTdGF0dXMSDwoHcnVubmluZxgBIAEoCBIYChBwYXNzZXNfY29tcGxldGVkGAIgASgEEhcKD2Jsb2Nrc192ZXJpZmllZBgDIAEoBBIWCg5ieXRlc192ZXJpZmllZBgEIAEoBBIUCgxibG9ja3NfdG90YWwYBSABKAQSIwobcmF0ZV9saW1pdF9ieXRlc19wZXJfc2Vjb25kGAYgASgEEh0KFXJhdGVfYnl0ZXNfcGVyX3NlY29uZBgHIAEoARIWCg5zaGFyZHNfbWlzc2luZxgIIAEoBBIWCg5zaGFyZHNfY29ycnVwdBgJIAEoBBIXCg9zaGFyZHNfcmVwYWlyZWQYCiABKAQSEwoLYmxvY2tzX2xvc3QYCyABKAQSHwoXbGFzdF9wYXNzX2ZpbmlzaGVkX3VuaXgYDCABKAMSGQoRbGFzdF9wYXNzX3NlY29uZHMYDSABKAEiRwoWR2V0U2NydWJTdGF0dXNSZXNwb25zZRItCgZzdGF0dXMYASABKAsyHS5zYXRjaGVsLmJsb2NrLnYxLlNjcnViU3RhdHVzIjQKD1J1blNjcnViUmVxdWVzdBIMCgR3YWl0GAEgASgIEhMKC3VudGhyb3R0bGVkGAIgASgIIkEKEFJ1blNjcnViUmVzcG9uc2USLQoGc3RhdHVzGAEgASgLMh0uc2F0Y2hlbC5ibG9jay52MS5TY3J1YlN0YXR1cyJPChNTZXROb2RlU3RhdGVSZXF1ZXN0EgwKBG5vZGUYASABKAkSKgoFc3RhdGUYAiABKA4yGy5zYXRjaGVsLmJsb2NrLnYxLk5vZGVTdGF0ZSIWChRTZXROb2RlU3RhdGVSZXNwb25zZSpTCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfQUNUSVZFEAESEwoPTk9ERV9TVEFURV9ERUFEEAIyigIKDEJsb2NrU2VydmljZRJRCghQdXRCbG9jaxIhLnNhdGNoZWwuYmxvY2sudjEuUHV0QmxvY2tSZXF1ZXN0GiIuc2F0Y2hlbC5ibG9jay52MS5QdXRCbG9ja1Jlc3BvbnNlElEKCEdldEJsb2NrEiEuc2F0Y2hlbC5ibG9jay52MS5HZXRCbG9ja1JlcXVlc3QaIi5zYXRjaGVsLmJsb2NrLnYxLkdldEJsb2NrUmVzcG9uc2USVAoJSGFzQmxvY2tzEiIuc2F0Y2hlbC5ibG9jay52MS5IYXNCbG9ja3NSZXF1ZXN0GiMuc2F0Y2hlbC5ibG9jay52MS5IYXNCbG9ja3NSZXNwb25zZTKqAgoRQmxvY2tBZG1pblNlcnZpY2USYwoOR2V0U2NydWJTdGF0dXMSJy5zYXRjaGVsLmJsb2NrLnYxLkdldFNjcnViU3RhdHVzUmVxdWVzdBooLnNhdGNoZWwuYmxvY2sudjEuR2V0U2NydWJTdGF0dXNSZXNwb25zZRJRCghSdW5TY3J1YhIhLnNhdGNoZWwuYmxvY2sudjEuUnVuU2NydWJSZXF1ZXN0GiIuc2F0Y2hlbC5ibG9jay52MS5SdW5TY3J1YlJlc3BvbnNlEl0KDFNldE5vZGVTdGF0ZRIlLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVxdWVzdBomLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChxzYXRjaGVsL2Jsb2NrL3YxL2Jsb2NrLnByb3RvEhBzYXRjaGVsLmJsb2NrLnYxIj0KFFJlc2VydmVCbG9ja3NSZXF1ZXN0Eg4KBmhhc2hlcxgBIAMoDBIVCg1sZWFzZV9zZWNvbmRzGAIgASgNIigKFVJlc2VydmVCbG9ja3NSZXNwb25zZRIPCgdwcmVzZW50GAEgAygIIkAKD1JlZmVyZW5jZUNoYW5nZRIQCghzZXF1ZW5jZRgBIAEoBBIMCgRoYXNoGAIgASgMEg0KBWRlbHRhGAMgASgRIl0KF0FkanVzdFJlZmVyZW5jZXNSZXF1ZXN0Eg4KBnNvdXJjZRgBIAEoCRIyCgdjaGFuZ2VzGAIgAygLMiEuc2F0Y2hlbC5ibG9jay52MS5SZWZlcmVuY2VDaGFuZ2UiKwoYQWRqdXN0UmVmZXJlbmNlc1Jlc3BvbnNlEg8KB2FwcGxpZWQYASABKA0iLQoPUHV0QmxvY2tSZXF1ZXN0EgwKBGhhc2gYASABKAwSDAoEZGF0YRgCIAEoDCI4ChBQdXRCbG9ja1Jlc3BvbnNlEhYKDmFscmVhZHlfc3RvcmVkGAEgASgIEgwKBHNpemUYAiABKA0iHwoPR2V0QmxvY2tSZXF1ZXN0EgwKBGhhc2gYASABKAwiIAoQR2V0QmxvY2tSZXNwb25zZRIMCgRkYXRhGAEgASgMIiIKEEhhc0Jsb2Nrc1JlcXVlc3QSDgoGaGFzaGVzGAEgAygMIiQKEUhhc0Jsb2Nrc1Jlc3BvbnNlEg8KB3ByZXNlbnQYASADKAgiQwoaTGlzdFJlZmVyZW5jZUNvdW50c1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0ibQobTGlzdFJlZmVyZW5jZUNvdW50c1Jlc3BvbnNlEjUKBmNvdW50cxgBIAMoCzIlLnNhdGNoZWwuYmxvY2sudjEuQmxvY2tSZWZlcmVuY2VDb3VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUgoZU2V0UmVmZXJlbmNlQ291bnRzUmVxdWVzdBI1CgZjb3VudHMYASADKAsyJS5zYXRjaGVsLmJsb2NrLnYxLkJsb2NrUmVmZXJlbmNlQ291bnQiHAoaU2V0UmVmZXJlbmNlQ291bnRzUmVzcG9uc2UiogEKG1J1bkdhcmJhZ2VDb2xsZWN0aW9uUmVxdWVzdBIaCg1ncmFjZV9zZWNvbmRzGAEgASgNSACIAQESFQoNc3dlZXBfb3JwaGFucxgCIAEoCBIjChZvcnBoYW5fbWluX2FnZV9zZWNvbmRzGAMgASgNSAGIAQFCEAoOX2dyYWNlX3NlY29uZHNCGQoXX29ycGhhbl9taW5fYWdlX3NlY29uZHMifAocUnVuR2FyYmFnZUNvbGxlY3Rpb25SZXNwb25zZRISCgpjYW5kaWRhdGVzGAEgASgEEhYKDmJsb2Nrc19kZWxldGVkGAIgASgEEhcKD2J5dGVzX3JlY2xhaW1lZBgDIAEoBBIXCg9vcnBoYW5zX3JlbW92ZWQYBCABKAQiKwoZR2V0UmVmZXJlbmNlQ291bnRzUmVxdWVzdBIOCgZoYXNoZXMYASADKAwiVAoTQmxvY2tSZWZlcmVuY2VDb3VudBIMCgRoYXNoGAEgASgMEg0KBWZvdW5kGAIgASgIEhEKCXJlZl9jb3VudBgDIAEoAxINCgVzdGF0ZRgEIAEoCSJTChpHZXRSZWZlcmVuY2VDb3VudHNSZXNwb25zZRI1CgZjb3VudHMYASADKAsyJS5zYXRjaGVsLmJsb2NrLnYxLkJsb2NrUmVmZXJlbmNlQ291bnQiFwoVR2V0U2NydWJTdGF0dXNSZXF1ZXN0It0CCgtTY3J1YlN0YXR1cxIPCgdydW5uaW5nGAEgASgIEhgKEHBhc3Nlc19jb21wbGV0ZWQYAiABKAQSFwoPYmxvY2tzX3ZlcmlmaWVkGAMgASgEEhYKDmJ5dGVzX3ZlcmlmaWVkGAQgASgEEhQKDGJsb2Nrc190b3RhbBgFIAEoBBIjChtyYXRlX2xpbWl0X2J5dGVzX3Blcl9zZWNvbmQYBiABKAQSHQoVcmF0ZV9ieXRlc19wZXJfc2Vjb25kGAcgASgBEhYKDnNoYXJkc19taXNzaW5nGAggASgEEhYKDnNoYXJkc19jb3JydXB0GAkgASgEEhcKD3NoYXJkc19yZXBhaXJlZBgKIAEoBBITCgtibG9ja3NfbG9zdBgLIAEoBBIfChdsYXN0X3Bhc3NfZmluaXNoZWRfdW5peBgMIAEoAxIZChFsYXN0X3Bhc3Nfc2Vjb25kcxgNIAEoASJHChZHZXRTY3J1YlN0YXR1c1Jlc3BvbnNlEi0KBnN0YXR1cxgBIAEoCzIdLnNhdGNoZWwuYmxvY2sudjEuU2NydWJTdGF0dXMiNAoPUnVuU2NydWJSZXF1ZXN0EgwKBHdhaXQYASABKAgSEwoLdW50aHJvdHRsZWQYAiABKAgiQQoQUnVuU2NydWJSZXNwb25zZRItCgZzdGF0dXMYASABKAsyHS5zYXRjaGVsLmJsb2NrLnYxLlNjcnViU3RhdHVzIk8KE1NldE5vZGVTdGF0ZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIqCgVzdGF0ZRgCIAEoDjIbLnNhdGNoZWwuYmxvY2sudjEuTm9kZVN0YXRlIhYKFFNldE5vZGVTdGF0ZVJlc3BvbnNlKlMKCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTk9ERV9TVEFURV9BQ1RJVkUQARITCg9OT0RFX1NUQVRFX0RFQUQQAjLXAwoMQmxvY2tTZXJ2aWNlElEKCFB1dEJsb2NrEiEuc2F0Y2hlbC5ibG9jay52MS5QdXRCbG9ja1JlcXVlc3QaIi5zYXRjaGVsLmJsb2NrLnYxLlB1dEJsb2NrUmVzcG9uc2USUQoIR2V0QmxvY2sSIS5zYXRjaGVsLmJsb2NrLnYxLkdldEJsb2NrUmVxdWVzdBoiLnNhdGNoZWwuYmxvY2sudjEuR2V0QmxvY2tSZXNwb25zZRJUCglIYXNCbG9ja3MSIi5zYXRjaGVsLmJsb2NrLnYxLkhhc0Jsb2Nrc1JlcXVlc3QaIy5zYXRjaGVsLmJsb2NrLnYxLkhhc0Jsb2Nrc1Jlc3BvbnNlEmAKDVJlc2VydmVCbG9ja3MSJi5zYXRjaGVsLmJsb2NrLnYxLlJlc2VydmVCbG9ja3NSZXF1ZXN0Gicuc2F0Y2hlbC5ibG9jay52MS5SZXNlcnZlQmxvY2tzUmVzcG9uc2USaQoQQWRqdXN0UmVmZXJlbmNlcxIpLnNhdGNoZWwuYmxvY2sudjEuQWRqdXN0UmVmZXJlbmNlc1JlcXVlc3QaKi5zYXRjaGVsLmJsb2NrLnYxLkFkanVzdFJlZmVyZW5jZXNSZXNwb25zZTL3BQoRQmxvY2tBZG1pblNlcnZpY2USYwoOR2V0U2NydWJTdGF0dXMSJy5zYXRjaGVsLmJsb2NrLnYxLkdldFNjcnViU3RhdHVzUmVxdWVzdBooLnNhdGNoZWwuYmxvY2sudjEuR2V0U2NydWJTdGF0dXNSZXNwb25zZRJRCghSdW5TY3J1YhIhLnNhdGNoZWwuYmxvY2sudjEuUnVuU2NydWJSZXF1ZXN0GiIuc2F0Y2hlbC5ibG9jay52MS5SdW5TY3J1YlJlc3BvbnNlEl0KDFNldE5vZGVTdGF0ZRIlLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVxdWVzdBomLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVzcG9uc2USdQoUUnVuR2FyYmFnZUNvbGxlY3Rpb24SLS5zYXRjaGVsLmJsb2NrLnYxLlJ1bkdhcmJhZ2VDb2xsZWN0aW9uUmVxdWVzdBouLnNhdGNoZWwuYmxvY2sudjEuUnVuR2FyYmFnZUNvbGxlY3Rpb25SZXNwb25zZRJvChJHZXRSZWZlcmVuY2VDb3VudHMSKy5zYXRjaGVsLmJsb2NrLnYxLkdldFJlZmVyZW5jZUNvdW50c1JlcXVlc3QaLC5zYXRjaGVsLmJsb2NrLnYxLkdldFJlZmVyZW5jZUNvdW50c1Jlc3BvbnNlEnIKE0xpc3RSZWZlcmVuY2VDb3VudHMSLC5zYXRjaGVsLmJsb2NrLnYxLkxpc3RSZWZlcmVuY2VDb3VudHNSZXF1ZXN0Gi0uc2F0Y2hlbC5ibG9jay52MS5MaXN0UmVmZXJlbmNlQ291bnRzUmVzcG9uc2USbwoSU2V0UmVmZXJlbmNlQ291bnRzEisuc2F0Y2hlbC5ibG9jay52MS5TZXRSZWZlcmVuY2VDb3VudHNSZXF1ZXN0Giwuc2F0Y2hlbC5ibG9jay52MS5TZXRSZWZlcmVuY2VDb3VudHNSZXNwb25zZWIGcHJvdG8z");
+
+/**
+ * @generated from message satchel.block.v1.ReserveBlocksRequest
+ */
+export type ReserveBlocksRequest = Message<"satchel.block.v1.ReserveBlocksRequest"> & {
+  /**
+   * @generated from field: repeated bytes hashes = 1;
+   */
+  hashes: Uint8Array[];
+
+  /**
+   * How long the reservation protects the blocks; 0 means the server's default.
+   *
+   * @generated from field: uint32 lease_seconds = 2;
+   */
+  leaseSeconds: number;
+};
+
+/**
+ * Describes the message satchel.block.v1.ReserveBlocksRequest.
+ * Use `create(ReserveBlocksRequestSchema)` to create a new message.
+ */
+export const ReserveBlocksRequestSchema: GenMessage<ReserveBlocksRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 0);
+
+/**
+ * @generated from message satchel.block.v1.ReserveBlocksResponse
+ */
+export type ReserveBlocksResponse = Message<"satchel.block.v1.ReserveBlocksResponse"> & {
+  /**
+   * present[i] tells whether hashes[i] is live and now reserved.
+   *
+   * @generated from field: repeated bool present = 1;
+   */
+  present: boolean[];
+};
+
+/**
+ * Describes the message satchel.block.v1.ReserveBlocksResponse.
+ * Use `create(ReserveBlocksResponseSchema)` to create a new message.
+ */
+export const ReserveBlocksResponseSchema: GenMessage<ReserveBlocksResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 1);
+
+/**
+ * @generated from message satchel.block.v1.ReferenceChange
+ */
+export type ReferenceChange = Message<"satchel.block.v1.ReferenceChange"> & {
+  /**
+   * Unique within the source, e.g. the id of a metaserver shard's outbox row.
+   *
+   * @generated from field: uint64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: bytes hash = 2;
+   */
+  hash: Uint8Array;
+
+  /**
+   * +1 when a file version starts to reference the block, -1 when it stops.
+   *
+   * @generated from field: sint32 delta = 3;
+   */
+  delta: number;
+};
+
+/**
+ * Describes the message satchel.block.v1.ReferenceChange.
+ * Use `create(ReferenceChangeSchema)` to create a new message.
+ */
+export const ReferenceChangeSchema: GenMessage<ReferenceChange> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 2);
+
+/**
+ * @generated from message satchel.block.v1.AdjustReferencesRequest
+ */
+export type AdjustReferencesRequest = Message<"satchel.block.v1.AdjustReferencesRequest"> & {
+  /**
+   * Who sends the changes, e.g. "meta-shard-2"; together with sequence it identifies a change.
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * @generated from field: repeated satchel.block.v1.ReferenceChange changes = 2;
+   */
+  changes: ReferenceChange[];
+};
+
+/**
+ * Describes the message satchel.block.v1.AdjustReferencesRequest.
+ * Use `create(AdjustReferencesRequestSchema)` to create a new message.
+ */
+export const AdjustReferencesRequestSchema: GenMessage<AdjustReferencesRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 3);
+
+/**
+ * @generated from message satchel.block.v1.AdjustReferencesResponse
+ */
+export type AdjustReferencesResponse = Message<"satchel.block.v1.AdjustReferencesResponse"> & {
+  /**
+   * Changes applied now (the rest had been applied before).
+   *
+   * @generated from field: uint32 applied = 1;
+   */
+  applied: number;
+};
+
+/**
+ * Describes the message satchel.block.v1.AdjustReferencesResponse.
+ * Use `create(AdjustReferencesResponseSchema)` to create a new message.
+ */
+export const AdjustReferencesResponseSchema: GenMessage<AdjustReferencesResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 4);
 
 /**
  * @generated from message satchel.block.v1.PutBlockRequest
@@ -36,7 +153,7 @@ export type PutBlockRequest = Message<"satchel.block.v1.PutBlockRequest"> & {
  * Use `create(PutBlockRequestSchema)` to create a new message.
  */
 export const PutBlockRequestSchema: GenMessage<PutBlockRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 0);
+  messageDesc(file_satchel_block_v1_block, 5);
 
 /**
  * @generated from message satchel.block.v1.PutBlockResponse
@@ -62,7 +179,7 @@ export type PutBlockResponse = Message<"satchel.block.v1.PutBlockResponse"> & {
  * Use `create(PutBlockResponseSchema)` to create a new message.
  */
 export const PutBlockResponseSchema: GenMessage<PutBlockResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 1);
+  messageDesc(file_satchel_block_v1_block, 6);
 
 /**
  * @generated from message satchel.block.v1.GetBlockRequest
@@ -81,7 +198,7 @@ export type GetBlockRequest = Message<"satchel.block.v1.GetBlockRequest"> & {
  * Use `create(GetBlockRequestSchema)` to create a new message.
  */
 export const GetBlockRequestSchema: GenMessage<GetBlockRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 2);
+  messageDesc(file_satchel_block_v1_block, 7);
 
 /**
  * @generated from message satchel.block.v1.GetBlockResponse
@@ -98,7 +215,7 @@ export type GetBlockResponse = Message<"satchel.block.v1.GetBlockResponse"> & {
  * Use `create(GetBlockResponseSchema)` to create a new message.
  */
 export const GetBlockResponseSchema: GenMessage<GetBlockResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 3);
+  messageDesc(file_satchel_block_v1_block, 8);
 
 /**
  * @generated from message satchel.block.v1.HasBlocksRequest
@@ -117,7 +234,7 @@ export type HasBlocksRequest = Message<"satchel.block.v1.HasBlocksRequest"> & {
  * Use `create(HasBlocksRequestSchema)` to create a new message.
  */
 export const HasBlocksRequestSchema: GenMessage<HasBlocksRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 4);
+  messageDesc(file_satchel_block_v1_block, 9);
 
 /**
  * @generated from message satchel.block.v1.HasBlocksResponse
@@ -136,7 +253,224 @@ export type HasBlocksResponse = Message<"satchel.block.v1.HasBlocksResponse"> & 
  * Use `create(HasBlocksResponseSchema)` to create a new message.
  */
 export const HasBlocksResponseSchema: GenMessage<HasBlocksResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 5);
+  messageDesc(file_satchel_block_v1_block, 10);
+
+/**
+ * @generated from message satchel.block.v1.ListReferenceCountsRequest
+ */
+export type ListReferenceCountsRequest = Message<"satchel.block.v1.ListReferenceCountsRequest"> & {
+  /**
+   * From the previous response; empty to start.
+   *
+   * @generated from field: string page_token = 1;
+   */
+  pageToken: string;
+
+  /**
+   * 0 means the server's default.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message satchel.block.v1.ListReferenceCountsRequest.
+ * Use `create(ListReferenceCountsRequestSchema)` to create a new message.
+ */
+export const ListReferenceCountsRequestSchema: GenMessage<ListReferenceCountsRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 11);
+
+/**
+ * @generated from message satchel.block.v1.ListReferenceCountsResponse
+ */
+export type ListReferenceCountsResponse = Message<"satchel.block.v1.ListReferenceCountsResponse"> & {
+  /**
+   * @generated from field: repeated satchel.block.v1.BlockReferenceCount counts = 1;
+   */
+  counts: BlockReferenceCount[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message satchel.block.v1.ListReferenceCountsResponse.
+ * Use `create(ListReferenceCountsResponseSchema)` to create a new message.
+ */
+export const ListReferenceCountsResponseSchema: GenMessage<ListReferenceCountsResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 12);
+
+/**
+ * @generated from message satchel.block.v1.SetReferenceCountsRequest
+ */
+export type SetReferenceCountsRequest = Message<"satchel.block.v1.SetReferenceCountsRequest"> & {
+  /**
+   * @generated from field: repeated satchel.block.v1.BlockReferenceCount counts = 1;
+   */
+  counts: BlockReferenceCount[];
+};
+
+/**
+ * Describes the message satchel.block.v1.SetReferenceCountsRequest.
+ * Use `create(SetReferenceCountsRequestSchema)` to create a new message.
+ */
+export const SetReferenceCountsRequestSchema: GenMessage<SetReferenceCountsRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 13);
+
+/**
+ * @generated from message satchel.block.v1.SetReferenceCountsResponse
+ */
+export type SetReferenceCountsResponse = Message<"satchel.block.v1.SetReferenceCountsResponse"> & {
+};
+
+/**
+ * Describes the message satchel.block.v1.SetReferenceCountsResponse.
+ * Use `create(SetReferenceCountsResponseSchema)` to create a new message.
+ */
+export const SetReferenceCountsResponseSchema: GenMessage<SetReferenceCountsResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 14);
+
+/**
+ * @generated from message satchel.block.v1.RunGarbageCollectionRequest
+ */
+export type RunGarbageCollectionRequest = Message<"satchel.block.v1.RunGarbageCollectionRequest"> & {
+  /**
+   * Override of the configured grace period for this run (seconds); unset uses the configured one.
+   *
+   * @generated from field: optional uint32 grace_seconds = 1;
+   */
+  graceSeconds?: number | undefined;
+
+  /**
+   * Also look for shard objects the index does not place on their node, and remove them.
+   *
+   * @generated from field: bool sweep_orphans = 2;
+   */
+  sweepOrphans: boolean;
+
+  /**
+   * Override of the minimum age of an orphan shard object (seconds) for this run.
+   *
+   * @generated from field: optional uint32 orphan_min_age_seconds = 3;
+   */
+  orphanMinAgeSeconds?: number | undefined;
+};
+
+/**
+ * Describes the message satchel.block.v1.RunGarbageCollectionRequest.
+ * Use `create(RunGarbageCollectionRequestSchema)` to create a new message.
+ */
+export const RunGarbageCollectionRequestSchema: GenMessage<RunGarbageCollectionRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 15);
+
+/**
+ * @generated from message satchel.block.v1.RunGarbageCollectionResponse
+ */
+export type RunGarbageCollectionResponse = Message<"satchel.block.v1.RunGarbageCollectionResponse"> & {
+  /**
+   * Blocks found eligible, blocks deleted, and logical bytes reclaimed in this run.
+   *
+   * @generated from field: uint64 candidates = 1;
+   */
+  candidates: bigint;
+
+  /**
+   * @generated from field: uint64 blocks_deleted = 2;
+   */
+  blocksDeleted: bigint;
+
+  /**
+   * @generated from field: uint64 bytes_reclaimed = 3;
+   */
+  bytesReclaimed: bigint;
+
+  /**
+   * Orphan shard objects removed (when sweep_orphans was set).
+   *
+   * @generated from field: uint64 orphans_removed = 4;
+   */
+  orphansRemoved: bigint;
+};
+
+/**
+ * Describes the message satchel.block.v1.RunGarbageCollectionResponse.
+ * Use `create(RunGarbageCollectionResponseSchema)` to create a new message.
+ */
+export const RunGarbageCollectionResponseSchema: GenMessage<RunGarbageCollectionResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 16);
+
+/**
+ * @generated from message satchel.block.v1.GetReferenceCountsRequest
+ */
+export type GetReferenceCountsRequest = Message<"satchel.block.v1.GetReferenceCountsRequest"> & {
+  /**
+   * @generated from field: repeated bytes hashes = 1;
+   */
+  hashes: Uint8Array[];
+};
+
+/**
+ * Describes the message satchel.block.v1.GetReferenceCountsRequest.
+ * Use `create(GetReferenceCountsRequestSchema)` to create a new message.
+ */
+export const GetReferenceCountsRequestSchema: GenMessage<GetReferenceCountsRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 17);
+
+/**
+ * @generated from message satchel.block.v1.BlockReferenceCount
+ */
+export type BlockReferenceCount = Message<"satchel.block.v1.BlockReferenceCount"> & {
+  /**
+   * @generated from field: bytes hash = 1;
+   */
+  hash: Uint8Array;
+
+  /**
+   * False when the block is not in the index.
+   *
+   * @generated from field: bool found = 2;
+   */
+  found: boolean;
+
+  /**
+   * @generated from field: int64 ref_count = 3;
+   */
+  refCount: bigint;
+
+  /**
+   * "writing", "live" or "deleting".
+   *
+   * @generated from field: string state = 4;
+   */
+  state: string;
+};
+
+/**
+ * Describes the message satchel.block.v1.BlockReferenceCount.
+ * Use `create(BlockReferenceCountSchema)` to create a new message.
+ */
+export const BlockReferenceCountSchema: GenMessage<BlockReferenceCount> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 18);
+
+/**
+ * @generated from message satchel.block.v1.GetReferenceCountsResponse
+ */
+export type GetReferenceCountsResponse = Message<"satchel.block.v1.GetReferenceCountsResponse"> & {
+  /**
+   * @generated from field: repeated satchel.block.v1.BlockReferenceCount counts = 1;
+   */
+  counts: BlockReferenceCount[];
+};
+
+/**
+ * Describes the message satchel.block.v1.GetReferenceCountsResponse.
+ * Use `create(GetReferenceCountsResponseSchema)` to create a new message.
+ */
+export const GetReferenceCountsResponseSchema: GenMessage<GetReferenceCountsResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 19);
 
 /**
  * @generated from message satchel.block.v1.GetScrubStatusRequest
@@ -149,7 +483,7 @@ export type GetScrubStatusRequest = Message<"satchel.block.v1.GetScrubStatusRequ
  * Use `create(GetScrubStatusRequestSchema)` to create a new message.
  */
 export const GetScrubStatusRequestSchema: GenMessage<GetScrubStatusRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 6);
+  messageDesc(file_satchel_block_v1_block, 20);
 
 /**
  * @generated from message satchel.block.v1.ScrubStatus
@@ -244,7 +578,7 @@ export type ScrubStatus = Message<"satchel.block.v1.ScrubStatus"> & {
  * Use `create(ScrubStatusSchema)` to create a new message.
  */
 export const ScrubStatusSchema: GenMessage<ScrubStatus> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 7);
+  messageDesc(file_satchel_block_v1_block, 21);
 
 /**
  * @generated from message satchel.block.v1.GetScrubStatusResponse
@@ -261,7 +595,7 @@ export type GetScrubStatusResponse = Message<"satchel.block.v1.GetScrubStatusRes
  * Use `create(GetScrubStatusResponseSchema)` to create a new message.
  */
 export const GetScrubStatusResponseSchema: GenMessage<GetScrubStatusResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 8);
+  messageDesc(file_satchel_block_v1_block, 22);
 
 /**
  * @generated from message satchel.block.v1.RunScrubRequest
@@ -287,7 +621,7 @@ export type RunScrubRequest = Message<"satchel.block.v1.RunScrubRequest"> & {
  * Use `create(RunScrubRequestSchema)` to create a new message.
  */
 export const RunScrubRequestSchema: GenMessage<RunScrubRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 9);
+  messageDesc(file_satchel_block_v1_block, 23);
 
 /**
  * @generated from message satchel.block.v1.RunScrubResponse
@@ -304,7 +638,7 @@ export type RunScrubResponse = Message<"satchel.block.v1.RunScrubResponse"> & {
  * Use `create(RunScrubResponseSchema)` to create a new message.
  */
 export const RunScrubResponseSchema: GenMessage<RunScrubResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 10);
+  messageDesc(file_satchel_block_v1_block, 24);
 
 /**
  * @generated from message satchel.block.v1.SetNodeStateRequest
@@ -328,7 +662,7 @@ export type SetNodeStateRequest = Message<"satchel.block.v1.SetNodeStateRequest"
  * Use `create(SetNodeStateRequestSchema)` to create a new message.
  */
 export const SetNodeStateRequestSchema: GenMessage<SetNodeStateRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 11);
+  messageDesc(file_satchel_block_v1_block, 25);
 
 /**
  * @generated from message satchel.block.v1.SetNodeStateResponse
@@ -341,7 +675,7 @@ export type SetNodeStateResponse = Message<"satchel.block.v1.SetNodeStateRespons
  * Use `create(SetNodeStateResponseSchema)` to create a new message.
  */
 export const SetNodeStateResponseSchema: GenMessage<SetNodeStateResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 12);
+  messageDesc(file_satchel_block_v1_block, 26);
 
 /**
  * @generated from enum satchel.block.v1.NodeState
@@ -409,6 +743,30 @@ export const BlockService: GenService<{
     input: typeof HasBlocksRequestSchema;
     output: typeof HasBlocksResponseSchema;
   },
+  /**
+   * ReserveBlocks is HasBlocks for a commit about to reference the blocks: every live block is
+   * protected from garbage collection for the lease, so that the reference (delivered later through
+   * AdjustReferences) cannot arrive after the block was collected. A block being collected is
+   * reported absent: upload it again.
+   *
+   * @generated from rpc satchel.block.v1.BlockService.ReserveBlocks
+   */
+  reserveBlocks: {
+    methodKind: "unary";
+    input: typeof ReserveBlocksRequestSchema;
+    output: typeof ReserveBlocksResponseSchema;
+  },
+  /**
+   * AdjustReferences applies reference-count changes. Each change carries its source and a
+   * sequence number unique within that source, so a retried batch is applied exactly once.
+   *
+   * @generated from rpc satchel.block.v1.BlockService.AdjustReferences
+   */
+  adjustReferences: {
+    methodKind: "unary";
+    input: typeof AdjustReferencesRequestSchema;
+    output: typeof AdjustReferencesResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_satchel_block_v1_block, 0);
 
@@ -448,6 +806,47 @@ export const BlockAdminService: GenService<{
     methodKind: "unary";
     input: typeof SetNodeStateRequestSchema;
     output: typeof SetNodeStateResponseSchema;
+  },
+  /**
+   * RunGarbageCollection deletes blocks no file version references, once their grace period has
+   * passed and no commit holds a reservation on them.
+   *
+   * @generated from rpc satchel.block.v1.BlockAdminService.RunGarbageCollection
+   */
+  runGarbageCollection: {
+    methodKind: "unary";
+    input: typeof RunGarbageCollectionRequestSchema;
+    output: typeof RunGarbageCollectionResponseSchema;
+  },
+  /**
+   * GetReferenceCounts reports blocks' reference counts and states, for reconciliation.
+   *
+   * @generated from rpc satchel.block.v1.BlockAdminService.GetReferenceCounts
+   */
+  getReferenceCounts: {
+    methodKind: "unary";
+    input: typeof GetReferenceCountsRequestSchema;
+    output: typeof GetReferenceCountsResponseSchema;
+  },
+  /**
+   * ListReferenceCounts pages through every block of the index with its count.
+   *
+   * @generated from rpc satchel.block.v1.BlockAdminService.ListReferenceCounts
+   */
+  listReferenceCounts: {
+    methodKind: "unary";
+    input: typeof ListReferenceCountsRequestSchema;
+    output: typeof ListReferenceCountsResponseSchema;
+  },
+  /**
+   * SetReferenceCounts overwrites counts: the reconciler's correction of drift.
+   *
+   * @generated from rpc satchel.block.v1.BlockAdminService.SetReferenceCounts
+   */
+  setReferenceCounts: {
+    methodKind: "unary";
+    input: typeof SetReferenceCountsRequestSchema;
+    output: typeof SetReferenceCountsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_satchel_block_v1_block, 1);

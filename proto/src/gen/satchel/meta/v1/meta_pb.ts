@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file satchel/meta/v1/meta.proto.
  */
 export const file_satchel_meta_v1_meta: GenFile = /*@__PURE__*/
-  fileDesc("ChpzYXRjaGVsL21ldGEvdjEvbWV0YS5wcm90bxIPc2F0Y2hlbC5tZXRhLnYxIiYKCEJsb2NrUmVmEgwKBGhhc2gYASABKAwSDAoEc2l6ZRgCIAEoDSLhAQoMRmlsZU1ldGFkYXRhEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIRCglpc19mb2xkZXIYAyABKAgSEAoIcmV2aXNpb24YBCABKAQSDAoEc2l6ZRgFIAEoBBIpCgZibG9ja3MYBiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSMQoNbW9kaWZpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbmFtZXNwYWNlX2lkGAggASgEEg4KBmN1cnNvchgJIAEoBCKHAQoRQ29tbWl0RmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIpCgZibG9ja3MYAiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSDAoEc2l6ZRgDIAEoBBIXCg9wYXJlbnRfcmV2aXNpb24YBCABKAQSEgoKcmVxdWVzdF9pZBgFIAEoCSJZChJDb21taXRGaWxlUmVzcG9uc2USFgoObWlzc2luZ19ibG9ja3MYASADKAwSKwoEZmlsZRgCIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiJgoWR2V0RmlsZU1ldGFkYXRhUmVxdWVzdBIMCgRwYXRoGAEgASgJIkYKF0dldEZpbGVNZXRhZGF0YVJlc3BvbnNlEisKBGZpbGUYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhIlsKEUxpc3RGb2xkZXJSZXF1ZXN0EgwKBHBhdGgYASABKAkSEQoJcmVjdXJzaXZlGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIm8KEkxpc3RGb2xkZXJSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIaGFzX21vcmUYAyABKAgyoQIKC01ldGFTZXJ2aWNlElUKCkNvbW1pdEZpbGUSIi5zYXRjaGVsLm1ldGEudjEuQ29tbWl0RmlsZVJlcXVlc3QaIy5zYXRjaGVsLm1ldGEudjEuQ29tbWl0RmlsZVJlc3BvbnNlEmQKD0dldEZpbGVNZXRhZGF0YRInLnNhdGNoZWwubWV0YS52MS5HZXRGaWxlTWV0YWRhdGFSZXF1ZXN0Giguc2F0Y2hlbC5tZXRhLnYxLkdldEZpbGVNZXRhZGF0YVJlc3BvbnNlElUKCkxpc3RGb2xkZXISIi5zYXRjaGVsLm1ldGEudjEuTGlzdEZvbGRlclJlcXVlc3QaIy5zYXRjaGVsLm1ldGEudjEuTGlzdEZvbGRlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChpzYXRjaGVsL21ldGEvdjEvbWV0YS5wcm90bxIPc2F0Y2hlbC5tZXRhLnYxIiYKCEJsb2NrUmVmEgwKBGhhc2gYASABKAwSDAoEc2l6ZRgCIAEoDSLhAQoMRmlsZU1ldGFkYXRhEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIRCglpc19mb2xkZXIYAyABKAgSEAoIcmV2aXNpb24YBCABKAQSDAoEc2l6ZRgFIAEoBBIpCgZibG9ja3MYBiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSMQoNbW9kaWZpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbmFtZXNwYWNlX2lkGAggASgEEg4KBmN1cnNvchgJIAEoBCKHAQoRQ29tbWl0RmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIpCgZibG9ja3MYAiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSDAoEc2l6ZRgDIAEoBBIXCg9wYXJlbnRfcmV2aXNpb24YBCABKAQSEgoKcmVxdWVzdF9pZBgFIAEoCSJZChJDb21taXRGaWxlUmVzcG9uc2USFgoObWlzc2luZ19ibG9ja3MYASADKAwSKwoEZmlsZRgCIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiJgoWR2V0RmlsZU1ldGFkYXRhUmVxdWVzdBIMCgRwYXRoGAEgASgJIkYKF0dldEZpbGVNZXRhZGF0YVJlc3BvbnNlEisKBGZpbGUYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhIlsKEUxpc3RGb2xkZXJSZXF1ZXN0EgwKBHBhdGgYASABKAkSEQoJcmVjdXJzaXZlGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIm8KEkxpc3RGb2xkZXJSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIaGFzX21vcmUYAyABKAgiHAoaUmVjb25jaWxlUmVmZXJlbmNlc1JlcXVlc3QiYgobUmVjb25jaWxlUmVmZXJlbmNlc1Jlc3BvbnNlEhYKDmJsb2Nrc19jaGVja2VkGAEgASgEEhYKDmJsb2Nrc19kcmlmdGVkGAIgASgEEhMKC3RvdGFsX2RyaWZ0GAMgASgEMqECCgtNZXRhU2VydmljZRJVCgpDb21taXRGaWxlEiIuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEZpbGVSZXF1ZXN0GiMuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEZpbGVSZXNwb25zZRJkCg9HZXRGaWxlTWV0YWRhdGESJy5zYXRjaGVsLm1ldGEudjEuR2V0RmlsZU1ldGFkYXRhUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5HZXRGaWxlTWV0YWRhdGFSZXNwb25zZRJVCgpMaXN0Rm9sZGVyEiIuc2F0Y2hlbC5tZXRhLnYxLkxpc3RGb2xkZXJSZXF1ZXN0GiMuc2F0Y2hlbC5tZXRhLnYxLkxpc3RGb2xkZXJSZXNwb25zZTKEAQoQTWV0YUFkbWluU2VydmljZRJwChNSZWNvbmNpbGVSZWZlcmVuY2VzEisuc2F0Y2hlbC5tZXRhLnYxLlJlY29uY2lsZVJlZmVyZW5jZXNSZXF1ZXN0Giwuc2F0Y2hlbC5tZXRhLnYxLlJlY29uY2lsZVJlZmVyZW5jZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * BlockRef names one content-addressed block of a file, in file order.
@@ -284,6 +284,52 @@ export const ListFolderResponseSchema: GenMessage<ListFolderResponse> = /*@__PUR
   messageDesc(file_satchel_meta_v1_meta, 7);
 
 /**
+ * @generated from message satchel.meta.v1.ReconcileReferencesRequest
+ */
+export type ReconcileReferencesRequest = Message<"satchel.meta.v1.ReconcileReferencesRequest"> & {
+};
+
+/**
+ * Describes the message satchel.meta.v1.ReconcileReferencesRequest.
+ * Use `create(ReconcileReferencesRequestSchema)` to create a new message.
+ */
+export const ReconcileReferencesRequestSchema: GenMessage<ReconcileReferencesRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 8);
+
+/**
+ * @generated from message satchel.meta.v1.ReconcileReferencesResponse
+ */
+export type ReconcileReferencesResponse = Message<"satchel.meta.v1.ReconcileReferencesResponse"> & {
+  /**
+   * Blocks whose counts were compared.
+   *
+   * @generated from field: uint64 blocks_checked = 1;
+   */
+  blocksChecked: bigint;
+
+  /**
+   * Blocks whose count differed from the file versions.
+   *
+   * @generated from field: uint64 blocks_drifted = 2;
+   */
+  blocksDrifted: bigint;
+
+  /**
+   * Sum over drifted blocks of |actual - expected|.
+   *
+   * @generated from field: uint64 total_drift = 3;
+   */
+  totalDrift: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.ReconcileReferencesResponse.
+ * Use `create(ReconcileReferencesResponseSchema)` to create a new message.
+ */
+export const ReconcileReferencesResponseSchema: GenMessage<ReconcileReferencesResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 9);
+
+/**
  * MetaService owns the file tree: namespaces, files and their versions (block lists), and the
  * per-namespace journal whose cursor orders every change.
  *
@@ -323,4 +369,24 @@ export const MetaService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_satchel_meta_v1_meta, 0);
+
+/**
+ * MetaAdminService is for operators and maintenance jobs.
+ *
+ * @generated from service satchel.meta.v1.MetaAdminService
+ */
+export const MetaAdminService: GenService<{
+  /**
+   * ReconcileReferences recomputes every block's reference count from the file versions
+   * (mark and sweep) and corrects the blockserver's counts where they drifted.
+   *
+   * @generated from rpc satchel.meta.v1.MetaAdminService.ReconcileReferences
+   */
+  reconcileReferences: {
+    methodKind: "unary";
+    input: typeof ReconcileReferencesRequestSchema;
+    output: typeof ReconcileReferencesResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_satchel_meta_v1_meta, 1);
 

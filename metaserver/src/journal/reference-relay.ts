@@ -1,0 +1,88 @@
+import type { Client } from "@connectrpc/connect";
+import type { Logger } from "@satchel/proto";
+import type { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import type { RowDataPacket, ShardSet } from "../store/shards.js";
+
+const BATCH = 500;
+
+/**
+ * Relays block reference changes from each shard's outbox (written in the same transaction as the
+ * file versions) to the blockserver, then deletes them. Each change is sent with (source, outbox id),
+ * which the blockserver applies exactly once, so a relay that dies between sending and deleting
+ * simply sends again. One relay should run per shard at a time (one metaserver here).
+ */
+export class ReferenceRelay {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<number>;
+  private again = false;
+  private paused = 0;
+
+  constructor(
+    private readonly shards: ShardSet,
+    private readonly blocks: Client<typeof BlockService>,
+    private readonly logger: Logger,
+  ) {}
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => this.wake(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Runs a relay pass soon (after a commit). */
+  wake(): void {
+    if (this.paused > 0) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    void this.drain().catch((err: Error) => this.logger.warn({ err: err.message }, "reference relay failed; retrying later"));
+  }
+
+  /** Relays everything pending now; resolves with the number of changes sent. */
+  drain(): Promise<number> {
+    this.running ??= (async () => {
+      let sent = 0;
+      do {
+        this.again = false;
+        for (const id of this.shards.shardIds) sent += await this.relayShard(id);
+      } while (this.again);
+      return sent;
+    })().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  /** Holds the relay (the reconciler needs counts that do not move under it). */
+  async pause<T>(fn: () => Promise<T>): Promise<T> {
+    this.paused++;
+    try {
+      await this.running?.catch(() => undefined);
+      return await fn();
+    } finally {
+      this.paused--;
+    }
+  }
+
+  private async relayShard(shardId: number): Promise<number> {
+    const pool = this.shards.shard(shardId);
+    let sent = 0;
+    for (;;) {
+      const [rows] = await pool.query<RowDataPacket[]>(
+        "SELECT outbox_id, hash, delta FROM block_reference_outbox ORDER BY outbox_id LIMIT ?", [BATCH],
+      );
+      if (rows.length === 0) return sent;
+      await this.blocks.adjustReferences({
+        source: sourceOf(shardId),
+        changes: rows.map((r) => ({ sequence: BigInt(r.outbox_id), hash: r.hash as Buffer, delta: Number(r.delta) })),
+      });
+      await pool.query("DELETE FROM block_reference_outbox WHERE outbox_id <= ?", [rows[rows.length - 1].outbox_id]);
+      sent += rows.length;
+      if (rows.length < BATCH) return sent;
+    }
+  }
+}
+
+export const sourceOf = (shardId: number) => `meta-shard-${shardId}`;
