@@ -37,6 +37,17 @@ describe("blockserver against real MinIO nodes and MariaDB shards", () => {
     expect((await blocks.putBlock({ hash, data })).alreadyStored).toBe(true);
   });
 
+  it("writes a block once when many uploads of it arrive at the same time", async () => {
+    const data = randomBytes(2_000_000);
+    const hash = sha(data);
+    const results = await Promise.all(Array.from({ length: 8 }, () => blocks.putBlock({ hash, data })));
+    expect(results.filter((r) => !r.alreadyStored)).toHaveLength(1);
+    const hex = hash.toString("hex");
+    let objects = 0;
+    for (const keys of (await listShardObjects(endpoints)).values()) objects += keys.filter((k) => k.includes(hex)).length;
+    expect(objects).toBe(6);
+  });
+
   it("rejects a block whose bytes do not match its hash with INVALID_ARGUMENT and stores nothing", async () => {
     const data = randomBytes(64 * 1024);
     const claimed = sha(randomBytes(16));
