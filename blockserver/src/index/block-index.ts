@@ -1,5 +1,5 @@
 import mysql from "mysql2/promise";
-import type { Pool, ResultSetHeader, RowDataPacket } from "mysql2/promise";
+import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from "mysql2/promise";
 
 export type BlockState = "writing" | "live" | "deleting";
 
@@ -121,9 +121,7 @@ export class BlockIndex {
 
   /** Records where every shard went and makes the block live, in one transaction. */
   async commitWrite(hash: Buffer, shards: ShardPlacement[]): Promise<void> {
-    const conn = await this.shardOf(hash).getConnection();
-    try {
-      await conn.beginTransaction();
+    await inTransaction(this.shardOf(hash), async (conn) => {
       // An upsert, not delete-then-insert: deleting absent rows takes gap locks that deadlock
       // concurrent writes of neighbouring hashes.
       await conn.query(
@@ -132,13 +130,7 @@ export class BlockIndex {
         [shards.map((s) => [hash, s.index, s.node, s.checksum, s.state])],
       );
       await conn.query("UPDATE blocks SET state = 'live', verified_at = CURRENT_TIMESTAMP(3) WHERE hash = ?", [hash]);
-      await conn.commit();
-    } catch (err) {
-      await conn.rollback().catch(() => undefined);
-      throw err;
-    } finally {
-      conn.release();
-    }
+    });
   }
 
   /** Records a shard's new home and state (after a repair, or when a read or scrub finds it lost). */
@@ -195,9 +187,7 @@ export class BlockIndex {
   async reserve(hashes: Buffer[], leaseSeconds: number): Promise<boolean[]> {
     const present = new Array<boolean>(hashes.length).fill(false);
     await Promise.all([...this.byShard(hashes)].map(async ([pool, indexes]) => {
-      const conn = await pool.getConnection();
-      try {
-        await conn.beginTransaction();
+      await inTransaction(pool, async (conn) => {
         const [rows] = await conn.query<RowDataPacket[]>(
           "SELECT hash FROM blocks WHERE hash IN (?) AND state = 'live' FOR UPDATE", [indexes.map((i) => hashes[i])],
         );
@@ -208,15 +198,9 @@ export class BlockIndex {
             [leaseSeconds, live],
           );
         }
-        await conn.commit();
         const set = new Set(live.map((h) => h.toString("hex")));
         for (const i of indexes) present[i] = set.has(hashes[i].toString("hex"));
-      } catch (err) {
-        await conn.rollback().catch(() => undefined);
-        throw err;
-      } finally {
-        conn.release();
-      }
+      });
     }));
     return present;
   }
@@ -230,9 +214,7 @@ export class BlockIndex {
     let applied = 0;
     const unknown: Buffer[] = [];
     await Promise.all([...this.byShard(changes.map((c) => c.hash))].map(async ([pool, indexes]) => {
-      const conn = await pool.getConnection();
-      try {
-        await conn.beginTransaction();
+      await inTransaction(pool, async (conn) => {
         for (const i of indexes) {
           const c = changes[i];
           const [ins] = await conn.query<ResultSetHeader>(
@@ -247,13 +229,7 @@ export class BlockIndex {
           if (upd.affectedRows === 0) unknown.push(c.hash);
           applied++;
         }
-        await conn.commit();
-      } catch (err) {
-        await conn.rollback().catch(() => undefined);
-        throw err;
-      } finally {
-        conn.release();
-      }
+      });
     }));
     return { applied, unknown };
   }
@@ -313,18 +289,10 @@ export class BlockIndex {
 
   /** Removes a deleted block's rows once its shards are gone. */
   async finishDelete(hash: Buffer): Promise<void> {
-    const conn = await this.shardOf(hash).getConnection();
-    try {
-      await conn.beginTransaction();
+    await inTransaction(this.shardOf(hash), async (conn) => {
       const [res] = await conn.query<ResultSetHeader>("DELETE FROM blocks WHERE hash = ? AND state = 'deleting'", [hash]);
       if (res.affectedRows === 1) await conn.query("DELETE FROM block_shards WHERE hash = ?", [hash]);
-      await conn.commit();
-    } catch (err) {
-      await conn.rollback().catch(() => undefined);
-      throw err;
-    } finally {
-      conn.release();
-    }
+    });
   }
 
   private byShard(hashes: Buffer[]): Map<Pool, number[]> {
@@ -340,5 +308,21 @@ export class BlockIndex {
 
   async close(): Promise<void> {
     await Promise.all([...this.shards, this.directory].map((p) => p.end()));
+  }
+}
+
+/** Runs fn in one transaction on a pooled connection, rolling back on any error. */
+async function inTransaction<T>(pool: Pool, fn: (conn: PoolConnection) => Promise<T>): Promise<T> {
+  const conn = await pool.getConnection();
+  try {
+    await conn.beginTransaction();
+    const result = await fn(conn);
+    await conn.commit();
+    return result;
+  } catch (err) {
+    await conn.rollback().catch(() => undefined);
+    throw err;
+  } finally {
+    conn.release();
   }
 }
