@@ -53,12 +53,24 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
   };
   try {
     log(`state directory ${config.stateDir}`);
-    const [mariadb, redis, minio] = await Promise.all([
-      Promise.all(Array.from({ length: config.mariadbServers }, (_, i) => startMariadb(config.stateDir, i, h, p.mariadb(i)))),
-      startRedis(config.stateDir, h, p.redis),
-      Promise.all(Array.from({ length: config.minioNodes }, (_, i) => startMinioNode(config.stateDir, config.minioBinary, i, h, p.minio(i), secrets.minio[i]))),
+    // Every process that did start gets a stopper, even when another one failed to start.
+    const registered = <T>(work: Promise<T>, stop: (t: T) => Promise<void>) =>
+      work.then((t) => {
+        stoppers.push(() => stop(t));
+        return t;
+      });
+    const starts = await Promise.allSettled([
+      ...Array.from({ length: config.mariadbServers }, (_, i) => registered(startMariadb(config.stateDir, i, h, p.mariadb(i)), (m) => m.process.stop(30_000))),
+      registered(startRedis(config.stateDir, h, p.redis), (r) => r.stop()),
+      ...Array.from({ length: config.minioNodes }, (_, i) =>
+        registered(startMinioNode(config.stateDir, config.minioBinary, i, h, p.minio(i), secrets.minio[i]), (n) => n.process.stop())),
     ]);
-    stoppers.push(...mariadb.map((m) => () => m.process.stop(30_000)), () => redis.stop(), ...minio.map((n) => () => n.process.stop()));
+    const failed = starts.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const values = starts.map((r) => (r as PromiseFulfilledResult<unknown>).value);
+    const mariadb = values.slice(0, config.mariadbServers) as MariadbServer[];
+    const redis = values[config.mariadbServers] as ManagedProcess;
+    const minio = values.slice(config.mariadbServers + 1) as MinioNode[];
     log(`started ${mariadb.length} MariaDB servers, Redis and ${minio.length} MinIO nodes`);
 
     // Shard i lives on server i mod S; the directory lives on server 0.

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** A child process of the cluster, with its log file and pid file under the state directory. */
@@ -85,6 +85,13 @@ export class ManagedProcess {
     if (!existsSync(this.logFile)) return "";
     return readFileSync(this.logFile, "utf8").split("\n").slice(-lines).join("\n");
   }
+}
+
+/** Ends every process a previous run left behind in this state directory (from its pid files). */
+export function killLeftovers(stateDir: string): void {
+  const run = join(stateDir, "run");
+  if (!existsSync(run)) return;
+  for (const f of readdirSync(run)) if (f.endsWith(".pid")) killStale(join(run, f));
 }
 
 /** A previous launcher that died may have left this process running: end it before reuse. */

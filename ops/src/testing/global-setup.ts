@@ -1,7 +1,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { REPO_ROOT, loadClusterConfig, startCluster, type Cluster } from "../index.js";
+import { REPO_ROOT, killLeftovers, loadClusterConfig, startCluster, type Cluster } from "../index.js";
 
 let cluster: Cluster | undefined;
 
@@ -11,6 +11,7 @@ let cluster: Cluster | undefined;
  */
 export async function setup(project: TestProject): Promise<void> {
   const stateDir = process.env.SATCHEL_TEST_STATE_DIR ?? join(REPO_ROOT, ".satchel", "test");
+  killLeftovers(stateDir);
   rmSync(stateDir, { recursive: true, force: true });
   const config = loadClusterConfig({
     ...process.env,
