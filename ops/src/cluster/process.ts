@@ -94,7 +94,7 @@ export function killLeftovers(stateDir: string): void {
   for (const f of readdirSync(run)) if (f.endsWith(".pid")) killStale(join(run, f));
 }
 
-/** A previous launcher that died may have left this process running: end it before reuse. */
+/** A previous launcher that died may have left this process running: end it (and wait) before reuse. */
 function killStale(pidFile: string): void {
   if (!existsSync(pidFile)) return;
   const pid = Number(readFileSync(pidFile, "utf8"));
@@ -103,7 +103,17 @@ function killStale(pidFile: string): void {
   try {
     process.kill(pid, "SIGKILL");
   } catch {
-    // already gone
+    return; // already gone
+  }
+  // Its ports are free only once it is gone.
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
   }
 }
 
