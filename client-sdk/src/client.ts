@@ -5,7 +5,7 @@ import { basename, dirname, join } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { MetaService, type BlockRef, type FileMetadata } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { MetaAdminService, MetaService, type BlockRef, type FileMetadata } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { chunkStream, defaultChunkerOptions, type ChunkerOptions } from "./chunker/fastcdc.js";
 
 export interface SatchelClientOptions {
@@ -42,11 +42,15 @@ export class SatchelClient {
   readonly blocks: Client<typeof BlockService>;
   /** Operator calls on the blockserver: scrub status and control, storage node states. */
   readonly blockAdmin: Client<typeof BlockAdminService>;
+  /** Operator calls on the metaserver: reference reconciliation. */
+  readonly metaAdmin: Client<typeof MetaAdminService>;
   private readonly chunker: ChunkerOptions;
   private readonly concurrency: number;
 
   constructor(opts: SatchelClientOptions) {
-    this.meta = createClient(MetaService, createSatchelTransport({ baseUrl: opts.metaserverUrl, token: opts.token }));
+    const metaTransport = createSatchelTransport({ baseUrl: opts.metaserverUrl, token: opts.token });
+    this.meta = createClient(MetaService, metaTransport);
+    this.metaAdmin = createClient(MetaAdminService, metaTransport);
     const blockTransport = createSatchelTransport({ baseUrl: opts.blockserverUrl, token: opts.token });
     this.blocks = createClient(BlockService, blockTransport);
     this.blockAdmin = createClient(BlockAdminService, blockTransport);

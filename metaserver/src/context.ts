@@ -31,10 +31,11 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.devToken });
   const blocks = createClient(BlockService, blockTransport);
   const blockAdmin = createClient(BlockAdminService, blockTransport);
-  const relay = new ReferenceRelay(shards, blocks, logger);
+  const metrics = new ServiceMetrics("metaserver");
+  const relay = new ReferenceRelay(shards, blocks, logger, metrics.registry);
   relay.start(1000);
   return {
-    config, logger, metrics: new ServiceMetrics("metaserver"), shards, namespaces,
+    config, logger, metrics, shards, namespaces,
     files: new FileStore(namespaces), blocks, blockAdmin, publisher, relay,
     close: async () => {
       relay.stop();

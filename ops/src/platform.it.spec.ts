@@ -130,6 +130,11 @@ describe("observability", () => {
       expect(text).toContain(`satchel_${name}_rpc_duration_seconds_bucket`);
     }
     const meta = await (await fetch(endpoints.metrics.metaserver)).text();
+    expect(meta).toContain("satchel_metaserver_reference_outbox_oldest_seconds");
+    const block = await (await fetch(endpoints.metrics.blockserver)).text();
+    for (const name of ["satchel_blockserver_storage_node_up", "satchel_blockserver_scrub_bytes_verified_total", "satchel_blockserver_gc_blocks_deleted_total"]) {
+      expect(block).toContain(name);
+    }
     expect(meta).toMatch(/satchel_metaserver_rpc_requests_total\{method="satchel.meta.v1.MetaService\/GetFileMetadata",code="NotFound"\} [1-9]/);
   });
 });
@@ -155,6 +160,12 @@ describe("the satchel CLI", () => {
     const scrub = await run(process.execPath, [cli, "admin", "scrub", "--status"], { env });
     expect(scrub.stdout).toMatch(/progress:\s+\d+\/\d+ blocks/);
     expect(scrub.stdout).toMatch(/findings:\s+\d+ shards missing, \d+ corrupt, \d+ repaired, \d+ blocks lost/);
+    const gc = await run(process.execPath, [cli, "admin", "gc"], { env });
+    expect(gc.stdout).toMatch(/^\d+ candidates, \d+ blocks deleted, .* reclaimed, 0 orphan shards removed/);
+    const reconcile = await run(process.execPath, [cli, "admin", "reconcile"], { env });
+    expect(reconcile.stdout).toMatch(/^\d+ blocks checked, \d+ drifted/);
+    const badGrace = await run(process.execPath, [cli, "admin", "gc", "--grace", "-5"], { env }).catch((e: { stderr: string }) => e);
+    expect((badGrace as { stderr: string }).stderr).toMatch(/--grace takes a whole number of seconds/);
     const missing = await run(process.execPath, [cli, "get", "/cli/nope", join(dir, "x")], { env }).catch((e: { stderr: string; code: number }) => e);
     expect((missing as { code: number }).code).toBe(1);
     expect((missing as { stderr: string }).stderr).toMatch(/NotFound: "\/cli\/nope" does not exist/);

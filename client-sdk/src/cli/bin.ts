@@ -77,6 +77,26 @@ admin
   });
 
 admin
+  .command("gc")
+  .description("run garbage collection now: delete unreferenced blocks past their grace period")
+  .option("--grace <seconds>", "use this grace period instead of the configured one")
+  .option("--orphans", "also remove shard objects the index does not place (older than an hour)")
+  .action(async (opts: { grace?: string; orphans?: boolean }) => {
+    const grace = opts.grace === undefined ? undefined : Number(opts.grace);
+    if (grace !== undefined && (!Number.isInteger(grace) || grace < 0)) throw new Error("--grace takes a whole number of seconds");
+    const r = await client().blockAdmin.runGarbageCollection({ graceSeconds: grace, sweepOrphans: Boolean(opts.orphans) }, { timeoutMs: 3600_000 });
+    console.log(`${r.candidates} candidates, ${r.blocksDeleted} blocks deleted, ${formatBytes(Number(r.bytesReclaimed))} reclaimed, ${r.orphansRemoved} orphan shards removed`);
+  });
+
+admin
+  .command("reconcile")
+  .description("recompute every block's reference count from the file versions and fix drift")
+  .action(async () => {
+    const r = await client().metaAdmin.reconcileReferences({}, { timeoutMs: 3600_000 });
+    console.log(`${r.blocksChecked} blocks checked, ${r.blocksDrifted} drifted (total drift ${r.totalDrift}), corrected`);
+  });
+
+admin
   .command("node")
   .description("mark a storage node dead (its shards are rebuilt elsewhere) or active again")
   .argument("<name>", "storage node, e.g. minio-3")

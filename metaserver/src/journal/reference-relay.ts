@@ -1,4 +1,5 @@
 import type { Client } from "@connectrpc/connect";
+import { Counter, Gauge, type Registry } from "prom-client";
 import type { Logger } from "@satchel/proto";
 import type { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { RowDataPacket, ShardSet } from "../store/shards.js";
@@ -17,11 +18,28 @@ export class ReferenceRelay {
   private again = false;
   private paused = 0;
 
+  private readonly oldestAge: Gauge<"shard">;
+  private readonly relayed: Counter;
+
   constructor(
     private readonly shards: ShardSet,
     private readonly blocks: Client<typeof BlockService>,
     private readonly logger: Logger,
-  ) {}
+    registry: Registry,
+  ) {
+    // Reservations protect blocks for the lease only: an outbox this far behind is an incident.
+    this.oldestAge = new Gauge({
+      name: "satchel_metaserver_reference_outbox_oldest_seconds",
+      help: "Age of the oldest block reference change not yet relayed to the blockserver, by shard.",
+      labelNames: ["shard"],
+      registers: [registry],
+    });
+    this.relayed = new Counter({
+      name: "satchel_metaserver_reference_changes_relayed_total",
+      help: "Block reference changes relayed to the blockserver.",
+      registers: [registry],
+    });
+  }
 
   start(intervalMs: number): void {
     this.timer = setInterval(() => this.wake(), intervalMs);
@@ -71,14 +89,16 @@ export class ReferenceRelay {
     let sent = 0;
     for (;;) {
       const [rows] = await pool.query<RowDataPacket[]>(
-        "SELECT outbox_id, hash, delta FROM block_reference_outbox ORDER BY outbox_id LIMIT ?", [BATCH],
+        "SELECT outbox_id, hash, delta, TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) / 1e6 AS age FROM block_reference_outbox ORDER BY outbox_id LIMIT ?", [BATCH],
       );
+      this.oldestAge.set({ shard: String(shardId) }, rows.length ? Number(rows[0].age) : 0);
       if (rows.length === 0) return sent;
       await this.blocks.adjustReferences({
         source: sourceOf(shardId),
         changes: rows.map((r) => ({ sequence: BigInt(r.outbox_id), hash: r.hash as Buffer, delta: Number(r.delta) })),
       });
       await pool.query("DELETE FROM block_reference_outbox WHERE outbox_id <= ?", [rows[rows.length - 1].outbox_id]);
+      this.relayed.inc(rows.length);
       sent += rows.length;
       if (rows.length < BATCH) return sent;
     }
