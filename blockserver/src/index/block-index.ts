@@ -1,5 +1,6 @@
 import mysql from "mysql2/promise";
-import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from "mysql2/promise";
+import type { Pool, ResultSetHeader, RowDataPacket } from "mysql2/promise";
+import { inTransaction } from "@satchel/proto";
 
 export type BlockState = "writing" | "live" | "deleting";
 
@@ -311,18 +312,3 @@ export class BlockIndex {
   }
 }
 
-/** Runs fn in one transaction on a pooled connection, rolling back on any error. */
-async function inTransaction<T>(pool: Pool, fn: (conn: PoolConnection) => Promise<T>): Promise<T> {
-  const conn = await pool.getConnection();
-  try {
-    await conn.beginTransaction();
-    const result = await fn(conn);
-    await conn.commit();
-    return result;
-  } catch (err) {
-    await conn.rollback().catch(() => undefined);
-    throw err;
-  } finally {
-    conn.release();
-  }
-}

@@ -1,4 +1,5 @@
 import mysql from "mysql2/promise";
+import { inTransaction } from "@satchel/proto";
 import type { Pool, PoolConnection, RowDataPacket } from "mysql2/promise";
 
 export type { Pool, PoolConnection, RowDataPacket };
@@ -43,18 +44,4 @@ export class ShardSet {
   }
 }
 
-/** Runs fn in one transaction on a pooled connection, rolling back on any error. */
-export async function inTransaction<T>(pool: Pool, fn: (conn: PoolConnection) => Promise<T>): Promise<T> {
-  const conn = await pool.getConnection();
-  try {
-    await conn.beginTransaction();
-    const result = await fn(conn);
-    await conn.commit();
-    return result;
-  } catch (err) {
-    await conn.rollback().catch(() => undefined);
-    throw err;
-  } finally {
-    conn.release();
-  }
-}
+export { inTransaction };

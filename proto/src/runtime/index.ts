@@ -7,3 +7,4 @@ export * from "./metrics.js";
 export * from "./reflection.js";
 export * from "./server.js";
 export * from "./transport.js";
+export * from "./transaction.js";
