@@ -71,8 +71,11 @@ describe("reference counting and garbage collection", () => {
       writeFileSync(join(dir, `shared-${r}`), content);
       // The block is stored first and left unreferenced, so that every collection may take it.
       await blocks.putBlock({ hash: sha(content), data: content });
-      const uploads = Array.from({ length: 3 }, (_, i) =>
-        client.upload(join(dir, `shared-${r}`), `/gc/stress/${r}-${i}.bin`, (p) => (resent += p.bytesTransferred > 0 ? 1 : 0)));
+      const uploads = Array.from({ length: 3 }, async (_, i) => {
+        let sent = 0;
+        await client.upload(join(dir, `shared-${r}`), `/gc/stress/${r}-${i}.bin`, (p) => (sent = p.bytesTransferred));
+        if (sent > 0) resent++;
+      });
       const collections = Array.from({ length: 3 }, async () => {
         await new Promise((res) => setTimeout(res, Math.random() * 30));
         return admin.runGarbageCollection({ graceSeconds: 0 });
