@@ -18,7 +18,7 @@ const codeOf = async (p: Promise<unknown>) => {
 
 let blocks: ReturnType<typeof createClient<typeof BlockService>>;
 beforeAll(() => {
-  blocks = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.devToken }));
+  blocks = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken }));
 });
 
 describe("blockserver against real MinIO nodes and MariaDB shards", () => {
@@ -78,7 +78,7 @@ describe("blockserver against real MinIO nodes and MariaDB shards", () => {
     const unlimited = createClient(BlockService, createGrpcTransport({
       baseUrl: endpoints.blockserver,
       nodeOptions: { maxSessionMemory: 256 },
-      interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${endpoints.devToken}`), next(req))],
+      interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${endpoints.serviceToken}`), next(req))],
     }));
     const big = randomBytes(17 * 1024 * 1024);
     expect(await codeOf(unlimited.putBlock({ hash: sha(big), data: big }))).toBe(Code.ResourceExhausted);

@@ -19,7 +19,8 @@ describe("a blockserver killed in the middle of writing a block", () => {
       SATCHEL_HOST: "127.0.0.1",
       SATCHEL_BLOCKSERVER_PORT: String(port),
       SATCHEL_BLOCKSERVER_METRICS_PORT: String(port + 1),
-      SATCHEL_DEV_TOKEN: endpoints.devToken,
+      SATCHEL_SERVICE_TOKEN: endpoints.serviceToken,
+      SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
       SATCHEL_DIRECTORY_URL: endpoints.directoryUrl,
       SATCHEL_STORAGE_NODES: JSON.stringify(endpoints.storageNodes),
       SATCHEL_LOG_LEVEL: "warn",
@@ -33,7 +34,7 @@ describe("a blockserver killed in the middle of writing a block", () => {
     // A hung node holds the write open after some shards have landed; then the power goes.
     nodes.pause(2);
     try {
-      const victimClient = createClient(BlockService, createSatchelTransport({ baseUrl: url, token: endpoints.devToken }));
+      const victimClient = createClient(BlockService, createSatchelTransport({ baseUrl: url, token: endpoints.serviceToken }));
       const write = victimClient.putBlock({ hash, data }).catch(() => "interrupted");
       await new Promise((r) => setTimeout(r, 1500));
       victim.kill("SIGKILL");
@@ -41,7 +42,7 @@ describe("a blockserver killed in the middle of writing a block", () => {
     } finally {
       nodes.resume(2);
     }
-    const blocks = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.devToken }));
+    const blocks = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken }));
     expect((await blocks.hasBlocks({ hashes: [hash] })).present).toEqual([false]);
     const retried = await blocks.putBlock({ hash, data });
     expect(retried.alreadyStored).toBe(false);

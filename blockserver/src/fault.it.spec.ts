@@ -79,7 +79,7 @@ async function put(data: Buffer) {
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => ConnectError.from(e).code);
 
 beforeAll(async () => {
-  const transport = createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.devToken });
+  const transport = createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken });
   blocks = createClient(BlockService, transport);
   admin = createClient(BlockAdminService, transport);
   directory = await mysql.createConnection(endpoints.directoryUrl);

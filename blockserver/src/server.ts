@@ -1,4 +1,4 @@
-import { devTokenVerifier, startRpcServer, type RpcServer } from "@satchel/proto";
+import { AccessTokens, startRpcServer, tokenVerifier, type RpcServer } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { BlockserverContext } from "./context.js";
 import { adminRoutes } from "./routes/admin.js";
@@ -18,6 +18,10 @@ export function startBlockserver(ctx: BlockserverContext): Promise<RpcServer> {
     logger: ctx.logger,
     metrics: ctx.metrics,
     // Development auth: the cluster's token. Signed user and service tokens replace it with the auth work.
-    verifyToken: devTokenVerifier(ctx.config.devToken, "service"),
+    auth: {
+      verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)),
+      // Users move block bytes; only services and operators change what references them.
+      serviceOnly: new Set([BlockAdminService.typeName, `${BlockService.typeName}/ReserveBlocks`, `${BlockService.typeName}/AdjustReferences`]),
+    },
   });
 }

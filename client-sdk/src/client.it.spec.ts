@@ -13,7 +13,7 @@ const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 let client: SatchelClient;
 beforeAll(() => {
-  client = new SatchelClient({ metaserverUrl: endpoints.metaserver, blockserverUrl: endpoints.blockserver, token: endpoints.devToken });
+  client = new SatchelClient({ metaserverUrl: endpoints.metaserver, blockserverUrl: endpoints.blockserver, credentials: endpoints.devUser });
 });
 
 async function roundTrip(name: string, content: Buffer) {

@@ -6,12 +6,16 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { MetaAdminService, MetaService, type BlockRef, type FileMetadata } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { AuthSession, type Credentials } from "./auth.js";
 import { chunkStream, defaultChunkerOptions, type ChunkerOptions } from "./chunker/fastcdc.js";
 
 export interface SatchelClientOptions {
   metaserverUrl: string;
   blockserverUrl: string;
-  token: string;
+  /** A fixed token: an access token, or the service token for admin calls. */
+  token?: string;
+  /** Or sign in as a user (tokens are refreshed as they expire). */
+  credentials?: Credentials;
   chunker?: ChunkerOptions;
   /** Blocks uploaded or downloaded at once. */
   concurrency?: number;
@@ -47,11 +51,17 @@ export class SatchelClient {
   private readonly chunker: ChunkerOptions;
   private readonly concurrency: number;
 
+  /** The signed-in device, when the client was made with credentials. */
+  readonly session: AuthSession | undefined;
+
   constructor(opts: SatchelClientOptions) {
-    const metaTransport = createSatchelTransport({ baseUrl: opts.metaserverUrl, token: opts.token });
+    this.session = opts.credentials ? new AuthSession(opts.metaserverUrl, opts.credentials) : undefined;
+    const token = this.session?.accessToken ?? opts.token;
+    if (!token) throw new Error("SatchelClient needs credentials or a token");
+    const metaTransport = createSatchelTransport({ baseUrl: opts.metaserverUrl, token });
     this.meta = createClient(MetaService, metaTransport);
     this.metaAdmin = createClient(MetaAdminService, metaTransport);
-    const blockTransport = createSatchelTransport({ baseUrl: opts.blockserverUrl, token: opts.token });
+    const blockTransport = createSatchelTransport({ baseUrl: opts.blockserverUrl, token });
     this.blocks = createClient(BlockService, blockTransport);
     this.blockAdmin = createClient(BlockAdminService, blockTransport);
     this.chunker = opts.chunker ?? defaultChunkerOptions;

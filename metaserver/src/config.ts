@@ -7,16 +7,48 @@ export interface MetaserverConfig extends ServiceBasics {
   /** Connections per shard pool. */
   shardPoolSize: number;
   listPageSize: number;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  /** Quota of users without one of their own; 0 means unlimited. */
+  defaultQuotaBytes: bigint;
+  /** Earlier versions and trashed entries are kept this long... */
+  retentionDays: number;
+  /** ...and at most this many versions per file (0: no count limit). */
+  versionsKept: number;
+  /** Journal entries older than this are compacted away (devices that far behind reset). */
+  journalRetentionDays: number;
+  /** How often the retention policy runs; 0 turns the background pruner off. */
+  pruneIntervalSeconds: number;
+  /** Longest WaitForChange long poll. */
+  waitMaxSeconds: number;
+  /** HTTP port of the share-link gateway. */
+  linksPort: number;
+  /** Base URL share links are handed out with. */
+  linksBaseUrl: string;
+  shareLinkTtlSeconds: number;
 }
 
 export function loadConfig(env: Env = process.env): MetaserverConfig {
+  const basics = serviceBasics(env, "metaserver", 7300);
+  const linksPort = envInt(env, "SATCHEL_METASERVER_LINKS_PORT", basics.port + 3);
   const config: MetaserverConfig = {
-    ...serviceBasics(env, "metaserver", 7300),
+    ...basics,
     directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
     redisUrl: envString(env, "SATCHEL_REDIS_URL", "redis://127.0.0.1:7330"),
     blockserverUrl: envString(env, "SATCHEL_BLOCKSERVER_URL", "http://127.0.0.1:7301"),
     shardPoolSize: envInt(env, "SATCHEL_SHARD_POOL_SIZE", 16),
     listPageSize: envInt(env, "SATCHEL_LIST_PAGE_SIZE", 1000),
+    accessTokenTtlSeconds: envInt(env, "SATCHEL_ACCESS_TOKEN_TTL_SECONDS", 900),
+    refreshTokenTtlSeconds: envInt(env, "SATCHEL_REFRESH_TOKEN_TTL_SECONDS", 30 * 86400),
+    defaultQuotaBytes: BigInt(envString(env, "SATCHEL_DEFAULT_QUOTA_BYTES", "0")),
+    retentionDays: envInt(env, "SATCHEL_RETENTION_DAYS", 30),
+    versionsKept: envInt(env, "SATCHEL_VERSIONS_KEPT", 100),
+    journalRetentionDays: envInt(env, "SATCHEL_JOURNAL_RETENTION_DAYS", 90),
+    pruneIntervalSeconds: envInt(env, "SATCHEL_PRUNE_INTERVAL_SECONDS", 3600),
+    waitMaxSeconds: envInt(env, "SATCHEL_WAIT_MAX_SECONDS", 30),
+    linksPort,
+    linksBaseUrl: envString(env, "SATCHEL_LINKS_BASE_URL", `http://${basics.host}:${linksPort}`),
+    shareLinkTtlSeconds: envInt(env, "SATCHEL_SHARE_LINK_TTL_SECONDS", 7 * 86400),
   };
   if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (the shard map database)");
   return config;

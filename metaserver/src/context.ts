@@ -1,25 +1,39 @@
 import { createClient, type Client } from "@connectrpc/connect";
-import { createLogger, createSatchelTransport, ServiceMetrics, type Logger } from "@satchel/proto";
+import { Counter } from "prom-client";
+import { AccessTokens, createLogger, createSatchelTransport, ServiceMetrics, type Logger } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { MetaserverConfig } from "./config.js";
+import { CursorWatcher } from "./journal/cursor-watch.js";
 import { CommitPublisher } from "./journal/publisher.js";
 import { ReferenceRelay } from "./journal/reference-relay.js";
+import { RetentionJob } from "./journal/retention.js";
 import { FileStore } from "./store/files.js";
 import { NamespaceStore } from "./store/namespaces.js";
+import { Quotas } from "./store/quotas.js";
 import { ShardSet } from "./store/shards.js";
+
+/** Metaserver-specific counters beside the shared RPC metrics. */
+export interface MetaMetrics {
+  conflicts: Counter;
+}
 
 /** Every long-lived client of the metaserver, built once; close() releases them. */
 export interface MetaserverContext {
   config: MetaserverConfig;
   logger: Logger;
   metrics: ServiceMetrics;
+  metaMetrics: MetaMetrics;
   shards: ShardSet;
   namespaces: NamespaceStore;
   files: FileStore;
+  quotas: Quotas;
+  accessTokens: AccessTokens;
   blocks: Client<typeof BlockService>;
   blockAdmin: Client<typeof BlockAdminService>;
   publisher: CommitPublisher;
+  cursors: CursorWatcher;
   relay: ReferenceRelay;
+  retention: RetentionJob;
   close(): Promise<void>;
 }
 
@@ -28,17 +42,34 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   const shards = await ShardSet.open(config.directoryUrl, config.shardPoolSize);
   const namespaces = new NamespaceStore(shards);
   const publisher = new CommitPublisher(config.redisUrl, logger);
-  const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.devToken });
+  const quotas = new Quotas(namespaces, config.defaultQuotaBytes);
+  const files = new FileStore(namespaces, quotas, (ns, cursor) => publisher.published(ns, cursor));
+  quotas.files = files;
+  const cursors = new CursorWatcher(config.redisUrl, publisher, files, logger);
+  const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.serviceToken });
   const blocks = createClient(BlockService, blockTransport);
   const blockAdmin = createClient(BlockAdminService, blockTransport);
   const metrics = new ServiceMetrics("metaserver");
+  const metaMetrics: MetaMetrics = {
+    conflicts: new Counter({
+      name: "satchel_metaserver_conflicts_total",
+      help: "Commits whose parent revision was stale, kept as conflicted copies.",
+      registers: [metrics.registry],
+    }),
+  };
   const relay = new ReferenceRelay(shards, blocks, logger, metrics.registry);
   relay.start(1000);
+  const retention = new RetentionJob(shards, files, logger, {
+    retentionDays: config.retentionDays, versionsKept: config.versionsKept, journalDays: config.journalRetentionDays,
+  });
+  if (config.pruneIntervalSeconds > 0) retention.start(config.pruneIntervalSeconds * 1000);
   return {
-    config, logger, metrics, shards, namespaces,
-    files: new FileStore(namespaces), blocks, blockAdmin, publisher, relay,
+    config, logger, metrics, metaMetrics, shards, namespaces, files, quotas, accessTokens: new AccessTokens(config.tokenKeys),
+    blocks, blockAdmin, publisher, cursors, relay, retention,
     close: async () => {
+      retention.stop();
       relay.stop();
+      cursors.close();
       await publisher.close();
       await shards.close();
     },

@@ -5,6 +5,11 @@ export { Code, ConnectError };
 export const invalidArgument = (message: string) => new ConnectError(message, Code.InvalidArgument);
 export const notFound = (message: string) => new ConnectError(message, Code.NotFound);
 export const failedPrecondition = (message: string) => new ConnectError(message, Code.FailedPrecondition);
+export const alreadyExists = (message: string) => new ConnectError(message, Code.AlreadyExists);
+export const permissionDenied = (message: string) => new ConnectError(message, Code.PermissionDenied);
+export const unauthenticated = (message: string) => new ConnectError(message, Code.Unauthenticated);
+export const resourceExhausted = (message: string) => new ConnectError(message, Code.ResourceExhausted);
+export const unavailable = (message: string) => new ConnectError(message, Code.Unavailable);
 
 /** The one place library errors (MySQL, Redis, the blockserver) become gRPC statuses. */
 export function toConnectError(err: unknown, what: string): ConnectError {

@@ -1,22 +1,38 @@
-import { devTokenVerifier, startRpcServer, type RpcServer } from "@satchel/proto";
+import { startRpcServer, tokenVerifier, type RpcServer } from "@satchel/proto";
+import { AuthService } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { MetaAdminService, MetaService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "./context.js";
+import { startLinkGateway } from "./links/gateway.js";
 import { adminRoutes } from "./routes/admin.js";
+import { authRoutes, PUBLIC_AUTH_METHODS } from "./routes/auth.js";
 import { fileRoutes } from "./routes/files.js";
 
-export function startMetaserver(ctx: MetaserverContext): Promise<RpcServer> {
-  return startRpcServer({
+export async function startMetaserver(ctx: MetaserverContext): Promise<RpcServer> {
+  const links = await startLinkGateway(ctx);
+  const rpc = await startRpcServer({
     name: "metaserver",
     host: ctx.config.host,
     port: ctx.config.port,
     metricsPort: ctx.config.metricsPort,
-    services: [MetaService, MetaAdminService],
+    services: [MetaService, MetaAdminService, AuthService],
     routes: (router) => {
       fileRoutes(ctx)(router);
       adminRoutes(ctx)(router);
+      authRoutes(ctx)(router);
     },
     logger: ctx.logger,
     metrics: ctx.metrics,
-    verifyToken: devTokenVerifier(ctx.config.devToken, "user"),
+    auth: {
+      verify: tokenVerifier(ctx.config.serviceToken, ctx.accessTokens),
+      publicMethods: new Set(PUBLIC_AUTH_METHODS),
+      serviceOnly: new Set([MetaAdminService.typeName]),
+    },
   });
+  return {
+    ...rpc,
+    close: async (graceMs?: number) => {
+      links.close();
+      await rpc.close(graceMs);
+    },
+  };
 }

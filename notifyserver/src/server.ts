@@ -1,4 +1,4 @@
-import { devTokenVerifier, startRpcServer, type RpcServer } from "@satchel/proto";
+import { AccessTokens, startRpcServer, tokenVerifier, type RpcServer } from "@satchel/proto";
 import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { NotifyserverContext } from "./context.js";
 import { subscribeRoutes } from "./routes/subscribe.js";
@@ -15,7 +15,7 @@ export async function startNotifyserver(ctx: NotifyserverContext): Promise<RpcSe
     routes: subscribeRoutes(ctx, () => server?.shutdownSignal ?? never),
     logger: ctx.logger,
     metrics: ctx.metrics,
-    verifyToken: devTokenVerifier(ctx.config.devToken, "user"),
+    auth: { verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)) },
   });
   return server;
 }

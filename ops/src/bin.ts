@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   blockserver   ${e.blockserver}   (metrics ${e.metrics.blockserver})
   notifyserver  ${e.notifyserver}   (metrics ${e.metrics.notifyserver})
   MinIO nodes   ${e.storageNodes.map((n) => n.endpoint).join(" ")}
-  dev token     ${e.devToken}
+  dev token     ${e.serviceToken}
   endpoints     ${stateFile}
 
   Try:  npx satchel put ./some-file /some-file && npx satchel ls /

@@ -14,7 +14,7 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..
 /**
  * Everything the local cluster needs to know. Ports are laid out from one base so that a
  * developer's cluster and the test suite's cluster never collide:
- *   base+0..2  metaserver, blockserver, notifyserver (gRPC)
+ *   base+0..2  metaserver, blockserver, notifyserver (gRPC); base+3 share links (HTTP)
  *   base+10..12 their /metrics ports
  *   base+20..  MariaDB servers, base+30 Redis, base+40.. MinIO nodes
  */
@@ -51,6 +51,7 @@ export const ports = (c: ClusterConfig) => ({
   metaserver: c.portBase,
   blockserver: c.portBase + 1,
   notifyserver: c.portBase + 2,
+  shareLinks: c.portBase + 3,
   metaserverMetrics: c.portBase + 10,
   blockserverMetrics: c.portBase + 11,
   notifyserverMetrics: c.portBase + 12,
@@ -62,22 +63,30 @@ export const ports = (c: ClusterConfig) => ({
 /** Credentials generated once per state directory and reused by every later start. */
 export interface ClusterSecrets {
   mysqlPassword: string;
-  devToken: string;
+  serviceToken: string;
+  /** Access-token signing keys, newest first (rotate by adding one in front). */
+  tokenKeys: { kid: string; secret: string }[];
+  /** The development account created on every start. */
+  devUser: { username: string; password: string };
   minio: { accessKey: string; secretKey: string }[];
 }
 
 export function loadOrCreateSecrets(c: ClusterConfig): ClusterSecrets {
   const file = join(c.stateDir, "secrets.json");
-  if (existsSync(file)) {
-    const secrets = JSON.parse(readFileSync(file, "utf8")) as ClusterSecrets;
-    if (secrets.minio.length >= c.minioNodes) return secrets;
-  }
   const secret = () => randomBytes(18).toString("base64url");
-  const secrets: ClusterSecrets = {
+  const fresh = (): ClusterSecrets => ({
     mysqlPassword: secret(),
-    devToken: `dev-${secret()}`,
+    serviceToken: `svc-${secret()}`,
+    tokenKeys: [{ kid: `k-${Date.now().toString(36)}`, secret: randomBytes(32).toString("base64url") }],
+    devUser: { username: "dev", password: secret() },
     minio: Array.from({ length: c.minioNodes }, (_, i) => ({ accessKey: `satchel-node-${i}`, secretKey: secret() })),
-  };
+  });
+  let secrets = fresh();
+  if (existsSync(file)) {
+    // Keep what an existing state directory was made with; add only what is new.
+    const stored = JSON.parse(readFileSync(file, "utf8")) as Partial<ClusterSecrets>;
+    if ((stored.minio?.length ?? 0) >= c.minioNodes) secrets = { ...secrets, ...stored };
+  }
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   return secrets;

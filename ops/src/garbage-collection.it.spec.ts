@@ -19,11 +19,11 @@ let admin: ReturnType<typeof createClient<typeof BlockAdminService>>;
 let metaAdmin: ReturnType<typeof createClient<typeof MetaAdminService>>;
 
 beforeAll(() => {
-  client = new SatchelClient({ metaserverUrl: endpoints.metaserver, blockserverUrl: endpoints.blockserver, token: endpoints.devToken });
-  const t = createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.devToken });
+  client = new SatchelClient({ metaserverUrl: endpoints.metaserver, blockserverUrl: endpoints.blockserver, credentials: endpoints.devUser });
+  const t = createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken });
   blocks = createClient(BlockService, t);
   admin = createClient(BlockAdminService, t);
-  metaAdmin = createClient(MetaAdminService, createSatchelTransport({ baseUrl: endpoints.metaserver, token: endpoints.devToken }));
+  metaAdmin = createClient(MetaAdminService, createSatchelTransport({ baseUrl: endpoints.metaserver, token: endpoints.serviceToken }));
 });
 
 const count = async (hash: Buffer) => (await admin.getReferenceCounts({ hashes: [hash] })).counts[0];

@@ -5,3 +5,4 @@ export * from "./cluster/process.js";
 export * from "./cluster/migrate.js";
 export * from "./testing/helpers.js";
 export * from "./testing/node-control.js";
+export * from "./testing/accounts.js";

@@ -6,8 +6,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { afterAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { REPO_ROOT } from "./config.js";
+import { signIn } from "./testing/accounts.js";
 
 const run = promisify(execFile);
 const { endpoints } = inject("cluster");
@@ -23,9 +24,13 @@ const definition = protoLoader.loadSync(
 const pkg = grpc.loadPackageDefinition(definition) as any;
 const LIMIT = 16 * 1024 * 1024 + 64 * 1024;
 const options = { "grpc.max_send_message_length": LIMIT, "grpc.max_receive_message_length": LIMIT };
+let userToken = "";
+beforeAll(async () => {
+  userToken = await signIn(endpoints, endpoints.devUser);
+});
 const auth = () => {
   const md = new grpc.Metadata();
-  md.set("authorization", `Bearer ${endpoints.devToken}`);
+  md.set("authorization", `Bearer ${userToken}`);
   return md;
 };
 const unary = <T>(client: grpc.Client, method: string, req: object): Promise<T> =>
@@ -114,7 +119,7 @@ describe("any stock gRPC client can call every service", () => {
       expect(JSON.parse(health)).toEqual({ status: "SERVING" });
     }
     const { stdout } = await run(buf, [
-      ...base, "-H", `authorization: Bearer ${endpoints.devToken}`, "-d", '{"path": "/"}',
+      ...base, "-H", `authorization: Bearer ${userToken}`, "-d", '{"path": "/"}',
       `${endpoints.metaserver}/satchel.meta.v1.MetaService/ListFolder`,
     ]);
     expect(JSON.parse(stdout).entries.length).toBeGreaterThan(0);
@@ -149,7 +154,9 @@ describe("the satchel CLI", () => {
       ...process.env,
       SATCHEL_METASERVER_URL: endpoints.metaserver,
       SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
-      SATCHEL_TOKEN: endpoints.devToken,
+      SATCHEL_USERNAME: endpoints.devUser.username,
+      SATCHEL_PASSWORD: endpoints.devUser.password,
+      SATCHEL_SERVICE_TOKEN: endpoints.serviceToken,
     };
     const put = await run(process.execPath, [cli, "put", join(dir, "in.bin"), "/cli/in.bin"], { env });
     expect(put.stdout).toMatch(/\/cli\/in\.bin\s+rev \d+/);

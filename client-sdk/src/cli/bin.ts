@@ -13,6 +13,12 @@ const program = new Command()
   .showHelpAfterError();
 
 const client = () => new SatchelClient(loadCliConfig());
+/** Operator commands use the service token. */
+const adminClient = () => {
+  const config = loadCliConfig();
+  if (!config.serviceToken) throw new Error("admin commands need the service token: set SATCHEL_SERVICE_TOKEN");
+  return new SatchelClient({ ...config, credentials: undefined, token: config.serviceToken });
+};
 
 program
   .command("put")
@@ -69,7 +75,7 @@ admin
   .option("--wait", "with --now: wait for the pass to finish")
   .option("--unthrottled", "with --now: ignore the scrub rate limit")
   .action(async (opts: { now?: boolean; wait?: boolean; unthrottled?: boolean }) => {
-    const c = client();
+    const c = adminClient();
     const res = opts.now
       ? await c.blockAdmin.runScrub({ wait: Boolean(opts.wait), unthrottled: Boolean(opts.unthrottled) }, { timeoutMs: opts.wait ? 24 * 3600_000 : 10_000 })
       : await c.blockAdmin.getScrubStatus({});
@@ -84,7 +90,7 @@ admin
   .action(async (opts: { grace?: string; orphans?: boolean }) => {
     const grace = opts.grace === undefined ? undefined : Number(opts.grace);
     if (grace !== undefined && (!Number.isInteger(grace) || grace < 0)) throw new Error("--grace takes a whole number of seconds");
-    const r = await client().blockAdmin.runGarbageCollection({ graceSeconds: grace, sweepOrphans: Boolean(opts.orphans) }, { timeoutMs: 3600_000 });
+    const r = await adminClient().blockAdmin.runGarbageCollection({ graceSeconds: grace, sweepOrphans: Boolean(opts.orphans) }, { timeoutMs: 3600_000 });
     console.log(`${r.candidates} candidates, ${r.blocksDeleted} blocks deleted, ${formatBytes(Number(r.bytesReclaimed))} reclaimed, ${r.orphansRemoved} orphan shards removed`);
   });
 
@@ -92,7 +98,7 @@ admin
   .command("reconcile")
   .description("recompute every block's reference count from the file versions and fix drift")
   .action(async () => {
-    const r = await client().metaAdmin.reconcileReferences({}, { timeoutMs: 3600_000 });
+    const r = await adminClient().metaAdmin.reconcileReferences({}, { timeoutMs: 3600_000 });
     console.log(`${r.blocksChecked} blocks checked, ${r.blocksDrifted} drifted (total drift ${r.totalDrift}), corrected`);
   });
 
@@ -104,7 +110,7 @@ admin
   .option("--active", "mark it active")
   .action(async (name: string, opts: { dead?: boolean; active?: boolean }) => {
     if (Boolean(opts.dead) === Boolean(opts.active)) throw new Error("give exactly one of --dead or --active");
-    await client().blockAdmin.setNodeState({ node: name, state: opts.dead ? NodeState.DEAD : NodeState.ACTIVE });
+    await adminClient().blockAdmin.setNodeState({ node: name, state: opts.dead ? NodeState.DEAD : NodeState.ACTIVE });
     console.log(`${name} is now ${opts.dead ? "dead: run \"satchel admin scrub --now\" to rebuild its shards elsewhere" : "active"}`);
   });
 

@@ -1,19 +1,33 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { MetaAdminService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "../context.js";
-import { toConnectError } from "../errors.js";
 import { reconcileReferences } from "../journal/reference-reconciler.js";
+import { moveNamespace } from "../shards/mover.js";
+import { guarded } from "./caller.js";
 
 export function adminRoutes(ctx: MetaserverContext) {
   return (router: ConnectRouter) =>
     router.service(MetaAdminService, {
-      async reconcileReferences() {
-        try {
-          const r = await reconcileReferences(ctx.shards, ctx.relay, ctx.blockAdmin, ctx.logger);
-          return { blocksChecked: BigInt(r.blocksChecked), blocksDrifted: BigInt(r.blocksDrifted), totalDrift: BigInt(r.totalDrift) };
-        } catch (err) {
-          throw toConnectError(err, "ReconcileReferences");
-        }
-      },
+      reconcileReferences: guarded("ReconcileReferences", async () => {
+        const r = await reconcileReferences(ctx.shards, ctx.relay, ctx.blockAdmin, ctx.logger);
+        return { blocksChecked: BigInt(r.blocksChecked), blocksDrifted: BigInt(r.blocksDrifted), totalDrift: BigInt(r.totalDrift) };
+      }),
+      moveNamespace: guarded("MoveNamespace", async (req) => {
+        const r = await moveNamespace(ctx.shards, ctx.namespaces, ctx.logger, req.namespaceId, req.targetShardId);
+        return { sourceShardId: r.sourceShardId, targetShardId: r.targetShardId, rowsCopied: BigInt(r.rowsCopied), writesHeldMs: r.writesHeldMs };
+      }),
+      setQuota: guarded("SetQuota", async (req) => {
+        await ctx.namespaces.setQuota(req.username, req.quotaBytes === 0n ? 0n : req.quotaBytes);
+        ctx.quotas.forget();
+        return {};
+      }),
+      prune: guarded("Prune", async () => {
+        const r = await ctx.retention.run();
+        ctx.relay.wake();
+        return { versionsPruned: BigInt(r.versionsPruned), entriesPurged: BigInt(r.entriesPurged), journalEntriesCompacted: BigInt(r.journalCompacted) };
+      }),
+      compactJournal: guarded("CompactJournal", async (req) => {
+        return { entriesRemoved: BigInt(await ctx.files.compactJournal(req.namespaceId, req.throughCursor)) };
+      }),
     });
 }

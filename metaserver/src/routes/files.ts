@@ -1,36 +1,92 @@
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { principalKey } from "@satchel/proto";
-import { FileMetadataSchema, MetaService, type FileMetadata } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import {
+  FileMetadataSchema, JournalEntrySchema, MetaService, Operation, Role, type FileMetadata, type JournalEntry,
+} from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "../context.js";
-import { Code, ConnectError, invalidArgument, notFound, toConnectError } from "../errors.js";
+import { failedPrecondition, invalidArgument, notFound, permissionDenied } from "../errors.js";
 import type { FileRecord } from "../store/files.js";
-import { normalizePath, ROOT } from "../tree/paths.js";
+import { outerPath, resolveMount, type Mount, type Role as StoredRole } from "../store/namespaces.js";
+import { normalizePath, parentOf, pathKey, ROOT } from "../tree/paths.js";
+import { callerOf, guarded, type Caller } from "./caller.js";
+import { shareRoutes } from "./sharing.js";
 
 const HASH_BYTES = 32;
 const MAX_REQUEST_ID = 64;
+const MAX_WAIT_NAMESPACES = 1000;
+
+export interface Located {
+  caller: Caller;
+  /** The path as the caller sees it (normalised). */
+  path: string;
+  mount: Mount;
+  /** The path inside the mount's namespace. */
+  inner: string;
+  mounts: Mount[];
+}
+
+export const ROLES: Record<StoredRole, Role> = { owner: Role.OWNER, editor: Role.EDITOR, viewer: Role.VIEWER };
+
+/** Finds which of the caller's namespaces a path falls in, refusing writes where the caller only views. */
+export async function locate(ctx: MetaserverContext, hctx: HandlerContext, rawPath: string, need: "read" | "write"): Promise<Located> {
+  const caller = callerOf(hctx);
+  const path = normalizePath(rawPath);
+  const mounts = await ctx.namespaces.mountsOf(caller.userId);
+  const found = resolveMount(mounts, path);
+  if (!found) throw notFound("your account has no root folder");
+  if (need === "write" && found.mount.role === "viewer") {
+    throw permissionDenied(`"${found.mount.path}" is shared with you as a viewer: you cannot change what is in it`);
+  }
+  return { caller, path, mount: found.mount, inner: found.inner, mounts };
+}
+
+/** A namespace the caller may read (it is mounted in their tree). */
+export async function mountOf(ctx: MetaserverContext, caller: Caller, namespaceId: bigint): Promise<Mount> {
+  const mount = (await ctx.namespaces.mountsOf(caller.userId)).find((m) => m.namespaceId === namespaceId);
+  if (!mount) throw permissionDenied(`namespace ${namespaceId} is not in your tree`);
+  return mount;
+}
+
+export function toMetadata(f: FileRecord, mount: Pick<Mount, "path">): FileMetadata {
+  const path = outerPath(mount, f.path);
+  return create(FileMetadataSchema, {
+    path,
+    name: path === ROOT ? "" : path.slice(path.lastIndexOf("/") + 1),
+    isFolder: f.isFolder,
+    revision: f.revision,
+    size: f.size,
+    blocks: f.blocks.map((b) => ({ hash: b.hash, size: b.size })),
+    modifiedTime: timestampFromDate(f.modifiedAt),
+    namespaceId: f.namespaceId,
+    cursor: f.cursor,
+    isDeleted: f.deleted,
+  });
+}
+
+function mountPoint(m: Mount): FileMetadata {
+  return create(FileMetadataSchema, { path: m.path, name: m.path.slice(m.path.lastIndexOf("/") + 1), isFolder: true, namespaceId: m.namespaceId });
+}
+
+const OPERATIONS = { put: Operation.PUT, mkdir: Operation.MKDIR, delete: Operation.DELETE, move: Operation.MOVE, mount: Operation.MOUNT };
 
 export function fileRoutes(ctx: MetaserverContext) {
-  const rootNamespace = async (hctx: HandlerContext) => {
-    const principal = hctx.values.get(principalKey);
-    if (!principal) throw new ConnectError("no authenticated caller", Code.Unauthenticated);
-    return (await ctx.namespaces.ensureUser(principal.userId)).rootNamespaceId;
+  /** The folder at the top of a mount is the namespace itself: it cannot be replaced or trashed. */
+  const refuseMountRoot = (at: Located, what: string) => {
+    if (at.inner === ROOT) throw failedPrecondition(`"${at.path}" is ${at.mount.path === ROOT ? "your root folder" : "a shared folder"}: ${what}`);
   };
-  const guarded = <Req, Res>(what: string, fn: (req: Req, hctx: HandlerContext) => Promise<Res>) =>
-    async (req: Req, hctx: HandlerContext): Promise<Res> => {
-      try {
-        return await fn(req, hctx);
-      } catch (err) {
-        throw toConnectError(err, what);
-      }
-    };
+  /** Shared folders mounted inside a folder pin it: moving it would move other people's folders. */
+  const refuseMountsInside = (at: Located) => {
+    const key = pathKey(at.path);
+    const inside = at.mounts.find((m) => m.key !== ROOT && m.key.startsWith(`${key}/`));
+    if (inside) throw failedPrecondition(`"${at.path}" contains the shared folder "${inside.path}": move that out first`);
+  };
 
-  return (router: ConnectRouter) =>
+  return (router: ConnectRouter) => {
     router.service(MetaService, {
       commitFile: guarded("CommitFile", async (req, hctx) => {
-        const path = normalizePath(req.path);
-        if (path === ROOT) throw invalidArgument("cannot commit a file at the root path \"/\"");
+        const at = await locate(ctx, hctx, req.path, "write");
+        refuseMountRoot(at, "commit files inside it");
         if (req.requestId.length > MAX_REQUEST_ID) throw invalidArgument(`request_id is longer than ${MAX_REQUEST_ID} characters`);
         let total = 0n;
         for (const [i, b] of req.blocks.entries()) {
@@ -42,35 +98,33 @@ export function fileRoutes(ctx: MetaserverContext) {
         const unique = [...new Map(req.blocks.map((b) => [Buffer.from(b.hash).toString("hex"), b.hash])).values()];
         if (unique.length > 0) {
           // Reserve, not just ask: a block about to be referenced must not be collected before the
-          // reference (relayed from the outbox after the commit) reaches the blockserver.
+          // reference (relayed from the outbox after the commit) reaches the blockserver. Only
+          // live blocks count as present, so a version never points at a block still being written.
           const { present } = await ctx.blocks.reserveBlocks({ hashes: unique }, { signal: hctx.signal });
           const missing = unique.filter((_, i) => !present[i]);
           if (missing.length > 0) return { missingBlocks: missing };
         }
-        const namespaceId = await rootNamespace(hctx);
-        const file = await ctx.files.commit({
-          namespaceId, path, blocks: req.blocks, size: req.size, parentRevision: req.parentRevision, requestId: req.requestId,
+        const { file, conflict } = await ctx.files.commit({
+          namespaceId: at.mount.namespaceId, path: at.inner, blocks: req.blocks, size: req.size,
+          parentRevision: req.parentRevision, requestId: req.requestId, deviceName: at.caller.deviceName,
         });
         ctx.relay.wake();
-        await ctx.publisher.published(namespaceId, file.cursor);
-        return { missingBlocks: [], file: toMetadata(file) };
+        if (conflict) ctx.metaMetrics.conflicts.inc();
+        return { missingBlocks: [], file: toMetadata(file, at.mount), conflict };
       }),
       getFileMetadata: guarded("GetFileMetadata", async (req, hctx) => {
-        const path = normalizePath(req.path);
-        if (path === ROOT) {
-          return { file: create(FileMetadataSchema, { path: ROOT, name: "", isFolder: true, namespaceId: await rootNamespace(hctx) }) };
-        }
-        const file = await ctx.files.get(await rootNamespace(hctx), path);
-        if (!file) throw notFound(`"${path}" does not exist`);
-        return { file: toMetadata(file) };
+        const at = await locate(ctx, hctx, req.path, "read");
+        if (at.inner === ROOT) return { file: mountPoint(at.mount) };
+        const file = await ctx.files.get(at.mount.namespaceId, at.inner);
+        if (!file || file.deleted) throw notFound(`"${at.path}" does not exist`);
+        return { file: toMetadata(file, at.mount) };
       }),
       listFolder: guarded("ListFolder", async (req, hctx) => {
-        const path = normalizePath(req.path);
-        const namespaceId = await rootNamespace(hctx);
-        if (path !== ROOT) {
-          const folder = await ctx.files.get(namespaceId, path);
-          if (!folder) throw notFound(`folder "${path}" does not exist`);
-          if (!folder.isFolder) throw invalidArgument(`"${path}" is a file, not a folder`);
+        const at = await locate(ctx, hctx, req.path, "read");
+        if (at.inner !== ROOT) {
+          const folder = await ctx.files.get(at.mount.namespaceId, at.inner);
+          if (!folder || folder.deleted) throw notFound(`folder "${at.path}" does not exist`);
+          if (!folder.isFolder) throw invalidArgument(`"${at.path}" is a file, not a folder`);
         }
         const pageSize = Math.min(req.pageSize || ctx.config.listPageSize, ctx.config.listPageSize);
         let after = "";
@@ -78,27 +132,130 @@ export function fileRoutes(ctx: MetaserverContext) {
           after = Buffer.from(req.pageToken, "base64url").toString();
           if (!after.startsWith("/")) throw invalidArgument("page_token is malformed: pass next_page_token from the previous response unchanged");
         }
-        const page = await ctx.files.list(namespaceId, path, req.recursive, pageSize, after);
+        const page = await ctx.files.list(at.mount.namespaceId, at.inner, {
+          recursive: req.recursive, includeDeleted: req.includeDeleted, limit: pageSize, after,
+        });
         const last = page.entries.at(-1);
+        const entries = page.entries.map((f) => toMetadata(f, at.mount));
+        if (!req.pageToken) {
+          // Shared folders mounted here appear as folders (list them by their own path).
+          const key = pathKey(at.path);
+          for (const m of at.mounts) if (m.key !== ROOT && pathKey(parentOf(m.path)) === key) entries.push(mountPoint(m));
+        }
         return {
-          entries: page.entries.map(toMetadata),
+          entries,
           hasMore: page.hasMore,
-          nextPageToken: page.hasMore && last ? Buffer.from(last.path.toLowerCase().normalize("NFC")).toString("base64url") : "",
+          nextPageToken: page.hasMore && last ? Buffer.from(pathKey(last.path)).toString("base64url") : "",
         };
       }),
+      createFolder: guarded("CreateFolder", async (req, hctx) => {
+        const at = await locate(ctx, hctx, req.path, "write");
+        refuseMountRoot(at, "it exists already");
+        return { folder: toMetadata(await ctx.files.createFolder(at.mount.namespaceId, at.inner), at.mount) };
+      }),
+      delete: guarded("Delete", async (req, hctx) => {
+        const at = await locate(ctx, hctx, req.path, "write");
+        refuseMountRoot(at, at.mount.role === "owner" ? "unshare it or delete what is in it" : "leave it with Unshare");
+        refuseMountsInside(at);
+        return { entry: toMetadata(await ctx.files.delete(at.mount.namespaceId, at.inner, req.parentRevision), at.mount) };
+      }),
+      undelete: guarded("Undelete", async (req, hctx) => {
+        const at = await locate(ctx, hctx, req.path, "write");
+        refuseMountRoot(at, "it is not in the trash");
+        return { entry: toMetadata(await ctx.files.undelete(at.mount.namespaceId, at.inner), at.mount) };
+      }),
+      permanentlyDelete: guarded("PermanentlyDelete", async (req, hctx) => {
+        const at = await locate(ctx, hctx, req.path, "write");
+        refuseMountRoot(at, "it is not in the trash");
+        const removed = await ctx.files.purge(at.mount.namespaceId, at.inner);
+        ctx.relay.wake();
+        return { entriesRemoved: BigInt(removed) };
+      }),
+      move: guarded("Move", async (req, hctx) => {
+        const from = await locate(ctx, hctx, req.fromPath, "write");
+        const to = await locate(ctx, hctx, req.toPath, "write");
+        if (from.path === ROOT || to.path === ROOT) throw invalidArgument("the root folder cannot be moved or replaced");
+        if (from.inner === ROOT && from.mount.path !== ROOT) {
+          // Renaming a shared folder in one's own tree moves only the mount.
+          if (to.mount.path !== ROOT) throw failedPrecondition("a shared folder can only be placed outside other shared folders");
+          if (await ctx.files.get(to.mount.namespaceId, to.inner).then((f) => f && !f.deleted)) throw invalidArgument(`"${to.path}" already exists`);
+          await ctx.namespaces.renameMount(from.caller.userId, from.mount.namespaceId, to.path);
+          return { entry: { ...mountPoint(from.mount), path: to.path, name: to.path.slice(to.path.lastIndexOf("/") + 1) }, descendantsMoved: 0n };
+        }
+        if (from.mount.namespaceId !== to.mount.namespaceId || to.inner === ROOT) {
+          throw failedPrecondition(`"${from.path}" and "${to.path}" are in different shared folders: copy, then delete the original`);
+        }
+        refuseMountsInside(from);
+        const { entry, descendants } = await ctx.files.move(from.mount.namespaceId, from.inner, to.inner);
+        return { entry: toMetadata(entry, from.mount), descendantsMoved: BigInt(descendants) };
+      }),
+      listRevisions: guarded("ListRevisions", async (req, hctx) => {
+        const at = await locate(ctx, hctx, req.path, "read");
+        const current = await ctx.files.get(at.mount.namespaceId, at.inner);
+        if (!current) throw notFound(`"${at.path}" has no versions`);
+        if (current.isFolder) throw invalidArgument(`"${at.path}" is a folder; folders have no versions`);
+        const revisions = await ctx.files.revisions(at.mount.namespaceId, current.path, req.limit);
+        return { revisions: revisions.map((r) => toMetadata(r, at.mount)) };
+      }),
+      restore: guarded("Restore", async (req, hctx) => {
+        const at = await locate(ctx, hctx, req.path, "write");
+        refuseMountRoot(at, "folders have no versions");
+        const version = await ctx.files.version(at.mount.namespaceId, req.revision);
+        if (!version || pathKey(version.path) !== pathKey(at.inner)) throw notFound(`"${at.path}" has no kept revision ${req.revision}`);
+        const current = await ctx.files.get(at.mount.namespaceId, at.inner);
+        // A restore is a new commit of the old block list on top of whatever is current.
+        const { file } = await ctx.files.commit({
+          namespaceId: at.mount.namespaceId, path: at.inner, blocks: version.blocks, size: version.size,
+          parentRevision: current?.revision ?? 0n, requestId: "", deviceName: at.caller.deviceName,
+        });
+        ctx.relay.wake();
+        return { file: toMetadata(file, at.mount) };
+      }),
+      listNamespaces: guarded("ListNamespaces", async (_req, hctx) => {
+        const caller = callerOf(hctx);
+        const mounts = await ctx.namespaces.mountsOf(caller.userId);
+        const cursors = await ctx.cursors.latest(mounts.map((m) => m.namespaceId));
+        return {
+          namespaces: mounts.map((m, i) => ({ namespaceId: m.namespaceId, path: m.path, role: ROLES[m.role], cursor: cursors[i] })),
+        };
+      }),
+      listDelta: guarded("ListDelta", async (req, hctx) => {
+        const mount = await mountOf(ctx, callerOf(hctx), req.namespaceId);
+        const state = await ctx.files.cursorState(req.namespaceId);
+        if (req.cursor > state.cursor) {
+          throw invalidArgument(`cursor ${req.cursor} is ahead of namespace ${req.namespaceId} (latest ${state.cursor}): it did not come from this namespace`);
+        }
+        if (req.cursor < state.floor) return { entries: [], cursor: state.cursor, hasMore: false, reset: true };
+        const pageSize = Math.min(req.pageSize || ctx.config.listPageSize, ctx.config.listPageSize);
+        const page = await ctx.files.delta(req.namespaceId, req.cursor, pageSize);
+        const entries = page.entries.map((e): JournalEntry => create(JournalEntrySchema, {
+          cursor: e.cursor,
+          operation: OPERATIONS[e.operation],
+          path: outerPath(mount, e.path),
+          fromPath: e.fromPath ? outerPath(mount, e.fromPath) : "",
+          file: e.file ? { ...toMetadata(e.file, mount), namespaceId: e.mountedNamespaceId ?? req.namespaceId } : undefined,
+        }));
+        return { entries, cursor: page.entries.at(-1)?.cursor ?? req.cursor, hasMore: page.hasMore, reset: false };
+      }),
+      waitForChange: guarded("WaitForChange", async (req, hctx) => {
+        const caller = callerOf(hctx);
+        if (req.cursors.length === 0) throw invalidArgument("name at least one namespace cursor to wait on");
+        if (req.cursors.length > MAX_WAIT_NAMESPACES) throw invalidArgument(`wait on at most ${MAX_WAIT_NAMESPACES} namespaces at once`);
+        for (const c of req.cursors) await mountOf(ctx, caller, c.namespaceId);
+        const limit = ctx.config.waitMaxSeconds;
+        const timeout = req.timeoutSeconds === 0 || req.timeoutSeconds > limit ? limit : req.timeoutSeconds;
+        const changed = await ctx.cursors.wait(req.cursors, timeout * 1000, hctx.signal);
+        // Without Redis the server polls MySQL: ask clients to slow down a little.
+        return { changed, backoffSeconds: changed.length > 0 || ctx.cursors.pushAvailable ? 0 : 2 };
+      }),
+      getSpaceUsage: guarded("GetSpaceUsage", async (_req, hctx) => {
+        const caller = callerOf(hctx);
+        const user = await ctx.namespaces.findUser({ userId: caller.userId });
+        if (!user) throw notFound("your account no longer exists");
+        const usage = await ctx.quotas.usage(user.rootNamespaceId);
+        return { usedBytes: usage.usedBytes, quotaBytes: usage.quotaBytes };
+      }),
+      ...shareRoutes(ctx),
     });
-}
-
-function toMetadata(f: FileRecord): FileMetadata {
-  return create(FileMetadataSchema, {
-    path: f.path,
-    name: f.name,
-    isFolder: f.isFolder,
-    revision: f.revision,
-    size: f.size,
-    blocks: f.blocks.map((b) => ({ hash: b.hash, size: b.size })),
-    modifiedTime: timestampFromDate(f.modifiedAt),
-    namespaceId: f.namespaceId,
-    cursor: f.cursor,
-  });
+  };
 }

@@ -1,7 +1,7 @@
-import type { RowDataPacket } from "mysql2/promise";
-import { failedPrecondition, notFound } from "../errors.js";
+import type { ResultSetHeader, RowDataPacket } from "mysql2/promise";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, resourceExhausted, unavailable } from "../errors.js";
 import { packBlockList, unpackBlockList, type BlockEntry } from "../tree/block-list.js";
-import { ROOT, ancestorsOf, keyHash, nameOf, parentOf, pathKey } from "../tree/paths.js";
+import { ROOT, ancestorsOf, conflictedCopyPath, descendantRange, keyHash, nameOf, parentOf, pathKey } from "../tree/paths.js";
 import type { NamespaceStore } from "./namespaces.js";
 import { inTransaction, type PoolConnection } from "./shards.js";
 
@@ -15,6 +15,7 @@ export interface FileRecord {
   blocks: BlockEntry[];
   cursor: bigint;
   modifiedAt: Date;
+  deleted: boolean;
 }
 
 export interface CommitInput {
@@ -24,142 +25,541 @@ export interface CommitInput {
   size: bigint;
   parentRevision: bigint;
   requestId: string;
+  /** Names the conflicted copy when the parent revision is stale. */
+  deviceName: string;
 }
 
-const FILE_COLUMNS = "path, is_folder, revision, size, block_list, cursor_position, modified_at";
+export type JournalOperation = "put" | "mkdir" | "delete" | "move" | "mount";
+
+export interface JournalRecord {
+  cursor: bigint;
+  operation: JournalOperation;
+  path: string;
+  fromPath: string | null;
+  mountedNamespaceId: bigint | null;
+  /** The version a put made (absent when it was pruned since). */
+  file?: FileRecord;
+}
+
+export interface RetentionPolicy {
+  retentionDays: number;
+  versionsKept: number;
+  journalDays: number;
+}
+
+export interface QuotaPolicy {
+  /** Bytes the namespace's owner may still add outside this namespace's current usage; undefined: unlimited. */
+  headroom(namespaceId: bigint): Promise<bigint | undefined>;
+}
+
+/** The parent key of a row's path key, computed by MySQL (top-level entries have the root "/"). */
+export const PARENT_KEY_SQL = "IF(LOCATE('/', path_key, 2) = 0, '/', LEFT(path_key, LENGTH(path_key) - LENGTH(SUBSTRING_INDEX(path_key, '/', -1)) - 1))";
+
+const COLUMNS = "path, is_folder, revision, size, block_list, cursor_position, modified_at, deleted";
+/** How long a write waits for a namespace that is switching shards before giving up. */
+const MOVE_WAIT_MS = 15_000;
+
+/** A write that reached a namespace while it switches shards: wait, then go to its new shard. */
+class NamespaceRelocating extends Error {}
 
 /**
- * The file tree of each namespace on its shard. A commit is one transaction: the namespace's
- * cursor row is locked, so cursors (which double as revisions) are strictly increasing with no gaps.
+ * One open transaction on a namespace's shard with the namespace's state row locked: every change
+ * takes the next cursor from here, so cursors (which double as revisions) are strictly increasing
+ * with no gaps, and the tree, versions, journal and block references change together or not at all.
+ */
+export class NamespaceTxn {
+  readonly startCursor: bigint;
+  readonly startUsedBytes: bigint;
+
+  constructor(
+    readonly conn: PoolConnection,
+    readonly ns: bigint,
+    public cursor: bigint,
+    public usedBytes: bigint,
+    readonly journalFloor: bigint,
+  ) {
+    this.startCursor = cursor;
+    this.startUsedBytes = usedBytes;
+  }
+
+  next(): bigint {
+    this.cursor += 1n;
+    return this.cursor;
+  }
+
+  async journal(operation: JournalOperation, path: string, revision: bigint, extra: { fromPath?: string; mounted?: bigint } = {}): Promise<void> {
+    await this.conn.query(
+      "INSERT INTO journal (namespace_id, cursor_position, path, operation, revision, from_path, mounted_namespace_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      [this.ns, this.cursor, path, operation, revision, extra.fromPath ?? null, extra.mounted ?? null],
+    );
+  }
+
+  async row(path: string, lock = true): Promise<RowDataPacket | undefined> {
+    const [rows] = await this.conn.query<RowDataPacket[]>(
+      `SELECT ${COLUMNS}, deleted_cursor FROM files WHERE namespace_id = ? AND path_key = ?${lock ? " FOR UPDATE" : ""}`, [this.ns, pathKey(path)],
+    );
+    return rows[0];
+  }
+
+  /** Creates (or brings back from the trash) every missing ancestor folder of a path, as on Dropbox. */
+  async ensureFolders(path: string): Promise<void> {
+    for (const folder of ancestorsOf(path)) await this.ensureFolder(folder);
+  }
+
+  async ensureFolder(folder: string): Promise<RowDataPacket | undefined> {
+    const existing = await this.row(folder);
+    if (existing && !existing.deleted) {
+      if (!existing.is_folder) throw failedPrecondition(`"${existing.path}" is a file, so nothing can be created inside it`);
+      return existing;
+    }
+    const cursor = this.next();
+    if (existing) {
+      // A trashed file or folder there: the new folder replaces it (its versions stay restorable).
+      await this.conn.query(
+        "UPDATE files SET is_folder = TRUE, deleted = FALSE, deleted_cursor = NULL, revision = ?, size = 0, block_list = '', cursor_position = ? WHERE namespace_id = ? AND path_key = ?",
+        [cursor, cursor, this.ns, pathKey(folder)],
+      );
+    } else {
+      await this.conn.query(
+        `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position)
+         VALUES (?, ?, ?, ?, TRUE, ?, 0, '', ?)`,
+        [this.ns, pathKey(folder), keyHash(pathKey(parentOf(folder))), folder, cursor, cursor],
+      );
+    }
+    await this.journal("mkdir", folder, cursor);
+    return undefined;
+  }
+
+  /** Records block references of a new version; relayed to the blockserver after the commit. */
+  async reference(blocks: BlockEntry[], delta: 1 | -1): Promise<void> {
+    const distinct = [...new Map(blocks.map((b) => [Buffer.from(b.hash).toString("hex"), Buffer.from(b.hash)])).values()];
+    if (distinct.length > 0) await this.conn.query("INSERT INTO block_reference_outbox (hash, delta) VALUES ?", [distinct.map((h) => [h, delta])]);
+  }
+}
+
+/**
+ * The file tree of each namespace on its shard: commits with conflict copies, folders, the trash,
+ * moves, versions and the journal devices catch up from.
  */
 export class FileStore {
-  constructor(private readonly namespaces: NamespaceStore) {}
+  constructor(
+    private readonly namespaces: NamespaceStore,
+    private readonly quota: QuotaPolicy,
+    private readonly onAdvance: (namespaceId: bigint, cursor: bigint) => Promise<void>,
+  ) {}
 
-  async commit(input: CommitInput): Promise<FileRecord> {
-    const pool = await this.namespaces.shardFor(input.namespaceId);
+  /**
+   * Runs fn in one transaction on the namespace's shard with its state row locked. Writes to a
+   * namespace that is switching shards wait (briefly) and then go to the new shard.
+   */
+  async mutate<T>(ns: bigint, fn: (t: NamespaceTxn) => Promise<T>): Promise<T> {
+    const deadline = performance.now() + MOVE_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const pool = await this.namespaces.shardFor(ns);
+        let txn: NamespaceTxn | undefined;
+        const result = await inTransaction(pool, async (conn) => {
+          const [state] = await conn.query<RowDataPacket[]>(
+            "SELECT cursor_position, used_bytes, journal_floor, state FROM namespace_state WHERE namespace_id = ? FOR UPDATE", [ns],
+          );
+          if (state.length === 0) throw notFound(`namespace ${ns} has no state on its shard`);
+          if (state[0].state !== "active") throw new NamespaceRelocating(state[0].state);
+          txn = new NamespaceTxn(conn, ns, BigInt(state[0].cursor_position), BigInt(state[0].used_bytes), BigInt(state[0].journal_floor));
+          const out = await fn(txn);
+          if (txn.cursor !== txn.startCursor || txn.usedBytes !== txn.startUsedBytes) {
+            await conn.query("UPDATE namespace_state SET cursor_position = ?, used_bytes = ? WHERE namespace_id = ?", [txn.cursor, txn.usedBytes, ns]);
+          }
+          return out;
+        });
+        if (txn && txn.cursor !== txn.startCursor) await this.onAdvance(ns, txn.cursor);
+        return result;
+      } catch (err) {
+        if (!(err instanceof NamespaceRelocating)) throw err;
+        if (performance.now() > deadline) throw unavailable(`namespace ${ns} is moving between shards; retry in a few seconds`);
+        this.namespaces.forgetPlacement(ns);
+        await new Promise((r) => setTimeout(r, Math.min(20 * (attempt + 1), 200)));
+      }
+    }
+  }
+
+  async commit(input: CommitInput): Promise<{ file: FileRecord; conflict: boolean }> {
     const key = pathKey(input.path);
-    return inTransaction(pool, async (conn) => {
+    return this.mutate(input.namespaceId, async (t) => {
       const ns = input.namespaceId;
-      const [state] = await conn.query<RowDataPacket[]>("SELECT cursor_position FROM namespace_state WHERE namespace_id = ? FOR UPDATE", [ns]);
-      if (state.length === 0) throw notFound(`namespace ${ns} has no state on its shard`);
-      let cursor = BigInt(state[0].cursor_position);
       if (input.requestId) {
-        const [done] = await conn.query<RowDataPacket[]>("SELECT path_key, revision FROM commit_requests WHERE namespace_id = ? AND request_id = ?", [ns, input.requestId]);
-        if (done.length > 0) return this.versionOf(conn, ns, input.path, Buffer.from(done[0].path_key).toString(), BigInt(done[0].revision));
-      }
-      const [existing] = await conn.query<RowDataPacket[]>(
-        "SELECT path, is_folder, revision FROM files WHERE namespace_id = ? AND path_key = ? FOR UPDATE", [ns, key],
-      );
-      const current = existing[0];
-      if (current?.is_folder) throw failedPrecondition(`"${input.path}" is a folder; a file cannot replace it`);
-      const currentRevision = current ? BigInt(current.revision) : 0n;
-      if (currentRevision !== input.parentRevision) {
-        throw failedPrecondition(
-          current
-            ? `"${input.path}" is at revision ${currentRevision}, not ${input.parentRevision}: fetch the current version and retry with it as the parent`
-            : `"${input.path}" does not exist; commit a new file with parent revision 0`,
-        );
-      }
-      // Uploading into a folder that does not exist creates it, as on Dropbox.
-      for (const folder of ancestorsOf(input.path)) {
-        const fkey = pathKey(folder);
-        const [rows] = await conn.query<RowDataPacket[]>("SELECT is_folder FROM files WHERE namespace_id = ? AND path_key = ? FOR UPDATE", [ns, fkey]);
-        if (rows.length > 0) {
-          if (!rows[0].is_folder) throw failedPrecondition(`"${folder}" is a file, so "${input.path}" cannot be created inside it`);
-          continue;
+        const [done] = await t.conn.query<RowDataPacket[]>("SELECT path_key, revision FROM commit_requests WHERE namespace_id = ? AND request_id = ?", [ns, input.requestId]);
+        if (done.length > 0) {
+          const doneKey = Buffer.from(done[0].path_key).toString();
+          const file = await this.versionOf(t.conn, ns, BigInt(done[0].revision));
+          return { file: file ?? notFoundThrow(input.path), conflict: doneKey !== key };
         }
-        cursor += 1n;
-        await conn.query(
-          `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position)
-           VALUES (?, ?, ?, ?, TRUE, ?, 0, '', ?)`,
-          [ns, fkey, keyHash(pathKey(parentOf(folder))), folder, cursor, cursor],
-        );
-        await conn.query("INSERT INTO journal (namespace_id, cursor_position, path, operation, revision) VALUES (?, ?, ?, 'mkdir', ?)", [ns, cursor, folder, cursor]);
       }
-      cursor += 1n;
-      const revision = cursor;
+      const current = await t.row(input.path);
+      if (current?.is_folder && !current.deleted) throw failedPrecondition(`"${current.path}" is a folder; a file cannot replace it`);
+      const live = current && !current.deleted;
+      const currentRevision = current ? BigInt(current.revision) : 0n;
+      // A trashed file may be re-created from scratch (parent 0) or from its last version.
+      const accepted = live ? currentRevision === input.parentRevision : input.parentRevision === 0n || input.parentRevision === currentRevision;
+      let path = live ? current.path : input.path;
+      let replaced = accepted ? current : undefined;
+      if (!accepted) {
+        // The parent is stale: keep this upload beside the winner instead of overwriting it.
+        for (let attempt = 1; ; attempt++) {
+          path = conflictedCopyPath(current?.path ?? input.path, input.deviceName, new Date(), attempt);
+          const taken = await t.row(path);
+          if (!taken || taken.deleted) {
+            replaced = taken;
+            break;
+          }
+        }
+      }
+      const replacedLiveSize = replaced && !replaced.deleted && !replaced.is_folder ? BigInt(replaced.size) : 0n;
+      await this.checkQuota(t, input.size - replacedLiveSize);
+      await t.ensureFolders(path);
+      const revision = t.next();
+      const pkey = pathKey(path);
       const blockList = packBlockList(input.blocks);
-      await conn.query(
+      await t.conn.query(
         `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position, modified_at)
          VALUES (?, ?, ?, ?, FALSE, ?, ?, ?, ?, CURRENT_TIMESTAMP(3))
-         ON DUPLICATE KEY UPDATE revision = VALUES(revision), size = VALUES(size),
+         ON DUPLICATE KEY UPDATE is_folder = FALSE, deleted = FALSE, deleted_cursor = NULL, revision = VALUES(revision), size = VALUES(size),
            block_list = VALUES(block_list), cursor_position = VALUES(cursor_position), modified_at = VALUES(modified_at)`,
-        [ns, key, keyHash(pathKey(parentOf(input.path))), input.path, revision, input.size, blockList, cursor],
+        [ns, pkey, keyHash(pathKey(parentOf(path))), path, revision, input.size, blockList, revision],
       );
-      await conn.query(
+      await t.conn.query(
         "INSERT INTO file_versions (namespace_id, path_key, revision, size, block_list, cursor_position) VALUES (?, ?, ?, ?, ?, ?)",
-        [ns, key, revision, input.size, blockList, cursor],
+        [ns, pkey, revision, input.size, blockList, revision],
       );
-      await conn.query("INSERT INTO journal (namespace_id, cursor_position, path, operation, revision) VALUES (?, ?, ?, 'put', ?)", [ns, cursor, input.path, revision]);
-      // The new version's block references, in the same transaction: relayed to the blockserver later.
-      const distinct = [...new Map(input.blocks.map((b) => [Buffer.from(b.hash).toString("hex"), Buffer.from(b.hash)])).values()];
-      if (distinct.length > 0) {
-        await conn.query("INSERT INTO block_reference_outbox (hash, delta) VALUES ?", [distinct.map((h) => [h, 1])]);
-      }
-      await conn.query("UPDATE namespace_state SET cursor_position = ? WHERE namespace_id = ?", [cursor, ns]);
+      await t.journal("put", path, revision);
+      await t.reference(input.blocks, 1);
+      t.usedBytes += input.size - replacedLiveSize;
       if (input.requestId) {
-        await conn.query("INSERT INTO commit_requests (namespace_id, request_id, path_key, revision) VALUES (?, ?, ?, ?)", [ns, input.requestId, key, revision]);
+        await t.conn.query("INSERT INTO commit_requests (namespace_id, request_id, path_key, revision) VALUES (?, ?, ?, ?)", [ns, input.requestId, pkey, revision]);
       }
-      // An existing file keeps the case it was created with, as on Dropbox.
-      return this.versionOf(conn, ns, current?.path ?? input.path, key, revision);
+      return { file: (await this.versionOf(t.conn, ns, revision, path))!, conflict: !accepted };
     });
   }
 
-  /** A stored version of a file, as returned by a commit (also when a retried request id is replayed). */
-  private async versionOf(conn: PoolConnection, ns: bigint, path: string, key: string, revision: bigint): Promise<FileRecord> {
+  /** Refuses a change that would take the namespace owner's usage over quota (nothing is written). */
+  private async checkQuota(t: NamespaceTxn, added: bigint): Promise<void> {
+    if (added <= 0n) return;
+    const headroom = await this.quota.headroom(t.ns);
+    if (headroom !== undefined && t.usedBytes + added > headroom) {
+      throw resourceExhausted(`over quota: this needs ${added} more bytes and only ${headroom > t.usedBytes ? headroom - t.usedBytes : 0n} are left; delete files (and empty the trash) or raise the quota`);
+    }
+  }
+
+  /** A stored version by its revision (revisions are unique within a namespace). */
+  private async versionOf(conn: PoolConnection, ns: bigint, revision: bigint, path?: string): Promise<FileRecord | undefined> {
     const [rows] = await conn.query<RowDataPacket[]>(
-      "SELECT size, block_list, cursor_position, created_at FROM file_versions WHERE namespace_id = ? AND path_key = ? AND revision = ?",
-      [ns, key, revision],
+      `SELECT v.size, v.block_list, v.cursor_position, v.created_at, f.path FROM file_versions v
+         LEFT JOIN files f ON f.namespace_id = v.namespace_id AND f.path_key = v.path_key
+       WHERE v.namespace_id = ? AND v.revision = ?`,
+      [ns, revision],
     );
     const r = rows[0];
+    if (!r) return undefined;
+    const p = path ?? r.path ?? "";
     return {
-      namespaceId: ns, path, name: nameOf(path), isFolder: false, revision,
+      namespaceId: ns, path: p, name: nameOf(p), isFolder: false, revision, deleted: false,
       size: BigInt(r.size), blocks: unpackBlockList(r.block_list), cursor: BigInt(r.cursor_position), modifiedAt: r.created_at,
     };
   }
 
+  async createFolder(ns: bigint, path: string): Promise<FileRecord> {
+    return this.mutate(ns, async (t) => {
+      const existing = await t.row(path);
+      if (existing && !existing.deleted) throw alreadyExists(`"${existing.path}" already exists as a ${existing.is_folder ? "folder" : "file"}`);
+      await t.ensureFolders(path);
+      await t.ensureFolder(path);
+      return toRecord(ns, (await t.row(path, false))!);
+    });
+  }
+
+  /** Moves a file or a folder with everything in it to the trash, in one transaction. */
+  async delete(ns: bigint, path: string, parentRevision: bigint): Promise<FileRecord> {
+    return this.mutate(ns, async (t) => {
+      const row = await t.row(path);
+      if (!row || row.deleted) throw notFound(`"${path}" does not exist`);
+      if (parentRevision !== 0n && BigInt(row.revision) !== parentRevision) {
+        throw failedPrecondition(`"${row.path}" changed since revision ${parentRevision} (now ${row.revision}); look at the new version before deleting it`);
+      }
+      const key = pathKey(path);
+      const [lo, hi] = descendantRange(key);
+      const cursor = t.next();
+      const [sum] = await t.conn.query<RowDataPacket[]>(
+        "SELECT COALESCE(SUM(size), 0) AS bytes FROM files WHERE namespace_id = ? AND deleted = FALSE AND is_folder = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))",
+        [ns, key, lo, hi],
+      );
+      await t.conn.query(
+        `UPDATE files SET deleted = TRUE, deleted_cursor = ?, cursor_position = ?, modified_at = CURRENT_TIMESTAMP(3)
+         WHERE namespace_id = ? AND deleted = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))`,
+        [cursor, cursor, ns, key, lo, hi],
+      );
+      t.usedBytes -= BigInt(sum[0].bytes);
+      await t.journal("delete", row.path, BigInt(row.revision));
+      return { ...toRecord(ns, row), deleted: true, cursor };
+    });
+  }
+
+  /** Brings back a trashed entry and whatever was deleted with it. */
+  async undelete(ns: bigint, path: string): Promise<FileRecord> {
+    return this.mutate(ns, async (t) => {
+      const row = await t.row(path);
+      if (!row || !row.deleted) throw notFound(`"${path}" is not in the trash`);
+      const key = pathKey(path);
+      const [lo, hi] = descendantRange(key);
+      const [restored] = await t.conn.query<RowDataPacket[]>(
+        `SELECT ${COLUMNS} FROM files WHERE namespace_id = ? AND deleted_cursor = ? AND (path_key = ? OR (path_key > ? AND path_key < ?)) ORDER BY path_key FOR UPDATE`,
+        [ns, row.deleted_cursor, key, lo, hi],
+      );
+      const bytes = restored.reduce((n, r) => n + (r.is_folder ? 0n : BigInt(r.size)), 0n);
+      await this.checkQuota(t, bytes);
+      await t.ensureFolders(row.path);
+      for (const r of restored) {
+        const cursor = t.next();
+        await t.conn.query(
+          "UPDATE files SET deleted = FALSE, deleted_cursor = NULL, cursor_position = ? WHERE namespace_id = ? AND path_key = ?", [cursor, ns, pathKey(r.path)],
+        );
+        await t.journal(r.is_folder ? "mkdir" : "put", r.path, BigInt(r.revision));
+      }
+      t.usedBytes += bytes;
+      return toRecord(ns, (await t.row(path, false))!);
+    });
+  }
+
+  /** Removes a trashed entry (and what was deleted with it) and all its versions for good. */
+  async purge(ns: bigint, path: string): Promise<number> {
+    return this.mutate(ns, async (t) => {
+      const row = await t.row(path);
+      if (!row || !row.deleted) throw failedPrecondition(`"${path}" is not in the trash: delete it first`);
+      const key = pathKey(path);
+      const [lo, hi] = descendantRange(key);
+      const [doomed] = await t.conn.query<RowDataPacket[]>(
+        "SELECT path_key FROM files WHERE namespace_id = ? AND deleted_cursor = ? AND (path_key = ? OR (path_key > ? AND path_key < ?)) FOR UPDATE",
+        [ns, row.deleted_cursor, key, lo, hi],
+      );
+      await this.removeEntries(t, doomed.map((d) => d.path_key as Buffer));
+      return doomed.length;
+    });
+  }
+
+  /** Deletes entries and every version of them, releasing the versions' block references. */
+  private async removeEntries(t: NamespaceTxn, keys: Buffer[]): Promise<number> {
+    let versions = 0;
+    for (let i = 0; i < keys.length; i += 500) {
+      const batch = keys.slice(i, i + 500);
+      const [rows] = await t.conn.query<RowDataPacket[]>("SELECT block_list FROM file_versions WHERE namespace_id = ? AND path_key IN (?) FOR UPDATE", [t.ns, batch]);
+      for (const v of rows) await t.reference(unpackBlockList(v.block_list), -1);
+      versions += rows.length;
+      await t.conn.query("DELETE FROM file_versions WHERE namespace_id = ? AND path_key IN (?)", [t.ns, batch]);
+      await t.conn.query("DELETE FROM files WHERE namespace_id = ? AND path_key IN (?)", [t.ns, batch]);
+    }
+    return versions;
+  }
+
+  /**
+   * Moves or renames a file or a folder with everything in it (trash included) in one
+   * transaction: one UPDATE rewrites the keys of the whole subtree, and its versions follow it.
+   */
+  async move(ns: bigint, from: string, to: string): Promise<{ entry: FileRecord; descendants: number }> {
+    const fromKey = pathKey(from);
+    const toKey = pathKey(to);
+    if (toKey.startsWith(`${fromKey}/`)) throw invalidArgument(`cannot move "${from}" into itself ("${to}")`);
+    return this.mutate(ns, async (t) => {
+      const row = await t.row(from);
+      if (!row || row.deleted) throw notFound(`"${from}" does not exist`);
+      const cursor = t.next();
+      const [fromLo, fromHi] = descendantRange(fromKey);
+      if (fromKey !== toKey) {
+        const target = await t.row(to);
+        if (target && !target.deleted) throw alreadyExists(`"${target.path}" already exists; move or delete it first`);
+        // Trashed entries where the moved tree lands are superseded by it.
+        const [toLo, toHi] = descendantRange(toKey);
+        const [stale] = await t.conn.query<RowDataPacket[]>(
+          "SELECT path_key FROM files WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?)) FOR UPDATE", [ns, toKey, toLo, toHi],
+        );
+        await this.removeEntries(t, stale.map((s) => s.path_key as Buffer));
+        await t.ensureFolders(to);
+      }
+      // Bytes, not characters, for keys (VARBINARY); characters for display paths.
+      const fromKeyBytes = Buffer.byteLength(fromKey);
+      const storedFrom: string = row.path;
+      const [res] = await t.conn.query<ResultSetHeader>(
+        `UPDATE files SET
+           path_key = CONCAT(?, SUBSTRING(path_key, ?)),
+           path = CONCAT(?, SUBSTRING(path, ?)),
+           parent_key_hash = UNHEX(LEFT(SHA2(${PARENT_KEY_SQL}, 256), 32)),
+           cursor_position = ?
+         WHERE namespace_id = ? AND path_key > ? AND path_key < ?`,
+        [Buffer.from(toKey), fromKeyBytes + 1, to, [...storedFrom].length + 1, cursor, ns, fromLo, fromHi],
+      );
+      await t.conn.query(
+        "UPDATE files SET path_key = ?, path = ?, parent_key_hash = ?, cursor_position = ?, modified_at = CURRENT_TIMESTAMP(3) WHERE namespace_id = ? AND path_key = ?",
+        [Buffer.from(toKey), to, keyHash(pathKey(parentOf(to))), cursor, ns, fromKey],
+      );
+      if (fromKey !== toKey) {
+        await t.conn.query(
+          "UPDATE file_versions SET path_key = CONCAT(?, SUBSTRING(path_key, ?)) WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))",
+          [Buffer.from(toKey), fromKeyBytes + 1, ns, fromKey, fromLo, fromHi],
+        );
+      }
+      await t.journal("move", to, BigInt(row.revision), { fromPath: storedFrom });
+      return { entry: toRecord(ns, (await t.row(to, false))!), descendants: res.affectedRows };
+    });
+  }
+
+  async revisions(ns: bigint, path: string, limit: number): Promise<FileRecord[]> {
+    const pool = await this.namespaces.shardFor(ns);
+    const [rows] = await pool.query<RowDataPacket[]>(
+      `SELECT revision, size, block_list, cursor_position, created_at FROM file_versions WHERE namespace_id = ? AND path_key = ?
+       ORDER BY revision DESC${limit > 0 ? " LIMIT ?" : ""}`,
+      [ns, pathKey(path), ...(limit > 0 ? [limit] : [])],
+    );
+    return rows.map((r) => ({
+      namespaceId: ns, path, name: nameOf(path), isFolder: false, deleted: false, revision: BigInt(r.revision),
+      size: BigInt(r.size), blocks: unpackBlockList(r.block_list), cursor: BigInt(r.cursor_position), modifiedAt: r.created_at,
+    }));
+  }
+
+  async version(ns: bigint, revision: bigint): Promise<FileRecord | undefined> {
+    const pool = await this.namespaces.shardFor(ns);
+    const conn = await pool.getConnection();
+    try {
+      return await this.versionOf(conn, ns, revision);
+    } finally {
+      conn.release();
+    }
+  }
+
   async get(namespaceId: bigint, path: string): Promise<FileRecord | undefined> {
     const pool = await this.namespaces.shardFor(namespaceId);
-    const [rows] = await pool.query<RowDataPacket[]>(
-      `SELECT ${FILE_COLUMNS} FROM files WHERE namespace_id = ? AND path_key = ?`, [namespaceId, pathKey(path)],
-    );
+    const [rows] = await pool.query<RowDataPacket[]>(`SELECT ${COLUMNS} FROM files WHERE namespace_id = ? AND path_key = ?`, [namespaceId, pathKey(path)]);
     return rows.length ? toRecord(namespaceId, rows[0]) : undefined;
   }
 
   /** One page of a folder, in path order; `after` is the last path key of the previous page. */
-  async list(namespaceId: bigint, folder: string, recursive: boolean, limit: number, after: string): Promise<{ entries: FileRecord[]; hasMore: boolean }> {
+  async list(namespaceId: bigint, folder: string, opts: { recursive: boolean; includeDeleted: boolean; limit: number; after: string }): Promise<{ entries: FileRecord[]; hasMore: boolean }> {
     const pool = await this.namespaces.shardFor(namespaceId);
     const key = pathKey(folder);
+    const live = opts.includeDeleted ? "" : " AND deleted = FALSE";
     let rows: RowDataPacket[];
-    if (recursive) {
-      // Descendants of /a are the keys in ("/a/", "/a0"): "0" is the character after "/".
-      const lo = folder === ROOT ? "/" : `${key}/`;
-      const hi = folder === ROOT ? "0" : `${key}0`;
+    if (opts.recursive) {
+      const [lo, hi] = descendantRange(key);
       [rows] = await pool.query<RowDataPacket[]>(
-        `SELECT ${FILE_COLUMNS} FROM files WHERE namespace_id = ? AND path_key > ? AND path_key < ? ORDER BY path_key LIMIT ?`,
-        [namespaceId, after && after > lo ? after : lo, hi, limit + 1],
+        `SELECT ${COLUMNS} FROM files WHERE namespace_id = ? AND path_key > ? AND path_key < ?${live} ORDER BY path_key LIMIT ?`,
+        [namespaceId, opts.after && opts.after > lo ? opts.after : lo, hi, opts.limit + 1],
       );
     } else {
       [rows] = await pool.query<RowDataPacket[]>(
-        `SELECT ${FILE_COLUMNS} FROM files WHERE namespace_id = ? AND parent_key_hash = ? AND path_key > ? ORDER BY path_key LIMIT ?`,
-        [namespaceId, keyHash(key), after, limit + 1],
+        `SELECT ${COLUMNS} FROM files WHERE namespace_id = ? AND parent_key_hash = ? AND path_key > ?${live} ORDER BY path_key LIMIT ?`,
+        [namespaceId, keyHash(key), opts.after, opts.limit + 1],
       );
     }
-    const hasMore = rows.length > limit;
-    return { entries: rows.slice(0, limit).map((r) => toRecord(namespaceId, r)), hasMore };
+    const hasMore = rows.length > opts.limit;
+    return { entries: rows.slice(0, opts.limit).map((r) => toRecord(namespaceId, r)), hasMore };
+  }
+
+  /** The namespace's latest cursor and the oldest cursor its journal still answers from. */
+  async cursorState(ns: bigint): Promise<{ cursor: bigint; floor: bigint; usedBytes: bigint }> {
+    const pool = await this.namespaces.shardFor(ns);
+    const [rows] = await pool.query<RowDataPacket[]>("SELECT cursor_position, journal_floor, used_bytes FROM namespace_state WHERE namespace_id = ?", [ns]);
+    if (rows.length === 0) throw notFound(`namespace ${ns} has no state on its shard`);
+    return { cursor: BigInt(rows[0].cursor_position), floor: BigInt(rows[0].journal_floor), usedBytes: BigInt(rows[0].used_bytes) };
+  }
+
+  /** Journal entries after a cursor, in order, with the versions the puts made. */
+  async delta(ns: bigint, after: bigint, limit: number): Promise<{ entries: JournalRecord[]; hasMore: boolean }> {
+    const pool = await this.namespaces.shardFor(ns);
+    const [rows] = await pool.query<RowDataPacket[]>(
+      `SELECT j.cursor_position, j.path, j.operation, j.revision, j.from_path, j.mounted_namespace_id,
+              v.size, v.block_list, v.created_at
+         FROM journal j
+         LEFT JOIN file_versions v ON j.operation = 'put' AND v.namespace_id = j.namespace_id AND v.revision = j.revision
+        WHERE j.namespace_id = ? AND j.cursor_position > ? ORDER BY j.cursor_position LIMIT ?`,
+      [ns, after, limit + 1],
+    );
+    const entries = rows.slice(0, limit).map((r): JournalRecord => {
+      const cursor = BigInt(r.cursor_position);
+      const base = { namespaceId: ns, path: r.path, name: nameOf(r.path), revision: BigInt(r.revision), cursor, deleted: false };
+      let file: FileRecord | undefined;
+      if (r.operation === "put" && r.block_list !== null) {
+        file = { ...base, isFolder: false, size: BigInt(r.size), blocks: unpackBlockList(r.block_list), modifiedAt: r.created_at };
+      } else if (r.operation === "mkdir" || r.operation === "mount") {
+        file = { ...base, isFolder: true, size: 0n, blocks: [], modifiedAt: new Date(0) };
+      }
+      return {
+        cursor, operation: r.operation, path: r.path, fromPath: r.from_path,
+        mountedNamespaceId: r.mounted_namespace_id === null ? null : BigInt(r.mounted_namespace_id), file,
+      };
+    });
+    return { entries, hasMore: rows.length > limit };
+  }
+
+  /**
+   * Applies the retention policy to one namespace: trashed entries older than the retention period
+   * are purged; versions that are not current and are older than it, or beyond the newest
+   * `versionsKept`, are dropped; journal entries older than `journalDays` are compacted. Dropped
+   * versions release their block references (the blockserver's GC takes it from there).
+   */
+  async prune(ns: bigint, policy: RetentionPolicy): Promise<{ versions: number; purged: number; journal: number }> {
+    return this.mutate(ns, async (t) => {
+      const [trash] = await t.conn.query<RowDataPacket[]>(
+        "SELECT path_key FROM files WHERE namespace_id = ? AND deleted = TRUE AND modified_at < CURRENT_TIMESTAMP(3) - INTERVAL ? DAY FOR UPDATE",
+        [ns, policy.retentionDays],
+      );
+      const purgedVersions = await this.removeEntries(t, trash.map((r) => r.path_key as Buffer));
+      const [old] = await t.conn.query<RowDataPacket[]>(
+        `SELECT v.path_key, v.revision, v.block_list FROM (
+           SELECT path_key, revision, block_list, created_at, ROW_NUMBER() OVER (PARTITION BY path_key ORDER BY revision DESC) AS newest
+             FROM file_versions WHERE namespace_id = ?) v
+         LEFT JOIN files f ON f.namespace_id = ? AND f.path_key = v.path_key AND f.revision = v.revision
+         WHERE f.path_key IS NULL AND (v.created_at < CURRENT_TIMESTAMP(3) - INTERVAL ? DAY OR (? > 0 AND v.newest > ?))`,
+        [ns, ns, policy.retentionDays, policy.versionsKept, policy.versionsKept],
+      );
+      for (let i = 0; i < old.length; i += 500) {
+        const batch = old.slice(i, i + 500);
+        for (const v of batch) await t.reference(unpackBlockList(v.block_list), -1);
+        await t.conn.query("DELETE FROM file_versions WHERE namespace_id = ? AND (path_key, revision) IN (?)", [ns, batch.map((v) => [v.path_key, v.revision])]);
+      }
+      const [journal] = await t.conn.query<RowDataPacket[]>(
+        "SELECT MAX(cursor_position) AS upto FROM journal WHERE namespace_id = ? AND created_at < CURRENT_TIMESTAMP(3) - INTERVAL ? DAY",
+        [ns, policy.journalDays],
+      );
+      let compacted = 0;
+      if (journal[0].upto !== null) compacted = await this.compactIn(t, BigInt(journal[0].upto));
+      return { versions: old.length + purgedVersions, purged: trash.length, journal: compacted };
+    });
+  }
+
+  private async compactIn(t: NamespaceTxn, through: bigint): Promise<number> {
+    const floor = through > t.cursor ? t.cursor : through;
+    const [res] = await t.conn.query<ResultSetHeader>("DELETE FROM journal WHERE namespace_id = ? AND cursor_position <= ?", [t.ns, floor]);
+    if (floor > t.journalFloor) await t.conn.query("UPDATE namespace_state SET journal_floor = ? WHERE namespace_id = ?", [floor, t.ns]);
+    return res.affectedRows;
+  }
+
+  /** Drops journal entries up to a cursor; devices behind it get a reset. */
+  async compactJournal(ns: bigint, through: bigint): Promise<number> {
+    return this.mutate(ns, (t) => this.compactIn(t, through));
   }
 }
 
-function toRecord(namespaceId: bigint, r: RowDataPacket): FileRecord {
+function notFoundThrow(path: string): never {
+  throw notFound(`"${path}": the first result of this request id is gone (pruned)`);
+}
+
+export function toRecord(namespaceId: bigint, r: RowDataPacket): FileRecord {
   return {
     namespaceId,
     path: r.path,
-    name: nameOf(r.path),
+    name: r.path === ROOT ? "" : nameOf(r.path),
     isFolder: Boolean(r.is_folder),
     revision: BigInt(r.revision),
     size: BigInt(r.size),
     blocks: r.is_folder ? [] : unpackBlockList(r.block_list),
     cursor: BigInt(r.cursor_position),
     modifiedAt: r.modified_at,
+    deleted: Boolean(r.deleted),
   };
 }

@@ -1,62 +1,268 @@
 import type { ResultSetHeader, RowDataPacket } from "mysql2/promise";
-import { inTransaction, type Pool, type ShardSet } from "./shards.js";
+import { alreadyExists, notFound } from "../errors.js";
+import { pathKey, ROOT } from "../tree/paths.js";
+import { inTransaction, type Pool, type PoolConnection, type ShardSet } from "./shards.js";
 
 export interface UserRecord {
   userId: bigint;
   username: string;
   rootNamespaceId: bigint;
+  passwordHash: string;
+  /** null: the server's default quota. */
+  quotaBytes: bigint | null;
 }
 
-/** Users and their namespaces in the directory, and which shard holds each namespace. */
+export type Role = "owner" | "editor" | "viewer";
+
+/** Where a namespace appears in one user's tree. */
+export interface Mount {
+  namespaceId: bigint;
+  path: string;
+  key: string;
+  role: Role;
+}
+
+export interface DeviceRecord {
+  deviceId: bigint;
+  userId: bigint;
+  name: string;
+  createdAt: Date;
+  lastSeenAt: Date;
+}
+
+/** How long a user's mounts are cached; share changes made here invalidate at once. */
+const MOUNT_CACHE_MS = 2000;
+
+/**
+ * The directory: users, devices, namespaces and the shard map (namespace -> shard), and the
+ * mounts that place namespaces in users' trees.
+ */
 export class NamespaceStore {
   private readonly shardOfNamespace = new Map<bigint, number>();
+  private readonly mountCache = new Map<bigint, { at: number; mounts: Mount[] }>();
 
   constructor(private readonly shards: ShardSet) {}
 
-  /** Finds a user, creating it and its root namespace on first use. */
-  async ensureUser(username: string): Promise<UserRecord> {
-    const found = await this.findUser(username);
-    if (found) return found;
-    const created = await inTransaction(this.shards.directory, async (conn): Promise<UserRecord & { newShardId?: number }> => {
-      await conn.query("INSERT IGNORE INTO users (username) VALUES (?)", [username]);
-      const [rows] = await conn.query<RowDataPacket[]>("SELECT user_id, root_namespace_id FROM users WHERE username = ? FOR UPDATE", [username]);
-      const userId = BigInt(rows[0].user_id);
-      if (rows[0].root_namespace_id !== null) return { userId, username, rootNamespaceId: BigInt(rows[0].root_namespace_id) };
-      const shardId = this.placeNewNamespace(userId);
-      const [res] = await conn.query<ResultSetHeader>("INSERT INTO namespaces (shard_id, owner_user_id, kind) VALUES (?, ?, 'root')", [shardId, userId]);
-      const namespaceId = BigInt(res.insertId);
-      await conn.query("UPDATE users SET root_namespace_id = ? WHERE user_id = ?", [namespaceId, userId]);
-      return { userId, username, rootNamespaceId: namespaceId, newShardId: shardId };
-    });
-    if (created.newShardId !== undefined) {
-      await this.shards.shard(created.newShardId).query("INSERT IGNORE INTO namespace_state (namespace_id, cursor_position) VALUES (?, 0)", [created.rootNamespaceId]);
-    }
-    return { userId: created.userId, username, rootNamespaceId: created.rootNamespaceId };
+  get directory(): Pool {
+    return this.shards.directory;
   }
 
-  private async findUser(username: string): Promise<UserRecord | undefined> {
-    const [rows] = await this.shards.directory.query<RowDataPacket[]>(
-      "SELECT user_id, root_namespace_id FROM users WHERE username = ?", [username],
-    );
-    if (rows.length === 0 || rows[0].root_namespace_id === null) return undefined;
-    return { userId: BigInt(rows[0].user_id), username, rootNamespaceId: BigInt(rows[0].root_namespace_id) };
+  /** Creates a user with its root namespace (on a shard chosen by user id) mounted at "/". */
+  async createUser(username: string, passwordHash: string): Promise<UserRecord> {
+    const created = await inTransaction(this.directory, async (conn) => {
+      const [res] = await conn.query<ResultSetHeader>("INSERT IGNORE INTO users (username, password_hash) VALUES (?, ?)", [username, passwordHash]);
+      if (res.affectedRows === 0) throw alreadyExists(`the username "${username}" is taken`);
+      const userId = BigInt(res.insertId);
+      const shardId = this.placeNewNamespace(userId);
+      const namespaceId = await this.insertNamespace(conn, shardId, userId, "root");
+      await conn.query("UPDATE users SET root_namespace_id = ? WHERE user_id = ?", [namespaceId, userId]);
+      await conn.query("INSERT INTO mounts (user_id, namespace_id, path, path_key, role) VALUES (?, ?, '/', '/', 'owner')", [userId, namespaceId]);
+      return { userId, namespaceId, shardId };
+    });
+    await this.shards.shard(created.shardId).query("INSERT IGNORE INTO namespace_state (namespace_id) VALUES (?)", [created.namespaceId]);
+    return { userId: created.userId, username, rootNamespaceId: created.namespaceId, passwordHash, quotaBytes: null };
   }
+
+  async insertNamespace(conn: PoolConnection, shardId: number, ownerId: bigint, kind: "root" | "shared"): Promise<bigint> {
+    const [res] = await conn.query<ResultSetHeader>("INSERT INTO namespaces (shard_id, owner_user_id, kind) VALUES (?, ?, ?)", [shardId, ownerId, kind]);
+    const namespaceId = BigInt(res.insertId);
+    this.shardOfNamespace.set(namespaceId, shardId);
+    return namespaceId;
+  }
+
+  async findUser(by: { username: string } | { userId: bigint }): Promise<UserRecord | undefined> {
+    const [column, value] = "username" in by ? ["username", by.username] : ["user_id", by.userId];
+    const [rows] = await this.directory.query<RowDataPacket[]>(
+      `SELECT user_id, username, root_namespace_id, password_hash, quota_bytes FROM users WHERE ${column} = ?`, [value],
+    );
+    const r = rows[0];
+    if (!r || r.root_namespace_id === null) return undefined;
+    return {
+      userId: BigInt(r.user_id), username: r.username, rootNamespaceId: BigInt(r.root_namespace_id),
+      passwordHash: r.password_hash ?? "", quotaBytes: r.quota_bytes === null ? null : BigInt(r.quota_bytes),
+    };
+  }
+
+  async setQuota(username: string, quotaBytes: bigint | null): Promise<void> {
+    const [res] = await this.directory.query<ResultSetHeader>("UPDATE users SET quota_bytes = ? WHERE username = ?", [quotaBytes, username]);
+    if (res.affectedRows === 0) throw notFound(`no user named "${username}"`);
+  }
+
+  // Devices and refresh tokens.
+
+  async upsertDevice(userId: bigint, name: string): Promise<DeviceRecord> {
+    await this.directory.query("INSERT INTO devices (user_id, name) VALUES (?, ?) ON DUPLICATE KEY UPDATE last_seen_at = CURRENT_TIMESTAMP(3)", [userId, name]);
+    const [rows] = await this.directory.query<RowDataPacket[]>("SELECT * FROM devices WHERE user_id = ? AND name = ?", [userId, name]);
+    return toDevice(rows[0]);
+  }
+
+  async setRefresh(deviceId: bigint, refreshHash: Buffer, expiresAt: Date): Promise<void> {
+    await this.directory.query(
+      "UPDATE devices SET refresh_hash = ?, refresh_expires_at = ?, last_seen_at = CURRENT_TIMESTAMP(3) WHERE device_id = ?", [refreshHash, expiresAt, deviceId],
+    );
+  }
+
+  /**
+   * Trades a refresh token (by its hash) for the device it belongs to, replacing it with the next
+   * one in the same statement, so each refresh token works once.
+   */
+  async rotateRefresh(oldHash: Buffer, newHash: Buffer, expiresAt: Date): Promise<DeviceRecord | undefined> {
+    return inTransaction(this.directory, async (conn) => {
+      const [rows] = await conn.query<RowDataPacket[]>(
+        "SELECT * FROM devices WHERE refresh_hash = ? AND refresh_expires_at > CURRENT_TIMESTAMP(3) FOR UPDATE", [oldHash],
+      );
+      if (rows.length === 0) return undefined;
+      await conn.query("UPDATE devices SET refresh_hash = ?, refresh_expires_at = ?, last_seen_at = CURRENT_TIMESTAMP(3) WHERE device_id = ?", [newHash, expiresAt, rows[0].device_id]);
+      return toDevice(rows[0]);
+    });
+  }
+
+  async listDevices(userId: bigint): Promise<DeviceRecord[]> {
+    const [rows] = await this.directory.query<RowDataPacket[]>("SELECT * FROM devices WHERE user_id = ? ORDER BY device_id", [userId]);
+    return rows.map(toDevice);
+  }
+
+  async revokeDevice(userId: bigint, deviceId: bigint): Promise<boolean> {
+    const [res] = await this.directory.query<ResultSetHeader>("DELETE FROM devices WHERE user_id = ? AND device_id = ?", [userId, deviceId]);
+    return res.affectedRows > 0;
+  }
+
+  // Mounts.
+
+  async mountsOf(userId: bigint): Promise<Mount[]> {
+    const cached = this.mountCache.get(userId);
+    if (cached && performance.now() - cached.at < MOUNT_CACHE_MS) return cached.mounts;
+    const [rows] = await this.directory.query<RowDataPacket[]>("SELECT namespace_id, path, role FROM mounts WHERE user_id = ?", [userId]);
+    const mounts = rows.map((r): Mount => ({ namespaceId: BigInt(r.namespace_id), path: r.path, key: pathKey(r.path), role: r.role }));
+    this.mountCache.set(userId, { at: performance.now(), mounts });
+    return mounts;
+  }
+
+  forgetMounts(userId?: bigint): void {
+    if (userId === undefined) this.mountCache.clear();
+    else this.mountCache.delete(userId);
+  }
+
+  async addMount(conn: PoolConnection | Pool, userId: bigint, namespaceId: bigint, path: string, role: Role): Promise<void> {
+    await conn.query(
+      "INSERT INTO mounts (user_id, namespace_id, path, path_key, role) VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE role = VALUES(role)",
+      [userId, namespaceId, path, pathKey(path), role],
+    );
+    this.forgetMounts(userId);
+  }
+
+  async removeMount(userId: bigint, namespaceId: bigint): Promise<boolean> {
+    const [res] = await this.directory.query<ResultSetHeader>("DELETE FROM mounts WHERE user_id = ? AND namespace_id = ? AND role <> 'owner'", [userId, namespaceId]);
+    this.forgetMounts(userId);
+    return res.affectedRows > 0;
+  }
+
+  async renameMount(userId: bigint, namespaceId: bigint, path: string): Promise<void> {
+    await this.directory.query("UPDATE mounts SET path = ?, path_key = ? WHERE user_id = ? AND namespace_id = ?", [path, pathKey(path), userId, namespaceId]);
+    this.forgetMounts(userId);
+  }
+
+  async members(namespaceId: bigint): Promise<{ userId: bigint; username: string; role: Role; path: string }[]> {
+    const [rows] = await this.directory.query<RowDataPacket[]>(
+      "SELECT m.user_id, u.username, m.role, m.path FROM mounts m JOIN users u ON u.user_id = m.user_id WHERE m.namespace_id = ? ORDER BY m.role, u.username",
+      [namespaceId],
+    );
+    return rows.map((r) => ({ userId: BigInt(r.user_id), username: r.username, role: r.role, path: r.path }));
+  }
+
+  /** The owner of a namespace and the namespaces it owns (for quotas). */
+  async ownership(namespaceId: bigint): Promise<{ ownerId: bigint; owned: bigint[]; quotaBytes: bigint | null }> {
+    const [rows] = await this.directory.query<RowDataPacket[]>(
+      `SELECT n2.namespace_id, n.owner_user_id, u.quota_bytes FROM namespaces n
+         JOIN users u ON u.user_id = n.owner_user_id
+         JOIN namespaces n2 ON n2.owner_user_id = n.owner_user_id
+       WHERE n.namespace_id = ?`, [namespaceId],
+    );
+    if (rows.length === 0) throw notFound(`namespace ${namespaceId} is not in the shard map`);
+    return {
+      ownerId: BigInt(rows[0].owner_user_id),
+      owned: rows.map((r) => BigInt(r.namespace_id)),
+      quotaBytes: rows[0].quota_bytes === null ? null : BigInt(rows[0].quota_bytes),
+    };
+  }
+
+  // Share links.
+
+  async createLink(userId: bigint, namespaceId: bigint, path: string, expiresAt: Date): Promise<bigint> {
+    const [res] = await this.directory.query<ResultSetHeader>(
+      "INSERT INTO share_links (user_id, namespace_id, path, expires_at) VALUES (?, ?, ?, ?)", [userId, namespaceId, path, expiresAt],
+    );
+    return BigInt(res.insertId);
+  }
+
+  async findLink(linkId: bigint): Promise<{ namespaceId: bigint; path: string; live: boolean } | undefined> {
+    const [rows] = await this.directory.query<RowDataPacket[]>(
+      "SELECT namespace_id, path, revoked_at IS NULL AND expires_at > CURRENT_TIMESTAMP(3) AS live FROM share_links WHERE link_id = ?", [linkId],
+    );
+    return rows[0] ? { namespaceId: BigInt(rows[0].namespace_id), path: rows[0].path, live: Boolean(rows[0].live) } : undefined;
+  }
+
+  async revokeLink(userId: bigint, linkId: bigint): Promise<boolean> {
+    const [res] = await this.directory.query<ResultSetHeader>(
+      "UPDATE share_links SET revoked_at = CURRENT_TIMESTAMP(3) WHERE link_id = ? AND user_id = ? AND revoked_at IS NULL", [linkId, userId],
+    );
+    return res.affectedRows > 0;
+  }
+
+  // The shard map.
 
   /** New namespaces spread over shards by owner; the shard map, not this rule, is the truth afterwards. */
-  private placeNewNamespace(ownerId: bigint): number {
+  placeNewNamespace(ownerId: bigint): number {
     const ids = this.shards.shardIds;
     return ids[Number(ownerId % BigInt(ids.length))];
   }
 
-  /** The pool of the shard that holds a namespace. */
-  async shardFor(namespaceId: bigint): Promise<Pool> {
+  async shardIdOf(namespaceId: bigint): Promise<number> {
     let shardId = this.shardOfNamespace.get(namespaceId);
     if (shardId === undefined) {
-      const [rows] = await this.shards.directory.query<RowDataPacket[]>("SELECT shard_id FROM namespaces WHERE namespace_id = ?", [namespaceId]);
-      if (rows.length === 0) throw new Error(`namespace ${namespaceId} is not in the shard map`);
+      const [rows] = await this.directory.query<RowDataPacket[]>("SELECT shard_id FROM namespaces WHERE namespace_id = ?", [namespaceId]);
+      if (rows.length === 0) throw notFound(`namespace ${namespaceId} does not exist`);
       shardId = Number(rows[0].shard_id);
       this.shardOfNamespace.set(namespaceId, shardId);
     }
-    return this.shards.shard(shardId);
+    return shardId;
   }
+
+  /** The pool of the shard that holds a namespace. */
+  async shardFor(namespaceId: bigint): Promise<Pool> {
+    return this.shards.shard(await this.shardIdOf(namespaceId));
+  }
+
+  /** Forget a cached placement (the namespace moved). */
+  forgetPlacement(namespaceId: bigint): void {
+    this.shardOfNamespace.delete(namespaceId);
+  }
+
+  async setShard(namespaceId: bigint, shardId: number): Promise<void> {
+    await this.directory.query("UPDATE namespaces SET shard_id = ? WHERE namespace_id = ?", [shardId, namespaceId]);
+    this.shardOfNamespace.set(namespaceId, shardId);
+  }
+}
+
+function toDevice(r: RowDataPacket): DeviceRecord {
+  return { deviceId: BigInt(r.device_id), userId: BigInt(r.user_id), name: r.name, createdAt: r.created_at, lastSeenAt: r.last_seen_at };
+}
+
+/** The mount a path falls in (the longest mount path that is a prefix of it) and the path inside it. */
+export function resolveMount(mounts: Mount[], path: string): { mount: Mount; inner: string } | undefined {
+  const key = pathKey(path);
+  let best: Mount | undefined;
+  for (const m of mounts) {
+    const inside = m.key === ROOT || key === m.key || key.startsWith(`${m.key}/`);
+    if (inside && (!best || m.key.length > best.key.length)) best = m;
+  }
+  if (!best) return undefined;
+  const inner = best.key === ROOT ? path : path.slice(best.path.length) || ROOT;
+  return { mount: best, inner };
+}
+
+/** The caller's view of a namespace-relative path. */
+export function outerPath(mount: Pick<Mount, "path">, inner: string): string {
+  if (mount.path === ROOT) return inner;
+  return inner === ROOT ? mount.path : `${mount.path}${inner}`;
 }

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ConnectError, Code } from "../errors.js";
-import { ancestorsOf, nameOf, normalizePath, parentOf, pathKey } from "./paths.js";
+import { ancestorsOf, conflictedCopyPath, nameOf, normalizePath, parentOf, pathKey } from "./paths.js";
 
 const rejects = (p: string) => {
   try {
@@ -54,5 +54,22 @@ describe("paths", () => {
         expect(rejects(p)).toBe(true);
       }),
     );
+  });
+});
+
+describe("conflicted copies", () => {
+  const day = new Date("2026-11-24T10:00:00Z");
+  it("are named like Dropbox's, beside the original, keeping the extension", () => {
+    expect(conflictedCopyPath("/docs/report.docx", "laptop", day, 1)).toBe("/docs/report (laptop's conflicted copy 2026-11-24).docx");
+    expect(conflictedCopyPath("/Makefile", "pc", day, 2)).toBe("/Makefile (pc's conflicted copy 2026-11-24) (2)");
+    expect(conflictedCopyPath("/.bashrc", "pc", day, 1)).toBe("/.bashrc (pc's conflicted copy 2026-11-24)");
+  });
+
+  it("are valid paths in the same folder for any name", () => {
+    fc.assert(fc.property(fc.stringMatching(/^[a-zA-Z0-9 ._-]{1,60}$/).filter((s) => s !== "." && s !== ".."), (name) => {
+      const copy = conflictedCopyPath(`/f/${name}`, "laptop", day, 1);
+      expect(normalizePath(copy)).toBe(copy);
+      expect(parentOf(copy)).toBe("/f");
+    }));
   });
 });

@@ -56,3 +56,30 @@ export function ancestorsOf(normalized: string): string[] {
 export function keyHash(key: string): Buffer {
   return createHash("sha256").update(key).digest().subarray(0, 16);
 }
+
+/** Keys strictly inside a folder are in (`${key}/`, `${key}0`): "0" is the character after "/". */
+export function descendantRange(key: string): [string, string] {
+  return key === ROOT ? ["/", "0"] : [`${key}/`, `${key}0`];
+}
+
+/** Whether `path` is `folder` or lies inside it (case-insensitively). */
+export function isWithin(path: string, folder: string): boolean {
+  const k = pathKey(path);
+  const f = pathKey(folder);
+  return f === ROOT || k === f || k.startsWith(`${f}/`);
+}
+
+/**
+ * Where an upload that lost a race is kept, beside the winner, as Dropbox names it:
+ * "report (laptop's conflicted copy 2026-11-24).docx", then "... (2).docx" if that is taken.
+ */
+export function conflictedCopyPath(path: string, deviceName: string, day: Date, attempt: number): string {
+  const name = nameOf(path);
+  const dot = name.lastIndexOf(".");
+  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ""];
+  const who = deviceName ? `${deviceName}'s` : "a device's";
+  const suffix = attempt > 1 ? ` (${attempt})` : "";
+  const copy = `${stem} (${who} conflicted copy ${day.toISOString().slice(0, 10)})${suffix}${ext}`;
+  const parent = parentOf(path);
+  return parent === ROOT ? `/${copy}` : `${parent}/${copy}`;
+}

@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 32);
   const config = loadClusterConfig();
   const info = JSON.parse(readFileSync(join(config.stateDir, "cluster.json"), "utf8"));
-  const transport = createSatchelTransport({ baseUrl: info.blockserver, token: info.devToken });
+  const transport = createSatchelTransport({ baseUrl: info.blockserver, token: info.serviceToken });
   const blocks = createClient(BlockService, transport);
   const admin = createClient(BlockAdminService, transport);
   const nodes = new NodeControl(config.stateDir, info);

@@ -1,9 +1,10 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import mysql from "mysql2/promise";
 import { createSatchelTransport } from "@satchel/proto";
 import { Health, HealthCheckResponse_ServingStatus } from "@satchel/proto/gen/grpc/health/v1/health_pb.js";
+import { AuthService } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { REPO_ROOT, loadOrCreateSecrets, ports, type ClusterConfig } from "../config.js";
 import { startMariadb, provisionMariadb, type MariadbServer } from "./mariadb.js";
 import { readMigrations, migrateUp } from "./migrate.js";
@@ -17,7 +18,14 @@ export interface ClusterEndpoints {
   blockserver: string;
   notifyserver: string;
   metrics: { metaserver: string; blockserver: string; notifyserver: string };
-  devToken: string;
+  /** Base URL of the share-link gateway. */
+  shareLinks: string;
+  /** For services and operators (admin RPCs); it cannot act on users' files. */
+  serviceToken: string;
+  /** Access-token signing keys (what a second service process of this cluster needs). */
+  tokenKeys: { kid: string; secret: string }[];
+  /** The development account: sign in with it (AuthService/Login) to act on files. */
+  devUser: { username: string; password: string };
   directoryUrl: string;
   redisUrl: string;
   storageNodes: { name: string; endpoint: string; accessKey: string; secretKey: string; bucket: string }[];
@@ -93,7 +101,10 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
         blockserver: `http://${h}:${p.blockserverMetrics}/metrics`,
         notifyserver: `http://${h}:${p.notifyserverMetrics}/metrics`,
       },
-      devToken: secrets.devToken,
+      shareLinks: `http://${h}:${p.shareLinks}`,
+      serviceToken: secrets.serviceToken,
+      tokenKeys: secrets.tokenKeys,
+      devUser: secrets.devUser,
       directoryUrl,
       redisUrl,
       storageNodes,
@@ -101,7 +112,8 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
     const common = {
       SATCHEL_HOST: h,
       SATCHEL_LOG_LEVEL: config.logLevel,
-      SATCHEL_DEV_TOKEN: secrets.devToken,
+      SATCHEL_SERVICE_TOKEN: secrets.serviceToken,
+      SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
       SATCHEL_DIRECTORY_URL: directoryUrl,
       SATCHEL_REDIS_URL: redisUrl,
     };
@@ -119,6 +131,7 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
         SATCHEL_METASERVER_PORT: String(p.metaserver),
         SATCHEL_METASERVER_METRICS_PORT: String(p.metaserverMetrics),
         SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
+        SATCHEL_METASERVER_LINKS_PORT: String(p.shareLinks),
       }),
       notifyserver: service("notifyserver", {
         SATCHEL_NOTIFYSERVER_PORT: String(p.notifyserver),
@@ -130,6 +143,7 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       stoppers.push(() => services[name].stop());
     }
     await Promise.all(SERVICE_NAMES.map((name) => waitServing(name, endpoints[name], services[name])));
+    await ensureAccount(endpoints.metaserver, secrets.devUser);
     const cluster: Cluster = {
       config, endpoints, mariadb, redis, minio, services,
       startMs: Date.now() - started,
@@ -172,6 +186,16 @@ async function migrateAll(
     }
   } finally {
     await directory.end();
+  }
+}
+
+/** Creates an account unless it exists (the development account, on every start). */
+export async function ensureAccount(metaserver: string, user: { username: string; password: string }): Promise<void> {
+  const auth = createClient(AuthService, createSatchelTransport({ baseUrl: metaserver }));
+  try {
+    await auth.createAccount(user);
+  } catch (err) {
+    if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;
   }
 }
 

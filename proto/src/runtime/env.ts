@@ -1,3 +1,5 @@
+import type { SigningKey } from "./tokens.js";
+
 /**
  * Typed readers for environment variables. Only the services' config.ts files call these, so that
  * every setting has one typed home and a default that works for the local cluster.
@@ -45,13 +47,16 @@ export interface ServiceBasics {
   port: number;
   metricsPort: number;
   logLevel: string;
-  /** The local cluster's development token (until signed access tokens). */
-  devToken: string;
+  /** The token Satchel services and operators call each other with. */
+  serviceToken: string;
+  /** Access token keys; the first signs, all verify (rotation). */
+  tokenKeys: SigningKey[];
 }
 
 /**
  * Reads SATCHEL_HOST, SATCHEL_<SERVICE>_PORT, SATCHEL_<SERVICE>_METRICS_PORT (default: port + 10),
- * SATCHEL_LOG_LEVEL and SATCHEL_DEV_TOKEN (required).
+ * SATCHEL_LOG_LEVEL, SATCHEL_SERVICE_TOKEN (required) and SATCHEL_TOKEN_KEYS (required; JSON
+ * [{"kid": "...", "secret": "<base64url, 32+ bytes>"}], newest first).
  */
 export function serviceBasics(env: Env, service: string, defaultPort: number): ServiceBasics {
   const prefix = `SATCHEL_${service.toUpperCase()}`;
@@ -61,8 +66,10 @@ export function serviceBasics(env: Env, service: string, defaultPort: number): S
     port,
     metricsPort: envInt(env, `${prefix}_METRICS_PORT`, port + 10),
     logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
-    devToken: envString(env, "SATCHEL_DEV_TOKEN", ""),
+    serviceToken: envString(env, "SATCHEL_SERVICE_TOKEN", ""),
+    tokenKeys: envJson<SigningKey[]>(env, "SATCHEL_TOKEN_KEYS", []),
   };
-  if (!basics.devToken) throw new Error("SATCHEL_DEV_TOKEN is required");
+  if (!basics.serviceToken) throw new Error("SATCHEL_SERVICE_TOKEN is required");
+  if (basics.tokenKeys.length === 0) throw new Error("SATCHEL_TOKEN_KEYS is required (access token signing keys)");
   return basics;
 }

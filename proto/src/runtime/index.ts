@@ -6,5 +6,6 @@ export * from "./logger.js";
 export * from "./metrics.js";
 export * from "./reflection.js";
 export * from "./server.js";
+export * from "./tokens.js";
 export * from "./transport.js";
 export * from "./transaction.js";

@@ -7,6 +7,9 @@ import { codeName } from "./metrics.js";
 export interface Principal {
   kind: "user" | "service";
   userId: string;
+  username?: string;
+  deviceId?: string;
+  deviceName?: string;
 }
 
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
@@ -51,14 +54,23 @@ export function requestContextInterceptor(logger: Logger): Interceptor {
 
 export type TokenVerifier = (token: string) => Promise<Principal> | Principal;
 
+export interface AuthOptions {
+  verify: TokenVerifier;
+  /** Methods ("pkg.Service/Method") anyone may call without a token, besides PUBLIC_SERVICES. */
+  publicMethods?: Set<string>;
+  /** Services or methods only the service token may call (operators and other Satchel services). */
+  serviceOnly?: Set<string>;
+}
+
 /**
- * The one place every RPC is authenticated. The verifier decides what a valid token is (a
- * development token now, signed access tokens later); a missing or rejected token is
- * UNAUTHENTICATED.
+ * The one place every RPC is authenticated: a missing, expired, forged or wrongly-signed token is
+ * UNAUTHENTICATED; a user calling a service-only method is PERMISSION_DENIED.
  */
-export function authInterceptor(verify: TokenVerifier): Interceptor {
+export function authInterceptor(opts: AuthOptions): Interceptor {
   return (next) => async (req) => {
-    if (PUBLIC_SERVICES.has(req.service.typeName)) return next(req);
+    const service = req.service.typeName;
+    const method = `${service}/${req.method.name}`;
+    if (PUBLIC_SERVICES.has(service) || opts.publicMethods?.has(method)) return next(req);
     const header = req.header.get("authorization") ?? "";
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) {
@@ -66,23 +78,15 @@ export function authInterceptor(verify: TokenVerifier): Interceptor {
     }
     let principal: Principal;
     try {
-      principal = await verify(match[1]);
+      principal = await opts.verify(match[1]);
     } catch (err) {
       const ce = ConnectError.from(err);
       throw ce.code === Code.Unauthenticated ? ce : new ConnectError(`invalid token: ${ce.rawMessage}`, Code.Unauthenticated);
     }
+    if (principal.kind !== "service" && (opts.serviceOnly?.has(service) || opts.serviceOnly?.has(method))) {
+      throw new ConnectError(`${method} is for Satchel services and operators: call it with the service token`, Code.PermissionDenied);
+    }
     req.contextValues.set(principalKey, principal);
     return next(req);
-  };
-}
-
-/**
- * The development-token verifier of the local cluster: one shared secret from config maps to the
- * "dev" user. Signed, expiring access tokens replace it in the auth work.
- */
-export function devTokenVerifier(devToken: string, kind: Principal["kind"]): TokenVerifier {
-  return (token) => {
-    if (token !== devToken) throw new ConnectError("unknown token: use the cluster's development token", Code.Unauthenticated);
-    return { kind, userId: "dev" };
   };
 }

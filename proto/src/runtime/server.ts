@@ -8,7 +8,7 @@ import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
-import { authInterceptor, requestContextInterceptor, type TokenVerifier } from "./interceptors.js";
+import { authInterceptor, requestContextInterceptor, type AuthOptions } from "./interceptors.js";
 import type { Logger } from "./logger.js";
 import { HTTP2_SESSION_MEMORY_MB, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "./limits.js";
 import { ServiceMetrics, startMetricsServer } from "./metrics.js";
@@ -24,7 +24,7 @@ export interface RpcServerOptions {
   services: DescService[];
   /** Registers the application's handlers. */
   routes: (router: ConnectRouter) => void;
-  verifyToken: TokenVerifier;
+  auth: AuthOptions;
   logger: Logger;
   metrics?: ServiceMetrics;
   /** Extra interceptors, run inside the shared ones (request id, metrics, auth). */
@@ -73,7 +73,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     interceptors: [
       requestContextInterceptor(opts.logger),
       metrics.interceptor(),
-      authInterceptor(opts.verifyToken),
+      authInterceptor(opts.auth),
       ...(opts.interceptors ?? []),
     ],
   });

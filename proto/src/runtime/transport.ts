@@ -6,8 +6,8 @@ import { HTTP2_SESSION_MEMORY_MB, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "
 export interface TransportOptions {
   /** e.g. "http://127.0.0.1:7301" */
   baseUrl: string;
-  /** Bearer token sent with every call. */
-  token?: string;
+  /** Bearer token sent with every call, or a function that yields a current one (refreshing tokens). */
+  token?: string | (() => Promise<string>);
   interceptors?: Interceptor[];
 }
 
@@ -32,10 +32,11 @@ class WideWindowSessionManager extends Http2SessionManager {
 
 /** A gRPC-over-HTTP/2 client transport with Satchel's message limits and flow-control windows. */
 export function createSatchelTransport(opts: TransportOptions): Transport {
-  const auth: Interceptor[] = opts.token
+  const token = opts.token;
+  const auth: Interceptor[] = token
     ? [
-        (next) => (req) => {
-          req.header.set("authorization", `Bearer ${opts.token}`);
+        (next) => async (req) => {
+          req.header.set("authorization", `Bearer ${typeof token === "string" ? token : await token()}`);
           return next(req);
         },
       ]

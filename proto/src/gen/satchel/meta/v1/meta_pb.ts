@@ -2,8 +2,8 @@
 // @generated from file satchel/meta/v1/meta.proto (package satchel.meta.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file satchel/meta/v1/meta.proto.
  */
 export const file_satchel_meta_v1_meta: GenFile = /*@__PURE__*/
-  fileDesc("ChpzYXRjaGVsL21ldGEvdjEvbWV0YS5wcm90bxIPc2F0Y2hlbC5tZXRhLnYxIiYKCEJsb2NrUmVmEgwKBGhhc2gYASABKAwSDAoEc2l6ZRgCIAEoDSLhAQoMRmlsZU1ldGFkYXRhEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIRCglpc19mb2xkZXIYAyABKAgSEAoIcmV2aXNpb24YBCABKAQSDAoEc2l6ZRgFIAEoBBIpCgZibG9ja3MYBiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSMQoNbW9kaWZpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbmFtZXNwYWNlX2lkGAggASgEEg4KBmN1cnNvchgJIAEoBCKHAQoRQ29tbWl0RmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIpCgZibG9ja3MYAiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSDAoEc2l6ZRgDIAEoBBIXCg9wYXJlbnRfcmV2aXNpb24YBCABKAQSEgoKcmVxdWVzdF9pZBgFIAEoCSJZChJDb21taXRGaWxlUmVzcG9uc2USFgoObWlzc2luZ19ibG9ja3MYASADKAwSKwoEZmlsZRgCIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiJgoWR2V0RmlsZU1ldGFkYXRhUmVxdWVzdBIMCgRwYXRoGAEgASgJIkYKF0dldEZpbGVNZXRhZGF0YVJlc3BvbnNlEisKBGZpbGUYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhIlsKEUxpc3RGb2xkZXJSZXF1ZXN0EgwKBHBhdGgYASABKAkSEQoJcmVjdXJzaXZlGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIm8KEkxpc3RGb2xkZXJSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIaGFzX21vcmUYAyABKAgiHAoaUmVjb25jaWxlUmVmZXJlbmNlc1JlcXVlc3QiYgobUmVjb25jaWxlUmVmZXJlbmNlc1Jlc3BvbnNlEhYKDmJsb2Nrc19jaGVja2VkGAEgASgEEhYKDmJsb2Nrc19kcmlmdGVkGAIgASgEEhMKC3RvdGFsX2RyaWZ0GAMgASgEMqECCgtNZXRhU2VydmljZRJVCgpDb21taXRGaWxlEiIuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEZpbGVSZXF1ZXN0GiMuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEZpbGVSZXNwb25zZRJkCg9HZXRGaWxlTWV0YWRhdGESJy5zYXRjaGVsLm1ldGEudjEuR2V0RmlsZU1ldGFkYXRhUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5HZXRGaWxlTWV0YWRhdGFSZXNwb25zZRJVCgpMaXN0Rm9sZGVyEiIuc2F0Y2hlbC5tZXRhLnYxLkxpc3RGb2xkZXJSZXF1ZXN0GiMuc2F0Y2hlbC5tZXRhLnYxLkxpc3RGb2xkZXJSZXNwb25zZTKEAQoQTWV0YUFkbWluU2VydmljZRJwChNSZWNvbmNpbGVSZWZlcmVuY2VzEisuc2F0Y2hlbC5tZXRhLnYxLlJlY29uY2lsZVJlZmVyZW5jZXNSZXF1ZXN0Giwuc2F0Y2hlbC5tZXRhLnYxLlJlY29uY2lsZVJlZmVyZW5jZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChpzYXRjaGVsL21ldGEvdjEvbWV0YS5wcm90bxIPc2F0Y2hlbC5tZXRhLnYxIiYKCEJsb2NrUmVmEgwKBGhhc2gYASABKAwSDAoEc2l6ZRgCIAEoDSL1AQoMRmlsZU1ldGFkYXRhEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIRCglpc19mb2xkZXIYAyABKAgSEAoIcmV2aXNpb24YBCABKAQSDAoEc2l6ZRgFIAEoBBIpCgZibG9ja3MYBiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSMQoNbW9kaWZpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbmFtZXNwYWNlX2lkGAggASgEEg4KBmN1cnNvchgJIAEoBBISCgppc19kZWxldGVkGAogASgIIocBChFDb21taXRGaWxlUmVxdWVzdBIMCgRwYXRoGAEgASgJEikKBmJsb2NrcxgCIAMoCzIZLnNhdGNoZWwubWV0YS52MS5CbG9ja1JlZhIMCgRzaXplGAMgASgEEhcKD3BhcmVudF9yZXZpc2lvbhgEIAEoBBISCgpyZXF1ZXN0X2lkGAUgASgJImsKEkNvbW1pdEZpbGVSZXNwb25zZRIWCg5taXNzaW5nX2Jsb2NrcxgBIAMoDBIrCgRmaWxlGAIgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIQCghjb25mbGljdBgDIAEoCCImChZHZXRGaWxlTWV0YWRhdGFSZXF1ZXN0EgwKBHBhdGgYASABKAkiRgoXR2V0RmlsZU1ldGFkYXRhUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEidAoRTGlzdEZvbGRlclJlcXVlc3QSDAoEcGF0aBgBIAEoCRIRCglyZWN1cnNpdmUYAiABKAgSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkSFwoPaW5jbHVkZV9kZWxldGVkGAUgASgIIm8KEkxpc3RGb2xkZXJSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIaGFzX21vcmUYAyABKAgiIwoTQ3JlYXRlRm9sZGVyUmVxdWVzdBIMCgRwYXRoGAEgASgJIkUKFENyZWF0ZUZvbGRlclJlc3BvbnNlEi0KBmZvbGRlchgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiNgoNRGVsZXRlUmVxdWVzdBIMCgRwYXRoGAEgASgJEhcKD3BhcmVudF9yZXZpc2lvbhgCIAEoBCI+Cg5EZWxldGVSZXNwb25zZRIsCgVlbnRyeRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiHwoPVW5kZWxldGVSZXF1ZXN0EgwKBHBhdGgYASABKAkiQAoQVW5kZWxldGVSZXNwb25zZRIsCgVlbnRyeRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiKAoYUGVybWFuZW50bHlEZWxldGVSZXF1ZXN0EgwKBHBhdGgYASABKAkiNAoZUGVybWFuZW50bHlEZWxldGVSZXNwb25zZRIXCg9lbnRyaWVzX3JlbW92ZWQYASABKAQiMQoLTW92ZVJlcXVlc3QSEQoJZnJvbV9wYXRoGAEgASgJEg8KB3RvX3BhdGgYAiABKAkiVwoMTW92ZVJlc3BvbnNlEiwKBWVudHJ5GAEgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIZChFkZXNjZW5kYW50c19tb3ZlZBgCIAEoBCIzChRMaXN0UmV2aXNpb25zUmVxdWVzdBIMCgRwYXRoGAEgASgJEg0KBWxpbWl0GAIgASgNIkkKFUxpc3RSZXZpc2lvbnNSZXNwb25zZRIwCglyZXZpc2lvbnMYASADKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhIjAKDlJlc3RvcmVSZXF1ZXN0EgwKBHBhdGgYASABKAkSEAoIcmV2aXNpb24YAiABKAQiPgoPUmVzdG9yZVJlc3BvbnNlEisKBGZpbGUYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhImkKDk5hbWVzcGFjZU1vdW50EhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIMCgRwYXRoGAIgASgJEiMKBHJvbGUYAyABKA4yFS5zYXRjaGVsLm1ldGEudjEuUm9sZRIOCgZjdXJzb3IYBCABKAQiFwoVTGlzdE5hbWVzcGFjZXNSZXF1ZXN0Ik0KFkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USMwoKbmFtZXNwYWNlcxgBIAMoCzIfLnNhdGNoZWwubWV0YS52MS5OYW1lc3BhY2VNb3VudCKbAQoMSm91cm5hbEVudHJ5Eg4KBmN1cnNvchgBIAEoBBItCglvcGVyYXRpb24YAiABKA4yGi5zYXRjaGVsLm1ldGEudjEuT3BlcmF0aW9uEgwKBHBhdGgYAyABKAkSEQoJZnJvbV9wYXRoGAQgASgJEisKBGZpbGUYBSABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhIksKEExpc3REZWx0YVJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgEEg4KBmN1cnNvchgCIAEoBBIRCglwYWdlX3NpemUYAyABKA0idAoRTGlzdERlbHRhUmVzcG9uc2USLgoHZW50cmllcxgBIAMoCzIdLnNhdGNoZWwubWV0YS52MS5Kb3VybmFsRW50cnkSDgoGY3Vyc29yGAIgASgEEhAKCGhhc19tb3JlGAMgASgIEg0KBXJlc2V0GAQgASgIIjcKD05hbWVzcGFjZUN1cnNvchIUCgxuYW1lc3BhY2VfaWQYASABKAQSDgoGY3Vyc29yGAIgASgEImIKFFdhaXRGb3JDaGFuZ2VSZXF1ZXN0EjEKB2N1cnNvcnMYASADKAsyIC5zYXRjaGVsLm1ldGEudjEuTmFtZXNwYWNlQ3Vyc29yEhcKD3RpbWVvdXRfc2Vjb25kcxgCIAEoDSJjChVXYWl0Rm9yQ2hhbmdlUmVzcG9uc2USMQoHY2hhbmdlZBgBIAMoCzIgLnNhdGNoZWwubWV0YS52MS5OYW1lc3BhY2VDdXJzb3ISFwoPYmFja29mZl9zZWNvbmRzGAIgASgNIlkKElNoYXJlRm9sZGVyUmVxdWVzdBIMCgRwYXRoGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEiMKBHJvbGUYAyABKA4yFS5zYXRjaGVsLm1ldGEudjEuUm9sZSJUChNTaGFyZUZvbGRlclJlc3BvbnNlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBInCgZtZW1iZXIYAiABKAsyFy5zYXRjaGVsLm1ldGEudjEuTWVtYmVyIj8KBk1lbWJlchIQCgh1c2VybmFtZRgBIAEoCRIjCgRyb2xlGAIgASgOMhUuc2F0Y2hlbC5tZXRhLnYxLlJvbGUiMAoOVW5zaGFyZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSIRCg9VbnNoYXJlUmVzcG9uc2UiIgoSTGlzdE1lbWJlcnNSZXF1ZXN0EgwKBHBhdGgYASABKAkiVQoTTGlzdE1lbWJlcnNSZXNwb25zZRIUCgxuYW1lc3BhY2VfaWQYASABKAQSKAoHbWVtYmVycxgCIAMoCzIXLnNhdGNoZWwubWV0YS52MS5NZW1iZXIiQgoWQ3JlYXRlU2hhcmVMaW5rUmVxdWVzdBIMCgRwYXRoGAEgASgJEhoKEmV4cGlyZXNfaW5fc2Vjb25kcxgCIAEoDSJoChdDcmVhdGVTaGFyZUxpbmtSZXNwb25zZRIPCgdsaW5rX2lkGAEgASgEEgsKA3VybBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKQoWUmV2b2tlU2hhcmVMaW5rUmVxdWVzdBIPCgdsaW5rX2lkGAEgASgEIhkKF1Jldm9rZVNoYXJlTGlua1Jlc3BvbnNlIhYKFEdldFNwYWNlVXNhZ2VSZXF1ZXN0IkAKFUdldFNwYWNlVXNhZ2VSZXNwb25zZRISCgp1c2VkX2J5dGVzGAEgASgEEhMKC3F1b3RhX2J5dGVzGAIgASgEIhwKGlJlY29uY2lsZVJlZmVyZW5jZXNSZXF1ZXN0ImIKG1JlY29uY2lsZVJlZmVyZW5jZXNSZXNwb25zZRIWCg5ibG9ja3NfY2hlY2tlZBgBIAEoBBIWCg5ibG9ja3NfZHJpZnRlZBgCIAEoBBITCgt0b3RhbF9kcmlmdBgDIAEoBCJFChRNb3ZlTmFtZXNwYWNlUmVxdWVzdBIUCgxuYW1lc3BhY2VfaWQYASABKAQSFwoPdGFyZ2V0X3NoYXJkX2lkGAIgASgNInYKFU1vdmVOYW1lc3BhY2VSZXNwb25zZRIXCg9zb3VyY2Vfc2hhcmRfaWQYASABKA0SFwoPdGFyZ2V0X3NoYXJkX2lkGAIgASgNEhMKC3Jvd3NfY29waWVkGAMgASgEEhYKDndyaXRlc19oZWxkX21zGAQgASgNIjgKD1NldFF1b3RhUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRITCgtxdW90YV9ieXRlcxgCIAEoBCISChBTZXRRdW90YVJlc3BvbnNlIg4KDFBydW5lUmVxdWVzdCJjCg1QcnVuZVJlc3BvbnNlEhcKD3ZlcnNpb25zX3BydW5lZBgBIAEoBBIWCg5lbnRyaWVzX3B1cmdlZBgCIAEoBBIhChlqb3VybmFsX2VudHJpZXNfY29tcGFjdGVkGAMgASgEIkUKFUNvbXBhY3RKb3VybmFsUmVxdWVzdBIUCgxuYW1lc3BhY2VfaWQYASABKAQSFgoOdGhyb3VnaF9jdXJzb3IYAiABKAQiMQoWQ29tcGFjdEpvdXJuYWxSZXNwb25zZRIXCg9lbnRyaWVzX3JlbW92ZWQYASABKAQqTgoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDgoKUk9MRV9PV05FUhABEg8KC1JPTEVfRURJVE9SEAISDwoLUk9MRV9WSUVXRVIQAyqNAQoJT3BlcmF0aW9uEhkKFU9QRVJBVElPTl9VTlNQRUNJRklFRBAAEhEKDU9QRVJBVElPTl9QVVQQARITCg9PUEVSQVRJT05fTUtESVIQAhIUChBPUEVSQVRJT05fREVMRVRFEAMSEgoOT1BFUkFUSU9OX01PVkUQBBITCg9PUEVSQVRJT05fTU9VTlQQBTK+DQoLTWV0YVNlcnZpY2USVQoKQ29tbWl0RmlsZRIiLnNhdGNoZWwubWV0YS52MS5Db21taXRGaWxlUmVxdWVzdBojLnNhdGNoZWwubWV0YS52MS5Db21taXRGaWxlUmVzcG9uc2USZAoPR2V0RmlsZU1ldGFkYXRhEicuc2F0Y2hlbC5tZXRhLnYxLkdldEZpbGVNZXRhZGF0YVJlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuR2V0RmlsZU1ldGFkYXRhUmVzcG9uc2USVQoKTGlzdEZvbGRlchIiLnNhdGNoZWwubWV0YS52MS5MaXN0Rm9sZGVyUmVxdWVzdBojLnNhdGNoZWwubWV0YS52MS5MaXN0Rm9sZGVyUmVzcG9uc2USWwoMQ3JlYXRlRm9sZGVyEiQuc2F0Y2hlbC5tZXRhLnYxLkNyZWF0ZUZvbGRlclJlcXVlc3QaJS5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlRm9sZGVyUmVzcG9uc2USSQoGRGVsZXRlEh4uc2F0Y2hlbC5tZXRhLnYxLkRlbGV0ZVJlcXVlc3QaHy5zYXRjaGVsLm1ldGEudjEuRGVsZXRlUmVzcG9uc2USTwoIVW5kZWxldGUSIC5zYXRjaGVsLm1ldGEudjEuVW5kZWxldGVSZXF1ZXN0GiEuc2F0Y2hlbC5tZXRhLnYxLlVuZGVsZXRlUmVzcG9uc2USagoRUGVybWFuZW50bHlEZWxldGUSKS5zYXRjaGVsLm1ldGEudjEuUGVybWFuZW50bHlEZWxldGVSZXF1ZXN0Giouc2F0Y2hlbC5tZXRhLnYxLlBlcm1hbmVudGx5RGVsZXRlUmVzcG9uc2USQwoETW92ZRIcLnNhdGNoZWwubWV0YS52MS5Nb3ZlUmVxdWVzdBodLnNhdGNoZWwubWV0YS52MS5Nb3ZlUmVzcG9uc2USXgoNTGlzdFJldmlzaW9ucxIlLnNhdGNoZWwubWV0YS52MS5MaXN0UmV2aXNpb25zUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5MaXN0UmV2aXNpb25zUmVzcG9uc2USTAoHUmVzdG9yZRIfLnNhdGNoZWwubWV0YS52MS5SZXN0b3JlUmVxdWVzdBogLnNhdGNoZWwubWV0YS52MS5SZXN0b3JlUmVzcG9uc2USYQoOTGlzdE5hbWVzcGFjZXMSJi5zYXRjaGVsLm1ldGEudjEuTGlzdE5hbWVzcGFjZXNSZXF1ZXN0Gicuc2F0Y2hlbC5tZXRhLnYxLkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USUgoJTGlzdERlbHRhEiEuc2F0Y2hlbC5tZXRhLnYxLkxpc3REZWx0YVJlcXVlc3QaIi5zYXRjaGVsLm1ldGEudjEuTGlzdERlbHRhUmVzcG9uc2USXgoNV2FpdEZvckNoYW5nZRIlLnNhdGNoZWwubWV0YS52MS5XYWl0Rm9yQ2hhbmdlUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5XYWl0Rm9yQ2hhbmdlUmVzcG9uc2USWAoLU2hhcmVGb2xkZXISIy5zYXRjaGVsLm1ldGEudjEuU2hhcmVGb2xkZXJSZXF1ZXN0GiQuc2F0Y2hlbC5tZXRhLnYxLlNoYXJlRm9sZGVyUmVzcG9uc2USTAoHVW5zaGFyZRIfLnNhdGNoZWwubWV0YS52MS5VbnNoYXJlUmVxdWVzdBogLnNhdGNoZWwubWV0YS52MS5VbnNoYXJlUmVzcG9uc2USWAoLTGlzdE1lbWJlcnMSIy5zYXRjaGVsLm1ldGEudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiQuc2F0Y2hlbC5tZXRhLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2USZAoPQ3JlYXRlU2hhcmVMaW5rEicuc2F0Y2hlbC5tZXRhLnYxLkNyZWF0ZVNoYXJlTGlua1JlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlU2hhcmVMaW5rUmVzcG9uc2USZAoPUmV2b2tlU2hhcmVMaW5rEicuc2F0Y2hlbC5tZXRhLnYxLlJldm9rZVNoYXJlTGlua1JlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuUmV2b2tlU2hhcmVMaW5rUmVzcG9uc2USXgoNR2V0U3BhY2VVc2FnZRIlLnNhdGNoZWwubWV0YS52MS5HZXRTcGFjZVVzYWdlUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5HZXRTcGFjZVVzYWdlUmVzcG9uc2Uy4AMKEE1ldGFBZG1pblNlcnZpY2UScAoTUmVjb25jaWxlUmVmZXJlbmNlcxIrLnNhdGNoZWwubWV0YS52MS5SZWNvbmNpbGVSZWZlcmVuY2VzUmVxdWVzdBosLnNhdGNoZWwubWV0YS52MS5SZWNvbmNpbGVSZWZlcmVuY2VzUmVzcG9uc2USXgoNTW92ZU5hbWVzcGFjZRIlLnNhdGNoZWwubWV0YS52MS5Nb3ZlTmFtZXNwYWNlUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5Nb3ZlTmFtZXNwYWNlUmVzcG9uc2USTwoIU2V0UXVvdGESIC5zYXRjaGVsLm1ldGEudjEuU2V0UXVvdGFSZXF1ZXN0GiEuc2F0Y2hlbC5tZXRhLnYxLlNldFF1b3RhUmVzcG9uc2USRgoFUHJ1bmUSHS5zYXRjaGVsLm1ldGEudjEuUHJ1bmVSZXF1ZXN0Gh4uc2F0Y2hlbC5tZXRhLnYxLlBydW5lUmVzcG9uc2USYQoOQ29tcGFjdEpvdXJuYWwSJi5zYXRjaGVsLm1ldGEudjEuQ29tcGFjdEpvdXJuYWxSZXF1ZXN0Gicuc2F0Y2hlbC5tZXRhLnYxLkNvbXBhY3RKb3VybmFsUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * BlockRef names one content-addressed block of a file, in file order.
@@ -104,6 +104,13 @@ export type FileMetadata = Message<"satchel.meta.v1.FileMetadata"> & {
    * @generated from field: uint64 cursor = 9;
    */
   cursor: bigint;
+
+  /**
+   * The entry is in the trash.
+   *
+   * @generated from field: bool is_deleted = 10;
+   */
+  isDeleted: boolean;
 };
 
 /**
@@ -173,6 +180,14 @@ export type CommitFileResponse = Message<"satchel.meta.v1.CommitFileResponse"> &
    * @generated from field: satchel.meta.v1.FileMetadata file = 2;
    */
   file?: FileMetadata | undefined;
+
+  /**
+   * The parent revision was stale: the upload was kept as a conflicted copy beside the current
+   * version (file.path names the copy); nothing was overwritten.
+   *
+   * @generated from field: bool conflict = 3;
+   */
+  conflict: boolean;
 };
 
 /**
@@ -247,6 +262,13 @@ export type ListFolderRequest = Message<"satchel.meta.v1.ListFolderRequest"> & {
    * @generated from field: string page_token = 4;
    */
   pageToken: string;
+
+  /**
+   * Also list entries in the trash.
+   *
+   * @generated from field: bool include_deleted = 5;
+   */
+  includeDeleted: boolean;
 };
 
 /**
@@ -284,6 +306,795 @@ export const ListFolderResponseSchema: GenMessage<ListFolderResponse> = /*@__PUR
   messageDesc(file_satchel_meta_v1_meta, 7);
 
 /**
+ * @generated from message satchel.meta.v1.CreateFolderRequest
+ */
+export type CreateFolderRequest = Message<"satchel.meta.v1.CreateFolderRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message satchel.meta.v1.CreateFolderRequest.
+ * Use `create(CreateFolderRequestSchema)` to create a new message.
+ */
+export const CreateFolderRequestSchema: GenMessage<CreateFolderRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 8);
+
+/**
+ * @generated from message satchel.meta.v1.CreateFolderResponse
+ */
+export type CreateFolderResponse = Message<"satchel.meta.v1.CreateFolderResponse"> & {
+  /**
+   * @generated from field: satchel.meta.v1.FileMetadata folder = 1;
+   */
+  folder?: FileMetadata | undefined;
+};
+
+/**
+ * Describes the message satchel.meta.v1.CreateFolderResponse.
+ * Use `create(CreateFolderResponseSchema)` to create a new message.
+ */
+export const CreateFolderResponseSchema: GenMessage<CreateFolderResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 9);
+
+/**
+ * @generated from message satchel.meta.v1.DeleteRequest
+ */
+export type DeleteRequest = Message<"satchel.meta.v1.DeleteRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * When non-zero, delete only if the entry is still at this revision.
+   *
+   * @generated from field: uint64 parent_revision = 2;
+   */
+  parentRevision: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.DeleteRequest.
+ * Use `create(DeleteRequestSchema)` to create a new message.
+ */
+export const DeleteRequestSchema: GenMessage<DeleteRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 10);
+
+/**
+ * @generated from message satchel.meta.v1.DeleteResponse
+ */
+export type DeleteResponse = Message<"satchel.meta.v1.DeleteResponse"> & {
+  /**
+   * @generated from field: satchel.meta.v1.FileMetadata entry = 1;
+   */
+  entry?: FileMetadata | undefined;
+};
+
+/**
+ * Describes the message satchel.meta.v1.DeleteResponse.
+ * Use `create(DeleteResponseSchema)` to create a new message.
+ */
+export const DeleteResponseSchema: GenMessage<DeleteResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 11);
+
+/**
+ * @generated from message satchel.meta.v1.UndeleteRequest
+ */
+export type UndeleteRequest = Message<"satchel.meta.v1.UndeleteRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message satchel.meta.v1.UndeleteRequest.
+ * Use `create(UndeleteRequestSchema)` to create a new message.
+ */
+export const UndeleteRequestSchema: GenMessage<UndeleteRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 12);
+
+/**
+ * @generated from message satchel.meta.v1.UndeleteResponse
+ */
+export type UndeleteResponse = Message<"satchel.meta.v1.UndeleteResponse"> & {
+  /**
+   * @generated from field: satchel.meta.v1.FileMetadata entry = 1;
+   */
+  entry?: FileMetadata | undefined;
+};
+
+/**
+ * Describes the message satchel.meta.v1.UndeleteResponse.
+ * Use `create(UndeleteResponseSchema)` to create a new message.
+ */
+export const UndeleteResponseSchema: GenMessage<UndeleteResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 13);
+
+/**
+ * @generated from message satchel.meta.v1.PermanentlyDeleteRequest
+ */
+export type PermanentlyDeleteRequest = Message<"satchel.meta.v1.PermanentlyDeleteRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message satchel.meta.v1.PermanentlyDeleteRequest.
+ * Use `create(PermanentlyDeleteRequestSchema)` to create a new message.
+ */
+export const PermanentlyDeleteRequestSchema: GenMessage<PermanentlyDeleteRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 14);
+
+/**
+ * @generated from message satchel.meta.v1.PermanentlyDeleteResponse
+ */
+export type PermanentlyDeleteResponse = Message<"satchel.meta.v1.PermanentlyDeleteResponse"> & {
+  /**
+   * Entries removed (the path and, for a folder, everything deleted with it).
+   *
+   * @generated from field: uint64 entries_removed = 1;
+   */
+  entriesRemoved: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.PermanentlyDeleteResponse.
+ * Use `create(PermanentlyDeleteResponseSchema)` to create a new message.
+ */
+export const PermanentlyDeleteResponseSchema: GenMessage<PermanentlyDeleteResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 15);
+
+/**
+ * @generated from message satchel.meta.v1.MoveRequest
+ */
+export type MoveRequest = Message<"satchel.meta.v1.MoveRequest"> & {
+  /**
+   * @generated from field: string from_path = 1;
+   */
+  fromPath: string;
+
+  /**
+   * @generated from field: string to_path = 2;
+   */
+  toPath: string;
+};
+
+/**
+ * Describes the message satchel.meta.v1.MoveRequest.
+ * Use `create(MoveRequestSchema)` to create a new message.
+ */
+export const MoveRequestSchema: GenMessage<MoveRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 16);
+
+/**
+ * @generated from message satchel.meta.v1.MoveResponse
+ */
+export type MoveResponse = Message<"satchel.meta.v1.MoveResponse"> & {
+  /**
+   * @generated from field: satchel.meta.v1.FileMetadata entry = 1;
+   */
+  entry?: FileMetadata | undefined;
+
+  /**
+   * Entries moved with it (a folder's contents).
+   *
+   * @generated from field: uint64 descendants_moved = 2;
+   */
+  descendantsMoved: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.MoveResponse.
+ * Use `create(MoveResponseSchema)` to create a new message.
+ */
+export const MoveResponseSchema: GenMessage<MoveResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 17);
+
+/**
+ * @generated from message satchel.meta.v1.ListRevisionsRequest
+ */
+export type ListRevisionsRequest = Message<"satchel.meta.v1.ListRevisionsRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * Maximum versions; 0 means all kept versions.
+   *
+   * @generated from field: uint32 limit = 2;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListRevisionsRequest.
+ * Use `create(ListRevisionsRequestSchema)` to create a new message.
+ */
+export const ListRevisionsRequestSchema: GenMessage<ListRevisionsRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 18);
+
+/**
+ * @generated from message satchel.meta.v1.ListRevisionsResponse
+ */
+export type ListRevisionsResponse = Message<"satchel.meta.v1.ListRevisionsResponse"> & {
+  /**
+   * @generated from field: repeated satchel.meta.v1.FileMetadata revisions = 1;
+   */
+  revisions: FileMetadata[];
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListRevisionsResponse.
+ * Use `create(ListRevisionsResponseSchema)` to create a new message.
+ */
+export const ListRevisionsResponseSchema: GenMessage<ListRevisionsResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 19);
+
+/**
+ * @generated from message satchel.meta.v1.RestoreRequest
+ */
+export type RestoreRequest = Message<"satchel.meta.v1.RestoreRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * @generated from field: uint64 revision = 2;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.RestoreRequest.
+ * Use `create(RestoreRequestSchema)` to create a new message.
+ */
+export const RestoreRequestSchema: GenMessage<RestoreRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 20);
+
+/**
+ * @generated from message satchel.meta.v1.RestoreResponse
+ */
+export type RestoreResponse = Message<"satchel.meta.v1.RestoreResponse"> & {
+  /**
+   * @generated from field: satchel.meta.v1.FileMetadata file = 1;
+   */
+  file?: FileMetadata | undefined;
+};
+
+/**
+ * Describes the message satchel.meta.v1.RestoreResponse.
+ * Use `create(RestoreResponseSchema)` to create a new message.
+ */
+export const RestoreResponseSchema: GenMessage<RestoreResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 21);
+
+/**
+ * @generated from message satchel.meta.v1.NamespaceMount
+ */
+export type NamespaceMount = Message<"satchel.meta.v1.NamespaceMount"> & {
+  /**
+   * @generated from field: uint64 namespace_id = 1;
+   */
+  namespaceId: bigint;
+
+  /**
+   * Where the namespace appears in the caller's tree; "/" for the root namespace.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * @generated from field: satchel.meta.v1.Role role = 3;
+   */
+  role: Role;
+
+  /**
+   * Latest cursor of the namespace.
+   *
+   * @generated from field: uint64 cursor = 4;
+   */
+  cursor: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.NamespaceMount.
+ * Use `create(NamespaceMountSchema)` to create a new message.
+ */
+export const NamespaceMountSchema: GenMessage<NamespaceMount> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 22);
+
+/**
+ * @generated from message satchel.meta.v1.ListNamespacesRequest
+ */
+export type ListNamespacesRequest = Message<"satchel.meta.v1.ListNamespacesRequest"> & {
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListNamespacesRequest.
+ * Use `create(ListNamespacesRequestSchema)` to create a new message.
+ */
+export const ListNamespacesRequestSchema: GenMessage<ListNamespacesRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 23);
+
+/**
+ * @generated from message satchel.meta.v1.ListNamespacesResponse
+ */
+export type ListNamespacesResponse = Message<"satchel.meta.v1.ListNamespacesResponse"> & {
+  /**
+   * @generated from field: repeated satchel.meta.v1.NamespaceMount namespaces = 1;
+   */
+  namespaces: NamespaceMount[];
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListNamespacesResponse.
+ * Use `create(ListNamespacesResponseSchema)` to create a new message.
+ */
+export const ListNamespacesResponseSchema: GenMessage<ListNamespacesResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 24);
+
+/**
+ * @generated from message satchel.meta.v1.JournalEntry
+ */
+export type JournalEntry = Message<"satchel.meta.v1.JournalEntry"> & {
+  /**
+   * @generated from field: uint64 cursor = 1;
+   */
+  cursor: bigint;
+
+  /**
+   * @generated from field: satchel.meta.v1.Operation operation = 2;
+   */
+  operation: Operation;
+
+  /**
+   * Path in the caller's tree.
+   *
+   * @generated from field: string path = 3;
+   */
+  path: string;
+
+  /**
+   * For OPERATION_MOVE, the old path in the caller's tree.
+   *
+   * @generated from field: string from_path = 4;
+   */
+  fromPath: string;
+
+  /**
+   * For OPERATION_PUT and OPERATION_MKDIR, the version made; for OPERATION_MOUNT, the folder.
+   *
+   * @generated from field: satchel.meta.v1.FileMetadata file = 5;
+   */
+  file?: FileMetadata | undefined;
+};
+
+/**
+ * Describes the message satchel.meta.v1.JournalEntry.
+ * Use `create(JournalEntrySchema)` to create a new message.
+ */
+export const JournalEntrySchema: GenMessage<JournalEntry> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 25);
+
+/**
+ * @generated from message satchel.meta.v1.ListDeltaRequest
+ */
+export type ListDeltaRequest = Message<"satchel.meta.v1.ListDeltaRequest"> & {
+  /**
+   * @generated from field: uint64 namespace_id = 1;
+   */
+  namespaceId: bigint;
+
+  /**
+   * The last cursor the device applied; 0 for everything.
+   *
+   * @generated from field: uint64 cursor = 2;
+   */
+  cursor: bigint;
+
+  /**
+   * Maximum entries per page; 0 means the server's default.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListDeltaRequest.
+ * Use `create(ListDeltaRequestSchema)` to create a new message.
+ */
+export const ListDeltaRequestSchema: GenMessage<ListDeltaRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 26);
+
+/**
+ * @generated from message satchel.meta.v1.ListDeltaResponse
+ */
+export type ListDeltaResponse = Message<"satchel.meta.v1.ListDeltaResponse"> & {
+  /**
+   * @generated from field: repeated satchel.meta.v1.JournalEntry entries = 1;
+   */
+  entries: JournalEntry[];
+
+  /**
+   * Pass this as the next cursor.
+   *
+   * @generated from field: uint64 cursor = 2;
+   */
+  cursor: bigint;
+
+  /**
+   * @generated from field: bool has_more = 3;
+   */
+  hasMore: boolean;
+
+  /**
+   * The journal no longer holds entries after the given cursor (it was compacted): list the
+   * namespace from scratch (ListFolder, recursive) and continue from cursor.
+   *
+   * @generated from field: bool reset = 4;
+   */
+  reset: boolean;
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListDeltaResponse.
+ * Use `create(ListDeltaResponseSchema)` to create a new message.
+ */
+export const ListDeltaResponseSchema: GenMessage<ListDeltaResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 27);
+
+/**
+ * @generated from message satchel.meta.v1.NamespaceCursor
+ */
+export type NamespaceCursor = Message<"satchel.meta.v1.NamespaceCursor"> & {
+  /**
+   * @generated from field: uint64 namespace_id = 1;
+   */
+  namespaceId: bigint;
+
+  /**
+   * @generated from field: uint64 cursor = 2;
+   */
+  cursor: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.NamespaceCursor.
+ * Use `create(NamespaceCursorSchema)` to create a new message.
+ */
+export const NamespaceCursorSchema: GenMessage<NamespaceCursor> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 28);
+
+/**
+ * @generated from message satchel.meta.v1.WaitForChangeRequest
+ */
+export type WaitForChangeRequest = Message<"satchel.meta.v1.WaitForChangeRequest"> & {
+  /**
+   * @generated from field: repeated satchel.meta.v1.NamespaceCursor cursors = 1;
+   */
+  cursors: NamespaceCursor[];
+
+  /**
+   * Longest wait; 0 or more than the server's limit means the server's limit.
+   *
+   * @generated from field: uint32 timeout_seconds = 2;
+   */
+  timeoutSeconds: number;
+};
+
+/**
+ * Describes the message satchel.meta.v1.WaitForChangeRequest.
+ * Use `create(WaitForChangeRequestSchema)` to create a new message.
+ */
+export const WaitForChangeRequestSchema: GenMessage<WaitForChangeRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 29);
+
+/**
+ * @generated from message satchel.meta.v1.WaitForChangeResponse
+ */
+export type WaitForChangeResponse = Message<"satchel.meta.v1.WaitForChangeResponse"> & {
+  /**
+   * Namespaces whose latest cursor is past the one given.
+   *
+   * @generated from field: repeated satchel.meta.v1.NamespaceCursor changed = 1;
+   */
+  changed: NamespaceCursor[];
+
+  /**
+   * Wait this long before polling again (0 after a change: call ListDelta now).
+   *
+   * @generated from field: uint32 backoff_seconds = 2;
+   */
+  backoffSeconds: number;
+};
+
+/**
+ * Describes the message satchel.meta.v1.WaitForChangeResponse.
+ * Use `create(WaitForChangeResponseSchema)` to create a new message.
+ */
+export const WaitForChangeResponseSchema: GenMessage<WaitForChangeResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 30);
+
+/**
+ * @generated from message satchel.meta.v1.ShareFolderRequest
+ */
+export type ShareFolderRequest = Message<"satchel.meta.v1.ShareFolderRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * @generated from field: string username = 2;
+   */
+  username: string;
+
+  /**
+   * ROLE_EDITOR or ROLE_VIEWER.
+   *
+   * @generated from field: satchel.meta.v1.Role role = 3;
+   */
+  role: Role;
+};
+
+/**
+ * Describes the message satchel.meta.v1.ShareFolderRequest.
+ * Use `create(ShareFolderRequestSchema)` to create a new message.
+ */
+export const ShareFolderRequestSchema: GenMessage<ShareFolderRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 31);
+
+/**
+ * @generated from message satchel.meta.v1.ShareFolderResponse
+ */
+export type ShareFolderResponse = Message<"satchel.meta.v1.ShareFolderResponse"> & {
+  /**
+   * @generated from field: uint64 namespace_id = 1;
+   */
+  namespaceId: bigint;
+
+  /**
+   * @generated from field: satchel.meta.v1.Member member = 2;
+   */
+  member?: Member | undefined;
+};
+
+/**
+ * Describes the message satchel.meta.v1.ShareFolderResponse.
+ * Use `create(ShareFolderResponseSchema)` to create a new message.
+ */
+export const ShareFolderResponseSchema: GenMessage<ShareFolderResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 32);
+
+/**
+ * @generated from message satchel.meta.v1.Member
+ */
+export type Member = Message<"satchel.meta.v1.Member"> & {
+  /**
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * @generated from field: satchel.meta.v1.Role role = 2;
+   */
+  role: Role;
+};
+
+/**
+ * Describes the message satchel.meta.v1.Member.
+ * Use `create(MemberSchema)` to create a new message.
+ */
+export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 33);
+
+/**
+ * @generated from message satchel.meta.v1.UnshareRequest
+ */
+export type UnshareRequest = Message<"satchel.meta.v1.UnshareRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * @generated from field: string username = 2;
+   */
+  username: string;
+};
+
+/**
+ * Describes the message satchel.meta.v1.UnshareRequest.
+ * Use `create(UnshareRequestSchema)` to create a new message.
+ */
+export const UnshareRequestSchema: GenMessage<UnshareRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 34);
+
+/**
+ * @generated from message satchel.meta.v1.UnshareResponse
+ */
+export type UnshareResponse = Message<"satchel.meta.v1.UnshareResponse"> & {
+};
+
+/**
+ * Describes the message satchel.meta.v1.UnshareResponse.
+ * Use `create(UnshareResponseSchema)` to create a new message.
+ */
+export const UnshareResponseSchema: GenMessage<UnshareResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 35);
+
+/**
+ * @generated from message satchel.meta.v1.ListMembersRequest
+ */
+export type ListMembersRequest = Message<"satchel.meta.v1.ListMembersRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListMembersRequest.
+ * Use `create(ListMembersRequestSchema)` to create a new message.
+ */
+export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 36);
+
+/**
+ * @generated from message satchel.meta.v1.ListMembersResponse
+ */
+export type ListMembersResponse = Message<"satchel.meta.v1.ListMembersResponse"> & {
+  /**
+   * @generated from field: uint64 namespace_id = 1;
+   */
+  namespaceId: bigint;
+
+  /**
+   * @generated from field: repeated satchel.meta.v1.Member members = 2;
+   */
+  members: Member[];
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListMembersResponse.
+ * Use `create(ListMembersResponseSchema)` to create a new message.
+ */
+export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 37);
+
+/**
+ * @generated from message satchel.meta.v1.CreateShareLinkRequest
+ */
+export type CreateShareLinkRequest = Message<"satchel.meta.v1.CreateShareLinkRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * How long the link works; 0 means the server's default.
+   *
+   * @generated from field: uint32 expires_in_seconds = 2;
+   */
+  expiresInSeconds: number;
+};
+
+/**
+ * Describes the message satchel.meta.v1.CreateShareLinkRequest.
+ * Use `create(CreateShareLinkRequestSchema)` to create a new message.
+ */
+export const CreateShareLinkRequestSchema: GenMessage<CreateShareLinkRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 38);
+
+/**
+ * @generated from message satchel.meta.v1.CreateShareLinkResponse
+ */
+export type CreateShareLinkResponse = Message<"satchel.meta.v1.CreateShareLinkResponse"> & {
+  /**
+   * @generated from field: uint64 link_id = 1;
+   */
+  linkId: bigint;
+
+  /**
+   * Full HTTP URL of the link.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message satchel.meta.v1.CreateShareLinkResponse.
+ * Use `create(CreateShareLinkResponseSchema)` to create a new message.
+ */
+export const CreateShareLinkResponseSchema: GenMessage<CreateShareLinkResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 39);
+
+/**
+ * @generated from message satchel.meta.v1.RevokeShareLinkRequest
+ */
+export type RevokeShareLinkRequest = Message<"satchel.meta.v1.RevokeShareLinkRequest"> & {
+  /**
+   * @generated from field: uint64 link_id = 1;
+   */
+  linkId: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.RevokeShareLinkRequest.
+ * Use `create(RevokeShareLinkRequestSchema)` to create a new message.
+ */
+export const RevokeShareLinkRequestSchema: GenMessage<RevokeShareLinkRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 40);
+
+/**
+ * @generated from message satchel.meta.v1.RevokeShareLinkResponse
+ */
+export type RevokeShareLinkResponse = Message<"satchel.meta.v1.RevokeShareLinkResponse"> & {
+};
+
+/**
+ * Describes the message satchel.meta.v1.RevokeShareLinkResponse.
+ * Use `create(RevokeShareLinkResponseSchema)` to create a new message.
+ */
+export const RevokeShareLinkResponseSchema: GenMessage<RevokeShareLinkResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 41);
+
+/**
+ * @generated from message satchel.meta.v1.GetSpaceUsageRequest
+ */
+export type GetSpaceUsageRequest = Message<"satchel.meta.v1.GetSpaceUsageRequest"> & {
+};
+
+/**
+ * Describes the message satchel.meta.v1.GetSpaceUsageRequest.
+ * Use `create(GetSpaceUsageRequestSchema)` to create a new message.
+ */
+export const GetSpaceUsageRequestSchema: GenMessage<GetSpaceUsageRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 42);
+
+/**
+ * @generated from message satchel.meta.v1.GetSpaceUsageResponse
+ */
+export type GetSpaceUsageResponse = Message<"satchel.meta.v1.GetSpaceUsageResponse"> & {
+  /**
+   * Logical bytes of the current files in namespaces the caller owns.
+   *
+   * @generated from field: uint64 used_bytes = 1;
+   */
+  usedBytes: bigint;
+
+  /**
+   * 0 means unlimited.
+   *
+   * @generated from field: uint64 quota_bytes = 2;
+   */
+  quotaBytes: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.GetSpaceUsageResponse.
+ * Use `create(GetSpaceUsageResponseSchema)` to create a new message.
+ */
+export const GetSpaceUsageResponseSchema: GenMessage<GetSpaceUsageResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 43);
+
+/**
  * @generated from message satchel.meta.v1.ReconcileReferencesRequest
  */
 export type ReconcileReferencesRequest = Message<"satchel.meta.v1.ReconcileReferencesRequest"> & {
@@ -294,7 +1105,7 @@ export type ReconcileReferencesRequest = Message<"satchel.meta.v1.ReconcileRefer
  * Use `create(ReconcileReferencesRequestSchema)` to create a new message.
  */
 export const ReconcileReferencesRequestSchema: GenMessage<ReconcileReferencesRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 8);
+  messageDesc(file_satchel_meta_v1_meta, 44);
 
 /**
  * @generated from message satchel.meta.v1.ReconcileReferencesResponse
@@ -327,7 +1138,266 @@ export type ReconcileReferencesResponse = Message<"satchel.meta.v1.ReconcileRefe
  * Use `create(ReconcileReferencesResponseSchema)` to create a new message.
  */
 export const ReconcileReferencesResponseSchema: GenMessage<ReconcileReferencesResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 9);
+  messageDesc(file_satchel_meta_v1_meta, 45);
+
+/**
+ * @generated from message satchel.meta.v1.MoveNamespaceRequest
+ */
+export type MoveNamespaceRequest = Message<"satchel.meta.v1.MoveNamespaceRequest"> & {
+  /**
+   * @generated from field: uint64 namespace_id = 1;
+   */
+  namespaceId: bigint;
+
+  /**
+   * @generated from field: uint32 target_shard_id = 2;
+   */
+  targetShardId: number;
+};
+
+/**
+ * Describes the message satchel.meta.v1.MoveNamespaceRequest.
+ * Use `create(MoveNamespaceRequestSchema)` to create a new message.
+ */
+export const MoveNamespaceRequestSchema: GenMessage<MoveNamespaceRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 46);
+
+/**
+ * @generated from message satchel.meta.v1.MoveNamespaceResponse
+ */
+export type MoveNamespaceResponse = Message<"satchel.meta.v1.MoveNamespaceResponse"> & {
+  /**
+   * @generated from field: uint32 source_shard_id = 1;
+   */
+  sourceShardId: number;
+
+  /**
+   * @generated from field: uint32 target_shard_id = 2;
+   */
+  targetShardId: number;
+
+  /**
+   * Rows copied in all phases.
+   *
+   * @generated from field: uint64 rows_copied = 3;
+   */
+  rowsCopied: bigint;
+
+  /**
+   * How long writes to the namespace were held at the switch.
+   *
+   * @generated from field: uint32 writes_held_ms = 4;
+   */
+  writesHeldMs: number;
+};
+
+/**
+ * Describes the message satchel.meta.v1.MoveNamespaceResponse.
+ * Use `create(MoveNamespaceResponseSchema)` to create a new message.
+ */
+export const MoveNamespaceResponseSchema: GenMessage<MoveNamespaceResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 47);
+
+/**
+ * @generated from message satchel.meta.v1.SetQuotaRequest
+ */
+export type SetQuotaRequest = Message<"satchel.meta.v1.SetQuotaRequest"> & {
+  /**
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * 0 means unlimited.
+   *
+   * @generated from field: uint64 quota_bytes = 2;
+   */
+  quotaBytes: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.SetQuotaRequest.
+ * Use `create(SetQuotaRequestSchema)` to create a new message.
+ */
+export const SetQuotaRequestSchema: GenMessage<SetQuotaRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 48);
+
+/**
+ * @generated from message satchel.meta.v1.SetQuotaResponse
+ */
+export type SetQuotaResponse = Message<"satchel.meta.v1.SetQuotaResponse"> & {
+};
+
+/**
+ * Describes the message satchel.meta.v1.SetQuotaResponse.
+ * Use `create(SetQuotaResponseSchema)` to create a new message.
+ */
+export const SetQuotaResponseSchema: GenMessage<SetQuotaResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 49);
+
+/**
+ * @generated from message satchel.meta.v1.PruneRequest
+ */
+export type PruneRequest = Message<"satchel.meta.v1.PruneRequest"> & {
+};
+
+/**
+ * Describes the message satchel.meta.v1.PruneRequest.
+ * Use `create(PruneRequestSchema)` to create a new message.
+ */
+export const PruneRequestSchema: GenMessage<PruneRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 50);
+
+/**
+ * @generated from message satchel.meta.v1.PruneResponse
+ */
+export type PruneResponse = Message<"satchel.meta.v1.PruneResponse"> & {
+  /**
+   * @generated from field: uint64 versions_pruned = 1;
+   */
+  versionsPruned: bigint;
+
+  /**
+   * @generated from field: uint64 entries_purged = 2;
+   */
+  entriesPurged: bigint;
+
+  /**
+   * @generated from field: uint64 journal_entries_compacted = 3;
+   */
+  journalEntriesCompacted: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.PruneResponse.
+ * Use `create(PruneResponseSchema)` to create a new message.
+ */
+export const PruneResponseSchema: GenMessage<PruneResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 51);
+
+/**
+ * @generated from message satchel.meta.v1.CompactJournalRequest
+ */
+export type CompactJournalRequest = Message<"satchel.meta.v1.CompactJournalRequest"> & {
+  /**
+   * @generated from field: uint64 namespace_id = 1;
+   */
+  namespaceId: bigint;
+
+  /**
+   * Drop journal entries at or below this cursor.
+   *
+   * @generated from field: uint64 through_cursor = 2;
+   */
+  throughCursor: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.CompactJournalRequest.
+ * Use `create(CompactJournalRequestSchema)` to create a new message.
+ */
+export const CompactJournalRequestSchema: GenMessage<CompactJournalRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 52);
+
+/**
+ * @generated from message satchel.meta.v1.CompactJournalResponse
+ */
+export type CompactJournalResponse = Message<"satchel.meta.v1.CompactJournalResponse"> & {
+  /**
+   * @generated from field: uint64 entries_removed = 1;
+   */
+  entriesRemoved: bigint;
+};
+
+/**
+ * Describes the message satchel.meta.v1.CompactJournalResponse.
+ * Use `create(CompactJournalResponseSchema)` to create a new message.
+ */
+export const CompactJournalResponseSchema: GenMessage<CompactJournalResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 53);
+
+/**
+ * @generated from enum satchel.meta.v1.Role
+ */
+export enum Role {
+  /**
+   * @generated from enum value: ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: ROLE_OWNER = 1;
+   */
+  OWNER = 1,
+
+  /**
+   * @generated from enum value: ROLE_EDITOR = 2;
+   */
+  EDITOR = 2,
+
+  /**
+   * @generated from enum value: ROLE_VIEWER = 3;
+   */
+  VIEWER = 3,
+}
+
+/**
+ * Describes the enum satchel.meta.v1.Role.
+ */
+export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
+  enumDesc(file_satchel_meta_v1_meta, 0);
+
+/**
+ * @generated from enum satchel.meta.v1.Operation
+ */
+export enum Operation {
+  /**
+   * @generated from enum value: OPERATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A new version of a file (file holds it).
+   *
+   * @generated from enum value: OPERATION_PUT = 1;
+   */
+  PUT = 1,
+
+  /**
+   * A folder was created.
+   *
+   * @generated from enum value: OPERATION_MKDIR = 2;
+   */
+  MKDIR = 2,
+
+  /**
+   * The entry at path (a whole folder, with its contents) went to the trash.
+   *
+   * @generated from enum value: OPERATION_DELETE = 3;
+   */
+  DELETE = 3,
+
+  /**
+   * The entry at from_path (with its contents) now lives at path.
+   *
+   * @generated from enum value: OPERATION_MOVE = 4;
+   */
+  MOVE = 4,
+
+  /**
+   * The folder at path became a shared namespace (file.namespace_id); follow that namespace's
+   * journal from cursor 0 for its contents. Local copies stay as they are.
+   *
+   * @generated from enum value: OPERATION_MOUNT = 5;
+   */
+  MOUNT = 5,
+}
+
+/**
+ * Describes the enum satchel.meta.v1.Operation.
+ */
+export const OperationSchema: GenEnum<Operation> = /*@__PURE__*/
+  enumDesc(file_satchel_meta_v1_meta, 1);
 
 /**
  * MetaService owns the file tree: namespaces, files and their versions (block lists), and the
@@ -367,6 +1437,167 @@ export const MetaService: GenService<{
     input: typeof ListFolderRequestSchema;
     output: typeof ListFolderResponseSchema;
   },
+  /**
+   * CreateFolder makes a folder (and any missing parents).
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.CreateFolder
+   */
+  createFolder: {
+    methodKind: "unary";
+    input: typeof CreateFolderRequestSchema;
+    output: typeof CreateFolderResponseSchema;
+  },
+  /**
+   * Delete moves a file or a whole folder to the trash; it stays restorable for the retention period.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.Delete
+   */
+  delete: {
+    methodKind: "unary";
+    input: typeof DeleteRequestSchema;
+    output: typeof DeleteResponseSchema;
+  },
+  /**
+   * Undelete brings a deleted file or folder (with what was deleted with it) back from the trash.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.Undelete
+   */
+  undelete: {
+    methodKind: "unary";
+    input: typeof UndeleteRequestSchema;
+    output: typeof UndeleteResponseSchema;
+  },
+  /**
+   * PermanentlyDelete removes a deleted entry and all its versions for good.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.PermanentlyDelete
+   */
+  permanentlyDelete: {
+    methodKind: "unary";
+    input: typeof PermanentlyDeleteRequestSchema;
+    output: typeof PermanentlyDeleteResponseSchema;
+  },
+  /**
+   * Move moves or renames a file or folder (a whole folder in one transaction).
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.Move
+   */
+  move: {
+    methodKind: "unary";
+    input: typeof MoveRequestSchema;
+    output: typeof MoveResponseSchema;
+  },
+  /**
+   * ListRevisions lists a file's kept versions, newest first.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.ListRevisions
+   */
+  listRevisions: {
+    methodKind: "unary";
+    input: typeof ListRevisionsRequestSchema;
+    output: typeof ListRevisionsResponseSchema;
+  },
+  /**
+   * Restore makes an earlier version current again, as a new commit.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.Restore
+   */
+  restore: {
+    methodKind: "unary";
+    input: typeof RestoreRequestSchema;
+    output: typeof RestoreResponseSchema;
+  },
+  /**
+   * ListNamespaces lists the namespaces mounted in the caller's tree with their latest cursors.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.ListNamespaces
+   */
+  listNamespaces: {
+    methodKind: "unary";
+    input: typeof ListNamespacesRequestSchema;
+    output: typeof ListNamespacesResponseSchema;
+  },
+  /**
+   * ListDelta returns the journal of one namespace after a cursor, paged.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.ListDelta
+   */
+  listDelta: {
+    methodKind: "unary";
+    input: typeof ListDeltaRequestSchema;
+    output: typeof ListDeltaResponseSchema;
+  },
+  /**
+   * WaitForChange is a long poll: it returns as soon as any of the namespaces moves past the
+   * given cursor, or when the timeout passes.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.WaitForChange
+   */
+  waitForChange: {
+    methodKind: "unary";
+    input: typeof WaitForChangeRequestSchema;
+    output: typeof WaitForChangeResponseSchema;
+  },
+  /**
+   * ShareFolder shares a folder with another user; the folder becomes a namespace of its own.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.ShareFolder
+   */
+  shareFolder: {
+    methodKind: "unary";
+    input: typeof ShareFolderRequestSchema;
+    output: typeof ShareFolderResponseSchema;
+  },
+  /**
+   * Unshare removes a member from a shared folder.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.Unshare
+   */
+  unshare: {
+    methodKind: "unary";
+    input: typeof UnshareRequestSchema;
+    output: typeof UnshareResponseSchema;
+  },
+  /**
+   * ListMembers lists who a shared folder is shared with.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.ListMembers
+   */
+  listMembers: {
+    methodKind: "unary";
+    input: typeof ListMembersRequestSchema;
+    output: typeof ListMembersResponseSchema;
+  },
+  /**
+   * CreateShareLink makes a signed, expiring link that downloads one file or folder over HTTP.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.CreateShareLink
+   */
+  createShareLink: {
+    methodKind: "unary";
+    input: typeof CreateShareLinkRequestSchema;
+    output: typeof CreateShareLinkResponseSchema;
+  },
+  /**
+   * RevokeShareLink makes a link stop working.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.RevokeShareLink
+   */
+  revokeShareLink: {
+    methodKind: "unary";
+    input: typeof RevokeShareLinkRequestSchema;
+    output: typeof RevokeShareLinkResponseSchema;
+  },
+  /**
+   * GetSpaceUsage returns the caller's used bytes and quota.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.GetSpaceUsage
+   */
+  getSpaceUsage: {
+    methodKind: "unary";
+    input: typeof GetSpaceUsageRequestSchema;
+    output: typeof GetSpaceUsageResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_satchel_meta_v1_meta, 0);
 
@@ -386,6 +1617,47 @@ export const MetaAdminService: GenService<{
     methodKind: "unary";
     input: typeof ReconcileReferencesRequestSchema;
     output: typeof ReconcileReferencesResponseSchema;
+  },
+  /**
+   * MoveNamespace moves a namespace to another shard while it stays online: copy, catch up, then
+   * switch with writes held briefly.
+   *
+   * @generated from rpc satchel.meta.v1.MetaAdminService.MoveNamespace
+   */
+  moveNamespace: {
+    methodKind: "unary";
+    input: typeof MoveNamespaceRequestSchema;
+    output: typeof MoveNamespaceResponseSchema;
+  },
+  /**
+   * SetQuota sets a user's quota on logical bytes.
+   *
+   * @generated from rpc satchel.meta.v1.MetaAdminService.SetQuota
+   */
+  setQuota: {
+    methodKind: "unary";
+    input: typeof SetQuotaRequestSchema;
+    output: typeof SetQuotaResponseSchema;
+  },
+  /**
+   * Prune applies the retention policy now: old versions, expired trash, old journal entries.
+   *
+   * @generated from rpc satchel.meta.v1.MetaAdminService.Prune
+   */
+  prune: {
+    methodKind: "unary";
+    input: typeof PruneRequestSchema;
+    output: typeof PruneResponseSchema;
+  },
+  /**
+   * CompactJournal drops a namespace's journal entries up to a cursor (devices behind it reset).
+   *
+   * @generated from rpc satchel.meta.v1.MetaAdminService.CompactJournal
+   */
+  compactJournal: {
+    methodKind: "unary";
+    input: typeof CompactJournalRequestSchema;
+    output: typeof CompactJournalResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_satchel_meta_v1_meta, 1);

@@ -1,0 +1,82 @@
+import http from "node:http";
+import type { MetaserverContext } from "../context.js";
+import { normalizePath, ROOT } from "../tree/paths.js";
+import { verifyLink } from "./link-tokens.js";
+
+/** Entries a folder link lists per request. */
+const FOLDER_PAGE = 1000;
+
+/**
+ * The share-link gateway: plain HTTP GETs of /s/<token> download the linked file, or list the
+ * linked folder as JSON with a URL for each entry (/s/<token>/<path inside>). Anyone holding the
+ * URL may download until the link expires or is revoked; nothing else is reachable through it.
+ */
+export async function startLinkGateway(ctx: MetaserverContext): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    serve(ctx, req, res).catch((err: Error) => {
+      ctx.logger.warn({ err: err.message, url: req.url }, "share link download failed");
+      if (!res.headersSent) reply(res, 502, "the file could not be read; try again later");
+      else res.destroy(err);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(ctx.config.linksPort, ctx.config.host, () => resolve());
+  });
+  return server;
+}
+
+function reply(res: http.ServerResponse, status: number, message: string): void {
+  res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(`${message}\n`);
+}
+
+async function serve(ctx: MetaserverContext, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  if (req.method !== "GET" && req.method !== "HEAD") return reply(res, 405, "share links answer GET only");
+  const url = new URL(req.url ?? "/", "http://link");
+  const m = /^\/s\/([^/]+)(\/.*)?$/.exec(url.pathname);
+  if (!m) return reply(res, 404, "no such link");
+  const check = verifyLink(ctx.config.tokenKeys, m[1]);
+  if (!check.ok) return reply(res, check.reason === "expired" ? 410 : 404, check.reason === "expired" ? "this link has expired" : "no such link");
+  const link = await ctx.namespaces.findLink(check.linkId);
+  if (!link) return reply(res, 404, "no such link");
+  if (!link.live) return reply(res, 410, "this link was revoked or has expired");
+  let inner = link.path;
+  if (m[2] && m[2] !== "/") {
+    let rest: string;
+    try {
+      rest = normalizePath(decodeURIComponent(m[2]));
+    } catch {
+      return reply(res, 400, "malformed path");
+    }
+    inner = link.path === ROOT ? rest : `${link.path}${rest}`;
+  }
+  const entry = inner === ROOT ? undefined : await ctx.files.get(link.namespaceId, inner);
+  if (inner !== ROOT && (!entry || entry.deleted)) return reply(res, 404, "the linked file no longer exists");
+  if (!entry || entry.isFolder) {
+    const page = await ctx.files.list(link.namespaceId, inner, { recursive: false, includeDeleted: false, limit: FOLDER_PAGE, after: "" });
+    const base = `/s/${m[1]}`;
+    const body = JSON.stringify({
+      name: inner === ROOT ? "" : inner.slice(inner.lastIndexOf("/") + 1),
+      entries: page.entries.map((e) => {
+        const rel = e.path.slice(link.path === ROOT ? 0 : link.path.length);
+        return { name: e.name, isFolder: e.isFolder, size: Number(e.size), url: `${base}${rel.split("/").map(encodeURIComponent).join("/")}` };
+      }),
+      truncated: page.hasMore,
+    });
+    res.writeHead(200, { "content-type": "application/json; charset=utf-8" });
+    res.end(req.method === "HEAD" ? undefined : body);
+    return;
+  }
+  res.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "content-length": entry.size.toString(),
+    "content-disposition": `attachment; filename*=UTF-8''${encodeURIComponent(entry.name)}`,
+  });
+  if (req.method === "HEAD") return void res.end();
+  for (const block of entry.blocks) {
+    // The blockserver verifies every block against its hash before it answers.
+    const { data } = await ctx.blocks.getBlock({ hash: block.hash });
+    if (!res.write(data)) await new Promise((r) => res.once("drain", r));
+  }
+  res.end();
+}

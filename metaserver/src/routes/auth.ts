@@ -1,0 +1,89 @@
+import { createHash, randomBytes } from "node:crypto";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { AuthService, type Tokens } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
+import { hashPassword, verifyPassword } from "../auth/passwords.js";
+import type { MetaserverContext } from "../context.js";
+import { invalidArgument, notFound, unauthenticated } from "../errors.js";
+import type { DeviceRecord, UserRecord } from "../store/namespaces.js";
+import { callerOf, guarded } from "./caller.js";
+
+const USERNAME = /^[A-Za-z0-9._-]{3,64}$/;
+const MIN_PASSWORD = 8;
+const MAX_PASSWORD = 1024;
+const MAX_DEVICE_NAME = 128;
+
+/** AuthService methods anyone may call: they are how a device gets a token in the first place. */
+export const PUBLIC_AUTH_METHODS = ["CreateAccount", "Login", "Refresh"].map((m) => `${AuthService.typeName}/${m}`);
+
+const refreshHash = (token: string) => createHash("sha256").update(token).digest();
+
+export function authRoutes(ctx: MetaserverContext) {
+  const issue = async (user: Pick<UserRecord, "userId" | "username">, device: DeviceRecord): Promise<Tokens> => {
+    const access = await ctx.accessTokens.sign(
+      { userId: user.userId, username: user.username, deviceId: device.deviceId, deviceName: device.name }, ctx.config.accessTokenTtlSeconds,
+    );
+    const refreshToken = randomBytes(32).toString("base64url");
+    const refreshExpiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
+    await ctx.namespaces.setRefresh(device.deviceId, refreshHash(refreshToken), refreshExpiresAt);
+    return {
+      $typeName: "satchel.meta.v1.Tokens",
+      accessToken: access.token,
+      accessExpireTime: timestampFromDate(access.expiresAt),
+      refreshToken,
+      refreshExpireTime: timestampFromDate(refreshExpiresAt),
+    };
+  };
+
+  return (router: ConnectRouter) =>
+    router.service(AuthService, {
+      createAccount: guarded("CreateAccount", async (req) => {
+        if (!USERNAME.test(req.username)) throw invalidArgument("username must be 3 to 64 characters: letters, digits, \".\", \"_\" or \"-\"");
+        if (req.password.length < MIN_PASSWORD) throw invalidArgument(`password must be at least ${MIN_PASSWORD} characters`);
+        if (req.password.length > MAX_PASSWORD) throw invalidArgument(`password must be at most ${MAX_PASSWORD} characters`);
+        const user = await ctx.namespaces.createUser(req.username, await hashPassword(req.password));
+        return { userId: user.userId };
+      }),
+      login: guarded("Login", async (req) => {
+        const deviceName = req.deviceName.trim();
+        if (!deviceName || deviceName.length > MAX_DEVICE_NAME || /[\u0000-\u001f]/.test(deviceName)) {
+          throw invalidArgument(`device_name must be 1 to ${MAX_DEVICE_NAME} printable characters`);
+        }
+        const user = await ctx.namespaces.findUser({ username: req.username });
+        // One answer for "no such user" and "wrong password": do not reveal which usernames exist.
+        if (!user || !(await verifyPassword(req.password, user.passwordHash))) throw unauthenticated("wrong username or password");
+        const device = await ctx.namespaces.upsertDevice(user.userId, deviceName);
+        return { userId: user.userId, device: toDevice(device), tokens: await issue(user, device) };
+      }),
+      refresh: guarded("Refresh", async (req) => {
+        const next = randomBytes(32).toString("base64url");
+        const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
+        const device = await ctx.namespaces.rotateRefresh(refreshHash(req.refreshToken), refreshHash(next), expiresAt);
+        if (!device) throw unauthenticated("refresh token is unknown, used already, revoked or expired: sign in again");
+        const user = await ctx.namespaces.findUser({ userId: device.userId });
+        if (!user) throw unauthenticated("the account no longer exists");
+        const access = await ctx.accessTokens.sign(
+          { userId: user.userId, username: user.username, deviceId: device.deviceId, deviceName: device.name }, ctx.config.accessTokenTtlSeconds,
+        );
+        return {
+          tokens: {
+            accessToken: access.token, accessExpireTime: timestampFromDate(access.expiresAt),
+            refreshToken: next, refreshExpireTime: timestampFromDate(expiresAt),
+          },
+        };
+      }),
+      listDevices: guarded("ListDevices", async (_req, hctx) => {
+        const caller = callerOf(hctx);
+        return { devices: (await ctx.namespaces.listDevices(caller.userId)).map(toDevice) };
+      }),
+      revokeDevice: guarded("RevokeDevice", async (req, hctx) => {
+        const caller = callerOf(hctx);
+        if (!(await ctx.namespaces.revokeDevice(caller.userId, req.deviceId))) throw notFound(`you have no device ${req.deviceId}`);
+        return {};
+      }),
+    });
+}
+
+function toDevice(d: DeviceRecord) {
+  return { deviceId: d.deviceId, name: d.name, createTime: timestampFromDate(d.createdAt), lastSeenTime: timestampFromDate(d.lastSeenAt) };
+}
