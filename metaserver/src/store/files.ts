@@ -3,7 +3,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound, resourceE
 import { packBlockList, unpackBlockList, type BlockEntry } from "../tree/block-list.js";
 import { ROOT, ancestorsOf, conflictedCopyPath, descendantRange, keyHash, nameOf, parentOf, pathKey } from "../tree/paths.js";
 import type { NamespaceStore } from "./namespaces.js";
-import { inTransaction, type PoolConnection } from "./shards.js";
+import type { PoolConnection } from "./shards.js";
 
 export interface FileRecord {
   namespaceId: bigint;
@@ -59,6 +59,16 @@ const COLUMNS = "path, is_folder, revision, size, block_list, cursor_position, m
 /** How long a write waits for a namespace that is switching shards before giving up. */
 const MOVE_WAIT_MS = 15_000;
 
+/**
+ * Reads a commit needs, sent in the same round trip that opens the transaction and takes the
+ * namespace's lock: one query of its own (sql, params) and the rows of some paths.
+ */
+export interface Prefetch {
+  sql: string;
+  params: unknown[];
+  paths: string[];
+}
+
 /** A write that reached a namespace while it switches shards: wait, then go to its new shard. */
 class NamespaceRelocating extends Error {}
 
@@ -82,22 +92,53 @@ export class NamespaceTxn {
     this.startUsedBytes = usedBytes;
   }
 
+  /** Writes whose results nobody reads are sent together with the next read or the COMMIT. */
+  private pending: { sql: string; params: unknown[] }[] = [];
+  /** Rows read (or prefetched) in this transaction, by path key; null: no row. */
+  private readonly rows = new Map<string, RowDataPacket | null>();
+
   next(): bigint {
     this.cursor += 1n;
     return this.cursor;
   }
 
+  write(sql: string, params: unknown[]): void {
+    this.pending.push({ sql, params });
+  }
+
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    await this.conn.query(batch.map((b) => b.sql).join(";\n"), batch.flatMap((b) => b.params));
+  }
+
+  /** A read (or a write whose result matters): queued writes go first, in order. */
+  async query<T extends RowDataPacket[] | ResultSetHeader>(sql: string, params: unknown[]): Promise<[T, unknown]> {
+    await this.flush();
+    this.rows.clear();
+    return this.conn.query<T>(sql, params);
+  }
+
+  /** Remembers rows read ahead (see Prefetch) for the keys asked about; missing keys have no row. */
+  absorb(keys: string[], found: RowDataPacket[]): void {
+    for (const k of keys) this.rows.set(k, null);
+    for (const r of found) this.rows.set(Buffer.from(r.path_key).toString(), r);
+  }
+
   async journal(operation: JournalOperation, path: string, revision: bigint, extra: { fromPath?: string; mounted?: bigint } = {}): Promise<void> {
-    await this.conn.query(
+    this.write(
       "INSERT INTO journal (namespace_id, cursor_position, path, operation, revision, from_path, mounted_namespace_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
       [this.ns, this.cursor, path, operation, revision, extra.fromPath ?? null, extra.mounted ?? null],
     );
   }
 
-  async row(path: string, lock = true): Promise<RowDataPacket | undefined> {
-    const [rows] = await this.conn.query<RowDataPacket[]>(
-      `SELECT ${COLUMNS}, deleted_cursor FROM files WHERE namespace_id = ? AND path_key = ?${lock ? " FOR UPDATE" : ""}`, [this.ns, pathKey(path)],
-    );
+  /** The row at a path (the namespace's lock, held by this transaction, keeps it stable). */
+  async row(path: string): Promise<RowDataPacket | undefined> {
+    const key = pathKey(path);
+    const known = this.rows.get(key);
+    if (known !== undefined) return known ?? undefined;
+    const [rows] = await this.query<RowDataPacket[]>(`SELECT ${COLUMNS}, deleted_cursor FROM files WHERE namespace_id = ? AND path_key = ?`, [this.ns, key]);
     return rows[0];
   }
 
@@ -113,14 +154,15 @@ export class NamespaceTxn {
       return existing;
     }
     const cursor = this.next();
+    this.rows.delete(pathKey(folder));
     if (existing) {
       // A trashed file or folder there: the new folder replaces it (its versions stay restorable).
-      await this.conn.query(
+      this.write(
         "UPDATE files SET is_folder = TRUE, deleted = FALSE, deleted_cursor = NULL, revision = ?, size = 0, block_list = '', cursor_position = ? WHERE namespace_id = ? AND path_key = ?",
         [cursor, cursor, this.ns, pathKey(folder)],
       );
     } else {
-      await this.conn.query(
+      this.write(
         `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position)
          VALUES (?, ?, ?, ?, TRUE, ?, 0, '', ?)`,
         [this.ns, pathKey(folder), keyHash(pathKey(parentOf(folder))), folder, cursor, cursor],
@@ -133,7 +175,7 @@ export class NamespaceTxn {
   /** Records block references of a new version; relayed to the blockserver after the commit. */
   async reference(blocks: BlockEntry[], delta: 1 | -1): Promise<void> {
     const distinct = [...new Map(blocks.map((b) => [Buffer.from(b.hash).toString("hex"), Buffer.from(b.hash)])).values()];
-    if (distinct.length > 0) await this.conn.query("INSERT INTO block_reference_outbox (hash, delta) VALUES ?", [distinct.map((h) => [h, delta])]);
+    if (distinct.length > 0) this.write("INSERT INTO block_reference_outbox (hash, delta) VALUES ?", [distinct.map((h) => [h, delta])]);
   }
 }
 
@@ -152,28 +194,40 @@ export class FileStore {
    * Runs fn in one transaction on the namespace's shard with its state row locked. Writes to a
    * namespace that is switching shards wait (briefly) and then go to the new shard.
    */
-  async mutate<T>(ns: bigint, fn: (t: NamespaceTxn) => Promise<T>): Promise<T> {
+  async mutate<T>(ns: bigint, fn: (t: NamespaceTxn, prefetched: RowDataPacket[]) => Promise<T>, prefetch?: Prefetch): Promise<T> {
+    const keys = prefetch?.paths.map(pathKey) ?? [];
+    const ahead = prefetch ? `;\n${prefetch.sql};\nSELECT ${COLUMNS}, deleted_cursor, path_key FROM files WHERE namespace_id = ? AND path_key IN (?)` : "";
+    const aheadParams = prefetch ? [...prefetch.params, ns, keys] : [];
     const deadline = performance.now() + MOVE_WAIT_MS;
     for (let attempt = 0; ; attempt++) {
+      const pool = await this.namespaces.shardFor(ns);
+      const conn = await pool.getConnection();
+      let txn: NamespaceTxn | undefined;
       try {
-        const pool = await this.namespaces.shardFor(ns);
-        let txn: NamespaceTxn | undefined;
-        const result = await inTransaction(pool, async (conn) => {
-          const [state] = await conn.query<RowDataPacket[]>(
-            "SELECT cursor_position, used_bytes, journal_floor, state FROM namespace_state WHERE namespace_id = ? FOR UPDATE", [ns],
-          );
-          if (state.length === 0) throw notFound(`namespace ${ns} has no state on its shard`);
-          if (state[0].state !== "active") throw new NamespaceRelocating(state[0].state);
-          txn = new NamespaceTxn(conn, ns, BigInt(state[0].cursor_position), BigInt(state[0].used_bytes), BigInt(state[0].journal_floor));
-          const out = await fn(txn);
-          if (txn.cursor !== txn.startCursor || txn.usedBytes !== txn.startUsedBytes) {
-            await conn.query("UPDATE namespace_state SET cursor_position = ?, used_bytes = ? WHERE namespace_id = ?", [txn.cursor, txn.usedBytes, ns]);
-          }
-          return out;
-        });
-        if (txn && txn.cursor !== txn.startCursor) await this.onAdvance(ns, txn.cursor);
-        return result;
+        // One round trip opens the transaction and takes the namespace's lock; READ COMMITTED,
+        // because that lock already serialises the namespace's writers and gap locks would only
+        // make neighbouring namespaces deadlock each other.
+        const [results] = await conn.query<RowDataPacket[][]>(
+          `SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION;
+           SELECT cursor_position, used_bytes, journal_floor, state FROM namespace_state WHERE namespace_id = ? FOR UPDATE${ahead}`, [ns, ...aheadParams],
+        );
+        const state = results[2];
+        if (state.length === 0) throw notFound(`namespace ${ns} has no state on its shard`);
+        if (state[0].state !== "active") throw new NamespaceRelocating(state[0].state);
+        txn = new NamespaceTxn(conn, ns, BigInt(state[0].cursor_position), BigInt(state[0].used_bytes), BigInt(state[0].journal_floor));
+        if (prefetch) txn.absorb(keys, results[4]);
+        const out = await fn(txn, prefetch ? results[3] : []);
+        if (txn.cursor !== txn.startCursor || txn.usedBytes !== txn.startUsedBytes) {
+          txn.write("UPDATE namespace_state SET cursor_position = ?, used_bytes = ? WHERE namespace_id = ?", [txn.cursor, txn.usedBytes, ns]);
+        }
+        txn.write("COMMIT", []);
+        await txn.flush();
+        conn.release();
+        if (txn.cursor !== txn.startCursor) await this.onAdvance(ns, txn.cursor);
+        return out;
       } catch (err) {
+        await conn.query("ROLLBACK").catch(() => undefined);
+        conn.release();
         if (!(err instanceof NamespaceRelocating)) throw err;
         if (performance.now() > deadline) throw unavailable(`namespace ${ns} is moving between shards; retry in a few seconds`);
         this.namespaces.forgetPlacement(ns);
@@ -184,15 +238,18 @@ export class FileStore {
 
   async commit(input: CommitInput): Promise<{ file: FileRecord; conflict: boolean }> {
     const key = pathKey(input.path);
-    return this.mutate(input.namespaceId, async (t) => {
-      const ns = input.namespaceId;
-      if (input.requestId) {
-        const [done] = await t.conn.query<RowDataPacket[]>("SELECT path_key, revision FROM commit_requests WHERE namespace_id = ? AND request_id = ?", [ns, input.requestId]);
-        if (done.length > 0) {
-          const doneKey = Buffer.from(done[0].path_key).toString();
-          const file = await this.versionOf(t.conn, ns, BigInt(done[0].revision));
-          return { file: file ?? notFoundThrow(input.path), conflict: doneKey !== key };
-        }
+    const ns = input.namespaceId;
+    // The request id, the file and its ancestor folders are read with the lock, in one round trip.
+    const prefetch: Prefetch = {
+      sql: "SELECT path_key, revision FROM commit_requests WHERE namespace_id = ? AND request_id = ?",
+      params: [ns, input.requestId],
+      paths: [input.path, ...ancestorsOf(input.path)],
+    };
+    return this.mutate(ns, async (t, done) => {
+      if (input.requestId && done.length > 0) {
+        const doneKey = Buffer.from(done[0].path_key).toString();
+        const file = await this.versionOf(t.conn, ns, BigInt(done[0].revision));
+        return { file: file ?? notFoundThrow(input.path), conflict: doneKey !== key };
       }
       const current = await t.row(input.path);
       if (current?.is_folder && !current.deleted) throw failedPrecondition(`"${current.path}" is a folder; a file cannot replace it`);
@@ -200,7 +257,7 @@ export class FileStore {
       const currentRevision = current ? BigInt(current.revision) : 0n;
       // A trashed file may be re-created from scratch (parent 0) or from its last version.
       const accepted = live ? currentRevision === input.parentRevision : input.parentRevision === 0n || input.parentRevision === currentRevision;
-      let path = live ? current.path : input.path;
+      let path: string = live ? current.path : input.path;
       let replaced = accepted ? current : undefined;
       if (!accepted) {
         // The parent is stale: keep this upload beside the winner instead of overwriting it.
@@ -219,14 +276,14 @@ export class FileStore {
       const revision = t.next();
       const pkey = pathKey(path);
       const blockList = packBlockList(input.blocks);
-      await t.conn.query(
+      t.write(
         `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position, modified_at)
          VALUES (?, ?, ?, ?, FALSE, ?, ?, ?, ?, CURRENT_TIMESTAMP(3))
          ON DUPLICATE KEY UPDATE is_folder = FALSE, deleted = FALSE, deleted_cursor = NULL, revision = VALUES(revision), size = VALUES(size),
            block_list = VALUES(block_list), cursor_position = VALUES(cursor_position), modified_at = VALUES(modified_at)`,
         [ns, pkey, keyHash(pathKey(parentOf(path))), path, revision, input.size, blockList, revision],
       );
-      await t.conn.query(
+      t.write(
         "INSERT INTO file_versions (namespace_id, path_key, revision, size, block_list, cursor_position) VALUES (?, ?, ?, ?, ?, ?)",
         [ns, pkey, revision, input.size, blockList, revision],
       );
@@ -234,10 +291,14 @@ export class FileStore {
       await t.reference(input.blocks, 1);
       t.usedBytes += input.size - replacedLiveSize;
       if (input.requestId) {
-        await t.conn.query("INSERT INTO commit_requests (namespace_id, request_id, path_key, revision) VALUES (?, ?, ?, ?)", [ns, input.requestId, pkey, revision]);
+        t.write("INSERT INTO commit_requests (namespace_id, request_id, path_key, revision) VALUES (?, ?, ?, ?)", [ns, input.requestId, pkey, revision]);
       }
-      return { file: (await this.versionOf(t.conn, ns, revision, path))!, conflict: !accepted };
-    });
+      const file: FileRecord = {
+        namespaceId: ns, path, name: nameOf(path), isFolder: false, revision, size: input.size,
+        blocks: input.blocks, cursor: revision, modifiedAt: new Date(), deleted: false,
+      };
+      return { file, conflict: !accepted };
+    }, prefetch);
   }
 
   /** Refuses a change that would take the namespace owner's usage over quota (nothing is written). */
@@ -272,7 +333,7 @@ export class FileStore {
       if (existing && !existing.deleted) throw alreadyExists(`"${existing.path}" already exists as a ${existing.is_folder ? "folder" : "file"}`);
       await t.ensureFolders(path);
       await t.ensureFolder(path);
-      return toRecord(ns, (await t.row(path, false))!);
+      return toRecord(ns, (await t.row(path))!);
     });
   }
 
@@ -287,11 +348,11 @@ export class FileStore {
       const key = pathKey(path);
       const [lo, hi] = descendantRange(key);
       const cursor = t.next();
-      const [sum] = await t.conn.query<RowDataPacket[]>(
+      const [sum] = await t.query<RowDataPacket[]>(
         "SELECT COALESCE(SUM(size), 0) AS bytes FROM files WHERE namespace_id = ? AND deleted = FALSE AND is_folder = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))",
         [ns, key, lo, hi],
       );
-      await t.conn.query(
+      await t.query(
         `UPDATE files SET deleted = TRUE, deleted_cursor = ?, cursor_position = ?, modified_at = CURRENT_TIMESTAMP(3)
          WHERE namespace_id = ? AND deleted = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))`,
         [cursor, cursor, ns, key, lo, hi],
@@ -309,8 +370,8 @@ export class FileStore {
       if (!row || !row.deleted) throw notFound(`"${path}" is not in the trash`);
       const key = pathKey(path);
       const [lo, hi] = descendantRange(key);
-      const [restored] = await t.conn.query<RowDataPacket[]>(
-        `SELECT ${COLUMNS} FROM files WHERE namespace_id = ? AND deleted_cursor = ? AND (path_key = ? OR (path_key > ? AND path_key < ?)) ORDER BY path_key FOR UPDATE`,
+      const [restored] = await t.query<RowDataPacket[]>(
+        `SELECT ${COLUMNS} FROM files WHERE namespace_id = ? AND deleted_cursor = ? AND (path_key = ? OR (path_key > ? AND path_key < ?)) ORDER BY path_key`,
         [ns, row.deleted_cursor, key, lo, hi],
       );
       const bytes = restored.reduce((n, r) => n + (r.is_folder ? 0n : BigInt(r.size)), 0n);
@@ -318,13 +379,13 @@ export class FileStore {
       await t.ensureFolders(row.path);
       for (const r of restored) {
         const cursor = t.next();
-        await t.conn.query(
+        await t.query(
           "UPDATE files SET deleted = FALSE, deleted_cursor = NULL, cursor_position = ? WHERE namespace_id = ? AND path_key = ?", [cursor, ns, pathKey(r.path)],
         );
         await t.journal(r.is_folder ? "mkdir" : "put", r.path, BigInt(r.revision));
       }
       t.usedBytes += bytes;
-      return toRecord(ns, (await t.row(path, false))!);
+      return toRecord(ns, (await t.row(path))!);
     });
   }
 
@@ -335,8 +396,8 @@ export class FileStore {
       if (!row || !row.deleted) throw failedPrecondition(`"${path}" is not in the trash: delete it first`);
       const key = pathKey(path);
       const [lo, hi] = descendantRange(key);
-      const [doomed] = await t.conn.query<RowDataPacket[]>(
-        "SELECT path_key FROM files WHERE namespace_id = ? AND deleted_cursor = ? AND (path_key = ? OR (path_key > ? AND path_key < ?)) FOR UPDATE",
+      const [doomed] = await t.query<RowDataPacket[]>(
+        "SELECT path_key FROM files WHERE namespace_id = ? AND deleted_cursor = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))",
         [ns, row.deleted_cursor, key, lo, hi],
       );
       await this.removeEntries(t, doomed.map((d) => d.path_key as Buffer));
@@ -349,11 +410,11 @@ export class FileStore {
     let versions = 0;
     for (let i = 0; i < keys.length; i += 500) {
       const batch = keys.slice(i, i + 500);
-      const [rows] = await t.conn.query<RowDataPacket[]>("SELECT block_list FROM file_versions WHERE namespace_id = ? AND path_key IN (?) FOR UPDATE", [t.ns, batch]);
+      const [rows] = await t.query<RowDataPacket[]>("SELECT block_list FROM file_versions WHERE namespace_id = ? AND path_key IN (?)", [t.ns, batch]);
       for (const v of rows) await t.reference(unpackBlockList(v.block_list), -1);
       versions += rows.length;
-      await t.conn.query("DELETE FROM file_versions WHERE namespace_id = ? AND path_key IN (?)", [t.ns, batch]);
-      await t.conn.query("DELETE FROM files WHERE namespace_id = ? AND path_key IN (?)", [t.ns, batch]);
+      await t.query("DELETE FROM file_versions WHERE namespace_id = ? AND path_key IN (?)", [t.ns, batch]);
+      await t.query("DELETE FROM files WHERE namespace_id = ? AND path_key IN (?)", [t.ns, batch]);
     }
     return versions;
   }
@@ -376,8 +437,8 @@ export class FileStore {
         if (target && !target.deleted) throw alreadyExists(`"${target.path}" already exists; move or delete it first`);
         // Trashed entries where the moved tree lands are superseded by it.
         const [toLo, toHi] = descendantRange(toKey);
-        const [stale] = await t.conn.query<RowDataPacket[]>(
-          "SELECT path_key FROM files WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?)) FOR UPDATE", [ns, toKey, toLo, toHi],
+        const [stale] = await t.query<RowDataPacket[]>(
+          "SELECT path_key FROM files WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))", [ns, toKey, toLo, toHi],
         );
         await this.removeEntries(t, stale.map((s) => s.path_key as Buffer));
         await t.ensureFolders(to);
@@ -385,7 +446,7 @@ export class FileStore {
       // Bytes, not characters, for keys (VARBINARY); characters for display paths.
       const fromKeyBytes = Buffer.byteLength(fromKey);
       const storedFrom: string = row.path;
-      const [res] = await t.conn.query<ResultSetHeader>(
+      const [res] = await t.query<ResultSetHeader>(
         `UPDATE files SET
            path_key = CONCAT(?, SUBSTRING(path_key, ?)),
            path = CONCAT(?, SUBSTRING(path, ?)),
@@ -394,18 +455,18 @@ export class FileStore {
          WHERE namespace_id = ? AND path_key > ? AND path_key < ?`,
         [Buffer.from(toKey), fromKeyBytes + 1, to, [...storedFrom].length + 1, cursor, ns, fromLo, fromHi],
       );
-      await t.conn.query(
+      await t.query(
         "UPDATE files SET path_key = ?, path = ?, parent_key_hash = ?, cursor_position = ?, modified_at = CURRENT_TIMESTAMP(3) WHERE namespace_id = ? AND path_key = ?",
         [Buffer.from(toKey), to, keyHash(pathKey(parentOf(to))), cursor, ns, fromKey],
       );
       if (fromKey !== toKey) {
-        await t.conn.query(
+        await t.query(
           "UPDATE file_versions SET path_key = CONCAT(?, SUBSTRING(path_key, ?)) WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))",
           [Buffer.from(toKey), fromKeyBytes + 1, ns, fromKey, fromLo, fromHi],
         );
       }
       await t.journal("move", to, BigInt(row.revision), { fromPath: storedFrom });
-      return { entry: toRecord(ns, (await t.row(to, false))!), descendants: res.affectedRows };
+      return { entry: toRecord(ns, (await t.row(to))!), descendants: res.affectedRows };
     });
   }
 
@@ -504,12 +565,12 @@ export class FileStore {
    */
   async prune(ns: bigint, policy: RetentionPolicy): Promise<{ versions: number; purged: number; journal: number }> {
     return this.mutate(ns, async (t) => {
-      const [trash] = await t.conn.query<RowDataPacket[]>(
-        "SELECT path_key FROM files WHERE namespace_id = ? AND deleted = TRUE AND modified_at < CURRENT_TIMESTAMP(3) - INTERVAL ? DAY FOR UPDATE",
+      const [trash] = await t.query<RowDataPacket[]>(
+        "SELECT path_key FROM files WHERE namespace_id = ? AND deleted = TRUE AND modified_at < CURRENT_TIMESTAMP(3) - INTERVAL ? DAY",
         [ns, policy.retentionDays],
       );
       const purgedVersions = await this.removeEntries(t, trash.map((r) => r.path_key as Buffer));
-      const [old] = await t.conn.query<RowDataPacket[]>(
+      const [old] = await t.query<RowDataPacket[]>(
         `SELECT v.path_key, v.revision, v.block_list FROM (
            SELECT path_key, revision, block_list, created_at, ROW_NUMBER() OVER (PARTITION BY path_key ORDER BY revision DESC) AS newest
              FROM file_versions WHERE namespace_id = ?) v
@@ -520,9 +581,9 @@ export class FileStore {
       for (let i = 0; i < old.length; i += 500) {
         const batch = old.slice(i, i + 500);
         for (const v of batch) await t.reference(unpackBlockList(v.block_list), -1);
-        await t.conn.query("DELETE FROM file_versions WHERE namespace_id = ? AND (path_key, revision) IN (?)", [ns, batch.map((v) => [v.path_key, v.revision])]);
+        await t.query("DELETE FROM file_versions WHERE namespace_id = ? AND (path_key, revision) IN (?)", [ns, batch.map((v) => [v.path_key, v.revision])]);
       }
-      const [journal] = await t.conn.query<RowDataPacket[]>(
+      const [journal] = await t.query<RowDataPacket[]>(
         "SELECT MAX(cursor_position) AS upto FROM journal WHERE namespace_id = ? AND created_at < CURRENT_TIMESTAMP(3) - INTERVAL ? DAY",
         [ns, policy.journalDays],
       );
@@ -534,8 +595,8 @@ export class FileStore {
 
   private async compactIn(t: NamespaceTxn, through: bigint): Promise<number> {
     const floor = through > t.cursor ? t.cursor : through;
-    const [res] = await t.conn.query<ResultSetHeader>("DELETE FROM journal WHERE namespace_id = ? AND cursor_position <= ?", [t.ns, floor]);
-    if (floor > t.journalFloor) await t.conn.query("UPDATE namespace_state SET journal_floor = ? WHERE namespace_id = ?", [floor, t.ns]);
+    const [res] = await t.query<ResultSetHeader>("DELETE FROM journal WHERE namespace_id = ? AND cursor_position <= ?", [t.ns, floor]);
+    if (floor > t.journalFloor) await t.query("UPDATE namespace_state SET journal_floor = ? WHERE namespace_id = ?", [floor, t.ns]);
     return res.affectedRows;
   }
 

@@ -18,7 +18,7 @@ export class ShardSet {
     const url = new URL(directoryUrl);
     const user = decodeURIComponent(url.username);
     const password = decodeURIComponent(url.password);
-    const common = { user, password, connectionLimit: poolSize, enableKeepAlive: true, supportBigNumbers: true, bigNumberStrings: true };
+    const common = { user, password, connectionLimit: poolSize, enableKeepAlive: true, supportBigNumbers: true, bigNumberStrings: true, multipleStatements: true };
     const directory = mysql.createPool({ ...common, host: url.hostname, port: Number(url.port), database: url.pathname.slice(1) });
     const [rows] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
     if (rows.length === 0) throw new Error("the shard map is empty: run the cluster's migrations first");

@@ -17,33 +17,33 @@ export async function splitOutNamespace(files: FileStore, from: bigint, folder: 
     if (!row.is_folder) throw failedPrecondition(`"${row.path}" is a file; only folders can be shared`);
     const key = pathKey(folder);
     const [lo, hi] = descendantRange(key);
-    const [sum] = await t.conn.query<RowDataPacket[]>(
+    const [sum] = await t.query<RowDataPacket[]>(
       "SELECT COALESCE(SUM(size), 0) AS bytes FROM files WHERE namespace_id = ? AND deleted = FALSE AND is_folder = FALSE AND path_key > ? AND path_key < ?",
       [from, lo, hi],
     );
     const bytes = BigInt(sum[0].bytes);
     const keyBytes = Buffer.byteLength(key);
-    await t.conn.query(
+    await t.query(
       `UPDATE files SET namespace_id = ?, path_key = SUBSTRING(path_key, ?), path = SUBSTRING(path, ?),
          parent_key_hash = UNHEX(LEFT(SHA2(${PARENT_KEY_SQL}, 256), 32))
        WHERE namespace_id = ? AND path_key > ? AND path_key < ?`,
       [into, keyBytes + 1, [...(row.path as string)].length + 1, from, lo, hi],
     );
-    await t.conn.query(
+    await t.query(
       "UPDATE file_versions SET namespace_id = ?, path_key = SUBSTRING(path_key, ?) WHERE namespace_id = ? AND path_key > ? AND path_key < ?",
       [into, keyBytes + 1, from, lo, hi],
     );
-    await t.conn.query("DELETE FROM files WHERE namespace_id = ? AND path_key = ?", [from, key]);
+    await t.query("DELETE FROM files WHERE namespace_id = ? AND path_key = ?", [from, key]);
     const mountCursor = t.next();
     await t.journal("mount", row.path, mountCursor, { mounted: into });
     t.usedBytes -= bytes;
-    const [journaled] = await t.conn.query<ResultSetHeader>(
+    const [journaled] = await t.query<ResultSetHeader>(
       `INSERT INTO journal (namespace_id, cursor_position, path, operation, revision)
        SELECT ?, ? + ROW_NUMBER() OVER (ORDER BY path_key), path, IF(is_folder, 'mkdir', 'put'), revision
          FROM files WHERE namespace_id = ? AND deleted = FALSE`,
       [into, mountCursor, into],
     );
-    await t.conn.query(
+    await t.query(
       "INSERT INTO namespace_state (namespace_id, cursor_position, used_bytes) VALUES (?, ?, ?)",
       [into, mountCursor + BigInt(journaled.affectedRows), bytes],
     );

@@ -1,0 +1,132 @@
+#!/usr/bin/env node
+/**
+ * Metaserver commit benchmark against a running local cluster (bash ops/up.sh), all in one run:
+ * commits per second and commit latency (p50/p99) with 1, 8 and 64 concurrent clients, each its
+ * own user (so namespaces spread over the shards) on its own HTTP/2 connection, next to a plain
+ * mysql2 loop doing one single-row INSERT transaction per "commit" against the same MariaDB
+ * shards with the same concurrency.
+ *   node ops/dist/bench/commits.js [seconds per level=5] [levels=1,8,64]
+ * Two kinds of Satchel commit are measured: a one-block file (ReserveBlocks on the blockserver,
+ * then the shard transaction) and an empty file (the shard transaction alone).
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createClient, type Client } from "@connectrpc/connect";
+import mysql, { type RowDataPacket } from "mysql2/promise";
+import { createSatchelTransport } from "@satchel/proto";
+import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { MetaService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import type { ClusterEndpoints } from "../cluster/cluster.js";
+import { loadClusterConfig } from "../config.js";
+import { createAccount, signIn } from "../testing/accounts.js";
+
+interface LevelResult {
+  commits: number;
+  seconds: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : NaN);
+
+/** Runs `workers` loops of `op` for `seconds`, timing every call. */
+async function drive(workers: number, seconds: number, op: (worker: number, i: number) => Promise<void>): Promise<LevelResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  await Promise.all(Array.from({ length: workers }, async (_, w) => {
+    for (let i = 0; performance.now() < deadline; i++) {
+      const t = performance.now();
+      try {
+        await op(w, i);
+        latencies.push(performance.now() - t);
+      } catch (err) {
+        if (++errors <= 3) console.error(`  error: ${(err as Error).message}`);
+      }
+    }
+  }));
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { commits: latencies.length, seconds: elapsed, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), errors };
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(process.argv[2] ?? 5);
+  const levels = (process.argv[3] ?? "1,8,64").split(",").map(Number);
+  const config = loadClusterConfig();
+  const endpoints = JSON.parse(readFileSync(join(config.stateDir, "cluster.json"), "utf8")) as ClusterEndpoints;
+  const maxClients = Math.max(...levels);
+
+  console.log(`creating ${maxClients} users (scrypt makes this take a few seconds)...`);
+  const clients: { meta: Client<typeof MetaService> }[] = [];
+  for (let i = 0; i < maxClients; i += 8) {
+    clients.push(...(await Promise.all(Array.from({ length: Math.min(8, maxClients - i) }, async () => {
+      const token = await signIn(endpoints, await createAccount(endpoints, "bench"), "bench");
+      return { meta: createClient(MetaService, createSatchelTransport({ baseUrl: endpoints.metaserver, token })) };
+    }))));
+  }
+  // One small block every one-block commit references (uploaded once, so commits measure metadata).
+  const block = randomBytes(4096);
+  const hash = createHash("sha256").update(block).digest();
+  const uploader = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: await signIn(endpoints, endpoints.devUser, "bench") }));
+  await uploader.putBlock({ hash, data: block });
+
+  const directory = await mysql.createConnection(endpoints.directoryUrl);
+  const [shards] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
+  await directory.end();
+  const url = new URL(endpoints.directoryUrl);
+  const pools = shards.map((s) => mysql.createPool({
+    host: s.host, port: Number(s.port), user: decodeURIComponent(url.username), password: decodeURIComponent(url.password),
+    database: s.database_name, connectionLimit: maxClients,
+  }));
+  for (const p of pools) {
+    await p.query("CREATE TABLE IF NOT EXISTS bench_raw_commits (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, worker INT NOT NULL, body VARBINARY(64) NOT NULL) ENGINE=InnoDB");
+  }
+
+  const run = Date.now().toString(36);
+  const rows: string[] = [];
+  const line = (what: string, n: number, r: LevelResult, raw?: LevelResult) => {
+    const rate = r.commits / r.seconds;
+    const ratio = raw ? ` ${((100 * rate) / (raw.commits / raw.seconds)).toFixed(0).padStart(5)}%` : "";
+    rows.push(`${what.padEnd(22)} ${String(n).padStart(3)}  ${rate.toFixed(0).padStart(8)}/s  p50 ${r.p50.toFixed(1).padStart(6)} ms  p99 ${r.p99.toFixed(1).padStart(6)} ms  errors ${r.errors}${ratio}`);
+  };
+  for (const n of levels) {
+    console.log(`level ${n}: raw mysql2...`);
+    const raw = await drive(n, seconds, async (w) => {
+      const conn = await pools[w % pools.length].getConnection();
+      try {
+        await conn.beginTransaction();
+        await conn.query("INSERT INTO bench_raw_commits (worker, body) VALUES (?, ?)", [w, hash]);
+        await conn.commit();
+      } finally {
+        conn.release();
+      }
+    });
+    console.log(`level ${n}: satchel one-block commits...`);
+    const withBlock = await drive(n, seconds, async (w, i) => {
+      const res = await clients[w].meta.commitFile({ path: `/bench-${run}/b-${n}-${i}`, blocks: [{ hash, size: block.length }], size: BigInt(block.length) });
+      if (!res.file) throw new Error("commit answered missing blocks");
+    });
+    console.log(`level ${n}: satchel empty-file commits...`);
+    const empty = await drive(n, seconds, async (w, i) => {
+      await clients[w].meta.commitFile({ path: `/bench-${run}/e-${n}-${i}`, size: 0n });
+    });
+    line("raw mysql2 insert txn", n, raw);
+    line("satchel 1-block commit", n, withBlock, raw);
+    line("satchel empty commit", n, empty, raw);
+  }
+  for (const p of pools) {
+    await p.query("DROP TABLE IF EXISTS bench_raw_commits");
+    await p.end();
+  }
+  console.log(`\n${"".padEnd(22)} clients   commits/s    latency                      (% of raw mysql2, same run)`);
+  for (const r of rows) console.log(r);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
