@@ -1,2 +1,3 @@
 export * from "./client.js";
 export * from "./chunker/fastcdc.js";
+export * from "./auth.js";

@@ -109,21 +109,21 @@ describe("paths", () => {
 
   for (const bad of badPaths) {
     it(`a path with ${bad.why} is INVALID_ARGUMENT with the reason, on every call that takes a path`, async () => {
-      const calls: [string, Promise<unknown>][] = [
-        ["CommitFile", u.meta.commitFile({ path: bad.path, blocks: [], size: 0n })],
-        ["CreateFolder", u.meta.createFolder({ path: bad.path })],
-        ["GetFileMetadata", u.meta.getFileMetadata({ path: bad.path })],
-        ["ListFolder", u.meta.listFolder({ path: bad.path })],
-        ["Delete", u.meta.delete({ path: bad.path })],
-        ["Undelete", u.meta.undelete({ path: bad.path })],
-        ["PermanentlyDelete", u.meta.permanentlyDelete({ path: bad.path })],
-        ["Move from", u.meta.move({ fromPath: bad.path, toPath: "/elsewhere" })],
-        ["Move to", u.meta.move({ fromPath: "/exists.txt", toPath: bad.path })],
-        ["ListRevisions", u.meta.listRevisions({ path: bad.path })],
-        ["Restore", u.meta.restore({ path: bad.path, revision: 1n })],
+      const calls: [string, () => Promise<unknown>][] = [
+        ["CommitFile", () => u.meta.commitFile({ path: bad.path, blocks: [], size: 0n })],
+        ["CreateFolder", () => u.meta.createFolder({ path: bad.path })],
+        ["GetFileMetadata", () => u.meta.getFileMetadata({ path: bad.path })],
+        ["ListFolder", () => u.meta.listFolder({ path: bad.path })],
+        ["Delete", () => u.meta.delete({ path: bad.path })],
+        ["Undelete", () => u.meta.undelete({ path: bad.path })],
+        ["PermanentlyDelete", () => u.meta.permanentlyDelete({ path: bad.path })],
+        ["Move from", () => u.meta.move({ fromPath: bad.path, toPath: "/elsewhere" })],
+        ["Move to", () => u.meta.move({ fromPath: "/exists.txt", toPath: bad.path })],
+        ["ListRevisions", () => u.meta.listRevisions({ path: bad.path })],
+        ["Restore", () => u.meta.restore({ path: bad.path, revision: 1n })],
       ];
       for (const [name, call] of calls) {
-        const err = await failure(call);
+        const err = await failure(call());
         expect(err.code, name).toBe(Code.InvalidArgument);
         expect(err.rawMessage, name).toMatch(bad.reason);
       }
@@ -208,9 +208,13 @@ describe("folders, the trash and moves", () => {
     const a = await commit(u, "/Trash/a.txt", [randomBytes(1000)]);
     const b = await commit(u, "/Trash/sub/b.txt", [randomBytes(2000)]);
     const used = (await u.meta.getSpaceUsage({})).usedBytes;
+    const cursor = (await u.meta.listNamespaces({})).namespaces[0].cursor;
 
     const deleted = await u.meta.delete({ path: "/Trash" });
     expect(deleted.entry?.isDeleted).toBe(true);
+    // One journal entry for the whole folder.
+    const delta = await u.meta.listDelta({ namespaceId: u.namespaceId, cursor });
+    expect(delta.entries.map((e) => [e.operation, e.path])).toEqual([[Operation.DELETE, "/Trash"]]);
     expect(pathsOf(await listAll(u, { path: "/" }))).not.toContain("/Trash");
     const withTrash = await listAll(u, { path: "/", includeDeleted: true });
     expect(withTrash.find((e) => e.path === "/Trash")?.isDeleted).toBe(true);
@@ -266,10 +270,36 @@ describe("folders, the trash and moves", () => {
     expect(blockHashes(now)).toEqual(blockHashes(v2.file));
     expect((await u.meta.listRevisions({ path: "/Ren/b.txt" })).revisions.map((r) => r.revision)).toEqual([v2.file!.revision, v1.file!.revision]);
     expect((await failure(u.meta.listRevisions({ path: "/Ren/a.txt" }))).code).toBe(Code.NotFound);
-    // Into a folder that does not exist yet: it is made.
-    await u.meta.move({ fromPath: "/Ren/b.txt", toPath: "/Ren/new/deeper/b.txt" });
-    expect((await u.meta.getFileMetadata({ path: "/Ren/new/deeper" })).file?.isFolder).toBe(true);
-    expect(pathsOf(await listAll(u, { path: "/Ren/new/deeper" }))).toEqual(["/Ren/new/deeper/b.txt"]);
+  });
+
+  it("a move into folders that do not exist yet makes them, journaled before the move", async () => {
+    const f = await commit(u, "/NewParent/a.txt", [randomBytes(10)]);
+    await commit(u, "/NewParent/dir/inside.txt");
+    const cursor = (await u.meta.listNamespaces({})).namespaces[0].cursor;
+
+    const file = await u.meta.move({ fromPath: "/NewParent/a.txt", toPath: "/NewParent/made/deeper/a.txt" });
+    expect(file.entry?.path).toBe("/NewParent/made/deeper/a.txt");
+    expect((await u.meta.getFileMetadata({ path: "/NewParent/made/deeper" })).file?.isFolder).toBe(true);
+    expect(pathsOf(await listAll(u, { path: "/NewParent/made/deeper" }))).toEqual(["/NewParent/made/deeper/a.txt"]);
+    expect((await u.meta.getFileMetadata({ path: "/NewParent/made/deeper/a.txt" })).file?.revision).toBe(f.file?.revision);
+
+    await u.meta.move({ fromPath: "/NewParent/dir", toPath: "/NewParent/other/dir" });
+    expect(pathsOf(await listAll(u, { path: "/NewParent/other", recursive: true }))).toEqual(["/NewParent/other/dir", "/NewParent/other/dir/inside.txt"]);
+
+    // The journal replays in order: the parents first, then each move, at increasing cursors.
+    const delta = await u.meta.listDelta({ namespaceId: u.namespaceId, cursor });
+    expect(delta.entries.map((e) => [e.operation, e.path, e.fromPath])).toEqual([
+      [Operation.MKDIR, "/NewParent/made", ""],
+      [Operation.MKDIR, "/NewParent/made/deeper", ""],
+      [Operation.MOVE, "/NewParent/made/deeper/a.txt", "/NewParent/a.txt"],
+      [Operation.MKDIR, "/NewParent/other", ""],
+      [Operation.MOVE, "/NewParent/other/dir", "/NewParent/dir"],
+    ]);
+    const cursors = delta.entries.map((e) => e.cursor);
+    expect(cursors.every((c, i) => i === 0 || c > cursors[i - 1])).toBe(true);
+    // The moved entry carries the cursor of its move, not one from before its new parents existed.
+    const moved = (await u.meta.getFileMetadata({ path: "/NewParent/made/deeper/a.txt" })).file;
+    expect(moved?.cursor).toBe(delta.entries[2].cursor);
   });
 
   it("moving a folder moves its whole subtree: listings, metadata and versions follow; nothing stays at the old path", async () => {
@@ -278,6 +308,7 @@ describe("folders, the trash and moves", () => {
     await commit(u, "/Mv/src/sub/deep/z.txt", [randomBytes(10)]);
     await commit(u, "/Mv/src/trashed.txt");
     await u.meta.delete({ path: "/Mv/src/trashed.txt" });
+    await u.meta.createFolder({ path: "/Mv/elsewhere" });
     const moved = await u.meta.move({ fromPath: "/Mv/src", toPath: "/Mv/elsewhere/dst" });
     expect(moved.entry?.path).toBe("/Mv/elsewhere/dst");
     expect(moved.descendantsMoved).toBe(6n);

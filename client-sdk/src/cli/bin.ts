@@ -5,6 +5,8 @@ import { Command } from "commander";
 import { SatchelClient } from "../client.js";
 import { loadCliConfig } from "./config.js";
 import { NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { Role } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { AuthSession } from "../auth.js";
 import { formatBytes, ProgressBar, renderScrubStatus } from "./progress.js";
 
 const program = new Command()
@@ -65,7 +67,136 @@ program
     }
   });
 
+program
+  .command("signup")
+  .description("create an account (password from SATCHEL_PASSWORD)")
+  .argument("<username>")
+  .action(async (username: string) => {
+    const password = process.env.SATCHEL_PASSWORD;
+    if (!password) throw new Error("set SATCHEL_PASSWORD to the new account's password");
+    const { userId } = await new AuthSession(loadCliConfig().metaserverUrl, { username, password }).auth.createAccount({ username, password });
+    console.log(`account ${username} created (user ${userId}); sign in with SATCHEL_USERNAME=${username} SATCHEL_PASSWORD=...`);
+  });
+
+program
+  .command("mkdir")
+  .description("create a remote folder")
+  .argument("<path>")
+  .action(async (path: string) => {
+    const { folder } = await client().meta.createFolder({ path });
+    console.log(`${folder?.path}/`);
+  });
+
+program
+  .command("rm")
+  .description("move a remote file or folder to the trash (--permanent: remove it from the trash for good)")
+  .argument("<path>")
+  .option("--permanent", "permanently delete an entry that is in the trash")
+  .action(async (path: string, opts: { permanent?: boolean }) => {
+    if (opts.permanent) {
+      const r = await client().meta.permanentlyDelete({ path });
+      console.log(`${path}: ${r.entriesRemoved} entries removed for good`);
+    } else {
+      await client().meta.delete({ path });
+      console.log(`${path}: moved to the trash ("satchel restore ${path}" brings it back)`);
+    }
+  });
+
+program
+  .command("mv")
+  .description("move or rename a remote file or folder")
+  .argument("<from>")
+  .argument("<to>")
+  .action(async (from: string, to: string) => {
+    const r = await client().meta.move({ fromPath: from, toPath: to });
+    console.log(`${from} -> ${r.entry?.path}${r.descendantsMoved ? ` (${r.descendantsMoved} entries inside)` : ""}`);
+  });
+
+program
+  .command("revisions")
+  .description("list a remote file's kept versions")
+  .argument("<path>")
+  .action(async (path: string) => {
+    for (const r of (await client().meta.listRevisions({ path })).revisions) {
+      const when = r.modifiedTime ? timestampDate(r.modifiedTime).toISOString() : "";
+      console.log(`rev ${String(r.revision).padStart(8)}  ${formatBytes(Number(r.size)).padStart(10)}  ${when}`);
+    }
+  });
+
+program
+  .command("restore")
+  .description("restore a trashed entry, or (with --revision) make an earlier version current again")
+  .argument("<path>")
+  .option("--revision <n>", "revision to restore")
+  .action(async (path: string, opts: { revision?: string }) => {
+    const c = client();
+    if (opts.revision) {
+      const { file } = await c.meta.restore({ path, revision: BigInt(opts.revision) });
+      console.log(`${file?.path}  now rev ${file?.revision} (content of rev ${opts.revision})`);
+    } else {
+      const { entry } = await c.meta.undelete({ path });
+      console.log(`${entry?.path} is back from the trash`);
+    }
+  });
+
+program
+  .command("share")
+  .description("share a folder with another user")
+  .argument("<path>")
+  .argument("<username>")
+  .option("--viewer", "read-only (the default is editor)")
+  .action(async (path: string, username: string, opts: { viewer?: boolean }) => {
+    const r = await client().meta.shareFolder({ path, username, role: opts.viewer ? Role.VIEWER : Role.EDITOR });
+    console.log(`${path} shared with ${username} as ${opts.viewer ? "viewer" : "editor"} (namespace ${r.namespaceId})`);
+  });
+
+program
+  .command("link")
+  .description("make a download link for a file or folder")
+  .argument("<path>")
+  .option("--expires <seconds>", "how long the link works")
+  .action(async (path: string, opts: { expires?: string }) => {
+    const r = await client().meta.createShareLink({ path, expiresInSeconds: Number(opts.expires ?? 0) });
+    console.log(`${r.url}\n(link ${r.linkId}, expires ${r.expireTime ? timestampDate(r.expireTime).toISOString() : "?"})`);
+  });
+
+program
+  .command("usage")
+  .description("show used space and quota")
+  .action(async () => {
+    const r = await client().meta.getSpaceUsage({});
+    console.log(`${formatBytes(Number(r.usedBytes))} used of ${r.quotaBytes === 0n ? "unlimited" : formatBytes(Number(r.quotaBytes))}`);
+  });
+
 const admin = program.command("admin").description("operator commands");
+
+admin
+  .command("move-namespace")
+  .description("move a namespace to another metadata shard while it stays online")
+  .argument("<namespace>", "namespace id")
+  .argument("<shard>", "target shard id")
+  .action(async (namespace: string, shard: string) => {
+    const r = await adminClient().metaAdmin.moveNamespace({ namespaceId: BigInt(namespace), targetShardId: Number(shard) }, { timeoutMs: 3600_000 });
+    console.log(`namespace ${namespace}: shard ${r.sourceShardId} -> ${r.targetShardId}, ${r.rowsCopied} rows copied, writes held ${r.writesHeldMs} ms`);
+  });
+
+admin
+  .command("quota")
+  .description("set a user's quota (0: unlimited)")
+  .argument("<username>")
+  .argument("<bytes>")
+  .action(async (username: string, bytes: string) => {
+    await adminClient().metaAdmin.setQuota({ username, quotaBytes: BigInt(bytes) });
+    console.log(`${username}: quota ${bytes === "0" ? "unlimited" : formatBytes(Number(bytes))}`);
+  });
+
+admin
+  .command("prune")
+  .description("apply the retention policy now (old versions, expired trash, old journal entries)")
+  .action(async () => {
+    const r = await adminClient().metaAdmin.prune({}, { timeoutMs: 3600_000 });
+    console.log(`${r.versionsPruned} versions pruned, ${r.entriesPurged} trashed entries purged, ${r.journalEntriesCompacted} journal entries compacted`);
+  });
 
 admin
   .command("scrub")
