@@ -36,7 +36,8 @@ async function main(): Promise<void> {
   blockserver   ${e.blockserver}   (metrics ${e.metrics.blockserver})
   notifyserver  ${e.notifyserver}   (metrics ${e.metrics.notifyserver})
   MinIO nodes   ${e.storageNodes.map((n) => n.endpoint).join(" ")}
-  dev token     ${e.serviceToken}
+  dev account   ${e.devUser.username} (password in ${stateFile})
+  service token ${e.serviceToken.slice(0, 8)}… (admin commands; in the same file)
   endpoints     ${stateFile}
 
   Try:  npx satchel put ./some-file /some-file && npx satchel ls /

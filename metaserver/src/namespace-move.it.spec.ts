@@ -1,0 +1,307 @@
+import { createHash, randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import mysql, { type Connection, type RowDataPacket } from "mysql2/promise";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { createSatchelTransport } from "@satchel/proto";
+import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { MetaAdminService, MetaService, Operation, type BlockRef } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { ManagedProcess, REPO_ROOT, createAccount, signIn, waitServing, type TestAccount } from "@satchel/ops";
+
+const { endpoints, stateDir } = inject("cluster");
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const admin = createClient(MetaAdminService, createSatchelTransport({ baseUrl: endpoints.metaserver, token: endpoints.serviceToken }));
+/** Per-namespace tables a move carries over (namespace_state aside). */
+const NAMESPACE_TABLES = ["files", "file_versions", "journal", "commit_requests"];
+
+interface Device {
+  meta: Client<typeof MetaService>;
+  blocks: Client<typeof BlockService>;
+}
+
+async function deviceOf(account: TestAccount, name: string, metaserverUrl = endpoints.metaserver): Promise<Device> {
+  const token = await signIn(endpoints, account, name);
+  return {
+    meta: createClient(MetaService, createSatchelTransport({ baseUrl: metaserverUrl, token })),
+    blocks: createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token })),
+  };
+}
+
+async function store(dev: Device, data: Buffer): Promise<{ hash: Uint8Array; size: number }[]> {
+  await dev.blocks.putBlock({ hash: sha(data), data });
+  return [{ hash: sha(data), size: data.length }];
+}
+
+async function commit(dev: Device, path: string, data: Buffer, parentRevision = 0n) {
+  const res = await dev.meta.commitFile({ path, blocks: await store(dev, data), size: BigInt(data.length), parentRevision });
+  expect(res.missingBlocks).toEqual([]);
+  return res.file!;
+}
+
+async function readBack(dev: Device, blocks: BlockRef[]): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (const b of blocks) parts.push(Buffer.from((await dev.blocks.getBlock({ hash: b.hash })).data));
+  return Buffer.concat(parts);
+}
+
+async function rootNamespace(dev: Device): Promise<{ namespaceId: bigint; cursor: bigint }> {
+  const root = (await dev.meta.listNamespaces({})).namespaces.find((n) => n.path === "/");
+  if (!root) throw new Error("the account has no root namespace");
+  return { namespaceId: root.namespaceId, cursor: root.cursor };
+}
+
+// Direct access to the directory and the metadata shards.
+
+const dbOptions = () => {
+  const url = new URL(endpoints.directoryUrl);
+  return { user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), supportBigNumbers: true, bigNumberStrings: true };
+};
+
+async function openDirectory(): Promise<Connection> {
+  const url = new URL(endpoints.directoryUrl);
+  return mysql.createConnection({ ...dbOptions(), host: url.hostname, port: Number(url.port), database: url.pathname.slice(1) });
+}
+
+async function shardIdOf(directory: Connection, ns: bigint): Promise<number> {
+  const [rows] = await directory.query<RowDataPacket[]>("SELECT shard_id FROM namespaces WHERE namespace_id = ?", [ns]);
+  return Number(rows[0].shard_id);
+}
+
+async function shardIds(directory: Connection): Promise<number[]> {
+  const [rows] = await directory.query<RowDataPacket[]>("SELECT shard_id FROM shards ORDER BY shard_id");
+  return rows.map((r) => Number(r.shard_id));
+}
+
+async function openShard(directory: Connection, shardId: number): Promise<Connection> {
+  const [rows] = await directory.query<RowDataPacket[]>("SELECT host, port, database_name FROM shards WHERE shard_id = ?", [shardId]);
+  return mysql.createConnection({ ...dbOptions(), host: rows[0].host, port: Number(rows[0].port), database: rows[0].database_name });
+}
+
+/** Rows one namespace has in each per-namespace table of a shard. */
+async function rowCounts(shard: Connection, ns: bigint): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const t of NAMESPACE_TABLES) {
+    const [[r]] = await shard.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM ${t} WHERE namespace_id = ?`, [ns]);
+    out[t] = Number(r.n);
+  }
+  return out;
+}
+
+/** What must hold for a namespace on its shard, as a list of violations (empty when consistent). */
+async function shardViolations(shard: Connection, ns: bigint): Promise<string[]> {
+  const violations: string[] = [];
+  const [[state]] = await shard.query<RowDataPacket[]>("SELECT cursor_position, used_bytes, journal_floor, state FROM namespace_state WHERE namespace_id = ?", [ns]);
+  if (!state) return [`namespace ${ns} has no namespace_state row`];
+  if (state.state !== "active") violations.push(`namespace_state.state is ${state.state}`);
+  const [journal] = await shard.query<RowDataPacket[]>("SELECT cursor_position FROM journal WHERE namespace_id = ? ORDER BY cursor_position", [ns]);
+  const floor = BigInt(state.journal_floor);
+  journal.forEach((j, i) => {
+    if (BigInt(j.cursor_position) !== floor + BigInt(i) + 1n) violations.push(`journal cursor #${i} is ${j.cursor_position}, expected ${floor + BigInt(i) + 1n}`);
+  });
+  const last = journal.length ? BigInt(journal.at(-1)!.cursor_position) : floor;
+  if (last !== BigInt(state.cursor_position)) violations.push(`namespace_state.cursor_position ${state.cursor_position} != MAX(journal cursor) ${last}`);
+  const [unversioned] = await shard.query<RowDataPacket[]>(
+    `SELECT f.path, f.revision FROM files f LEFT JOIN file_versions v ON v.namespace_id = f.namespace_id AND v.path_key = f.path_key AND v.revision = f.revision
+      WHERE f.namespace_id = ? AND f.is_folder = FALSE AND v.revision IS NULL`, [ns],
+  );
+  for (const r of unversioned) violations.push(`file ${r.path} at revision ${r.revision} has no file_versions row`);
+  const [unjournaled] = await shard.query<RowDataPacket[]>(
+    `SELECT f.path, f.revision FROM files f LEFT JOIN journal j ON j.namespace_id = f.namespace_id AND j.cursor_position = f.revision AND j.revision = f.revision
+      WHERE f.namespace_id = ? AND j.cursor_position IS NULL`, [ns],
+  );
+  for (const r of unjournaled) violations.push(`${r.path} at revision ${r.revision} has no journal entry`);
+  const [[usage]] = await shard.query<RowDataPacket[]>(
+    "SELECT COALESCE(SUM(size), 0) AS bytes FROM files WHERE namespace_id = ? AND deleted = FALSE AND is_folder = FALSE", [ns],
+  );
+  if (BigInt(usage.bytes) !== BigInt(state.used_bytes)) violations.push(`used_bytes ${state.used_bytes} != sum of current file sizes ${usage.bytes}`);
+  return violations;
+}
+
+const started: ManagedProcess[] = [];
+afterAll(async () => {
+  for (const p of started) await p.stop(5000);
+});
+
+/** A second metaserver of our own, beside the cluster's. */
+async function startMetaserver(name: string, portOffset: number): Promise<{ proc: ManagedProcess; url: string }> {
+  const port = Number(new URL(endpoints.metaserver).port) + portOffset;
+  const proc = new ManagedProcess(name, stateDir, process.execPath, [join(REPO_ROOT, "metaserver", "dist", "bin.js")], {
+    SATCHEL_HOST: "127.0.0.1",
+    SATCHEL_METASERVER_PORT: String(port),
+    SATCHEL_METASERVER_METRICS_PORT: String(port + 1),
+    SATCHEL_METASERVER_LINKS_PORT: String(port + 2),
+    SATCHEL_SERVICE_TOKEN: endpoints.serviceToken,
+    SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
+    SATCHEL_DIRECTORY_URL: endpoints.directoryUrl,
+    SATCHEL_REDIS_URL: endpoints.redisUrl,
+    SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
+    SATCHEL_LOG_LEVEL: "warn",
+  });
+  proc.start();
+  started.push(proc);
+  const url = `http://127.0.0.1:${port}`;
+  await waitServing(name, url, proc);
+  return { proc, url };
+}
+
+describe("moving a namespace between shards", () => {
+  it("under continuous writes, every acknowledged commit ends up on the new shard, the old shard keeps nothing, and no writer sees an error", async () => {
+    const account = await createAccount(endpoints, "mover");
+    const setup = await deviceOf(account, "setup");
+    const { namespaceId } = await rootNamespace(setup);
+
+    // History worth keeping: versions, the trash, a moved folder.
+    const versions = [randomBytes(20_000), randomBytes(30_000), randomBytes(25_000)];
+    let a = await commit(setup, "/docs/a.txt", versions[0]);
+    for (const v of versions.slice(1)) a = await commit(setup, "/docs/a.txt", v, a.revision);
+    await commit(setup, "/docs/b.txt", randomBytes(1000));
+    const trashed = randomBytes(4000);
+    await commit(setup, "/trash/old.txt", trashed);
+    await setup.meta.delete({ path: "/trash/old.txt" });
+    const photo = randomBytes(50_000);
+    await commit(setup, "/photos/p1.jpg", photo);
+    await commit(setup, "/photos/p2.jpg", randomBytes(10));
+    await setup.meta.createFolder({ path: "/albums" });
+    await setup.meta.move({ fromPath: "/photos", toPath: "/albums/photos" });
+
+    const directory = await openDirectory();
+    try {
+      const source = await shardIdOf(directory, namespaceId);
+      const ids = await shardIds(directory);
+      const target = ids[(ids.indexOf(source) + 1) % ids.length];
+
+      const writers: Device[] = [];
+      for (let w = 0; w < 8; w++) writers.push(await deviceOf(account, `writer-${w}`));
+      const payload = randomBytes(2048);
+      const payloadRefs = await store(writers[0], payload);
+      const acknowledged: { path: string; revision: bigint; at: number }[] = [];
+      const failed: { code: string; message: string; at: number }[] = [];
+      const ownLatest = new Map<string, bigint>();
+      let stop = false;
+      const hardStop = Date.now() + 120_000;
+      const running = writers.map(async (dev, w) => {
+        const own = `/load/w${w}.txt`;
+        let ownRevision = 0n;
+        for (let i = 0; i < 20_000 && !stop && Date.now() < hardStop; i++) {
+          const kind = i % 3;
+          const path = kind === 0 ? own : kind === 1 ? `/load/w${w}/n${i}.txt` : "/load/shared.txt";
+          try {
+            const res = await dev.meta.commitFile({
+              path, blocks: i % 2 ? payloadRefs : [], size: i % 2 ? BigInt(payload.length) : 0n, parentRevision: kind === 0 ? ownRevision : 0n,
+            }, { timeoutMs: 60_000 });
+            acknowledged.push({ path: res.file!.path, revision: res.file!.revision, at: performance.now() });
+            if (kind === 0) {
+              expect(res.conflict).toBe(false);
+              ownRevision = res.file!.revision;
+              ownLatest.set(own, ownRevision);
+            }
+          } catch (err) {
+            const e = ConnectError.from(err);
+            failed.push({ code: Code[e.code], message: e.rawMessage, at: performance.now() });
+          }
+        }
+      });
+
+      await sleep(800);
+      const moveStarted = performance.now();
+      const moved = await admin.moveNamespace({ namespaceId, targetShardId: target }, { timeoutMs: 120_000 });
+      const moveEnded = performance.now();
+      await sleep(1500);
+      stop = true;
+      await Promise.all(running);
+
+      // Report what the writers saw, in case some writes failed.
+      console.log(`namespace move: ${acknowledged.length} commits acknowledged, ${failed.length} failed; move took ${Math.round(moveEnded - moveStarted)} ms, writes held ${moved.writesHeldMs} ms, ${moved.rowsCopied} rows copied`);
+      expect(failed).toEqual([]);
+      expect(acknowledged.filter((c) => c.at < moveStarted).length).toBeGreaterThan(0);
+      expect(acknowledged.filter((c) => c.at > moveEnded).length).toBeGreaterThan(0);
+
+      expect(moved.sourceShardId).toBe(source);
+      expect(moved.targetShardId).toBe(target);
+      expect(moved.rowsCopied).toBeGreaterThan(0n);
+      expect(moved.writesHeldMs).toBeGreaterThan(0);
+      expect(moved.writesHeldMs).toBeLessThan(15_000);
+      expect(await shardIdOf(directory, namespaceId)).toBe(target);
+
+      const oldShard = await openShard(directory, source);
+      const newShard = await openShard(directory, target);
+      try {
+        expect(await rowCounts(oldShard, namespaceId)).toEqual({ files: 0, file_versions: 0, journal: 0, commit_requests: 0 });
+        const [oldState] = await oldShard.query<RowDataPacket[]>("SELECT state FROM namespace_state WHERE namespace_id = ?", [namespaceId]);
+        expect(oldState.map((r) => r.state)).toEqual(["moved"]);
+        expect(await shardViolations(newShard, namespaceId)).toEqual([]);
+
+        const [versionRows] = await newShard.query<RowDataPacket[]>("SELECT path_key, revision FROM file_versions WHERE namespace_id = ?", [namespaceId]);
+        const stored = new Set(versionRows.map((v) => `${Buffer.from(v.path_key).toString()}@${v.revision}`));
+        expect(acknowledged.filter((c) => !stored.has(`${c.path.toLowerCase()}@${c.revision}`))).toEqual([]);
+        // Each writer's own file is at the revision its last acknowledged commit made.
+        const [ownRows] = await newShard.query<RowDataPacket[]>(
+          "SELECT path, revision FROM files WHERE namespace_id = ? AND path_key IN (?)", [namespaceId, [...ownLatest.keys()]],
+        );
+        expect(Object.fromEntries(ownRows.map((r) => [r.path, BigInt(r.revision)]))).toEqual(Object.fromEntries(ownLatest));
+
+        // The history came along: versions, the trash, the moved folder and its journal entry.
+        const current = (await setup.meta.getFileMetadata({ path: "/docs/a.txt" })).file!;
+        expect(hex(sha(await readBack(setup, current.blocks)))).toBe(hex(sha(versions[2])));
+        const kept = (await setup.meta.listRevisions({ path: "/docs/a.txt" })).revisions;
+        expect(kept).toHaveLength(3);
+        expect(hex(sha(await readBack(setup, kept[2].blocks)))).toBe(hex(sha(versions[0])));
+        const inTrash = (await setup.meta.listFolder({ path: "/trash", includeDeleted: true })).entries;
+        expect(inTrash.map((e) => [e.path, e.isDeleted])).toEqual([["/trash/old.txt", true]]);
+        await setup.meta.undelete({ path: "/trash/old.txt" });
+        const restored = (await setup.meta.getFileMetadata({ path: "/trash/old.txt" })).file!;
+        expect(hex(sha(await readBack(setup, restored.blocks)))).toBe(hex(sha(trashed)));
+        const p1 = (await setup.meta.getFileMetadata({ path: "/albums/photos/p1.jpg" })).file!;
+        expect(hex(sha(await readBack(setup, p1.blocks)))).toBe(hex(sha(photo)));
+        const journal = await setup.meta.listDelta({ namespaceId, cursor: 0n, pageSize: 20 });
+        expect(journal.entries.filter((e) => e.operation === Operation.MOVE).map((e) => [e.path, e.fromPath])).toEqual([["/albums/photos", "/photos"]]);
+
+        // Writes go on, on the new shard, continuing the journal.
+        const [[before]] = await newShard.query<RowDataPacket[]>("SELECT cursor_position FROM namespace_state WHERE namespace_id = ?", [namespaceId]);
+        const after = await commit(setup, "/after-move.txt", randomBytes(100));
+        expect(after.cursor).toBe(BigInt(before.cursor_position) + 1n);
+        expect((await rootNamespace(setup)).cursor).toBe(after.cursor);
+        expect(await shardViolations(newShard, namespaceId)).toEqual([]);
+        expect((await rowCounts(oldShard, namespaceId)).journal).toBe(0);
+      } finally {
+        await oldShard.end();
+        await newShard.end();
+      }
+    } finally {
+      await directory.end();
+    }
+  });
+
+  it("a metaserver that did not run the move serves the namespace from its new shard", async () => {
+    const other = await startMetaserver("metaserver-bystander", 83);
+    const account = await createAccount(endpoints, "movedreads");
+    const here = await deviceOf(account, "cluster-device");
+    const there = await deviceOf(account, "bystander-device", other.url);
+    const { namespaceId } = await rootNamespace(here);
+    const data = randomBytes(10_000);
+    await commit(here, "/kept.txt", data);
+    // The bystander reads the namespace first, so it knows where it lives.
+    expect((await there.meta.getFileMetadata({ path: "/kept.txt" })).file!.size).toBe(BigInt(data.length));
+    const { cursor } = await rootNamespace(there);
+
+    const directory = await openDirectory();
+    try {
+      const ids = await shardIds(directory);
+      const source = await shardIdOf(directory, namespaceId);
+      await admin.moveNamespace({ namespaceId, targetShardId: ids[(ids.indexOf(source) + 1) % ids.length] });
+    } finally {
+      await directory.end();
+    }
+    const later = await commit(here, "/later.txt", randomBytes(100));
+
+    const kept = await there.meta.getFileMetadata({ path: "/kept.txt" }).then((r) => r.file!, (err) => ConnectError.from(err));
+    expect(kept).toMatchObject({ path: "/kept.txt", size: BigInt(data.length) });
+    const delta = await there.meta.listDelta({ namespaceId, cursor }).then((r) => r.entries.map((e) => e.path), (err) => ConnectError.from(err));
+    expect(delta).toEqual(["/later.txt"]);
+    const woke = await there.meta.waitForChange({ cursors: [{ namespaceId, cursor }], timeoutSeconds: 3 });
+    expect(woke.changed.map((c) => c.cursor)).toEqual([later.cursor]);
+    await other.proc.stop(5000);
+  });
+});
