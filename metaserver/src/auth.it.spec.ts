@@ -81,6 +81,15 @@ describe("accounts", () => {
     expect(unknown.rawMessage).toBe(wrong.rawMessage);
   });
 
+  it("login refuses an empty, over-long or control-character device name with INVALID_ARGUMENT", async () => {
+    const account = await createAccount(endpoints, "devname");
+    for (const deviceName of ["", "   ", "x".repeat(129), "bad\nname", "nul\u0000"]) {
+      const err = await failure(login(account, deviceName));
+      expect(err.code, JSON.stringify(deviceName)).toBe(Code.InvalidArgument);
+      expect(err.rawMessage).toMatch(/device_name/);
+    }
+  });
+
   it("login registers the named device (once per name) and ListDevices shows it", async () => {
     const account = await createAccount(endpoints, "devices");
     const laptop = await login(account, "laptop");
@@ -145,6 +154,17 @@ describe("refresh tokens", () => {
     await expect(metaAs(third.accessToken).listFolder({ path: "/" })).resolves.toBeDefined();
   });
 
+  it("a refresh token raced by several callers at once works for exactly one of them", async () => {
+    const account = await createAccount(endpoints, "refresh-race");
+    const { refreshToken } = (await login(account)).tokens!;
+    const outcomes = await Promise.allSettled(Array.from({ length: 6 }, () => auth.refresh({ refreshToken })));
+    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(1);
+    for (const o of outcomes) if (o.status === "rejected") expect(ConnectError.from(o.reason).code).toBe(Code.Unauthenticated);
+    // The winner's new refresh token is the one that works now.
+    const winner = outcomes.find((o) => o.status === "fulfilled") as PromiseFulfilledResult<{ tokens?: { refreshToken: string } }>;
+    await expect(auth.refresh({ refreshToken: winner.value.tokens!.refreshToken })).resolves.toBeDefined();
+  });
+
   it("an unknown refresh token is UNAUTHENTICATED", async () => {
     for (const refreshToken of ["", "garbage", randomBytes(32).toString("base64url")]) {
       expect((await failure(auth.refresh({ refreshToken }))).code).toBe(Code.Unauthenticated);
@@ -177,6 +197,27 @@ describe("access tokens on every RPC", () => {
     {
       what: "a forged token (a random key under the cluster's kid)",
       token: async () => (await new AccessTokens([{ kid: endpoints.tokenKeys[0].kid, secret: randomKey() }]).sign(claims, 600)).token,
+      message: /signature/,
+    },
+    {
+      what: "an unsigned token (alg none)",
+      token: async () => {
+        const part = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
+        const now = Math.floor(Date.now() / 1000);
+        return `${part({ alg: "none", kid: endpoints.tokenKeys[0].kid })}.${part({
+          sub: String(claims.userId), name: claims.username, dev: String(claims.deviceId), dvn: "laptop", iss: "satchel", aud: "satchel", iat: now, exp: now + 600,
+        })}.`;
+      },
+      message: /token/,
+    },
+    {
+      what: "a token whose user was changed after signing",
+      token: async () => {
+        const [h, p, sig] = (await new AccessTokens(endpoints.tokenKeys).sign(claims, 600)).token.split(".");
+        const payload = JSON.parse(Buffer.from(p, "base64url").toString()) as Record<string, unknown>;
+        const altered = Buffer.from(JSON.stringify({ ...payload, sub: String(claims.userId + 1n) })).toString("base64url");
+        return `${h}.${altered}.${sig}`;
+      },
       message: /signature/,
     },
     {

@@ -19,6 +19,8 @@ export interface MetaserverConfig extends ServiceBasics {
   journalRetentionDays: number;
   /** How often the retention policy runs; 0 turns the background pruner off. */
   pruneIntervalSeconds: number;
+  /** How long a latest-cursor key lives in Redis (bounds its staleness when a publish is lost). */
+  cursorCacheSeconds: number;
   /** Longest WaitForChange long poll. */
   waitMaxSeconds: number;
   /** HTTP port of the share-link gateway. */
@@ -46,6 +48,7 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
     journalRetentionDays: envInt(env, "SATCHEL_JOURNAL_RETENTION_DAYS", 90),
     pruneIntervalSeconds: envInt(env, "SATCHEL_PRUNE_INTERVAL_SECONDS", 3600),
     waitMaxSeconds: envInt(env, "SATCHEL_WAIT_MAX_SECONDS", 30),
+    cursorCacheSeconds: envInt(env, "SATCHEL_CURSOR_CACHE_SECONDS", 10),
     linksPort,
     linksBaseUrl: envString(env, "SATCHEL_LINKS_BASE_URL", `http://${basics.host}:${linksPort}`),
     shareLinkTtlSeconds: envInt(env, "SATCHEL_SHARE_LINK_TTL_SECONDS", 7 * 86400),

@@ -41,11 +41,11 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   const logger = createLogger("metaserver", config.logLevel);
   const shards = await ShardSet.open(config.directoryUrl, config.shardPoolSize);
   const namespaces = new NamespaceStore(shards);
-  const publisher = new CommitPublisher(config.redisUrl, logger);
+  const publisher = new CommitPublisher(config.redisUrl, logger, config.cursorCacheSeconds);
   const quotas = new Quotas(namespaces, config.defaultQuotaBytes);
   const files = new FileStore(namespaces, quotas, (ns, cursor) => publisher.published(ns, cursor));
   quotas.files = files;
-  const cursors = new CursorWatcher(config.redisUrl, publisher, files, logger);
+  const cursors = new CursorWatcher(config.redisUrl, publisher, files, logger, (ns) => namespaces.forgetPlacement(ns));
   const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.serviceToken });
   const blocks = createClient(BlockService, blockTransport);
   const blockAdmin = createClient(BlockAdminService, blockTransport);

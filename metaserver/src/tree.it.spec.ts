@@ -247,6 +247,22 @@ describe("folders, the trash and moves", () => {
     expect((await u.meta.getSpaceUsage({})).usedBytes).toBe(used - 3000n);
   });
 
+  it("Delete with a stale parent revision is FAILED_PRECONDITION and leaves the file", async () => {
+    const v1 = await commit(u, "/Stale/f.txt", [randomBytes(10)]);
+    const v2 = await commit(u, "/Stale/f.txt", [randomBytes(10)], v1.file!.revision);
+    expect((await failure(u.meta.delete({ path: "/Stale/f.txt", parentRevision: v1.file!.revision }))).code).toBe(Code.FailedPrecondition);
+    expect((await u.meta.getFileMetadata({ path: "/Stale/f.txt" })).file?.revision).toBe(v2.file?.revision);
+    await u.meta.delete({ path: "/Stale/f.txt", parentRevision: v2.file!.revision });
+    expect((await failure(u.meta.getFileMetadata({ path: "/Stale/f.txt" }))).code).toBe(Code.NotFound);
+  });
+
+  it("nothing can be created inside a file (FAILED_PRECONDITION)", async () => {
+    await commit(u, "/Leaf/file.txt");
+    expect((await failure(u.meta.commitFile({ path: "/Leaf/file.txt/child.txt", blocks: [], size: 0n }))).code).toBe(Code.FailedPrecondition);
+    expect((await failure(u.meta.createFolder({ path: "/Leaf/FILE.txt/sub" }))).code).toBe(Code.FailedPrecondition);
+    expect(pathsOf(await listAll(u, { path: "/Leaf", recursive: true, includeDeleted: true }))).toEqual(["/Leaf/file.txt"]);
+  });
+
   it("Undelete brings back exactly what one Delete removed, not what was deleted before it", async () => {
     await commit(u, "/Twice/keep.txt");
     await commit(u, "/Twice/gone.txt");
@@ -306,18 +322,21 @@ describe("folders, the trash and moves", () => {
     const x = await commit(u, "/Mv/src/x.txt", [randomBytes(10)]);
     await commit(u, "/Mv/src/sub/y.txt", [randomBytes(10)]);
     await commit(u, "/Mv/src/sub/deep/z.txt", [randomBytes(10)]);
+    await commit(u, "/Mv/src/Ünïcødé/ф.txt");
     await commit(u, "/Mv/src/trashed.txt");
     await u.meta.delete({ path: "/Mv/src/trashed.txt" });
     await u.meta.createFolder({ path: "/Mv/elsewhere" });
     const moved = await u.meta.move({ fromPath: "/Mv/src", toPath: "/Mv/elsewhere/dst" });
     expect(moved.entry?.path).toBe("/Mv/elsewhere/dst");
-    expect(moved.descendantsMoved).toBe(6n);
+    expect(moved.descendantsMoved).toBe(8n);
 
     expect(pathsOf(await listAll(u, { path: "/Mv/elsewhere/dst", recursive: true }))).toEqual([
       "/Mv/elsewhere/dst/sub", "/Mv/elsewhere/dst/sub/deep", "/Mv/elsewhere/dst/sub/deep/z.txt", "/Mv/elsewhere/dst/sub/y.txt", "/Mv/elsewhere/dst/x.txt",
-    ]);
+      "/Mv/elsewhere/dst/Ünïcødé", "/Mv/elsewhere/dst/Ünïcødé/ф.txt",
+    ].sort());
     // Non-recursive listings find children by their parent: every level must have followed.
-    expect(pathsOf(await listAll(u, { path: "/Mv/elsewhere/dst" }))).toEqual(["/Mv/elsewhere/dst/sub", "/Mv/elsewhere/dst/x.txt"]);
+    expect(pathsOf(await listAll(u, { path: "/Mv/elsewhere/dst" }))).toEqual(["/Mv/elsewhere/dst/sub", "/Mv/elsewhere/dst/x.txt", "/Mv/elsewhere/dst/Ünïcødé"].sort());
+    expect(pathsOf(await listAll(u, { path: "/mv/ELSEWHERE/dst/üNÏCØDÉ" }))).toEqual(["/Mv/elsewhere/dst/Ünïcødé/ф.txt"]);
     expect(pathsOf(await listAll(u, { path: "/Mv/elsewhere/dst/sub" }))).toEqual(["/Mv/elsewhere/dst/sub/deep", "/Mv/elsewhere/dst/sub/y.txt"]);
     expect(pathsOf(await listAll(u, { path: "/Mv/elsewhere/dst/sub/deep" }))).toEqual(["/Mv/elsewhere/dst/sub/deep/z.txt"]);
     expect((await u.meta.getFileMetadata({ path: "/Mv/elsewhere/dst/x.txt" })).file?.revision).toBe(x.file?.revision);
@@ -386,7 +405,7 @@ describe("a folder move is one transaction", () => {
     let lastCursor = 0n;
     let retried = 0;
     const started = performance.now();
-    await Promise.all(Array.from({ length: 32 }, async () => {
+    await Promise.all(Array.from({ length: 8 }, async () => {
       while (next < N) {
         const path = `/Big/src/f${String(next++).padStart(5, "0")}.txt`;
         for (let attempt = 0; ; attempt++) {
@@ -449,6 +468,19 @@ describe("versions", () => {
     expect(current?.revision).toBe(restored.file?.revision);
     expect(blockHashes(current)).toEqual(blockHashes(v1.file));
     expect((await u.meta.listRevisions({ path: "/v/file.bin" })).revisions.map((r) => r.revision)).toEqual([restored.file!.revision, ...revs.toReversed()]);
+  });
+
+  it("Restore brings a deleted file back with the content of the chosen version", async () => {
+    const u = await newUser("restore-deleted");
+    const v1 = await commit(u, "/d/file.bin", [randomBytes(300)]);
+    await commit(u, "/d/file.bin", [randomBytes(400)], v1.file!.revision);
+    await u.meta.delete({ path: "/d/file.bin" });
+    const restored = await u.meta.restore({ path: "/d/file.bin", revision: v1.file!.revision });
+    const current = (await u.meta.getFileMetadata({ path: "/d/file.bin" })).file;
+    expect(current?.isDeleted).toBe(false);
+    expect(current?.revision).toBe(restored.file?.revision);
+    expect(blockHashes(current)).toEqual(blockHashes(v1.file));
+    expect((await u.meta.getSpaceUsage({})).usedBytes).toBe(300n);
   });
 
   it("Restore of a revision that is not this file's is NOT_FOUND and changes nothing", async () => {

@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import type { Logger } from "@satchel/proto";
 import type { FileStore } from "../store/files.js";
-import { NAMESPACE_CHANNEL, type CommitPublisher } from "./publisher.js";
+import { NAMESPACE_CHANNEL, SHARD_MAP_CHANNEL, type CommitPublisher } from "./publisher.js";
 
 /** How often a long poll re-reads MySQL while Redis (and so the push) is down. */
 const POLL_WITHOUT_REDIS_MS = 1000;
@@ -14,11 +14,21 @@ export class CursorWatcher {
   private readonly subscriber: Redis;
   private readonly waiters = new Map<string, Set<() => void>>();
 
-  constructor(url: string, private readonly publisher: CommitPublisher, private readonly files: FileStore, private readonly logger: Logger) {
+  constructor(
+    url: string,
+    private readonly publisher: CommitPublisher,
+    private readonly files: FileStore,
+    private readonly logger: Logger,
+    onShardMoved: (namespaceId: bigint) => void,
+  ) {
     this.subscriber = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: null });
     this.subscriber.on("error", (err) => this.logger.debug({ err: err.message }, "cursor watch: redis unavailable; long polls read MySQL"));
-    this.subscriber.subscribe(NAMESPACE_CHANNEL).catch(() => undefined);
-    this.subscriber.on("message", (_channel, message: string) => {
+    this.subscriber.subscribe(NAMESPACE_CHANNEL, SHARD_MAP_CHANNEL).catch(() => undefined);
+    this.subscriber.on("message", (channel: string, message: string) => {
+      if (channel === SHARD_MAP_CHANNEL) {
+        if (/^\d+$/.test(message)) onShardMoved(BigInt(message));
+        return;
+      }
       try {
         const { namespaceId } = JSON.parse(message) as { namespaceId: string };
         for (const wake of this.waiters.get(namespaceId) ?? []) wake();

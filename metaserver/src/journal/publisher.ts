@@ -5,11 +5,21 @@ import type { Logger } from "@satchel/proto";
 export const NAMESPACE_CHANNEL = "satchel:namespace-advanced";
 export const latestCursorKey = (namespaceId: bigint) => `satchel:cursor:${namespaceId}`;
 
-/** Raise the latest-cursor key (never lower it: publishes can arrive out of order) and publish. */
+/** Where metaservers tell each other that a namespace moved to another shard. */
+export const SHARD_MAP_CHANNEL = "satchel:shard-map";
+
+/**
+ * Raise the latest-cursor key (never lower it: publishes can arrive out of order), renew its
+ * expiry, and publish. The expiry bounds how stale a key can get when a publish is lost.
+ */
 const PUBLISH_SCRIPT = `
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+if tonumber(ARGV[1]) > current then current = tonumber(ARGV[1]) end
+redis.call('SET', KEYS[1], tostring(current), 'EX', tonumber(ARGV[4]))
 return redis.call('PUBLISH', ARGV[2], ARGV[3])`;
+
+/** How often publishes that failed (Redis down) are tried again. */
+const REPUBLISH_MS = 1000;
 
 /**
  * Publishes {namespace, cursor} after a commit, and reads latest cursors back. Notifications are
@@ -18,19 +28,46 @@ return redis.call('PUBLISH', ARGV[2], ARGV[3])`;
  */
 export class CommitPublisher {
   readonly redis: Redis;
+  /** Latest cursors whose publish failed, sent again once Redis answers. */
+  private readonly unpublished = new Map<bigint, bigint>();
+  private readonly timer: NodeJS.Timeout;
 
-  constructor(url: string, private readonly logger: Logger) {
+  constructor(url: string, private readonly logger: Logger, private readonly cursorTtlSeconds: number) {
     this.redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: false });
     this.redis.on("error", (err) => this.logger.warn({ err: err.message }, "redis unavailable; commits continue without push"));
+    this.timer = setInterval(() => void this.republish(), REPUBLISH_MS);
+    this.timer.unref();
   }
 
   async published(namespaceId: bigint, cursor: bigint): Promise<void> {
     try {
-      const message = JSON.stringify({ namespaceId: namespaceId.toString(), cursor: cursor.toString() });
-      await this.redis.eval(PUBLISH_SCRIPT, 1, latestCursorKey(namespaceId), cursor.toString(), NAMESPACE_CHANNEL, message);
+      await this.send(namespaceId, cursor);
     } catch (err) {
-      this.logger.warn({ namespaceId: namespaceId.toString(), err: (err as Error).message }, "publish failed");
+      const pending = this.unpublished.get(namespaceId);
+      if (pending === undefined || pending < cursor) this.unpublished.set(namespaceId, cursor);
+      this.logger.warn({ namespaceId: namespaceId.toString(), err: (err as Error).message }, "publish failed; will retry");
     }
+  }
+
+  private async send(namespaceId: bigint, cursor: bigint): Promise<void> {
+    const message = JSON.stringify({ namespaceId: namespaceId.toString(), cursor: cursor.toString() });
+    await this.redis.eval(PUBLISH_SCRIPT, 1, latestCursorKey(namespaceId), cursor.toString(), NAMESPACE_CHANNEL, message, this.cursorTtlSeconds);
+  }
+
+  private async republish(): Promise<void> {
+    for (const [ns, cursor] of [...this.unpublished]) {
+      try {
+        await this.send(ns, cursor);
+        if (this.unpublished.get(ns) === cursor) this.unpublished.delete(ns);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** Tells every metaserver that a namespace now lives on another shard. */
+  async shardMoved(namespaceId: bigint): Promise<void> {
+    await this.redis.publish(SHARD_MAP_CHANNEL, namespaceId.toString()).catch(() => undefined);
   }
 
   /** Latest cursors Redis knows; undefined for namespaces it does not (or when it is down). */
@@ -45,6 +82,7 @@ export class CommitPublisher {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.timer);
     this.redis.disconnect();
   }
 }

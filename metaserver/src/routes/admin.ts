@@ -13,7 +13,7 @@ export function adminRoutes(ctx: MetaserverContext) {
         return { blocksChecked: BigInt(r.blocksChecked), blocksDrifted: BigInt(r.blocksDrifted), totalDrift: BigInt(r.totalDrift) };
       }),
       moveNamespace: guarded("MoveNamespace", async (req) => {
-        const r = await moveNamespace(ctx.shards, ctx.namespaces, ctx.logger, req.namespaceId, req.targetShardId);
+        const r = await moveNamespace(ctx.shards, ctx.namespaces, ctx.logger, req.namespaceId, req.targetShardId, (ns) => ctx.publisher.shardMoved(ns));
         return { sourceShardId: r.sourceShardId, targetShardId: r.targetShardId, rowsCopied: BigInt(r.rowsCopied), writesHeldMs: r.writesHeldMs };
       }),
       setQuota: guarded("SetQuota", async (req) => {

@@ -1,6 +1,6 @@
 import type { Logger } from "@satchel/proto";
 import { failedPrecondition, invalidArgument } from "../errors.js";
-import type { NamespaceStore } from "../store/namespaces.js";
+import { PLACEMENT_CACHE_MS, type NamespaceStore } from "../store/namespaces.js";
 import { inTransaction, type Pool, type RowDataPacket, type ShardSet } from "../store/shards.js";
 
 /**
@@ -29,7 +29,9 @@ export interface MoveReport {
  * wait), copy the last changes, switch the shard map and release writes to the new shard. Any
  * failure before the switch puts the namespace back as it was; the source copy is removed after.
  */
-export async function moveNamespace(shards: ShardSet, namespaces: NamespaceStore, logger: Logger, ns: bigint, targetShardId: number): Promise<MoveReport> {
+export async function moveNamespace(
+  shards: ShardSet, namespaces: NamespaceStore, logger: Logger, ns: bigint, targetShardId: number, announce: (ns: bigint) => Promise<void>,
+): Promise<MoveReport> {
   if (!shards.shardIds.includes(targetShardId)) throw invalidArgument(`shard ${targetShardId} is not in the shard map (shards: ${shards.shardIds.join(", ")})`);
   namespaces.forgetPlacement(ns);
   const sourceShardId = await namespaces.shardIdOf(ns);
@@ -74,7 +76,10 @@ export async function moveNamespace(shards: ShardSet, namespaces: NamespaceStore
   }
   const writesHeldMs = Math.round(performance.now() - held);
   log.info({ writesHeldMs, rowsCopied }, "namespace move: switched");
-  // The source copy goes; its state row stays as "moved" so that stale writers find the new shard.
+  await announce(ns);
+  // The source copy goes once no metaserver can still be reading it (placement caches expire);
+  // its state row stays as "moved" so that stale writers find the new shard.
+  await new Promise((r) => setTimeout(r, 2 * PLACEMENT_CACHE_MS));
   for (const t of TABLES) await src.query(`DELETE FROM ${t.name} WHERE namespace_id = ?`, [ns]);
   return { sourceShardId, targetShardId, rowsCopied, writesHeldMs };
 }

@@ -276,16 +276,18 @@ export class FileStore {
       const revision = t.next();
       const pkey = pathKey(path);
       const blockList = packBlockList(input.blocks);
+      // One clock for the row, the version and the response: the database's would differ by a tick.
+      const now = new Date();
       t.write(
         `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position, modified_at)
-         VALUES (?, ?, ?, ?, FALSE, ?, ?, ?, ?, CURRENT_TIMESTAMP(3))
+         VALUES (?, ?, ?, ?, FALSE, ?, ?, ?, ?, ?)
          ON DUPLICATE KEY UPDATE is_folder = FALSE, deleted = FALSE, deleted_cursor = NULL, revision = VALUES(revision), size = VALUES(size),
            block_list = VALUES(block_list), cursor_position = VALUES(cursor_position), modified_at = VALUES(modified_at)`,
-        [ns, pkey, keyHash(pathKey(parentOf(path))), path, revision, input.size, blockList, revision],
+        [ns, pkey, keyHash(pathKey(parentOf(path))), path, revision, input.size, blockList, revision, now],
       );
       t.write(
-        "INSERT INTO file_versions (namespace_id, path_key, revision, size, block_list, cursor_position) VALUES (?, ?, ?, ?, ?, ?)",
-        [ns, pkey, revision, input.size, blockList, revision],
+        "INSERT INTO file_versions (namespace_id, path_key, revision, size, block_list, cursor_position, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [ns, pkey, revision, input.size, blockList, revision, now],
       );
       await t.journal("put", path, revision);
       await t.reference(input.blocks, 1);
@@ -295,7 +297,7 @@ export class FileStore {
       }
       const file: FileRecord = {
         namespaceId: ns, path, name: nameOf(path), isFolder: false, revision, size: input.size,
-        blocks: input.blocks, cursor: revision, modifiedAt: new Date(), deleted: false,
+        blocks: input.blocks, cursor: revision, modifiedAt: now, deleted: false,
       };
       return { file, conflict: !accepted };
     }, prefetch);
@@ -430,7 +432,6 @@ export class FileStore {
     return this.mutate(ns, async (t) => {
       const row = await t.row(from);
       if (!row || row.deleted) throw notFound(`"${from}" does not exist`);
-      const cursor = t.next();
       const [fromLo, fromHi] = descendantRange(fromKey);
       if (fromKey !== toKey) {
         const target = await t.row(to);
@@ -443,6 +444,8 @@ export class FileStore {
         await this.removeEntries(t, stale.map((s) => s.path_key as Buffer));
         await t.ensureFolders(to);
       }
+      // After the folders it lands in (they take cursors of their own).
+      const cursor = t.next();
       // Bytes, not characters, for keys (VARBINARY); characters for display paths.
       const fromKeyBytes = Buffer.byteLength(fromKey);
       const storedFrom: string = row.path;
@@ -522,9 +525,14 @@ export class FileStore {
   }
 
   /** The namespace's latest cursor and the oldest cursor its journal still answers from. */
-  async cursorState(ns: bigint): Promise<{ cursor: bigint; floor: bigint; usedBytes: bigint }> {
+  async cursorState(ns: bigint, retried = false): Promise<{ cursor: bigint; floor: bigint; usedBytes: bigint }> {
     const pool = await this.namespaces.shardFor(ns);
-    const [rows] = await pool.query<RowDataPacket[]>("SELECT cursor_position, journal_floor, used_bytes FROM namespace_state WHERE namespace_id = ?", [ns]);
+    const [rows] = await pool.query<RowDataPacket[]>("SELECT cursor_position, journal_floor, used_bytes, state FROM namespace_state WHERE namespace_id = ?", [ns]);
+    if ((rows.length === 0 || rows[0].state === "moved") && !retried) {
+      // Our idea of the namespace's shard is stale: it moved.
+      this.namespaces.forgetPlacement(ns);
+      return this.cursorState(ns, true);
+    }
     if (rows.length === 0) throw notFound(`namespace ${ns} has no state on its shard`);
     return { cursor: BigInt(rows[0].cursor_position), floor: BigInt(rows[0].journal_floor), usedBytes: BigInt(rows[0].used_bytes) };
   }

@@ -32,13 +32,18 @@ export interface DeviceRecord {
 
 /** How long a user's mounts are cached; share changes made here invalidate at once. */
 const MOUNT_CACHE_MS = 2000;
+/**
+ * How long a namespace's shard is cached. A move tells every metaserver through Redis; this bounds
+ * how long one that missed the message reads the old shard (which keeps its copy that long).
+ */
+export const PLACEMENT_CACHE_MS = 2000;
 
 /**
  * The directory: users, devices, namespaces and the shard map (namespace -> shard), and the
  * mounts that place namespaces in users' trees.
  */
 export class NamespaceStore {
-  private readonly shardOfNamespace = new Map<bigint, number>();
+  private readonly shardOfNamespace = new Map<bigint, { shardId: number; at: number }>();
   private readonly mountCache = new Map<bigint, { at: number; mounts: Mount[] }>();
 
   constructor(private readonly shards: ShardSet) {}
@@ -66,7 +71,7 @@ export class NamespaceStore {
   async insertNamespace(conn: PoolConnection, shardId: number, ownerId: bigint, kind: "root" | "shared"): Promise<bigint> {
     const [res] = await conn.query<ResultSetHeader>("INSERT INTO namespaces (shard_id, owner_user_id, kind) VALUES (?, ?, ?)", [shardId, ownerId, kind]);
     const namespaceId = BigInt(res.insertId);
-    this.shardOfNamespace.set(namespaceId, shardId);
+    this.shardOfNamespace.set(namespaceId, { shardId, at: performance.now() });
     return namespaceId;
   }
 
@@ -218,13 +223,12 @@ export class NamespaceStore {
   }
 
   async shardIdOf(namespaceId: bigint): Promise<number> {
-    let shardId = this.shardOfNamespace.get(namespaceId);
-    if (shardId === undefined) {
-      const [rows] = await this.directory.query<RowDataPacket[]>("SELECT shard_id FROM namespaces WHERE namespace_id = ?", [namespaceId]);
-      if (rows.length === 0) throw notFound(`namespace ${namespaceId} does not exist`);
-      shardId = Number(rows[0].shard_id);
-      this.shardOfNamespace.set(namespaceId, shardId);
-    }
+    const cached = this.shardOfNamespace.get(namespaceId);
+    if (cached && performance.now() - cached.at < PLACEMENT_CACHE_MS) return cached.shardId;
+    const [rows] = await this.directory.query<RowDataPacket[]>("SELECT shard_id FROM namespaces WHERE namespace_id = ?", [namespaceId]);
+    if (rows.length === 0) throw notFound(`namespace ${namespaceId} does not exist`);
+    const shardId = Number(rows[0].shard_id);
+    this.shardOfNamespace.set(namespaceId, { shardId, at: performance.now() });
     return shardId;
   }
 
@@ -240,7 +244,7 @@ export class NamespaceStore {
 
   async setShard(namespaceId: bigint, shardId: number): Promise<void> {
     await this.directory.query("UPDATE namespaces SET shard_id = ? WHERE namespace_id = ?", [shardId, namespaceId]);
-    this.shardOfNamespace.set(namespaceId, shardId);
+    this.shardOfNamespace.set(namespaceId, { shardId, at: performance.now() });
   }
 }
 
