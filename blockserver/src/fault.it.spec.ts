@@ -64,7 +64,10 @@ async function rowsOnNode(node: string): Promise<number> {
   let n = 0;
   for (const s of shards) {
     const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password) });
-    const [rows] = await conn.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM block_shards WHERE node = ?", [node]);
+    // Live blocks' shards: an abandoned write ("writing") is the garbage collector's, not repair's.
+    const [rows] = await conn.query<RowDataPacket[]>(
+      "SELECT COUNT(*) AS n FROM block_shards s JOIN blocks b ON b.hash = s.hash WHERE s.node = ? AND b.state = 'live'", [node],
+    );
     n += Number(rows[0].n);
     await conn.end();
   }

@@ -188,20 +188,20 @@ export class BlockIndex {
   async reserve(hashes: Buffer[], leaseSeconds: number): Promise<boolean[]> {
     const present = new Array<boolean>(hashes.length).fill(false);
     await Promise.all([...this.byShard(hashes)].map(async ([pool, indexes]) => {
-      await inTransaction(pool, async (conn) => {
-        const [rows] = await conn.query<RowDataPacket[]>(
-          "SELECT hash FROM blocks WHERE hash IN (?) AND state = 'live' FOR UPDATE", [indexes.map((i) => hashes[i])],
-        );
-        const live = rows.map((r) => r.hash as Buffer);
-        if (live.length > 0) {
-          await conn.query(
-            "UPDATE blocks SET reserved_until = GREATEST(COALESCE(reserved_until, NOW(3)), NOW(3) + INTERVAL ? SECOND) WHERE hash IN (?)",
-            [leaseSeconds, live],
-          );
-        }
-        const set = new Set(live.map((h) => h.toString("hex")));
-        for (const i of indexes) present[i] = set.has(hashes[i].toString("hex"));
-      });
+      const wanted = indexes.map((i) => hashes[i]);
+      // No transaction: each statement is atomic on its own. The lease is only extended when less
+      // than half of it is left, so a block many commits share (a hot row) is rarely written.
+      await pool.query(
+        `UPDATE blocks SET reserved_until = NOW(3) + INTERVAL ? SECOND
+          WHERE hash IN (?) AND state = 'live' AND (reserved_until IS NULL OR reserved_until < NOW(3) + INTERVAL ? SECOND)`,
+        [leaseSeconds, wanted, leaseSeconds / 2],
+      );
+      // Present means live and protected: collection skips blocks whose lease has not run out.
+      const [rows] = await pool.query<RowDataPacket[]>(
+        "SELECT hash FROM blocks WHERE hash IN (?) AND state = 'live' AND reserved_until > NOW(3)", [wanted],
+      );
+      const set = new Set(rows.map((r) => (r.hash as Buffer).toString("hex")));
+      for (const i of indexes) present[i] = set.has(hashes[i].toString("hex"));
     }));
     return present;
   }

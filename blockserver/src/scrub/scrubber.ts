@@ -39,6 +39,7 @@ const ZERO_HASH: Buffer = Buffer.alloc(32);
  */
 export class Scrubber {
   private pass?: Promise<void>;
+  private nextPass?: Promise<void>;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private unthrottled = false;
@@ -76,10 +77,22 @@ export class Scrubber {
     clearTimeout(this.timer);
   }
 
-  /** Starts a pass unless one runs; resolves when that pass ends. */
+  /**
+   * Starts a pass; resolves when a pass that began after this call ends. A pass already running
+   * may have walked past blocks before whatever prompted this call (a node marked dead), so the
+   * requested pass follows it.
+   */
   runPass(unthrottled: boolean): Promise<void> {
+    if (this.pass) {
+      if (unthrottled) this.unthrottled = true;
+      this.nextPass ??= this.pass.then(() => {
+        this.nextPass = undefined;
+        return this.runPass(unthrottled);
+      });
+      return this.nextPass;
+    }
     if (unthrottled) this.unthrottled = true;
-    this.pass ??= this.walk().finally(() => {
+    this.pass = this.walk().finally(() => {
       this.pass = undefined;
       this.unthrottled = false;
     });
