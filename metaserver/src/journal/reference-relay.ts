@@ -5,6 +5,8 @@ import type { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.
 import type { RowDataPacket, ShardSet } from "../store/shards.js";
 
 const BATCH = 500;
+/** How long a commit's wake-up waits, gathering the references of the commits that follow. */
+const RELAY_DELAY_MS = 50;
 
 /**
  * Relays block reference changes from each shard's outbox (written in the same transaction as the
@@ -14,6 +16,7 @@ const BATCH = 500;
  */
 export class ReferenceRelay {
   private timer?: NodeJS.Timeout;
+  private soon?: NodeJS.Timeout;
   private running?: Promise<number>;
   private again = false;
   private paused = 0;
@@ -48,16 +51,23 @@ export class ReferenceRelay {
 
   stop(): void {
     clearInterval(this.timer);
+    clearTimeout(this.soon);
   }
 
-  /** Runs a relay pass soon (after a commit). */
+  /**
+   * Runs a relay pass soon (after a commit): a few milliseconds later, so that the references of
+   * many commits travel in one AdjustReferences call. Reservations cover the blocks meanwhile.
+   */
   wake(): void {
-    if (this.paused > 0) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    void this.drain().catch((err: Error) => this.logger.warn({ err: err.message }, "reference relay failed; retrying later"));
+    if (this.paused > 0 || this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      if (this.running) {
+        this.again = true;
+        return;
+      }
+      void this.drain().catch((err: Error) => this.logger.warn({ err: err.message }, "reference relay failed; retrying later"));
+    }, RELAY_DELAY_MS);
   }
 
   /** Relays everything pending now; resolves with the number of changes sent. */

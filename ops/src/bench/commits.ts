@@ -99,11 +99,12 @@ async function main(): Promise<void> {
       return { meta: new CommitClient(new URL(endpoints.metaserver).host, token) };
     }))));
   }
-  // One small block every one-block commit references (uploaded once, so commits measure metadata).
-  const block = randomBytes(4096);
-  const hash = createHash("sha256").update(block).digest();
+  // A small block per client, uploaded once, that its one-block commits reference (so commits
+  // measure metadata, and clients do not all contend for one block's row).
   const uploader = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: await signIn(endpoints, endpoints.devUser, "bench") }));
-  await uploader.putBlock({ hash, data: block });
+  const blocks = Array.from({ length: maxClients }, () => randomBytes(4096));
+  const hashes = blocks.map((b) => createHash("sha256").update(b).digest());
+  for (const [i, data] of blocks.entries()) await uploader.putBlock({ hash: hashes[i], data });
 
   const directory = await mysql.createConnection(endpoints.directoryUrl);
   const [shards] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
@@ -130,7 +131,7 @@ async function main(): Promise<void> {
       const conn = await pools[w % pools.length].getConnection();
       try {
         await conn.beginTransaction();
-        await conn.query("INSERT INTO bench_raw_commits (worker, body) VALUES (?, ?)", [w, hash]);
+        await conn.query("INSERT INTO bench_raw_commits (worker, body) VALUES (?, ?)", [w, hashes[w]]);
         await conn.commit();
       } finally {
         conn.release();
@@ -138,7 +139,7 @@ async function main(): Promise<void> {
     });
     console.log(`level ${n}: satchel one-block commits...`);
     const withBlock = await drive(n, seconds, async (w, i) => {
-      const res = await clients[w].meta.commitFile({ path: `/bench-${run}/b-${n}-${i}`, blocks: [{ hash, size: block.length }], size: BigInt(block.length) });
+      const res = await clients[w].meta.commitFile({ path: `/bench-${run}/b-${n}-${i}`, blocks: [{ hash: hashes[w], size: 4096 }], size: 4096n });
       if (!res.file) throw new Error("commit answered missing blocks");
     });
     console.log(`level ${n}: satchel empty-file commits...`);
