@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, inject, it } from "vitest";
 import { AccessTokens, createSatchelTransport } from "@satchel/proto";
 import { AuthService, type LoginResponse } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { MetaAdminService, MetaService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import { createAccount, type TestAccount } from "@satchel/ops";
+import { createAccount, failure, type TestAccount } from "@satchel/ops";
 
 const { endpoints } = inject("cluster");
 
@@ -13,15 +13,6 @@ const auth = createClient(AuthService, createSatchelTransport({ baseUrl: endpoin
 const metaAs = (token?: string) => createClient(MetaService, createSatchelTransport({ baseUrl: endpoints.metaserver, token }));
 const authAs = (token?: string) => createClient(AuthService, createSatchelTransport({ baseUrl: endpoints.metaserver, token }));
 
-/** The error a call failed with; the test fails when the call succeeds. */
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
 
 /** Every unary method of a service, called with an empty request through a client of it. */
 function everyMethod<S extends DescService>(service: S, client: Client<S>): { name: string; call: () => Promise<unknown> }[] {

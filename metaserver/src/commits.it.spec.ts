@@ -1,13 +1,14 @@
 import { createHash, randomBytes } from "node:crypto";
-import { join } from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import mysql, { type Connection, type RowDataPacket } from "mysql2/promise";
+import { ConnectError, createClient, type Client } from "@connectrpc/connect";
+import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
-import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { MetaAdminService, MetaService, Operation, type BlockRef, type FileMetadata, type JournalEntry } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import { ManagedProcess, REPO_ROOT, createAccount, signIn, waitServing, type TestAccount } from "@satchel/ops";
+import { MetaAdminService, MetaService, Operation, type FileMetadata, type JournalEntry } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import {
+  MetaserverProcesses, codeOf, createAccount, deviceOf as sharedDeviceOf, openShardOf as sharedOpenShardOf, readBack, shardViolations, storeBlocks,
+  type Device, type TestAccount,
+} from "@satchel/ops";
 
 const { endpoints, stateDir } = inject("cluster");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
@@ -17,43 +18,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const utcDay = () => new Date().toISOString().slice(0, 10);
 
 type Meta = Client<typeof MetaService>;
-type Blocks = Client<typeof BlockService>;
 
-interface Device {
-  name: string;
-  token: string;
-  meta: Meta;
-  blocks: Blocks;
-}
-
-const metaAt = (baseUrl: string, token: string): Meta => createClient(MetaService, createSatchelTransport({ baseUrl, token }));
 const metaAdmin = createClient(MetaAdminService, createSatchelTransport({ baseUrl: endpoints.metaserver, token: endpoints.serviceToken }));
-
-async function deviceOf(account: TestAccount, name: string, metaserverUrl = endpoints.metaserver): Promise<Device> {
-  const token = await signIn(endpoints, account, name);
-  return {
-    name, token,
-    meta: metaAt(metaserverUrl, token),
-    blocks: createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token })),
-  };
-}
-
-/** Stores content as blocks of at most blockSize bytes and returns their references, in order. */
-async function store(dev: Device, data: Buffer, blockSize = 64 * 1024): Promise<{ hash: Uint8Array; size: number }[]> {
-  const refs: { hash: Uint8Array; size: number }[] = [];
-  for (let at = 0; at < data.length; at += blockSize) {
-    const block = data.subarray(at, at + blockSize);
-    await dev.blocks.putBlock({ hash: sha(block), data: block });
-    refs.push({ hash: sha(block), size: block.length });
-  }
-  return refs;
-}
-
-async function readBack(dev: Device, blocks: BlockRef[]): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for (const b of blocks) parts.push(Buffer.from((await dev.blocks.getBlock({ hash: b.hash })).data));
-  return Buffer.concat(parts);
-}
 
 async function commitContent(dev: Device, path: string, data: Buffer, parentRevision: bigint, requestId = "") {
   const res = await dev.meta.commitFile({ path, blocks: await store(dev, data), size: BigInt(data.length), parentRevision, requestId });
@@ -64,16 +30,6 @@ async function commitContent(dev: Device, path: string, data: Buffer, parentRevi
 /** What makes two results of one commit the same version (everything but the clock). */
 const identity = (f: FileMetadata | undefined) =>
   f && { path: f.path, revision: f.revision, cursor: f.cursor, size: f.size, namespaceId: f.namespaceId, blocks: f.blocks.map((b) => [hex(b.hash), b.size]) };
-
-/** The gRPC code a call ends with, by name ("OK" when it succeeds). */
-async function codeOf(call: Promise<unknown>): Promise<string> {
-  try {
-    await call;
-    return "OK";
-  } catch (err) {
-    return Code[ConnectError.from(err).code];
-  }
-}
 
 async function rootNamespace(meta: Meta): Promise<{ namespaceId: bigint; cursor: bigint }> {
   const root = (await meta.listNamespaces({})).namespaces.find((n) => n.path === "/");
@@ -106,93 +62,15 @@ async function eventually(what: string, check: () => boolean, timeoutMs: number)
   }
 }
 
-// Direct access to the metadata shards, to check what a crash left behind.
-
-const dbOptions = () => {
-  const url = new URL(endpoints.directoryUrl);
-  return { user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), supportBigNumbers: true, bigNumberStrings: true };
-};
-
-async function openDirectory(): Promise<Connection> {
-  const url = new URL(endpoints.directoryUrl);
-  return mysql.createConnection({ ...dbOptions(), host: url.hostname, port: Number(url.port), database: url.pathname.slice(1) });
-}
-
-/** A connection to the shard that holds a namespace, as the directory maps it. */
-async function openShardOf(namespaceId: bigint): Promise<Connection> {
-  const directory = await openDirectory();
-  try {
-    const [rows] = await directory.query<RowDataPacket[]>(
-      "SELECT s.host, s.port, s.database_name FROM namespaces n JOIN shards s ON s.shard_id = n.shard_id WHERE n.namespace_id = ?", [namespaceId],
-    );
-    if (rows.length === 0) throw new Error(`namespace ${namespaceId} is not in the shard map`);
-    return mysql.createConnection({ ...dbOptions(), host: rows[0].host, port: Number(rows[0].port), database: rows[0].database_name });
-  } finally {
-    await directory.end();
-  }
-}
-
-/**
- * Everything about one namespace on its shard that must hold after any crash, as a list of
- * violations (empty when consistent).
- */
-async function shardViolations(shard: Connection, ns: bigint): Promise<{ violations: string[]; cursor: bigint }> {
-  const violations: string[] = [];
-  const [[state]] = await shard.query<RowDataPacket[]>("SELECT cursor_position, used_bytes, journal_floor, state FROM namespace_state WHERE namespace_id = ?", [ns]);
-  const [journal] = await shard.query<RowDataPacket[]>("SELECT cursor_position FROM journal WHERE namespace_id = ? ORDER BY cursor_position", [ns]);
-  const cursors = journal.map((j) => BigInt(j.cursor_position));
-  const floor = BigInt(state.journal_floor);
-  cursors.forEach((c, i) => {
-    if (c !== floor + BigInt(i) + 1n) violations.push(`journal cursor #${i} is ${c}, expected ${floor + BigInt(i) + 1n} (gap or duplicate)`);
-  });
-  if ((cursors.at(-1) ?? floor) !== BigInt(state.cursor_position)) {
-    violations.push(`namespace_state.cursor_position ${state.cursor_position} != MAX(journal cursor) ${cursors.at(-1)}`);
-  }
-  const [unversioned] = await shard.query<RowDataPacket[]>(
-    `SELECT f.path, f.revision FROM files f LEFT JOIN file_versions v ON v.namespace_id = f.namespace_id AND v.path_key = f.path_key AND v.revision = f.revision
-      WHERE f.namespace_id = ? AND f.is_folder = FALSE AND v.revision IS NULL`, [ns],
-  );
-  for (const r of unversioned) violations.push(`file ${r.path} at revision ${r.revision} has no file_versions row`);
-  const [unjournaled] = await shard.query<RowDataPacket[]>(
-    `SELECT f.path, f.revision FROM files f LEFT JOIN journal j ON j.namespace_id = f.namespace_id AND j.cursor_position = f.revision AND j.revision = f.revision
-      WHERE f.namespace_id = ? AND j.cursor_position IS NULL`, [ns],
-  );
-  for (const r of unjournaled) violations.push(`${r.path} at revision ${r.revision} has no journal entry`);
-  const [[usage]] = await shard.query<RowDataPacket[]>(
-    "SELECT COALESCE(SUM(size), 0) AS bytes FROM files WHERE namespace_id = ? AND deleted = FALSE AND is_folder = FALSE", [ns],
-  );
-  if (BigInt(usage.bytes) !== BigInt(state.used_bytes)) violations.push(`used_bytes ${state.used_bytes} != sum of current file sizes ${usage.bytes}`);
-  return { violations, cursor: BigInt(state.cursor_position) };
-}
-
 // A metaserver of our own beside the cluster's, so that killing it leaves the cluster's running.
 
-const started: ManagedProcess[] = [];
-afterAll(async () => {
-  for (const p of started) await p.stop(5000);
-});
+const extra = new MetaserverProcesses(endpoints, stateDir);
+afterAll(() => extra.stopAll());
+const startMetaserver = (name: string, portOffset: number, env: Record<string, string> = {}) => extra.start(name, portOffset, env);
+const deviceOf = (account: TestAccount, name: string, metaserverUrl?: string) => sharedDeviceOf(endpoints, account, name, metaserverUrl);
+const store = storeBlocks;
+const openShardOf = (ns: bigint) => sharedOpenShardOf(endpoints, ns);
 
-async function startMetaserver(name: string, portOffset: number, env: Record<string, string> = {}): Promise<{ proc: ManagedProcess; url: string }> {
-  const port = Number(new URL(endpoints.metaserver).port) + portOffset;
-  const proc = new ManagedProcess(name, stateDir, process.execPath, [join(REPO_ROOT, "metaserver", "dist", "bin.js")], {
-    SATCHEL_HOST: "127.0.0.1",
-    SATCHEL_METASERVER_PORT: String(port),
-    SATCHEL_METASERVER_METRICS_PORT: String(port + 1),
-    SATCHEL_METASERVER_LINKS_PORT: String(port + 2),
-    SATCHEL_SERVICE_TOKEN: endpoints.serviceToken,
-    SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
-    SATCHEL_DIRECTORY_URL: endpoints.directoryUrl,
-    SATCHEL_REDIS_URL: endpoints.redisUrl,
-    SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
-    SATCHEL_LOG_LEVEL: "warn",
-    ...env,
-  });
-  proc.start();
-  started.push(proc);
-  const url = `http://127.0.0.1:${port}`;
-  await waitServing(name, url, proc);
-  return { proc, url };
-}
 
 describe("commits", () => {
   it("two devices committing one file from the same parent: one wins, the other is kept as a conflicted copy, nothing is lost", async () => {

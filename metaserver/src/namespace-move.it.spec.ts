@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import mysql, { type Connection, type RowDataPacket } from "mysql2/promise";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import type { Connection, RowDataPacket } from "mysql2/promise";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
-import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { MetaAdminService, MetaService, Operation, type BlockRef } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import { ManagedProcess, REPO_ROOT, createAccount, signIn, waitServing, type TestAccount } from "@satchel/ops";
+import { MetaAdminService, Operation } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import {
+  MetaserverProcesses, createAccount, deviceOf as sharedDeviceOf, openDirectory as sharedOpenDirectory, openShard as sharedOpenShard, readBack,
+  shardViolations as sharedShardViolations, storeBlocks, type Device, type TestAccount,
+} from "@satchel/ops";
 
 const { endpoints, stateDir } = inject("cluster");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
@@ -16,22 +17,11 @@ const admin = createClient(MetaAdminService, createSatchelTransport({ baseUrl: e
 /** Per-namespace tables a move carries over (namespace_state aside). */
 const NAMESPACE_TABLES = ["files", "file_versions", "journal", "commit_requests"];
 
-interface Device {
-  meta: Client<typeof MetaService>;
-  blocks: Client<typeof BlockService>;
-}
+const deviceOf = (account: TestAccount, name: string, metaserverUrl?: string) => sharedDeviceOf(endpoints, account, name, metaserverUrl);
 
-async function deviceOf(account: TestAccount, name: string, metaserverUrl = endpoints.metaserver): Promise<Device> {
-  const token = await signIn(endpoints, account, name);
-  return {
-    meta: createClient(MetaService, createSatchelTransport({ baseUrl: metaserverUrl, token })),
-    blocks: createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token })),
-  };
-}
-
+/** Stores content as one block. */
 async function store(dev: Device, data: Buffer): Promise<{ hash: Uint8Array; size: number }[]> {
-  await dev.blocks.putBlock({ hash: sha(data), data });
-  return [{ hash: sha(data), size: data.length }];
+  return storeBlocks(dev, data, Math.max(data.length, 1));
 }
 
 async function commit(dev: Device, path: string, data: Buffer, parentRevision = 0n) {
@@ -40,28 +30,10 @@ async function commit(dev: Device, path: string, data: Buffer, parentRevision = 
   return res.file!;
 }
 
-async function readBack(dev: Device, blocks: BlockRef[]): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for (const b of blocks) parts.push(Buffer.from((await dev.blocks.getBlock({ hash: b.hash })).data));
-  return Buffer.concat(parts);
-}
-
 async function rootNamespace(dev: Device): Promise<{ namespaceId: bigint; cursor: bigint }> {
   const root = (await dev.meta.listNamespaces({})).namespaces.find((n) => n.path === "/");
   if (!root) throw new Error("the account has no root namespace");
   return { namespaceId: root.namespaceId, cursor: root.cursor };
-}
-
-// Direct access to the directory and the metadata shards.
-
-const dbOptions = () => {
-  const url = new URL(endpoints.directoryUrl);
-  return { user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), supportBigNumbers: true, bigNumberStrings: true };
-};
-
-async function openDirectory(): Promise<Connection> {
-  const url = new URL(endpoints.directoryUrl);
-  return mysql.createConnection({ ...dbOptions(), host: url.hostname, port: Number(url.port), database: url.pathname.slice(1) });
 }
 
 async function shardIdOf(directory: Connection, ns: bigint): Promise<number> {
@@ -74,10 +46,8 @@ async function shardIds(directory: Connection): Promise<number[]> {
   return rows.map((r) => Number(r.shard_id));
 }
 
-async function openShard(directory: Connection, shardId: number): Promise<Connection> {
-  const [rows] = await directory.query<RowDataPacket[]>("SELECT host, port, database_name FROM shards WHERE shard_id = ?", [shardId]);
-  return mysql.createConnection({ ...dbOptions(), host: rows[0].host, port: Number(rows[0].port), database: rows[0].database_name });
-}
+const openDirectory = () => sharedOpenDirectory(endpoints);
+const openShard = (directory: Connection, shardId: number) => sharedOpenShard(endpoints, directory, shardId);
 
 /** Rows one namespace has in each per-namespace table of a shard. */
 async function rowCounts(shard: Connection, ns: bigint): Promise<Record<string, number>> {
@@ -91,60 +61,14 @@ async function rowCounts(shard: Connection, ns: bigint): Promise<Record<string, 
 
 /** What must hold for a namespace on its shard, as a list of violations (empty when consistent). */
 async function shardViolations(shard: Connection, ns: bigint): Promise<string[]> {
-  const violations: string[] = [];
-  const [[state]] = await shard.query<RowDataPacket[]>("SELECT cursor_position, used_bytes, journal_floor, state FROM namespace_state WHERE namespace_id = ?", [ns]);
-  if (!state) return [`namespace ${ns} has no namespace_state row`];
-  if (state.state !== "active") violations.push(`namespace_state.state is ${state.state}`);
-  const [journal] = await shard.query<RowDataPacket[]>("SELECT cursor_position FROM journal WHERE namespace_id = ? ORDER BY cursor_position", [ns]);
-  const floor = BigInt(state.journal_floor);
-  journal.forEach((j, i) => {
-    if (BigInt(j.cursor_position) !== floor + BigInt(i) + 1n) violations.push(`journal cursor #${i} is ${j.cursor_position}, expected ${floor + BigInt(i) + 1n}`);
-  });
-  const last = journal.length ? BigInt(journal.at(-1)!.cursor_position) : floor;
-  if (last !== BigInt(state.cursor_position)) violations.push(`namespace_state.cursor_position ${state.cursor_position} != MAX(journal cursor) ${last}`);
-  const [unversioned] = await shard.query<RowDataPacket[]>(
-    `SELECT f.path, f.revision FROM files f LEFT JOIN file_versions v ON v.namespace_id = f.namespace_id AND v.path_key = f.path_key AND v.revision = f.revision
-      WHERE f.namespace_id = ? AND f.is_folder = FALSE AND v.revision IS NULL`, [ns],
-  );
-  for (const r of unversioned) violations.push(`file ${r.path} at revision ${r.revision} has no file_versions row`);
-  const [unjournaled] = await shard.query<RowDataPacket[]>(
-    `SELECT f.path, f.revision FROM files f LEFT JOIN journal j ON j.namespace_id = f.namespace_id AND j.cursor_position = f.revision AND j.revision = f.revision
-      WHERE f.namespace_id = ? AND j.cursor_position IS NULL`, [ns],
-  );
-  for (const r of unjournaled) violations.push(`${r.path} at revision ${r.revision} has no journal entry`);
-  const [[usage]] = await shard.query<RowDataPacket[]>(
-    "SELECT COALESCE(SUM(size), 0) AS bytes FROM files WHERE namespace_id = ? AND deleted = FALSE AND is_folder = FALSE", [ns],
-  );
-  if (BigInt(usage.bytes) !== BigInt(state.used_bytes)) violations.push(`used_bytes ${state.used_bytes} != sum of current file sizes ${usage.bytes}`);
-  return violations;
+  return (await sharedShardViolations(shard, ns)).violations;
 }
 
-const started: ManagedProcess[] = [];
-afterAll(async () => {
-  for (const p of started) await p.stop(5000);
-});
+const extra = new MetaserverProcesses(endpoints, stateDir);
+afterAll(() => extra.stopAll());
 
 /** A second metaserver of our own, beside the cluster's. */
-async function startMetaserver(name: string, portOffset: number): Promise<{ proc: ManagedProcess; url: string }> {
-  const port = Number(new URL(endpoints.metaserver).port) + portOffset;
-  const proc = new ManagedProcess(name, stateDir, process.execPath, [join(REPO_ROOT, "metaserver", "dist", "bin.js")], {
-    SATCHEL_HOST: "127.0.0.1",
-    SATCHEL_METASERVER_PORT: String(port),
-    SATCHEL_METASERVER_METRICS_PORT: String(port + 1),
-    SATCHEL_METASERVER_LINKS_PORT: String(port + 2),
-    SATCHEL_SERVICE_TOKEN: endpoints.serviceToken,
-    SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
-    SATCHEL_DIRECTORY_URL: endpoints.directoryUrl,
-    SATCHEL_REDIS_URL: endpoints.redisUrl,
-    SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
-    SATCHEL_LOG_LEVEL: "warn",
-  });
-  proc.start();
-  started.push(proc);
-  const url = `http://127.0.0.1:${port}`;
-  await waitServing(name, url, proc);
-  return { proc, url };
-}
+const startMetaserver = (name: string, portOffset: number) => extra.start(name, portOffset);
 
 describe("moving a namespace between shards", () => {
   it("under continuous writes, every acknowledged commit ends up on the new shard, the old shard keeps nothing, and no writer sees an error", async () => {

@@ -1,6 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { join } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
@@ -8,9 +6,9 @@ import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/bloc
 import {
   MetaAdminService, MetaService, Operation, type CommitFileResponse, type FileMetadata,
 } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import { createAccount, REPO_ROOT, signIn, waitServing, type TestAccount } from "@satchel/ops";
+import { MetaserverProcesses, createAccount, failure, signIn, type TestAccount } from "@satchel/ops";
 
-const { endpoints } = inject("cluster");
+const { endpoints, stateDir } = inject("cluster");
 const DEVICE = "test-device";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
@@ -37,15 +35,6 @@ async function newUser(prefix: string, metaserver = endpoints.metaserver): Promi
   return { account, meta, blocks, namespaceId: namespaces[0].namespaceId };
 }
 
-/** The error a call failed with; the test fails when the call succeeds. */
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
 
 /** Stores the contents as blocks and commits them, in order, as the file at path. */
 async function commit(u: User, path: string, contents: Buffer[] = [], parentRevision = 0n): Promise<CommitFileResponse> {
@@ -556,45 +545,15 @@ describe("quotas", () => {
 
 // Last in this file: the pruning metaserver applies its policy to every namespace of the cluster.
 describe("retention by count", () => {
-  let pruner: ChildProcess | undefined;
+  const extra = new MetaserverProcesses(endpoints, stateDir);
   let prunerUrl = "";
-  let stderr = "";
 
   beforeAll(async () => {
     // A second metaserver of this cluster that keeps 2 versions per file and prunes only when asked.
-    const port = Number(new URL(endpoints.metaserver).port) + 60;
-    prunerUrl = `http://127.0.0.1:${port}`;
-    const env = {
-      ...process.env,
-      SATCHEL_HOST: "127.0.0.1",
-      SATCHEL_METASERVER_PORT: String(port),
-      SATCHEL_METASERVER_METRICS_PORT: String(port + 1),
-      SATCHEL_METASERVER_LINKS_PORT: String(port + 2),
-      SATCHEL_SERVICE_TOKEN: endpoints.serviceToken,
-      SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
-      SATCHEL_DIRECTORY_URL: endpoints.directoryUrl,
-      SATCHEL_REDIS_URL: endpoints.redisUrl,
-      SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
-      SATCHEL_VERSIONS_KEPT: "2",
-      SATCHEL_PRUNE_INTERVAL_SECONDS: "0",
-      SATCHEL_LOG_LEVEL: "warn",
-    };
-    pruner = spawn(process.execPath, [join(REPO_ROOT, "metaserver", "dist", "bin.js")], { env, stdio: ["ignore", "ignore", "pipe"] });
-    pruner.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    try {
-      await waitServing("pruning metaserver", prunerUrl);
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${stderr}`);
-    }
+    prunerUrl = (await extra.start("pruning-metaserver", 60, { SATCHEL_VERSIONS_KEPT: "2", SATCHEL_PRUNE_INTERVAL_SECONDS: "0" })).url;
   });
 
-  afterAll(async () => {
-    if (!pruner || pruner.exitCode !== null) return;
-    const exited = new Promise((r) => pruner!.once("exit", r));
-    pruner.kill("SIGTERM");
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    if (pruner.exitCode === null) pruner.kill("SIGKILL");
-  });
+  afterAll(() => extra.stopAll());
 
   it("Prune keeps the newest 2 versions of a 4-version file and releases the pruned versions' block references", async () => {
     const u = await newUser("retention");

@@ -6,3 +6,4 @@ export * from "./cluster/migrate.js";
 export * from "./testing/helpers.js";
 export * from "./testing/node-control.js";
 export * from "./testing/accounts.js";
+export * from "./testing/metadata.js";

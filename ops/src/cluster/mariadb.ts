@@ -22,11 +22,15 @@ export async function startMariadb(stateDir: string, index: number, host: string
   const dir = join(stateDir, `mariadb-${index}`);
   const dataDir = join(dir, "data");
   const socket = join(dir, "mysqld.sock");
+  // A temporary directory of its own: servers set up at the same time share nothing in /tmp.
+  const tmpDir = join(dir, "tmp");
+  mkdirSync(tmpDir, { recursive: true });
   if (!existsSync(join(dataDir, "mysql"))) {
     mkdirSync(dataDir, { recursive: true });
     await run("mariadb-install-db", [
       "--no-defaults",
       `--datadir=${dataDir}`,
+      `--tmpdir=${tmpDir}`,
       "--user=root",
       "--auth-root-authentication-method=normal",
       "--skip-test-db",
@@ -35,6 +39,7 @@ export async function startMariadb(stateDir: string, index: number, host: string
   const proc = new ManagedProcess(`mariadb-${index}`, stateDir, "mariadbd", [
     "--no-defaults",
     `--datadir=${dataDir}`,
+    `--tmpdir=${tmpDir}`,
     `--socket=${socket}`,
     `--pid-file=${join(dir, "mariadbd.pid")}`,
     `--port=${port}`,
