@@ -2,14 +2,30 @@ import { envInt, envString, serviceBasics, type Env, type ServiceBasics } from "
 
 export interface NotifyserverConfig extends ServiceBasics {
   redisUrl: string;
+  /** The directory database: which namespaces each user may watch. */
+  directoryUrl: string;
   heartbeatSeconds: number;
+  /** Open streams and long polls one user may hold on this server. */
+  maxStreamsPerUser: number;
+  /** Open streams and long polls this server holds in all. */
+  maxStreams: number;
+  /** How long a Poll waits at most. */
+  pollTimeoutSeconds: number;
+  /** On shutdown, clients are told to reconnect after a random delay up to this. */
+  drainSpreadMs: number;
 }
 
 export function loadConfig(env: Env = process.env): NotifyserverConfig {
   const config: NotifyserverConfig = {
     ...serviceBasics(env, "notifyserver", 7302),
     redisUrl: envString(env, "SATCHEL_REDIS_URL", "redis://127.0.0.1:7330"),
+    directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
     heartbeatSeconds: envInt(env, "SATCHEL_HEARTBEAT_SECONDS", 15),
+    maxStreamsPerUser: envInt(env, "SATCHEL_NOTIFY_MAX_STREAMS_PER_USER", 32),
+    maxStreams: envInt(env, "SATCHEL_NOTIFY_MAX_STREAMS", 20_000),
+    pollTimeoutSeconds: envInt(env, "SATCHEL_NOTIFY_POLL_TIMEOUT_SECONDS", 30),
+    drainSpreadMs: envInt(env, "SATCHEL_NOTIFY_DRAIN_SPREAD_MS", 5000),
   };
+  if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (which namespaces each user may watch)");
   return config;
 }

@@ -3,6 +3,9 @@ import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js
 import type { NotifyserverContext } from "./context.js";
 import { subscribeRoutes } from "./routes/subscribe.js";
 
+/** Time streams get on shutdown to tell their clients to reconnect elsewhere. */
+const DRAIN_MS = 500;
+
 export async function startNotifyserver(ctx: NotifyserverContext): Promise<RpcServer> {
   let server: RpcServer | undefined;
   const never = new AbortController().signal;
@@ -12,9 +15,10 @@ export async function startNotifyserver(ctx: NotifyserverContext): Promise<RpcSe
     port: ctx.config.port,
     metricsPort: ctx.config.metricsPort,
     services: [NotifyService],
-    routes: subscribeRoutes(ctx, () => server?.shutdownSignal ?? never),
+    routes: subscribeRoutes(ctx, { drain: () => server?.drainSignal ?? never }),
     logger: ctx.logger,
     metrics: ctx.metrics,
+    drainMs: DRAIN_MS,
     auth: { verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)) },
   });
   return server;

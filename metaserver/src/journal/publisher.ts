@@ -50,7 +50,8 @@ export class CommitPublisher {
   }
 
   private async send(namespaceId: bigint, cursor: bigint): Promise<void> {
-    const message = JSON.stringify({ namespaceId: namespaceId.toString(), cursor: cursor.toString() });
+    // "at" lets notifyservers measure fan-out latency from here to the device's stream.
+    const message = JSON.stringify({ namespaceId: namespaceId.toString(), cursor: cursor.toString(), at: Date.now() });
     await this.redis.eval(PUBLISH_SCRIPT, 1, latestCursorKey(namespaceId), cursor.toString(), NAMESPACE_CHANNEL, message, this.cursorTtlSeconds);
   }
 

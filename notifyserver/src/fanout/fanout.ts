@@ -1,22 +1,35 @@
+/** What a subscriber is told about one namespace: its latest cursor, and when the oldest untold advance was published. */
+export interface Pending {
+  cursor: bigint;
+  /** Publish time (ms since the epoch) of the oldest advance folded into this one; 0 when unknown. */
+  publishedAt: number;
+}
+
 /**
- * In-process fan-out of namespace advances to subscribers. Each subscriber keeps only the latest
- * cursor per namespace, so a slow consumer costs one map entry per namespace and never blocks
- * delivery to the others.
+ * One stream's (or long poll's) view of the fan-out. It keeps only the latest cursor per
+ * namespace, so a slow consumer costs one map entry per namespace and never blocks delivery to
+ * the others.
  */
 export class Subscriber {
-  private readonly pending = new Map<bigint, bigint>();
+  private readonly pending = new Map<bigint, Pending>();
   private wake?: () => void;
+  /** Advances folded into one already pending (the consumer had not taken it yet). */
+  coalesced = 0;
 
   constructor(readonly namespaces: ReadonlySet<bigint>) {}
 
-  offer(namespaceId: bigint, cursor: bigint): void {
+  offer(namespaceId: bigint, cursor: bigint, publishedAt = 0): void {
     const prev = this.pending.get(namespaceId);
-    if (prev === undefined || cursor > prev) this.pending.set(namespaceId, cursor);
+    if (prev === undefined) this.pending.set(namespaceId, { cursor, publishedAt });
+    else {
+      this.coalesced++;
+      if (cursor > prev.cursor) prev.cursor = cursor;
+    }
     this.wake?.();
   }
 
   /** Takes everything pending, waiting up to timeoutMs (or until aborted) for something to arrive. */
-  async take(timeoutMs: number, signal: AbortSignal): Promise<Map<bigint, bigint>> {
+  async take(timeoutMs: number, signal: AbortSignal): Promise<Map<bigint, Pending>> {
     if (this.pending.size === 0 && !signal.aborted) {
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -38,8 +51,10 @@ export class Subscriber {
 
 export class Fanout {
   private readonly byNamespace = new Map<bigint, Set<Subscriber>>();
+  private subscribers = 0;
 
   add(sub: Subscriber): void {
+    this.subscribers++;
     for (const ns of sub.namespaces) {
       let set = this.byNamespace.get(ns);
       if (!set) this.byNamespace.set(ns, (set = new Set()));
@@ -48,6 +63,7 @@ export class Fanout {
   }
 
   remove(sub: Subscriber): void {
+    this.subscribers--;
     for (const ns of sub.namespaces) {
       const set = this.byNamespace.get(ns);
       set?.delete(sub);
@@ -55,16 +71,15 @@ export class Fanout {
     }
   }
 
-  publish(namespaceId: bigint, cursor: bigint): number {
+  /** Offers an advance to every subscriber of the namespace; returns how many there are. */
+  publish(namespaceId: bigint, cursor: bigint, publishedAt = 0): number {
     const set = this.byNamespace.get(namespaceId);
     if (!set) return 0;
-    for (const sub of set) sub.offer(namespaceId, cursor);
+    for (const sub of set) sub.offer(namespaceId, cursor, publishedAt);
     return set.size;
   }
 
   get subscriberCount(): number {
-    const all = new Set<Subscriber>();
-    for (const set of this.byNamespace.values()) for (const s of set) all.add(s);
-    return all.size;
+    return this.subscribers;
   }
 }

@@ -1,38 +1,132 @@
-import type { ConnectRouter } from "@connectrpc/connect";
-import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { principalKey } from "@satchel/proto";
+import { NotifyService, type SubscribeResponse } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { NotifyserverContext } from "../context.js";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { Subscriber } from "../fanout/fanout.js";
+import { Subscriber, type Pending } from "../fanout/fanout.js";
 
 const MAX_NAMESPACES = 10_000;
 
-export function subscribeRoutes(ctx: NotifyserverContext, shutdown: () => AbortSignal) {
+type Event = SubscribeResponse["event"];
+
+/** The signals a long-lived call ends on: the client going away, the server draining. */
+export interface Lifecycle {
+  drain(): AbortSignal;
+}
+
+export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) {
+  /** The caller and the namespaces it may watch: a user only those mounted in its tree. */
+  const watched = async (hctx: HandlerContext, requested: bigint[]): Promise<{ caller: string; namespaces: Set<bigint> }> => {
+    const p = hctx.values.get(principalKey);
+    if (!p) throw new ConnectError("no authenticated caller", Code.Unauthenticated);
+    if (requested.length > MAX_NAMESPACES) throw new ConnectError(`watch at most ${MAX_NAMESPACES} namespaces per call`, Code.InvalidArgument);
+    if (p.kind === "service") {
+      if (requested.length === 0) throw new ConnectError("name the namespaces to watch (the service token has no tree)", Code.InvalidArgument);
+      return { caller: "service", namespaces: new Set(requested) };
+    }
+    const mine = await ctx.mounts.namespacesOf(p.userId);
+    if (requested.length === 0) return { caller: p.userId, namespaces: mine };
+    for (const ns of requested) {
+      if (!mine.has(ns)) throw new ConnectError(`namespace ${ns} is not in your tree`, Code.PermissionDenied);
+    }
+    return { caller: p.userId, namespaces: new Set(requested) };
+  };
+
+  const admit = (caller: string) => {
+    try {
+      return ctx.limits.acquire(caller);
+    } catch (err) {
+      ctx.notifyMetrics.refused.inc({ reason: ConnectError.from(err).rawMessage.includes("you already hold") ? "user_limit" : "server_limit" });
+      throw err;
+    }
+  };
+
+  /** Counts what a subscriber delivers: notifications, fan-out latency, coalesced advances. */
+  const delivered = (sub: Subscriber, advanced: Map<bigint, Pending>) => {
+    const now = Date.now();
+    for (const p of advanced.values()) {
+      ctx.notifyMetrics.notificationsSent.inc();
+      if (p.publishedAt > 0) ctx.notifyMetrics.fanoutLatency.observe(Math.max(0, now - p.publishedAt) / 1000);
+    }
+    if (sub.coalesced > 0) {
+      ctx.notifyMetrics.coalesced.inc(sub.coalesced);
+      sub.coalesced = 0;
+    }
+  };
+
   return (router: ConnectRouter) =>
     router.service(NotifyService, {
       async *subscribe(req, hctx) {
-        if (req.namespaceIds.length === 0) throw new ConnectError("name at least one namespace to subscribe to", Code.InvalidArgument);
-        if (req.namespaceIds.length > MAX_NAMESPACES) {
-          throw new ConnectError(`at most ${MAX_NAMESPACES} namespaces per stream`, Code.InvalidArgument);
-        }
-        const sub = new Subscriber(new Set(req.namespaceIds));
+        const { caller, namespaces } = await watched(hctx, req.namespaceIds);
+        const release = admit(caller);
+        const sub = new Subscriber(namespaces);
         ctx.fanout.add(sub);
-        const signal = AbortSignal.any([hctx.signal, shutdown()]);
+        ctx.notifyMetrics.openStreams.inc();
+        const draining = lifecycle.drain();
+        const signal = AbortSignal.any([hctx.signal, draining]);
         const interval = ctx.config.heartbeatSeconds;
+        const heartbeat: Event = { case: "heartbeat", value: { $typeName: "satchel.notify.v1.Heartbeat", intervalSeconds: interval } };
         try {
-          yield { event: { case: "heartbeat", value: { intervalSeconds: interval } } };
+          yield { event: heartbeat };
+          // Where each namespace stands now, so a reconnecting device knows at once whether it is behind.
+          const ids = [...namespaces];
+          const latest = await ctx.latestCursors(ids);
+          for (const [i, cursor] of latest.entries()) {
+            if (cursor !== undefined) yield { event: { case: "advanced", value: { $typeName: "satchel.notify.v1.NamespaceAdvanced", namespaceId: ids[i], cursor } } };
+          }
           while (!signal.aborted) {
             const advanced = await sub.take(interval * 1000, signal);
-            if (signal.aborted) break;
-            if (advanced.size === 0) {
-              yield { event: { case: "heartbeat", value: { intervalSeconds: interval } } };
-              continue;
+            if (hctx.signal.aborted) return;
+            delivered(sub, advanced);
+            for (const [namespaceId, p] of advanced) {
+              yield { event: { case: "advanced", value: { $typeName: "satchel.notify.v1.NamespaceAdvanced", namespaceId, cursor: p.cursor } } };
             }
-            for (const [namespaceId, cursor] of advanced) {
-              yield { event: { case: "advanced", value: { namespaceId, cursor } } };
-            }
+            if (advanced.size === 0 && !signal.aborted) yield { event: heartbeat };
+          }
+          if (draining.aborted && !hctx.signal.aborted) {
+            // Spread the reconnects so that a drained server's clients do not all land at once.
+            const reconnectAfterMs = Math.floor(Math.random() * ctx.config.drainSpreadMs);
+            yield { event: { case: "draining", value: { $typeName: "satchel.notify.v1.Draining", reconnectAfterMs } } };
           }
         } finally {
           ctx.fanout.remove(sub);
+          ctx.notifyMetrics.openStreams.dec();
+          release();
+        }
+      },
+      async poll(req, hctx) {
+        const given = new Map(req.cursors.map((c) => [c.namespaceId, c.cursor]));
+        if (given.size === 0) throw new ConnectError("give the cursor you have for at least one namespace", Code.InvalidArgument);
+        const { caller, namespaces } = await watched(hctx, [...given.keys()]);
+        const timeoutSeconds = ctx.config.pollTimeoutSeconds;
+        const draining = lifecycle.drain();
+        if (draining.aborted) return { advanced: [], timeoutSeconds, retryAfterSeconds: 1 + Math.floor(Math.random() * 5) };
+        const release = admit(caller);
+        const sub = new Subscriber(namespaces);
+        ctx.fanout.add(sub);
+        ctx.notifyMetrics.openPolls.inc();
+        try {
+          // Already behind? Answer at once (Redis knows the latest cursors; MySQL stays the truth for ListDelta).
+          const ids = [...namespaces];
+          const latest = await ctx.latestCursors(ids);
+          const behind = ids.flatMap((ns, i) => (latest[i] !== undefined && latest[i]! > given.get(ns)! ? [{ namespaceId: ns, cursor: latest[i]! }] : []));
+          if (behind.length > 0) return { advanced: behind, timeoutSeconds, retryAfterSeconds: 0 };
+          const signal = AbortSignal.any([hctx.signal, draining]);
+          const deadline = Date.now() + timeoutSeconds * 1000;
+          while (!signal.aborted && Date.now() < deadline) {
+            const advanced = await sub.take(deadline - Date.now(), signal);
+            const past = [...advanced].filter(([ns, p]) => p.cursor > given.get(ns)!);
+            if (past.length > 0) {
+              delivered(sub, new Map(past));
+              return { advanced: past.map(([namespaceId, p]) => ({ namespaceId, cursor: p.cursor })), timeoutSeconds, retryAfterSeconds: 0 };
+            }
+          }
+          // Nothing moved: poll again at once, unless the server is going away or nearly full.
+          const busy = ctx.limits.open > 0.9 * ctx.config.maxStreams;
+          return { advanced: [], timeoutSeconds, retryAfterSeconds: draining.aborted ? 1 + Math.floor(Math.random() * 5) : busy ? 5 : 0 };
+        } finally {
+          ctx.fanout.remove(sub);
+          ctx.notifyMetrics.openPolls.dec();
+          release();
         }
       },
     });

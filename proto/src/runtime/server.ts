@@ -22,6 +22,8 @@ export interface RpcServerOptions {
   metricsPort: number;
   /** The application services served, for health checking and reflection. */
   services: DescService[];
+  /** On close, how long streams get between the drain signal and shutdown (0: none). */
+  drainMs?: number;
   /** Registers the application's handlers. */
   routes: (router: ConnectRouter) => void;
   auth: AuthOptions;
@@ -38,6 +40,11 @@ export interface RpcServer {
   readonly metrics: ServiceMetrics;
   /** Aborted when the server begins to shut down; long-lived streams end on it. */
   readonly shutdownSignal: AbortSignal;
+  /**
+   * Aborted first, drainMs before shutdownSignal: long-lived streams say goodbye on it (tell the
+   * client to reconnect elsewhere) and end cleanly while they still can.
+   */
+  readonly drainSignal: AbortSignal;
   close(graceMs?: number): Promise<void>;
 }
 
@@ -50,8 +57,10 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   const metrics = opts.metrics ?? new ServiceMetrics(opts.name);
   const health = new HealthStatus(opts.services.map((s) => s.typeName));
   const shutdown = new AbortController();
+  const drain = new AbortController();
   // Every in-flight call listens to the shutdown signal; thousands at once are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
+  setMaxListeners(0, drain.signal);
   const files: DescFile[] = [...opts.services.map((s) => s.file), file_grpc_health_v1_health, file_grpc_reflection_v1_reflection, file_grpc_reflection_v1alpha_reflection];
   const handler = connectNodeAdapter({
     routes: (router) => {
@@ -103,9 +112,12 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     health,
     metrics,
     shutdownSignal: shutdown.signal,
+    drainSignal: drain.signal,
     close(graceMs = 2000) {
       closing ??= (async () => {
         health.setAll(ServingStatus.NOT_SERVING);
+        drain.abort();
+        if (opts.drainMs) await new Promise((r) => setTimeout(r, opts.drainMs));
         shutdown.abort(new ConnectError("server is shutting down; reconnect and retry", Code.Unavailable));
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         for (const s of sessions) s.close();

@@ -10,13 +10,15 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file satchel/notify/v1/notify.proto.
  */
 export const file_satchel_notify_v1_notify: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zYXRjaGVsL25vdGlmeS92MS9ub3RpZnkucHJvdG8SEXNhdGNoZWwubm90aWZ5LnYxIikKEFN1YnNjcmliZVJlcXVlc3QSFQoNbmFtZXNwYWNlX2lkcxgBIAMoBCI5ChFOYW1lc3BhY2VBZHZhbmNlZBIUCgxuYW1lc3BhY2VfaWQYASABKAQSDgoGY3Vyc29yGAIgASgEIiUKCUhlYXJ0YmVhdBIYChBpbnRlcnZhbF9zZWNvbmRzGAEgASgNIokBChFTdWJzY3JpYmVSZXNwb25zZRI4CghhZHZhbmNlZBgBIAEoCzIkLnNhdGNoZWwubm90aWZ5LnYxLk5hbWVzcGFjZUFkdmFuY2VkSAASMQoJaGVhcnRiZWF0GAIgASgLMhwuc2F0Y2hlbC5ub3RpZnkudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQyaQoNTm90aWZ5U2VydmljZRJYCglTdWJzY3JpYmUSIy5zYXRjaGVsLm5vdGlmeS52MS5TdWJzY3JpYmVSZXF1ZXN0GiQuc2F0Y2hlbC5ub3RpZnkudjEuU3Vic2NyaWJlUmVzcG9uc2UwAWIGcHJvdG8z");
+  fileDesc("Ch5zYXRjaGVsL25vdGlmeS92MS9ub3RpZnkucHJvdG8SEXNhdGNoZWwubm90aWZ5LnYxIikKEFN1YnNjcmliZVJlcXVlc3QSFQoNbmFtZXNwYWNlX2lkcxgBIAMoBCI5ChFOYW1lc3BhY2VBZHZhbmNlZBIUCgxuYW1lc3BhY2VfaWQYASABKAQSDgoGY3Vyc29yGAIgASgEIiUKCUhlYXJ0YmVhdBIYChBpbnRlcnZhbF9zZWNvbmRzGAEgASgNIiYKCERyYWluaW5nEhoKEnJlY29ubmVjdF9hZnRlcl9tcxgBIAEoDSK6AQoRU3Vic2NyaWJlUmVzcG9uc2USOAoIYWR2YW5jZWQYASABKAsyJC5zYXRjaGVsLm5vdGlmeS52MS5OYW1lc3BhY2VBZHZhbmNlZEgAEjEKCWhlYXJ0YmVhdBgCIAEoCzIcLnNhdGNoZWwubm90aWZ5LnYxLkhlYXJ0YmVhdEgAEi8KCGRyYWluaW5nGAMgASgLMhsuc2F0Y2hlbC5ub3RpZnkudjEuRHJhaW5pbmdIAEIHCgVldmVudCJECgtQb2xsUmVxdWVzdBI1CgdjdXJzb3JzGAEgAygLMiQuc2F0Y2hlbC5ub3RpZnkudjEuTmFtZXNwYWNlQWR2YW5jZWQifAoMUG9sbFJlc3BvbnNlEjYKCGFkdmFuY2VkGAEgAygLMiQuc2F0Y2hlbC5ub3RpZnkudjEuTmFtZXNwYWNlQWR2YW5jZWQSFwoPdGltZW91dF9zZWNvbmRzGAIgASgNEhsKE3JldHJ5X2FmdGVyX3NlY29uZHMYAyABKA0ysgEKDU5vdGlmeVNlcnZpY2USWAoJU3Vic2NyaWJlEiMuc2F0Y2hlbC5ub3RpZnkudjEuU3Vic2NyaWJlUmVxdWVzdBokLnNhdGNoZWwubm90aWZ5LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESRwoEUG9sbBIeLnNhdGNoZWwubm90aWZ5LnYxLlBvbGxSZXF1ZXN0Gh8uc2F0Y2hlbC5ub3RpZnkudjEuUG9sbFJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message satchel.notify.v1.SubscribeRequest
  */
 export type SubscribeRequest = Message<"satchel.notify.v1.SubscribeRequest"> & {
   /**
+   * Namespaces to watch; empty means every namespace mounted in the caller's tree.
+   *
    * @generated from field: repeated uint64 namespace_ids = 1;
    */
   namespaceIds: bigint[];
@@ -71,6 +73,27 @@ export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
   messageDesc(file_satchel_notify_v1_notify, 2);
 
 /**
+ * Draining says the server is shutting down: the stream ends after it.
+ *
+ * @generated from message satchel.notify.v1.Draining
+ */
+export type Draining = Message<"satchel.notify.v1.Draining"> & {
+  /**
+   * Wait this long (spread out) before reconnecting.
+   *
+   * @generated from field: uint32 reconnect_after_ms = 1;
+   */
+  reconnectAfterMs: number;
+};
+
+/**
+ * Describes the message satchel.notify.v1.Draining.
+ * Use `create(DrainingSchema)` to create a new message.
+ */
+export const DrainingSchema: GenMessage<Draining> = /*@__PURE__*/
+  messageDesc(file_satchel_notify_v1_notify, 3);
+
+/**
  * @generated from message satchel.notify.v1.SubscribeResponse
  */
 export type SubscribeResponse = Message<"satchel.notify.v1.SubscribeResponse"> & {
@@ -89,6 +112,12 @@ export type SubscribeResponse = Message<"satchel.notify.v1.SubscribeResponse"> &
      */
     value: Heartbeat;
     case: "heartbeat";
+  } | {
+    /**
+     * @generated from field: satchel.notify.v1.Draining draining = 3;
+     */
+    value: Draining;
+    case: "draining";
   } | { case: undefined; value?: undefined };
 };
 
@@ -97,7 +126,59 @@ export type SubscribeResponse = Message<"satchel.notify.v1.SubscribeResponse"> &
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_notify_v1_notify, 3);
+  messageDesc(file_satchel_notify_v1_notify, 4);
+
+/**
+ * @generated from message satchel.notify.v1.PollRequest
+ */
+export type PollRequest = Message<"satchel.notify.v1.PollRequest"> & {
+  /**
+   * The cursor the device has for each namespace it watches; a namespace past it answers at once.
+   *
+   * @generated from field: repeated satchel.notify.v1.NamespaceAdvanced cursors = 1;
+   */
+  cursors: NamespaceAdvanced[];
+};
+
+/**
+ * Describes the message satchel.notify.v1.PollRequest.
+ * Use `create(PollRequestSchema)` to create a new message.
+ */
+export const PollRequestSchema: GenMessage<PollRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_notify_v1_notify, 5);
+
+/**
+ * @generated from message satchel.notify.v1.PollResponse
+ */
+export type PollResponse = Message<"satchel.notify.v1.PollResponse"> & {
+  /**
+   * Namespaces past the cursor given; empty when the timeout passed.
+   *
+   * @generated from field: repeated satchel.notify.v1.NamespaceAdvanced advanced = 1;
+   */
+  advanced: NamespaceAdvanced[];
+
+  /**
+   * How long the server waited at most; the next poll may be sent at once after a change.
+   *
+   * @generated from field: uint32 timeout_seconds = 2;
+   */
+  timeoutSeconds: number;
+
+  /**
+   * Wait this long before the next poll (more when the server is busy or draining).
+   *
+   * @generated from field: uint32 retry_after_seconds = 3;
+   */
+  retryAfterSeconds: number;
+};
+
+/**
+ * Describes the message satchel.notify.v1.PollResponse.
+ * Use `create(PollResponseSchema)` to create a new message.
+ */
+export const PollResponseSchema: GenMessage<PollResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_notify_v1_notify, 6);
 
 /**
  * NotifyService tells devices that a namespace's journal moved on. Notifications are hints:
@@ -108,7 +189,9 @@ export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE_
 export const NotifyService: GenService<{
   /**
    * Subscribe streams an event whenever one of the named namespaces advances, and heartbeats
-   * so that both sides notice a dead connection.
+   * so that both sides notice a dead connection. It starts with the latest cursor known for each
+   * namespace, and ends with a draining event when the server shuts down (reconnect, possibly to
+   * another server, and catch up from your cursor).
    *
    * @generated from rpc satchel.notify.v1.NotifyService.Subscribe
    */
@@ -116,6 +199,17 @@ export const NotifyService: GenService<{
     methodKind: "server_streaming";
     input: typeof SubscribeRequestSchema;
     output: typeof SubscribeResponseSchema;
+  },
+  /**
+   * Poll is the long-poll fallback for clients that cannot hold a stream: it answers as soon as a
+   * namespace is past the cursor given for it, or when the server's timeout passes.
+   *
+   * @generated from rpc satchel.notify.v1.NotifyService.Poll
+   */
+  poll: {
+    methodKind: "unary";
+    input: typeof PollRequestSchema;
+    output: typeof PollResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_satchel_notify_v1_notify, 0);
