@@ -11,13 +11,16 @@ export class ConnectionLimits {
     return this.total;
   }
 
-  /** Takes a slot for the caller, or throws RESOURCE_EXHAUSTED; the returned function gives it back. */
-  acquire(userId: string): () => void {
+  /**
+   * Takes a slot for the caller, or throws RESOURCE_EXHAUSTED; the returned function gives it back.
+   * Satchel services (a gateway holding streams for many devices) have no per-user limit.
+   */
+  acquire(userId: string, perUser = true): () => void {
     if (this.total >= this.maxTotal) {
       throw new ConnectError(`this notification server holds its limit of ${this.maxTotal} connections: retry with back-off, or on another server`, Code.ResourceExhausted);
     }
     const mine = this.perUser.get(userId) ?? 0;
-    if (mine >= this.maxPerUser) {
+    if (perUser && mine >= this.maxPerUser) {
       throw new ConnectError(`you already hold ${mine} notification connections here (limit ${this.maxPerUser}): close one, or watch several namespaces on one stream`, Code.ResourceExhausted);
     }
     this.perUser.set(userId, mine + 1);

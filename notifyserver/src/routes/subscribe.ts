@@ -33,7 +33,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
 
   const admit = (caller: string) => {
     try {
-      return ctx.limits.acquire(caller);
+      return ctx.limits.acquire(caller, caller !== "service");
     } catch (err) {
       ctx.notifyMetrics.refused.inc({ reason: ConnectError.from(err).rawMessage.includes("you already hold") ? "user_limit" : "server_limit" });
       throw err;
