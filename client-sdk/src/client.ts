@@ -70,14 +70,24 @@ export class SatchelClient {
 
   /** Uploads a local file to a remote path, replacing the current version if there is one. */
   async upload(localPath: string, remotePath: string, onProgress?: ProgressListener): Promise<FileMetadata> {
+    const parentRevision = (await this.currentVersion(remotePath))?.revision ?? 0n;
+    return (await this.uploadAs(localPath, remotePath, parentRevision, randomUUID(), onProgress)).file;
+  }
+
+  /**
+   * Uploads a local file as a new version of remotePath derived from parentRevision (0: a new
+   * file). Only blocks the platform lacks are sent; a stale parent makes the server keep this
+   * upload as a conflicted copy (conflict: true). Retrying with the same request id is safe.
+   */
+  async uploadAs(
+    localPath: string, remotePath: string, parentRevision: bigint, requestId: string, onProgress?: ProgressListener,
+  ): Promise<{ file: FileMetadata; conflict: boolean; progress: TransferProgress }> {
     const { size } = await stat(localPath);
     const progress: TransferProgress = { bytesDone: 0, bytesTotal: size, bytesTransferred: 0 };
-    const parentRevision = (await this.currentVersion(remotePath))?.revision ?? 0n;
     const refs = await this.sendBlocks(localPath, progress, onProgress);
-    const requestId = randomUUID();
     for (let attempt = 0; ; attempt++) {
       const res = await this.meta.commitFile({ path: remotePath, blocks: refs, size: BigInt(size), parentRevision, requestId });
-      if (res.missingBlocks.length === 0 && res.file) return res.file;
+      if (res.missingBlocks.length === 0 && res.file) return { file: res.file, conflict: res.conflict, progress };
       // A block was garbage-collected between upload and commit: send those again.
       if (attempt >= MAX_COMMIT_ATTEMPTS - 1) {
         throw new ConnectError(`commit still misses ${res.missingBlocks.length} blocks after ${attempt} re-uploads`, Code.Aborted);
@@ -162,17 +172,35 @@ export class SatchelClient {
     const { file } = await this.meta.getFileMetadata({ path: remotePath });
     if (!file) throw new ConnectError(`"${remotePath}" has no metadata`, Code.NotFound);
     if (file.isFolder) throw new ConnectError(`"${remotePath}" is a folder`, Code.InvalidArgument);
+    await this.downloadVersion(file, localPath, { onProgress });
+    return file;
+  }
+
+  /**
+   * Writes one version of a file to localPath (through a temporary file renamed into place).
+   * localBlock may supply blocks the device already has (from any local file); they are verified
+   * like fetched ones, and only the others are fetched.
+   */
+  async downloadVersion(
+    file: FileMetadata, localPath: string, opts: { onProgress?: ProgressListener; localBlock?: (ref: BlockRef) => Promise<Uint8Array | undefined> } = {},
+  ): Promise<TransferProgress> {
+    const remotePath = file.path;
+    const onProgress = opts.onProgress;
     const total = Number(file.size);
     const progress: TransferProgress = { bytesDone: 0, bytesTotal: total, bytesTransferred: 0 };
     const temp = join(dirname(localPath), `.${basename(localPath)}.satchel-${randomUUID()}.partial`);
     const handle = await open(temp, "w");
     try {
+      const verified = (ref: BlockRef, data: Uint8Array | undefined) =>
+        data !== undefined && data.length === ref.size && createHash("sha256").update(data).digest().equals(ref.hash);
       const fetchBlock = async (ref: BlockRef) => {
+        const local = await opts.localBlock?.(ref).catch(() => undefined);
+        if (verified(ref, local)) return local!;
         const { data } = await withRetry(() => this.blocks.getBlock({ hash: ref.hash }));
-        const actual = createHash("sha256").update(data).digest();
-        if (!actual.equals(ref.hash) || data.length !== ref.size) {
+        if (!verified(ref, data)) {
           throw new ConnectError(`block ${Buffer.from(ref.hash).toString("hex")} of "${remotePath}" failed verification`, Code.DataLoss);
         }
+        progress.bytesTransferred += data.length;
         return data;
       };
       const pending: Promise<Uint8Array>[] = [];
@@ -192,14 +220,13 @@ export class SatchelClient {
         await handle.write(data, 0, data.length, position);
         position += data.length;
         progress.bytesDone = position;
-        progress.bytesTransferred = position;
         onProgress?.(progress);
       }
       if (position !== total) throw new ConnectError(`"${remotePath}" rebuilt to ${position} bytes, expected ${total}`, Code.DataLoss);
       await handle.sync();
       await handle.close();
       await rename(temp, localPath);
-      return file;
+      return progress;
     } catch (err) {
       await handle.close().catch(() => undefined);
       await rm(temp, { force: true });

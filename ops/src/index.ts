@@ -7,3 +7,4 @@ export * from "./testing/helpers.js";
 export * from "./testing/node-control.js";
 export * from "./testing/accounts.js";
 export * from "./testing/metadata.js";
+export * from "./testing/notify.js";

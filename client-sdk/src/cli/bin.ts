@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ConnectError, Code } from "@connectrpc/connect";
+import { resolve } from "node:path";
 import { Command } from "commander";
 import { SatchelClient } from "../client.js";
 import { loadCliConfig } from "./config.js";
 import { NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { Role } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { AuthSession } from "../auth.js";
+import { SyncAgent } from "../sync/agent.js";
 import { formatBytes, ProgressBar, renderScrubStatus } from "./progress.js";
 
 const program = new Command()
@@ -166,6 +168,46 @@ program
   .action(async () => {
     const r = await client().meta.getSpaceUsage({});
     console.log(`${formatBytes(Number(r.usedBytes))} used of ${r.quotaBytes === 0n ? "unlimited" : formatBytes(Number(r.quotaBytes))}`);
+  });
+
+program
+  .command("sync")
+  .description("keep a local folder and your Satchel tree identical, both ways (Ctrl-C stops)")
+  .argument("<folder>", "local folder")
+  .option("--once", "one pass, then exit")
+  .action(async (folder: string, opts: { once?: boolean }) => {
+    const config = loadCliConfig();
+    const c = new SatchelClient(config);
+    const agent = new SyncAgent(c, resolve(folder), {
+      notifyserverUrl: config.notifyserverUrl || undefined,
+      notifyToken: c.session?.accessToken,
+      onEvent: (e) => {
+        if (e.kind === "pending") console.log(`${e.files} files, ${formatBytes(e.bytes)} to send`);
+        else if (e.kind === "synced") {
+          if (e.uploads + e.downloads > 0) console.log(`in sync (${e.uploads} up, ${e.downloads} down)`);
+        } else if (e.kind === "error") console.error(`satchel sync: ${e.message}`);
+        else console.log(`${e.kind.padEnd(13)} ${e.path}${e.to ? ` -> ${e.to}` : ""}${e.bytes !== undefined ? `  ${formatBytes(e.bytes)}` : ""}`);
+      },
+    });
+    if (opts.once) {
+      await agent.open();
+      await agent.syncNow();
+      return;
+    }
+    await agent.start();
+    console.log(`syncing ${resolve(folder)}; Ctrl-C stops`);
+    await new Promise<void>((done) => process.once("SIGINT", () => void agent.stop().then(done)));
+  });
+
+program
+  .command("status")
+  .description("what a synced folder has left to send, and when it last synced")
+  .argument("<folder>", "local folder")
+  .action(async (folder: string) => {
+    const agent = new SyncAgent(client(), resolve(folder));
+    const s = await agent.status();
+    console.log(`${s.tracked} files in sync; ${s.pendingFiles} changes (${formatBytes(s.pendingBytes)}) waiting to be sent`);
+    console.log(`last sync: ${s.lastSyncAt ? new Date(s.lastSyncAt).toISOString() : "never"}; cursors ${JSON.stringify(s.cursors)}`);
   });
 
 const admin = program.command("admin").description("operator commands");

@@ -8,15 +8,16 @@ import type { SatchelClientOptions } from "../client.js";
  * Where the CLI finds the platform: explicit SATCHEL_METASERVER_URL / SATCHEL_BLOCKSERVER_URL /
  * SATCHEL_TOKEN, or else the endpoints file a local cluster writes (<state dir>/cluster.json).
  */
-export function loadCliConfig(env: Env = process.env): SatchelClientOptions & { serviceToken: string } {
+export function loadCliConfig(env: Env = process.env): SatchelClientOptions & { serviceToken: string; notifyserverUrl: string } {
   const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
   const stateDir = envString(env, "SATCHEL_STATE_DIR", join(repoRoot, ".satchel", "dev"));
   const clusterFile = envString(env, "SATCHEL_CLUSTER_FILE", join(stateDir, "cluster.json"));
-  let fromFile: { metaserver?: string; blockserver?: string; serviceToken?: string; devUser?: { username: string; password: string } } = {};
+  let fromFile: { metaserver?: string; blockserver?: string; notifyserver?: string; serviceToken?: string; devUser?: { username: string; password: string } } = {};
   if (existsSync(clusterFile)) fromFile = JSON.parse(readFileSync(clusterFile, "utf8"));
   const username = envString(env, "SATCHEL_USERNAME", fromFile.devUser?.username ?? "");
   const password = envString(env, "SATCHEL_PASSWORD", fromFile.devUser?.password ?? "");
-  const options: SatchelClientOptions & { serviceToken: string } = {
+  const options: SatchelClientOptions & { serviceToken: string; notifyserverUrl: string } = {
+    notifyserverUrl: envString(env, "SATCHEL_NOTIFYSERVER_URL", fromFile.notifyserver ?? ""),
     serviceToken: envString(env, "SATCHEL_SERVICE_TOKEN", fromFile.serviceToken ?? ""),
     metaserverUrl: envString(env, "SATCHEL_METASERVER_URL", fromFile.metaserver ?? ""),
     blockserverUrl: envString(env, "SATCHEL_BLOCKSERVER_URL", fromFile.blockserver ?? ""),

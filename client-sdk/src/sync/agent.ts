@@ -1,0 +1,416 @@
+import { createHash, randomUUID } from "node:crypto";
+import { watch, type FSWatcher } from "node:fs";
+import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createSatchelTransport } from "@satchel/proto";
+import { Operation, type BlockRef, type FileMetadata, type JournalEntry } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
+import type { SatchelClient } from "../client.js";
+import { isIgnored } from "./ignore.js";
+import { SyncState, type SyncedFile } from "./state.js";
+
+export const STATE_DIR = ".satchel-sync";
+
+export type SyncEvent =
+  | { kind: "upload" | "download" | "delete-remote" | "delete-local" | "move-local" | "conflict"; path: string; bytes?: number; to?: string }
+  | { kind: "pending"; files: number; bytes: number }
+  | { kind: "synced"; uploads: number; downloads: number }
+  | { kind: "error"; message: string };
+
+export interface SyncAgentOptions {
+  /** Streams "namespace advanced" from here; without it the agent only rescans and polls. */
+  notifyserverUrl?: string;
+  /** Token for the notifyserver (the client's own when it has one). */
+  notifyToken?: () => Promise<string>;
+  /** Full rescans of the folder, besides the file watcher (which can miss events). */
+  scanIntervalMs?: number;
+  onEvent?: (e: SyncEvent) => void;
+}
+
+interface LocalFile {
+  size: number;
+  mtimeMs: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const codeOf = (err: unknown) => ConnectError.from(err).code;
+
+/**
+ * Keeps a local folder and the caller's Satchel tree identical, both ways. A pass pushes local
+ * changes first (a commit with a stale parent becomes a conflicted copy on the server, so a
+ * local edit is never overwritten) and then applies the journal of every namespace after the
+ * stored cursor. Passes run on file-watcher events, on pushes from the notifyserver and on a
+ * timer; the state file makes them restartable at any point.
+ */
+export class SyncAgent {
+  private state!: SyncState;
+  private watcher?: FSWatcher;
+  private timer?: NodeJS.Timeout;
+  private readonly stopping = new AbortController();
+  private running?: Promise<void>;
+  private again = false;
+  private debounce?: NodeJS.Timeout;
+
+  constructor(private readonly client: SatchelClient, readonly root: string, private readonly opts: SyncAgentOptions = {}) {}
+
+  private emit(e: SyncEvent): void {
+    this.opts.onEvent?.(e);
+  }
+
+  private local(path: string): string {
+    return join(this.root, ...path.split("/").filter(Boolean));
+  }
+
+  /** Loads the state and runs one full pass (what `satchel sync --once` does). */
+  async open(): Promise<void> {
+    await mkdir(join(this.root, STATE_DIR), { recursive: true });
+    this.state = await SyncState.open(join(this.root, STATE_DIR, "state.json"));
+  }
+
+  /** Starts syncing continuously: a first pass, then on changes (local or remote) and on a timer. */
+  async start(): Promise<void> {
+    await this.open();
+    await this.syncNow();
+    this.watcher = watch(this.root, { recursive: true }, (_event, name) => {
+      if (name && (name.startsWith(STATE_DIR) || isIgnored(`/${name.toString().split("\\").join("/")}`))) return;
+      clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => this.schedule(), 200);
+    });
+    this.timer = setInterval(() => this.schedule(), this.opts.scanIntervalMs ?? 30_000);
+    if (this.opts.notifyserverUrl) void this.listen(this.opts.notifyserverUrl);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    this.watcher?.close();
+    clearInterval(this.timer);
+    clearTimeout(this.debounce);
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Runs a pass soon; passes never overlap, and a request during one runs another after it. */
+  schedule(): void {
+    if (this.stopping.signal.aborted) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    void this.syncNow().catch((err: Error) => this.emit({ kind: "error", message: err.message }));
+  }
+
+  /** One or more passes until nothing asked for another; resolves when done. */
+  syncNow(): Promise<void> {
+    this.running ??= (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.pass();
+        } while (this.again && !this.stopping.signal.aborted);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  /** Hears namespace advances on a Subscribe stream, reconnecting (with back-off) when it drops. */
+  private async listen(url: string): Promise<void> {
+    const token = this.opts.notifyToken;
+    const notify: Client<typeof NotifyService> = createClient(NotifyService, createSatchelTransport({ baseUrl: url, token }));
+    let backoff = 500;
+    while (!this.stopping.signal.aborted) {
+      let waitMs = backoff;
+      try {
+        for await (const ev of notify.subscribe({}, { signal: this.stopping.signal })) {
+          backoff = 500;
+          if (ev.event.case === "advanced" && ev.event.value.cursor > this.state.cursor(ev.event.value.namespaceId)) this.schedule();
+          if (ev.event.case === "draining") waitMs = ev.event.value.reconnectAfterMs;
+        }
+      } catch (err) {
+        if (this.stopping.signal.aborted) return;
+        this.emit({ kind: "error", message: `notifications: ${(err as Error).message}; reconnecting` });
+        backoff = Math.min(backoff * 2, 30_000);
+      }
+      await sleep(waitMs);
+      // Whatever happened while disconnected is in the journal: catch up from the cursors.
+      this.schedule();
+    }
+  }
+
+  private async pass(): Promise<void> {
+    const counts = { uploads: 0, downloads: 0 };
+    const { files, folders } = await this.scan();
+    await this.push(files, folders, counts);
+    await this.pull(counts);
+    await this.state.save();
+    this.emit({ kind: "synced", ...counts });
+  }
+
+  /** Every file and folder under the root, by remote path (ignored names and partial downloads left out). */
+  private async scan(): Promise<{ files: Map<string, LocalFile>; folders: Set<string> }> {
+    const files = new Map<string, LocalFile>();
+    const folders = new Set<string>();
+    const walk = async (dir: string, prefix: string) => {
+      for (const d of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        const path = `${prefix}/${d.name}`;
+        if (path === `/${STATE_DIR}` || isIgnored(path)) continue;
+        if (d.isDirectory()) {
+          folders.add(path);
+          await walk(join(dir, d.name), path);
+        } else if (d.isFile()) {
+          const s = await stat(join(dir, d.name)).catch(() => undefined);
+          if (s) files.set(path, { size: s.size, mtimeMs: s.mtimeMs });
+        }
+      }
+    };
+    await walk(this.root, "");
+    return { files, folders };
+  }
+
+  private changed(path: string, now: LocalFile | undefined): boolean {
+    const synced = this.state.file(path);
+    return !synced || !now || synced.size !== now.size || synced.mtimeMs !== now.mtimeMs;
+  }
+
+  /** Sends local changes: new and edited files, deletions, new and removed folders. */
+  private async push(files: Map<string, LocalFile>, folders: Set<string>, counts: { uploads: number }): Promise<void> {
+    const edits = [...files].filter(([path, f]) => this.changed(path, f));
+    if (edits.length > 0) this.emit({ kind: "pending", files: edits.length, bytes: edits.reduce((n, [, f]) => n + f.size, 0) });
+    for (const folder of [...folders].sort()) {
+      if (this.state.folders.has(folder)) continue;
+      await this.client.meta.createFolder({ path: folder }).catch((err) => {
+        if (codeOf(err) !== Code.AlreadyExists) throw err;
+      });
+    }
+    for (const [path, f] of edits) {
+      const synced = this.state.file(path);
+      const { file, conflict, progress } = await this.client.uploadAs(this.local(path), path, BigInt(synced?.revision ?? "0"), randomUUID());
+      counts.uploads++;
+      this.emit({ kind: "upload", path, bytes: progress.bytesTransferred });
+      const record = { revision: file.revision.toString(), size: f.size, mtimeMs: f.mtimeMs, blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]) };
+      if (!conflict) {
+        this.state.setFile(path, record);
+        continue;
+      }
+      // Someone else changed the file first: ours is now the conflicted copy on the server. Keep
+      // it locally under that name too; the winner comes down to the original name in pull().
+      this.emit({ kind: "conflict", path, to: file.path });
+      await mkdir(dirname(this.local(file.path)), { recursive: true });
+      await rename(this.local(path), this.local(file.path));
+      const moved = await stat(this.local(file.path));
+      this.state.setFile(file.path, { ...record, mtimeMs: moved.mtimeMs });
+      this.state.setFile(path, undefined);
+      files.delete(path);
+      files.set(file.path, { size: moved.size, mtimeMs: moved.mtimeMs });
+    }
+    for (const [path, synced] of this.state.files) {
+      if (files.has(path)) continue;
+      // Gone locally: delete remotely, unless it changed there meanwhile (then it comes back).
+      await this.client.meta.delete({ path, parentRevision: BigInt(synced.revision) }).catch((err) => {
+        if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
+      });
+      this.emit({ kind: "delete-remote", path });
+      this.state.setFile(path, undefined);
+    }
+    const removed = [...this.state.folders].filter((f) => !folders.has(f)).sort().reverse();
+    for (const folder of removed) {
+      if ([...files.keys()].some((p) => p.startsWith(`${folder}/`))) continue;
+      await this.client.meta.delete({ path: folder }).catch((err) => {
+        if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
+      });
+    }
+    this.state.setFolders(folders);
+  }
+
+  /** Applies every namespace's journal after the stored cursor. */
+  private async pull(counts: { downloads: number }): Promise<void> {
+    const { namespaces } = await this.client.meta.listNamespaces({});
+    for (const ns of namespaces) {
+      let cursor = this.state.cursor(ns.namespaceId);
+      for (let page = 0; page < 100_000; page++) {
+        const res = await this.client.meta.listDelta({ namespaceId: ns.namespaceId, cursor });
+        if (res.reset) {
+          await this.resync(ns.path, counts);
+          this.state.setCursor(ns.namespaceId, res.cursor);
+          break;
+        }
+        const entries = res.entries;
+        for (const [i, e] of entries.entries()) {
+          // A later put or delete of the same path in this page makes an earlier put moot.
+          if (e.operation === Operation.PUT && entries.slice(i + 1).some((l) => l.path === e.path && (l.operation === Operation.PUT || l.operation === Operation.DELETE))) continue;
+          await this.apply(e, counts);
+        }
+        cursor = res.cursor;
+        this.state.setCursor(ns.namespaceId, cursor);
+        await this.state.save();
+        if (!res.hasMore) break;
+      }
+    }
+  }
+
+  private async apply(e: JournalEntry, counts: { downloads: number }): Promise<void> {
+    const target = this.local(e.path);
+    switch (e.operation) {
+      case Operation.PUT:
+        if (e.file) await this.download(e.file, counts);
+        return;
+      case Operation.MKDIR:
+      case Operation.MOUNT:
+        await mkdir(target, { recursive: true });
+        this.state.setFolders([...this.state.folders, e.path]);
+        return;
+      case Operation.DELETE:
+        await this.removeLocal(e.path);
+        return;
+      case Operation.MOVE: {
+        const from = this.local(e.fromPath);
+        const there = await lstat(from).catch(() => undefined);
+        if (!there || (await lstat(target).catch(() => undefined))) return;
+        await mkdir(dirname(target), { recursive: true });
+        await rename(from, target);
+        this.emit({ kind: "move-local", path: e.fromPath, to: e.path });
+        // Whatever was synced under the old path is the same content under the new one.
+        for (const [path, synced] of this.state.files) {
+          if (path === e.fromPath || path.startsWith(`${e.fromPath}/`)) {
+            this.state.setFile(path, undefined);
+            this.state.setFile(`${e.path}${path.slice(e.fromPath.length)}`, synced);
+          }
+        }
+        this.state.setFolders([...this.state.folders].map((f) => (f === e.fromPath || f.startsWith(`${e.fromPath}/`) ? `${e.path}${f.slice(e.fromPath.length)}` : f)));
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** Brings one version down, unless the device has it already or holds an unsent edit of it. */
+  private async download(file: FileMetadata, counts: { downloads: number }): Promise<void> {
+    const path = file.path;
+    const synced = this.state.file(path);
+    if (synced?.revision === file.revision.toString()) return;
+    const target = this.local(path);
+    const now = await stat(target).catch(() => undefined);
+    if (now && this.changed(path, { size: now.size, mtimeMs: now.mtimeMs })) {
+      const same = synced === undefined && now.size === Number(file.size) ? await this.sameBlocks(target, file.blocks) : false;
+      if (!same) {
+        // A local edit not sent yet: the next push sends it (as a conflicted copy if need be).
+        this.again = true;
+        return;
+      }
+    }
+    await mkdir(dirname(target), { recursive: true });
+    const progress = await this.client.downloadVersion(file, target, { localBlock: (ref) => this.localBlock(ref) });
+    const written = await stat(target);
+    this.state.setFile(path, {
+      revision: file.revision.toString(), size: written.size, mtimeMs: written.mtimeMs,
+      blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]),
+    });
+    counts.downloads++;
+    this.emit({ kind: "download", path, bytes: progress.bytesTransferred });
+  }
+
+  /** A block this device already holds in an unchanged local file, read from there. */
+  private async localBlock(ref: BlockRef): Promise<Uint8Array | undefined> {
+    const hex = Buffer.from(ref.hash).toString("hex");
+    for (const [path, synced] of this.state.files) {
+      let offset = 0;
+      for (const [h, size] of synced.blocks) {
+        if (h === hex) {
+          const now = await stat(this.local(path)).catch(() => undefined);
+          if (!now || this.changed(path, { size: now.size, mtimeMs: now.mtimeMs })) break;
+          const handle = await open(this.local(path), "r");
+          try {
+            const buf = Buffer.alloc(size);
+            await handle.read(buf, 0, size, offset);
+            return buf;
+          } finally {
+            await handle.close();
+          }
+        }
+        offset += size;
+      }
+    }
+    return undefined;
+  }
+
+  private async sameBlocks(localPath: string, blocks: BlockRef[]): Promise<boolean> {
+    const handle = await open(localPath, "r");
+    try {
+      let offset = 0;
+      for (const b of blocks) {
+        const buf = Buffer.alloc(b.size);
+        await handle.read(buf, 0, b.size, offset);
+        if (!createHash("sha256").update(buf).digest().equals(b.hash)) return false;
+        offset += b.size;
+      }
+      return true;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Removes a path deleted remotely, keeping local files edited since the last sync (they are sent again). */
+  private async removeLocal(path: string): Promise<void> {
+    const target = this.local(path);
+    const info = await lstat(target).catch(() => undefined);
+    if (!info) return;
+    const doomed = this.state.files.filter(([p]) => p === path || p.startsWith(`${path}/`));
+    for (const [p] of doomed) {
+      const now = await stat(this.local(p)).catch(() => undefined);
+      if (now && this.changed(p, { size: now.size, mtimeMs: now.mtimeMs })) {
+        this.state.setFile(p, undefined);
+        continue;
+      }
+      await rm(this.local(p), { force: true });
+      this.state.setFile(p, undefined);
+      this.emit({ kind: "delete-local", path: p });
+    }
+    if (info.isDirectory()) await removeEmptyDirs(target);
+    this.state.setFolders([...this.state.folders].filter((f) => f !== path && !f.startsWith(`${path}/`)));
+  }
+
+  /** After a journal reset: make the mount's subtree match a full listing. */
+  private async resync(mountPath: string, counts: { downloads: number }): Promise<void> {
+    const remote = new Map<string, FileMetadata>();
+    let pageToken = "";
+    do {
+      const page = await this.client.meta.listFolder({ path: mountPath, recursive: true, pageToken });
+      for (const e of page.entries) remote.set(e.path, e);
+      pageToken = page.hasMore ? page.nextPageToken : "";
+    } while (pageToken);
+    for (const e of remote.values()) {
+      if (e.isFolder) await mkdir(this.local(e.path), { recursive: true });
+      else await this.download(e, counts);
+    }
+    const inside = (p: string) => mountPath === "/" || p.startsWith(`${mountPath}/`);
+    for (const [path] of this.state.files) if (inside(path) && !remote.has(path)) await this.removeLocal(path);
+  }
+
+  /** What `satchel status` shows. */
+  async status(): Promise<{ tracked: number; pendingFiles: number; pendingBytes: number; lastSyncAt: number; cursors: Record<string, string> }> {
+    if (!this.state) await this.open();
+    const { files } = await this.scan();
+    const pending = [...files].filter(([p, f]) => this.changed(p, f));
+    const deleted = this.state.files.filter(([p]) => !files.has(p)).length;
+    return {
+      tracked: this.state.files.length,
+      pendingFiles: pending.length + deleted,
+      pendingBytes: pending.reduce((n, [, f]) => n + f.size, 0),
+      lastSyncAt: this.state.lastSyncAt,
+      cursors: this.state.cursors,
+    };
+  }
+}
+
+async function removeEmptyDirs(dir: string): Promise<boolean> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  let empty = true;
+  for (const e of entries) {
+    if (e.isDirectory() && (await removeEmptyDirs(join(dir, e.name)))) continue;
+    empty = false;
+  }
+  if (empty) await rmdir(dir).catch(() => undefined);
+  return empty;
+}
