@@ -9,13 +9,18 @@ export const latestCursorKey = (namespaceId: bigint) => `satchel:cursor:${namesp
 export const SHARD_MAP_CHANNEL = "satchel:shard-map";
 
 /**
- * Raise the latest-cursor key (never lower it: publishes can arrive out of order), renew its
- * expiry, and publish. The expiry bounds how stale a key can get when a publish is lost.
+ * Raise the latest-cursor key and publish; a cursor below the key (concurrent commits finish in
+ * any order) is not published, since a later one was. The key's expiry bounds how stale it can
+ * get when a publish is lost.
  */
 const PUBLISH_SCRIPT = `
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then current = tonumber(ARGV[1]) end
-redis.call('SET', KEYS[1], tostring(current), 'EX', tonumber(ARGV[4]))
+local cursor = tonumber(ARGV[1])
+if cursor < current then
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[4]))
 return redis.call('PUBLISH', ARGV[2], ARGV[3])`;
 
 /** How often publishes that failed (Redis down) are tried again. */

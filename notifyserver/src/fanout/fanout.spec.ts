@@ -34,3 +34,19 @@ describe("fan-out", () => {
     expect(fanout.subscriberCount).toBe(0);
   });
 });
+
+describe("cursor order", () => {
+  it("a stream never sees a namespace's cursor go back, also when advances arrive out of order", async () => {
+    const fanout = new Fanout();
+    const sub = new Subscriber(new Set([1n]));
+    fanout.add(sub);
+    sub.known(1n, 5n);
+    fanout.publish(1n, 4n);
+    expect((await sub.take(1, new AbortController().signal)).size).toBe(0);
+    fanout.publish(1n, 1002n);
+    expect((await sub.take(1, new AbortController().signal)).get(1n)?.cursor).toBe(1002n);
+    fanout.publish(1n, 1001n);
+    fanout.publish(1n, 1003n);
+    expect([...(await sub.take(1, new AbortController().signal)).values()].map((p) => p.cursor)).toEqual([1003n]);
+  });
+});

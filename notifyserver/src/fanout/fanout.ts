@@ -18,7 +18,23 @@ export class Subscriber {
 
   constructor(readonly namespaces: ReadonlySet<bigint>) {}
 
+  /** The highest cursor offered (or known to the client) per namespace: cursors never go back. */
+  private readonly highest = new Map<bigint, bigint>();
+
+  /** Records a cursor the client already has, so that older advances arriving late are dropped. */
+  known(namespaceId: bigint, cursor: bigint): void {
+    const h = this.highest.get(namespaceId);
+    if (h === undefined || cursor > h) this.highest.set(namespaceId, cursor);
+  }
+
   offer(namespaceId: bigint, cursor: bigint, publishedAt = 0): void {
+    // Concurrent commits publish in any order: an advance at or below what was offered is stale.
+    const h = this.highest.get(namespaceId);
+    if (h !== undefined && cursor <= h) {
+      this.coalesced++;
+      return;
+    }
+    this.highest.set(namespaceId, cursor);
     const prev = this.pending.get(namespaceId);
     if (prev === undefined) this.pending.set(namespaceId, { cursor, publishedAt });
     else {
