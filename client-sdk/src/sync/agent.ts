@@ -75,7 +75,7 @@ export class SyncAgent {
     this.watcher = watch(this.root, { recursive: true }, (_event, name) => {
       if (name && (name.startsWith(STATE_DIR) || isIgnored(`/${name.toString().split("\\").join("/")}`))) return;
       clearTimeout(this.debounce);
-      this.debounce = setTimeout(() => this.schedule(), 200);
+      this.debounce = setTimeout(() => this.schedule(), 100);
     });
     this.timer = setInterval(() => this.schedule(), this.opts.scanIntervalMs ?? 30_000);
     if (this.opts.notifyserverUrl) void this.listen(this.opts.notifyserverUrl);
