@@ -2,7 +2,7 @@
 const IGNORED_NAMES = [
   /^\.DS_Store$/, /^Thumbs\.db$/i, /^desktop\.ini$/i,
   /^\..*\.sw[a-p]$/, /~$/, /^#.*#$/, /^\.~lock\..*#$/, /^~\$/, /\.tmp$/i, /\.crdownload$/i, /\.part$/i,
-  /\.satchel-[0-9a-f-]+\.partial$/, /^\.satchel-sync$/,
+  /\.partial$/i, /^\.satchel-sync$/,
 ];
 
 /** Whether a path (relative, "/"-separated) is ignored: any of its names matches a rule. */
