@@ -44,24 +44,36 @@ export class Subscriber {
     this.wake?.();
   }
 
-  /** Takes everything pending, waiting up to timeoutMs (or until aborted) for something to arrive. */
-  async take(timeoutMs: number, signal: AbortSignal): Promise<Map<bigint, Pending>> {
-    if (this.pending.size === 0 && !signal.aborted) {
+  /**
+   * Takes everything pending, waiting until something arrives or nudge() is called (by the
+   * stream's heartbeat timer, or when it ends). No timer or listener per call: a busy stream
+   * takes thousands of times a second.
+   */
+  async take(): Promise<Map<bigint, Pending>> {
+    if (this.pending.size === 0 && !this.closed) {
       await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          signal.removeEventListener("abort", done);
+        this.wake = () => {
           this.wake = undefined;
           resolve();
         };
-        const timer = setTimeout(done, timeoutMs);
-        signal.addEventListener("abort", done);
-        this.wake = done;
       });
     }
     const out = new Map(this.pending);
     this.pending.clear();
     return out;
+  }
+
+  private closed = false;
+
+  /** Wakes a waiting take() with whatever is pending (possibly nothing). */
+  nudge(): void {
+    this.wake?.();
+  }
+
+  /** Ends the subscriber: a waiting take() returns, and later ones do not wait. */
+  close(): void {
+    this.closed = true;
+    this.wake?.();
   }
 }
 

@@ -65,6 +65,13 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
         const signal = AbortSignal.any([hctx.signal, draining]);
         const interval = ctx.config.heartbeatSeconds;
         const heartbeat: Event = { case: "heartbeat", value: { $typeName: "satchel.notify.v1.Heartbeat", intervalSeconds: interval } };
+        // One listener and one timer per stream, not per event.
+        const end = () => sub.close();
+        signal.addEventListener("abort", end, { once: true });
+        let lastSent = Date.now();
+        const beat = setInterval(() => {
+          if (Date.now() - lastSent >= interval * 1000 - 50) sub.nudge();
+        }, interval * 1000);
         try {
           yield { event: heartbeat };
           // Where each namespace stands now, so a reconnecting device knows at once whether it is behind.
@@ -75,13 +82,14 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
             if (cursor !== undefined) yield { event: { case: "advanced", value: { $typeName: "satchel.notify.v1.NamespaceAdvanced", namespaceId: ids[i], cursor } } };
           }
           while (!signal.aborted) {
-            const advanced = await sub.take(interval * 1000, signal);
+            const advanced = await sub.take();
             if (hctx.signal.aborted) return;
             delivered(sub, advanced);
             for (const [namespaceId, p] of advanced) {
               yield { event: { case: "advanced", value: { $typeName: "satchel.notify.v1.NamespaceAdvanced", namespaceId, cursor: p.cursor } } };
             }
             if (advanced.size === 0 && !signal.aborted) yield { event: heartbeat };
+            lastSent = Date.now();
           }
           if (draining.aborted && !hctx.signal.aborted) {
             // Spread the reconnects so that a drained server's clients do not all land at once.
@@ -89,6 +97,8 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
             yield { event: { case: "draining", value: { $typeName: "satchel.notify.v1.Draining", reconnectAfterMs } } };
           }
         } finally {
+          clearInterval(beat);
+          signal.removeEventListener("abort", end);
           ctx.fanout.remove(sub);
           ctx.notifyMetrics.openStreams.dec();
           release();
@@ -105,6 +115,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
         const sub = new Subscriber(namespaces);
         ctx.fanout.add(sub);
         ctx.notifyMetrics.openPolls.inc();
+        let cleanup = () => {};
         try {
           // Already behind? Answer at once (Redis knows the latest cursors; MySQL stays the truth for ListDelta).
           const ids = [...namespaces];
@@ -113,8 +124,15 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
           if (behind.length > 0) return { advanced: behind, timeoutSeconds, retryAfterSeconds: 0 };
           const signal = AbortSignal.any([hctx.signal, draining]);
           const deadline = Date.now() + timeoutSeconds * 1000;
+          const end = () => sub.close();
+          signal.addEventListener("abort", end, { once: true });
+          const timer = setTimeout(end, timeoutSeconds * 1000);
+          cleanup = () => {
+            clearTimeout(timer);
+            signal.removeEventListener("abort", end);
+          };
           while (!signal.aborted && Date.now() < deadline) {
-            const advanced = await sub.take(deadline - Date.now(), signal);
+            const advanced = await sub.take();
             const past = [...advanced].filter(([ns, p]) => p.cursor > given.get(ns)!);
             if (past.length > 0) {
               delivered(sub, new Map(past));
@@ -125,6 +143,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
           const busy = ctx.limits.open > 0.9 * ctx.config.maxStreams;
           return { advanced: [], timeoutSeconds, retryAfterSeconds: draining.aborted ? 1 + Math.floor(Math.random() * 5) : busy ? 5 : 0 };
         } finally {
+          cleanup();
           ctx.fanout.remove(sub);
           ctx.notifyMetrics.openPolls.dec();
           release();
