@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the local platform needs, idempotently, on a machine that has Node 20, Go
-# and apt: MariaDB and Redis from Debian packages, the pinned MinIO server built from source with
+# and apt: MariaDB, Redis and Prometheus from Debian packages, the pinned MinIO server built from source with
 # `go install` (cached under the user's cache directory), the npm workspaces, and the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ missing=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Prometheus and promtool: the alert rules' unit tests and the monitoring tests run them.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq

@@ -40,6 +40,16 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
     // Shards that could not be written while it was down can go home now.
     if (node.healthy) repairer.sweepNow();
   });
+  // Redundancy gauges for alerting: how many live blocks lack shards on usable nodes.
+  const measureRedundancy = async () => {
+    const usable = nodes.healthyNames().filter((n) => !nodes.isDead(n));
+    const r = await index.redundancy(usable, config.dataShards + config.parityShards, config.dataShards);
+    metrics.blocksDegraded.set(r.degraded);
+    metrics.blocksAtRisk.set(r.atRisk);
+  };
+  const redundancyTimer = setInterval(() => void measureRedundancy().catch((err: Error) => logger.debug({ err: err.message }, "redundancy check failed")), 15_000);
+  redundancyTimer.unref();
+  void measureRedundancy().catch(() => undefined);
   const refreshNodeStates = async () => nodes.setDead(await index.deadNodes());
   await refreshNodeStates();
   const nodeStateTimer = setInterval(() => void refreshNodeStates().catch(() => undefined), 5000);
@@ -54,6 +64,7 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
     close: async () => {
       collector.stop();
       clearInterval(nodeStateTimer);
+      clearInterval(redundancyTimer);
       scrubber.stop();
       nodes.stop();
       repairer.stop();

@@ -27,6 +27,18 @@ export class BlockserverMetrics extends ServiceMetrics {
     labelNames: ["node"],
     registers: [this.registry],
   });
+  readonly blocksDegraded = new Gauge({
+    name: "satchel_blockserver_blocks_degraded",
+    help: "Live blocks with fewer than k+m healthy shards (on nodes up and not dead): redundancy lost, repair pending.",
+    registers: [this.registry],
+  });
+
+  readonly blocksAtRisk = new Gauge({
+    name: "satchel_blockserver_blocks_at_risk",
+    help: "Live blocks with fewer than k healthy shards: unreadable until nodes return.",
+    registers: [this.registry],
+  });
+
   readonly nodeUp = new Gauge({
     name: "satchel_blockserver_storage_node_up",
     help: "1 when the storage node answers, 0 when it is marked down.",

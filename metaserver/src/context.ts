@@ -1,5 +1,5 @@
 import { createClient, type Client } from "@connectrpc/connect";
-import { Counter } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
 import { AccessTokens, createLogger, createSatchelTransport, ServiceMetrics, type Logger } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { MetaserverConfig } from "./config.js";
@@ -12,9 +12,12 @@ import { NamespaceStore } from "./store/namespaces.js";
 import { Quotas } from "./store/quotas.js";
 import { ShardSet } from "./store/shards.js";
 
-/** Metaserver-specific counters beside the shared RPC metrics. */
+/** Metaserver-specific metrics beside the shared RPC ones. */
 export interface MetaMetrics {
   conflicts: Counter;
+  quotaRefusals: Counter;
+  shardUp: Gauge<"shard">;
+  shardPing: Histogram<"shard">;
 }
 
 /** Every long-lived client of the metaserver, built once; close() releases them. */
@@ -56,7 +59,42 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
       help: "Commits whose parent revision was stale, kept as conflicted copies.",
       registers: [metrics.registry],
     }),
+    quotaRefusals: new Counter({
+      name: "satchel_metaserver_quota_refusals_total",
+      help: "Changes refused because the owner's quota would be exceeded.",
+      registers: [metrics.registry],
+    }),
+    shardUp: new Gauge({
+      name: "satchel_metaserver_shard_up",
+      help: "Whether a metadata shard (and the directory, shard=\"directory\") answers a probe query.",
+      labelNames: ["shard"],
+      registers: [metrics.registry],
+    }),
+    shardPing: new Histogram({
+      name: "satchel_metaserver_shard_probe_seconds",
+      help: "Round trip of a probe query to each metadata shard.",
+      labelNames: ["shard"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [metrics.registry],
+    }),
   };
+  // Probe every shard: an unreachable shard is an alert before it is a user's error.
+  const probe = async () => {
+    const targets: [string, { query(sql: string): Promise<unknown> }][] = [["directory", shards.directory], ...shards.shardIds.map((id) => [String(id), shards.shard(id)] as [string, typeof shards.directory])];
+    await Promise.all(targets.map(async ([name, pool]) => {
+      const started = performance.now();
+      try {
+        await Promise.race([pool.query("SELECT 1"), new Promise((_, reject) => setTimeout(() => reject(new Error("probe timeout")), 2000))]);
+        metaMetrics.shardUp.set({ shard: name }, 1);
+        metaMetrics.shardPing.observe({ shard: name }, (performance.now() - started) / 1000);
+      } catch {
+        metaMetrics.shardUp.set({ shard: name }, 0);
+      }
+    }));
+  };
+  const probeTimer = setInterval(() => void probe(), 5000);
+  probeTimer.unref();
+  void probe();
   const relay = new ReferenceRelay(shards, blocks, logger, metrics.registry);
   relay.start(1000);
   const retention = new RetentionJob(shards, files, logger, {
@@ -67,6 +105,7 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
     config, logger, metrics, metaMetrics, shards, namespaces, files, quotas, accessTokens: new AccessTokens(config.tokenKeys),
     blocks, blockAdmin, publisher, cursors, relay, retention,
     close: async () => {
+      clearInterval(probeTimer);
       retention.stop();
       relay.stop();
       cursors.close();

@@ -8,3 +8,4 @@ export * from "./testing/node-control.js";
 export * from "./testing/accounts.js";
 export * from "./testing/metadata.js";
 export * from "./testing/notify.js";
+export * from "./monitoring/prometheus.js";

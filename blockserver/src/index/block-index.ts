@@ -173,6 +173,26 @@ export class BlockIndex {
     return counts.reduce((a, b) => a + b, 0);
   }
 
+  /**
+   * Live blocks by how many of their shards are stored ('ok') on the given usable nodes: how many
+   * have fewer than `full` (degraded: repair pending) and fewer than `minimum` (data at risk).
+   */
+  async redundancy(usableNodes: string[], full: number, minimum: number): Promise<{ degraded: number; atRisk: number }> {
+    const out = { degraded: 0, atRisk: 0 };
+    await Promise.all(this.shards.map(async (pool) => {
+      const [rows] = await pool.query<RowDataPacket[]>(
+        `SELECT SUM(healthy < ?) AS degraded, SUM(healthy < ?) AS at_risk FROM (
+           SELECT b.hash, COALESCE(SUM(s.state = 'ok' AND s.node IN (?)), 0) AS healthy
+             FROM blocks b LEFT JOIN block_shards s ON s.hash = b.hash
+            WHERE b.state = 'live' GROUP BY b.hash) t`,
+        [full, minimum, usableNodes.length ? usableNodes : [""]],
+      );
+      out.degraded += Number(rows[0].degraded ?? 0);
+      out.atRisk += Number(rows[0].at_risk ?? 0);
+    }));
+    return out;
+  }
+
   get shardCount(): number {
     return this.shards.length;
   }

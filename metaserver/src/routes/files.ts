@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import {
   FileMetadataSchema, JournalEntrySchema, MetaService, Operation, Role, type FileMetadata, type JournalEntry,
 } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
@@ -107,6 +107,9 @@ export function fileRoutes(ctx: MetaserverContext) {
         const { file, conflict } = await ctx.files.commit({
           namespaceId: at.mount.namespaceId, path: at.inner, blocks: req.blocks, size: req.size,
           parentRevision: req.parentRevision, requestId: req.requestId, deviceName: at.caller.deviceName,
+        }).catch((err: unknown) => {
+          if (err instanceof ConnectError && err.code === Code.ResourceExhausted) ctx.metaMetrics.quotaRefusals.inc();
+          throw err;
         });
         ctx.relay.wake();
         if (conflict) ctx.metaMetrics.conflicts.inc();
