@@ -18,6 +18,7 @@ export function startBlockserver(ctx: BlockserverContext): Promise<RpcServer> {
     logger: ctx.logger,
     metrics: ctx.metrics,
     // Development auth: the cluster's token. Signed user and service tokens replace it with the auth work.
+    rpcMetrics: ctx.config.rpcMetrics,
     auth: {
       verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)),
       // Users move block bytes; only services and operators change what references them.

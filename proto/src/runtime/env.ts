@@ -47,6 +47,8 @@ export interface ServiceBasics {
   port: number;
   metricsPort: number;
   logLevel: string;
+  /** The RPC metrics interceptor (on unless SATCHEL_RPC_METRICS=off; off only to measure its cost). */
+  rpcMetrics: boolean;
   /** The token Satchel services and operators call each other with. */
   serviceToken: string;
   /** Access token keys; the first signs, all verify (rotation). */
@@ -66,6 +68,7 @@ export function serviceBasics(env: Env, service: string, defaultPort: number): S
     port,
     metricsPort: envInt(env, `${prefix}_METRICS_PORT`, port + 10),
     logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
+    rpcMetrics: envString(env, "SATCHEL_RPC_METRICS", "on") !== "off",
     serviceToken: envString(env, "SATCHEL_SERVICE_TOKEN", ""),
     tokenKeys: envJson<SigningKey[]>(env, "SATCHEL_TOKEN_KEYS", []),
   };

@@ -22,6 +22,8 @@ export interface RpcServerOptions {
   metricsPort: number;
   /** The application services served, for health checking and reflection. */
   services: DescService[];
+  /** Set false to leave out the RPC metrics interceptor (only to measure what it costs). */
+  rpcMetrics?: boolean;
   /** On close, how long streams get between the drain signal and shutdown (0: none). */
   drainMs?: number;
   /** Registers the application's handlers. */
@@ -81,7 +83,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     shutdownSignal: shutdown.signal,
     interceptors: [
       requestContextInterceptor(opts.logger),
-      metrics.interceptor(),
+      ...(opts.rpcMetrics === false ? [] : [metrics.interceptor()]),
       authInterceptor(opts.auth),
       ...(opts.interceptors ?? []),
     ],
