@@ -18,6 +18,8 @@ export interface MetaMetrics {
   quotaRefusals: Counter;
   shardUp: Gauge<"shard">;
   shardPing: Histogram<"shard">;
+  /** Blocks whose reference count the last reconciliation corrected, and by how much in all. */
+  referenceDrift: Gauge<"measure">;
 }
 
 /** Every long-lived client of the metaserver, built once; close() releases them. */
@@ -70,6 +72,12 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
       labelNames: ["shard"],
       registers: [metrics.registry],
     }),
+    referenceDrift: new Gauge({
+      name: "satchel_metaserver_reference_drift",
+      help: "Found by the last reference reconciliation: blocks whose count was wrong (measure=blocks) and the sum of the differences (measure=references).",
+      labelNames: ["measure"],
+      registers: [metrics.registry],
+    }),
     shardPing: new Histogram({
       name: "satchel_metaserver_shard_probe_seconds",
       help: "Round trip of a probe query to each metadata shard.",
@@ -78,6 +86,29 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
       registers: [metrics.registry],
     }),
   };
+  new Gauge({
+    name: "satchel_metaserver_shard_pool_connections",
+    help: "Connections of each shard's pool, by state (in use or idle).",
+    labelNames: ["shard", "state"],
+    registers: [metrics.registry],
+    collect() {
+      for (const id of ["directory", ...shards.shardIds.map(String)]) {
+        const usage = shards.poolUsage(id === "directory" ? "directory" : Number(id));
+        this.set({ shard: id, state: "in_use" }, usage.inUse);
+        this.set({ shard: id, state: "idle" }, usage.idle);
+      }
+    },
+  });
+  new Gauge({
+    name: "satchel_metaserver_unpublished_namespaces",
+    help: "Namespaces whose latest cursor could not be published to Redis yet (journal lag of the push path).",
+    registers: [metrics.registry],
+    collect() {
+      this.set(publisher.unpublishedCount);
+    },
+  });
+  metaMetrics.referenceDrift.set({ measure: "blocks" }, 0);
+  metaMetrics.referenceDrift.set({ measure: "references" }, 0);
   // Probe every shard: an unreachable shard is an alert before it is a user's error.
   const probe = async () => {
     const targets: [string, { query(sql: string): Promise<unknown> }][] = [["directory", shards.directory], ...shards.shardIds.map((id) => [String(id), shards.shard(id)] as [string, typeof shards.directory])];

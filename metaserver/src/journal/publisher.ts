@@ -71,6 +71,10 @@ export class CommitPublisher {
     }
   }
 
+  get unpublishedCount(): number {
+    return this.unpublished.size;
+  }
+
   /** Tells every metaserver that a namespace now lives on another shard. */
   async shardMoved(namespaceId: bigint): Promise<void> {
     await this.redis.publish(SHARD_MAP_CHANNEL, namespaceId.toString()).catch(() => undefined);

@@ -10,6 +10,8 @@ export function adminRoutes(ctx: MetaserverContext) {
     router.service(MetaAdminService, {
       reconcileReferences: guarded("ReconcileReferences", async () => {
         const r = await reconcileReferences(ctx.shards, ctx.relay, ctx.blockAdmin, ctx.logger);
+        ctx.metaMetrics.referenceDrift.set({ measure: "blocks" }, r.blocksDrifted);
+        ctx.metaMetrics.referenceDrift.set({ measure: "references" }, r.totalDrift);
         return { blocksChecked: BigInt(r.blocksChecked), blocksDrifted: BigInt(r.blocksDrifted), totalDrift: BigInt(r.totalDrift) };
       }),
       moveNamespace: guarded("MoveNamespace", async (req) => {

@@ -39,6 +39,14 @@ export class ShardSet {
     return pool;
   }
 
+  /** Connections of a pool in use and idle (mysql2 keeps these counts on its core pool). */
+  poolUsage(id: number | "directory"): { inUse: number; idle: number } {
+    const pool = (id === "directory" ? this.directory : this.shard(id)) as unknown as { pool: { _allConnections: { length: number }; _freeConnections: { length: number } } };
+    const all = pool.pool._allConnections.length;
+    const idle = pool.pool._freeConnections.length;
+    return { inUse: all - idle, idle };
+  }
+
   async close(): Promise<void> {
     await Promise.all([this.directory.end(), ...[...this.pools.values()].map((p) => p.end())]);
   }
