@@ -2,12 +2,15 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadClusterConfig } from "./config.js";
-import { startCluster } from "./cluster/cluster.js";
+import { startCluster, type ClusterEndpoints } from "./cluster/cluster.js";
+import { startPrometheus } from "./monitoring/prometheus.js";
 
 /**
  * satchel-cluster up      start the local platform in the foreground (Ctrl-C stops it)
  * satchel-cluster stop    stop a cluster started by `up` from another terminal
  * satchel-cluster status  print the endpoints of the running cluster
+ * satchel-cluster prometheus  run Prometheus (port base+50) against the running cluster with
+ *                          Satchel's alert rules, in the foreground
  */
 async function main(): Promise<void> {
   const command = process.argv[2] ?? "up";
@@ -86,8 +89,17 @@ async function main(): Promise<void> {
       console.log(readFileSync(stateFile, "utf8"));
       break;
     }
+    case "prometheus": {
+      if (!running()) throw new Error(`no cluster is running from ${config.stateDir}: start it with "bash ops/up.sh"`);
+      const endpoints = JSON.parse(readFileSync(stateFile, "utf8")) as ClusterEndpoints;
+      const prom = await startPrometheus(config.stateDir, endpoints, config.portBase + 50);
+      console.log(`Prometheus ${prom.url} (config ${prom.configFile}); alerts at ${prom.url}/alerts; Ctrl-C stops it`);
+      await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
+      await prom.process.stop(5000);
+      break;
+    }
     default:
-      throw new Error(`unknown command "${command}"; use up, stop or status`);
+      throw new Error(`unknown command "${command}"; use up, stop, status or prometheus`);
   }
 }
 

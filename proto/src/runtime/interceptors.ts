@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "./logger.js";
@@ -17,6 +18,9 @@ export const requestIdKey = createContextKey<string>("", { description: "request
 export const loggerKey = createContextKey<Logger | undefined>(undefined, { description: "request logger" });
 
 export const REQUEST_ID_HEADER = "x-request-id";
+
+/** The request id of the call being handled, for calls it makes to other services (see transport.ts). */
+export const currentRequest = new AsyncLocalStorage<{ requestId: string }>();
 
 /** Services every caller may use without a token: health checking and reflection. */
 export const PUBLIC_SERVICES = new Set([
@@ -38,7 +42,7 @@ export function requestContextInterceptor(logger: Logger): Interceptor {
     req.contextValues.set(loggerKey, log);
     const started = performance.now();
     try {
-      const res = await next(req);
+      const res = await currentRequest.run({ requestId }, () => next(req));
       res.header.set(REQUEST_ID_HEADER, requestId);
       if (!res.stream) log.debug({ ms: performance.now() - started }, "rpc ok");
       return res;

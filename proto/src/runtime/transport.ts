@@ -1,6 +1,7 @@
 import type * as http2 from "node:http2";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { currentRequest, REQUEST_ID_HEADER } from "./interceptors.js";
 import { HTTP2_SESSION_MEMORY_MB, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "./limits.js";
 
 export interface TransportOptions {
@@ -33,6 +34,12 @@ class WideWindowSessionManager extends Http2SessionManager {
 /** A gRPC-over-HTTP/2 client transport with Satchel's message limits and flow-control windows. */
 export function createSatchelTransport(opts: TransportOptions): Transport {
   const token = opts.token;
+  // A call made while handling another carries that call's request id, so logs join up across services.
+  const requestId: Interceptor = (next) => (req) => {
+    const current = currentRequest.getStore();
+    if (current && !req.header.has(REQUEST_ID_HEADER)) req.header.set(REQUEST_ID_HEADER, current.requestId);
+    return next(req);
+  };
   const auth: Interceptor[] = token
     ? [
         (next) => async (req) => {
@@ -52,6 +59,6 @@ export function createSatchelTransport(opts: TransportOptions): Transport {
     writeMaxBytes: MAX_MESSAGE_BYTES,
     sessionManager,
     acceptCompression: [],
-    interceptors: [...auth, ...(opts.interceptors ?? [])],
+    interceptors: [requestId, ...auth, ...(opts.interceptors ?? [])],
   });
 }
