@@ -33,6 +33,10 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   const repairer = new Repairer(store, index, metrics, logger);
   store.repairs = repairer;
   for (const name of nodes.names) metrics.nodeUp.set({ node: name }, 1);
+  // Labelled counters start at zero, so dashboards and alerts see 0 rather than no data.
+  for (const name of nodes.names) for (const operation of ["write", "read"]) metrics.shardFailures.inc({ node: name, operation }, 0);
+  for (const kind of ["corrupt", "missing", "dead_node"]) metrics.scrubFindings.inc({ kind }, 0);
+  for (const result of ["repaired", "partial", "lost"]) metrics.repairs.inc({ result }, 0);
   nodes.startProbing(config.probeIntervalMs, (node, changed) => {
     metrics.nodeUp.set({ node: node.name }, node.healthy ? 1 : 0);
     if (!changed) return;

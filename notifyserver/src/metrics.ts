@@ -23,6 +23,7 @@ export class NotifyMetrics {
     });
     this.coalesced = new Counter({ name: "satchel_notifyserver_coalesced_total", help: "Advances folded into one not yet delivered (slow consumers).", registers });
     this.refused = new Counter({ name: "satchel_notifyserver_refused_total", help: "Streams and polls refused, by reason.", labelNames: ["reason"], registers });
+    for (const reason of ["user_limit", "server_limit"]) this.refused.inc({ reason }, 0);
     this.received = new Counter({ name: "satchel_notifyserver_advances_received_total", help: "Namespace advances received from Redis.", registers });
   }
 }
