@@ -14,6 +14,8 @@ command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Prometheus and promtool: the alert rules' unit tests and the monitoring tests run them.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# Chromium: the console test renders Prometheus's console templates headless (playwright-core).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq

@@ -6,6 +6,8 @@ import { REPO_ROOT } from "../config.js";
 
 export const RULES_DIR = join(REPO_ROOT, "ops", "prometheus", "rules");
 export const RULE_TESTS_DIR = join(REPO_ROOT, "ops", "prometheus", "tests");
+export const CONSOLES_DIR = join(REPO_ROOT, "ops", "prometheus", "consoles");
+export const CONSOLE_LIBRARIES_DIR = join(REPO_ROOT, "ops", "prometheus", "console_libraries");
 
 const hostPort = (metricsUrl: string) => new URL(metricsUrl).host;
 
@@ -37,7 +39,7 @@ export interface RunningPrometheus {
 
 /** Starts Debian's prometheus on loopback with its own data directory under the state directory. */
 export async function startPrometheus(stateDir: string, endpoints: ClusterEndpoints, port: number, opts: { scrapeSeconds?: number } = {}): Promise<RunningPrometheus> {
-  const dir = join(stateDir, "prometheus");
+  const dir = join(stateDir, `prometheus-${port}`);
   mkdirSync(join(dir, "data"), { recursive: true });
   const configFile = join(dir, "prometheus.yml");
   writeFileSync(configFile, prometheusConfig(endpoints, opts));
@@ -47,6 +49,8 @@ export async function startPrometheus(stateDir: string, endpoints: ClusterEndpoi
     `--storage.tsdb.path=${join(dir, "data")}`,
     `--web.listen-address=127.0.0.1:${port}`,
     "--web.enable-lifecycle",
+    `--web.console.templates=${CONSOLES_DIR}`,
+    `--web.console.libraries=${CONSOLE_LIBRARIES_DIR}`,
   ], {});
   proc.start();
   await waitFor(`prometheus at ${url}`, 60_000, async () => {
