@@ -34,6 +34,21 @@ interface LocalFile {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Files uploaded or downloaded at once. */
+const TRANSFER_CONCURRENCY = 8;
+
+/** Runs fn over items, at most `width` at a time; the first failure is thrown after the others settle. */
+async function inParallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, async () => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++];
+      await fn(item).catch((err) => (failure ??= err));
+    }
+  }));
+  if (failure !== undefined) throw failure;
+}
 const codeOf = (err: unknown) => ConnectError.from(err).code;
 
 /**
@@ -183,7 +198,8 @@ export class SyncAgent {
         if (codeOf(err) !== Code.AlreadyExists) throw err;
       });
     }
-    for (const [path, f] of edits) {
+    // Several files at once: small files are bound by round trips, not bytes.
+    await inParallel(edits, TRANSFER_CONCURRENCY, async ([path, f]) => {
       const synced = this.state.file(path);
       const { file, conflict, progress } = await this.client.uploadAs(this.local(path), path, BigInt(synced?.revision ?? "0"), randomUUID());
       counts.uploads++;
@@ -191,7 +207,7 @@ export class SyncAgent {
       const record = { revision: file.revision.toString(), size: f.size, mtimeMs: f.mtimeMs, blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]) };
       if (!conflict) {
         this.state.setFile(path, record);
-        continue;
+        return;
       }
       // Someone else changed the file first: ours is now the conflicted copy on the server. Keep
       // it locally under that name too; the winner comes down to the original name in pull().
@@ -203,7 +219,7 @@ export class SyncAgent {
       this.state.setFile(path, undefined);
       files.delete(path);
       files.set(file.path, { size: moved.size, mtimeMs: moved.mtimeMs });
-    }
+    });
     for (const [path, synced] of this.state.files) {
       if (files.has(path)) continue;
       // Gone locally: delete remotely, unless it changed there meanwhile (then it comes back).
@@ -225,6 +241,8 @@ export class SyncAgent {
 
   /** Applies every namespace's journal after the stored cursor. */
   private async pull(counts: { downloads: number }): Promise<void> {
+    this.blockIndex = new Map();
+    for (const [path, synced] of this.state.files) this.indexBlocks(path, synced);
     const { namespaces } = await this.client.meta.listNamespaces({});
     for (const ns of namespaces) {
       let cursor = this.state.cursor(ns.namespaceId);
@@ -235,11 +253,19 @@ export class SyncAgent {
           this.state.setCursor(ns.namespaceId, res.cursor);
           break;
         }
-        const entries = res.entries;
-        for (const [i, e] of entries.entries()) {
-          // A later put or delete of the same path in this page makes an earlier put moot.
-          if (e.operation === Operation.PUT && entries.slice(i + 1).some((l) => l.path === e.path && (l.operation === Operation.PUT || l.operation === Operation.DELETE))) continue;
-          await this.apply(e, counts);
+        // A later put or delete of the same path in this page makes an earlier put moot.
+        const entries = res.entries.filter((e, i, all) =>
+          !(e.operation === Operation.PUT && all.slice(i + 1).some((l) => l.path === e.path && (l.operation === Operation.PUT || l.operation === Operation.DELETE))));
+        // Runs of puts (distinct paths by now) download in parallel; everything else in order.
+        for (let i = 0; i < entries.length;) {
+          if (entries[i].operation !== Operation.PUT) {
+            await this.apply(entries[i++], counts);
+            continue;
+          }
+          let j = i;
+          while (j < entries.length && entries[j].operation === Operation.PUT) j++;
+          await inParallel(entries.slice(i, j), TRANSFER_CONCURRENCY, (e) => this.apply(e, counts));
+          i = j;
         }
         cursor = res.cursor;
         this.state.setCursor(ns.namespaceId, cursor);
@@ -303,36 +329,41 @@ export class SyncAgent {
     await mkdir(dirname(target), { recursive: true });
     const progress = await this.client.downloadVersion(file, target, { localBlock: (ref) => this.localBlock(ref) });
     const written = await stat(target);
-    this.state.setFile(path, {
+    const fresh: SyncedFile = {
       revision: file.revision.toString(), size: written.size, mtimeMs: written.mtimeMs,
       blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]),
-    });
+    };
+    this.state.setFile(path, fresh);
+    this.indexBlocks(path, fresh);
     counts.downloads++;
     this.emit({ kind: "download", path, bytes: progress.bytesTransferred });
   }
 
+  /** Where each block of the synced files sits locally (built once per pull, extended by downloads). */
+  private blockIndex = new Map<string, { path: string; offset: number; size: number }>();
+
+  private indexBlocks(path: string, synced: SyncedFile): void {
+    let offset = 0;
+    for (const [hex, size] of synced.blocks) {
+      if (!this.blockIndex.has(hex)) this.blockIndex.set(hex, { path, offset, size });
+      offset += size;
+    }
+  }
+
   /** A block this device already holds in an unchanged local file, read from there. */
   private async localBlock(ref: BlockRef): Promise<Uint8Array | undefined> {
-    const hex = Buffer.from(ref.hash).toString("hex");
-    for (const [path, synced] of this.state.files) {
-      let offset = 0;
-      for (const [h, size] of synced.blocks) {
-        if (h === hex) {
-          const now = await stat(this.local(path)).catch(() => undefined);
-          if (!now || this.changed(path, { size: now.size, mtimeMs: now.mtimeMs })) break;
-          const handle = await open(this.local(path), "r");
-          try {
-            const buf = Buffer.alloc(size);
-            await handle.read(buf, 0, size, offset);
-            return buf;
-          } finally {
-            await handle.close();
-          }
-        }
-        offset += size;
-      }
+    const at = this.blockIndex.get(Buffer.from(ref.hash).toString("hex"));
+    if (!at) return undefined;
+    const now = await stat(this.local(at.path)).catch(() => undefined);
+    if (!now || this.changed(at.path, { size: now.size, mtimeMs: now.mtimeMs })) return undefined;
+    const handle = await open(this.local(at.path), "r");
+    try {
+      const buf = Buffer.alloc(at.size);
+      await handle.read(buf, 0, at.size, at.offset);
+      return buf;
+    } finally {
+      await handle.close();
     }
-    return undefined;
   }
 
   private async sameBlocks(localPath: string, blocks: BlockRef[]): Promise<boolean> {
