@@ -9,3 +9,4 @@ export * from "./testing/accounts.js";
 export * from "./testing/metadata.js";
 export * from "./testing/notify.js";
 export * from "./monitoring/prometheus.js";
+export * from "./testing/service-process.js";

@@ -15,6 +15,7 @@ import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { waitServing, type ClusterEndpoints } from "../cluster/cluster.js";
 import { ManagedProcess } from "../cluster/process.js";
 import { REPO_ROOT, loadClusterConfig } from "../config.js";
+import { serviceEnv } from "../testing/service-process.js";
 
 const BLOCK = 4 * 1024 * 1024;
 
@@ -36,15 +37,8 @@ async function main(): Promise<void> {
   for (const [i, metrics] of ["on", "off"].entries()) {
     const port = base + i * 2;
     const proc = new ManagedProcess(`bench-blockserver-${metrics}`, config.stateDir, process.execPath, [join(REPO_ROOT, "blockserver", "dist", "bin.js")], {
-      SATCHEL_HOST: "127.0.0.1",
-      SATCHEL_BLOCKSERVER_PORT: String(port),
-      SATCHEL_BLOCKSERVER_METRICS_PORT: String(port + 1),
-      SATCHEL_SERVICE_TOKEN: e.serviceToken,
-      SATCHEL_TOKEN_KEYS: JSON.stringify(e.tokenKeys),
-      SATCHEL_DIRECTORY_URL: e.directoryUrl,
-      SATCHEL_STORAGE_NODES: JSON.stringify(e.storageNodes),
+      ...serviceEnv(e, "blockserver", port),
       SATCHEL_SCRUB_IDLE_MS: "3600000",
-      SATCHEL_LOG_LEVEL: "warn",
       SATCHEL_RPC_METRICS: metrics,
     });
     proc.start();

@@ -1,15 +1,12 @@
 import { createHash } from "node:crypto";
-import { join } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import mysql, { type Connection, type RowDataPacket } from "mysql2/promise";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { MetaService, type BlockRef } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { ClusterEndpoints } from "../cluster/cluster.js";
-import { waitServing } from "../cluster/cluster.js";
-import { ManagedProcess } from "../cluster/process.js";
-import { REPO_ROOT } from "../config.js";
 import { signIn } from "./accounts.js";
+import { ServiceProcesses } from "./service-process.js";
 
 /** One signed-in device of an account: its metaserver and blockserver clients. */
 export interface Device {
@@ -139,35 +136,8 @@ export async function shardViolations(shard: Connection, ns: bigint): Promise<{ 
  * Extra metaserver processes beside the cluster's (to kill one, or run one with other settings),
  * on ports offset from the cluster's metaserver port; stopAll() ends them.
  */
-export class MetaserverProcesses {
-  private readonly started: ManagedProcess[] = [];
-
-  constructor(private readonly endpoints: ClusterEndpoints, private readonly stateDir: string) {}
-
-  async start(name: string, portOffset: number, env: Record<string, string> = {}): Promise<{ proc: ManagedProcess; url: string }> {
-    const e = this.endpoints;
-    const port = Number(new URL(e.metaserver).port) + portOffset;
-    const proc = new ManagedProcess(name, this.stateDir, process.execPath, [join(REPO_ROOT, "metaserver", "dist", "bin.js")], {
-      SATCHEL_HOST: "127.0.0.1",
-      SATCHEL_METASERVER_PORT: String(port),
-      SATCHEL_METASERVER_METRICS_PORT: String(port + 1),
-      SATCHEL_METASERVER_LINKS_PORT: String(port + 2),
-      SATCHEL_SERVICE_TOKEN: e.serviceToken,
-      SATCHEL_TOKEN_KEYS: JSON.stringify(e.tokenKeys),
-      SATCHEL_DIRECTORY_URL: e.directoryUrl,
-      SATCHEL_REDIS_URL: e.redisUrl,
-      SATCHEL_BLOCKSERVER_URL: e.blockserver,
-      SATCHEL_LOG_LEVEL: "warn",
-      ...env,
-    });
-    proc.start();
-    this.started.push(proc);
-    const url = `http://127.0.0.1:${port}`;
-    await waitServing(name, url, proc);
-    return { proc, url };
-  }
-
-  async stopAll(): Promise<void> {
-    for (const p of this.started) await p.stop(5000);
+export class MetaserverProcesses extends ServiceProcesses {
+  constructor(endpoints: ClusterEndpoints, stateDir: string) {
+    super("metaserver", endpoints, stateDir);
   }
 }
