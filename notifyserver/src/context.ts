@@ -1,14 +1,11 @@
 import { Redis } from "ioredis";
-import { createLogger, ServiceMetrics, type Logger } from "@satchel/proto";
+import { createLogger, latestCursorKey, NAMESPACE_CHANNEL, ServiceMetrics, type Logger, type NamespaceAdvance } from "@satchel/proto";
 import type { NotifyserverConfig } from "./config.js";
 import { Fanout } from "./fanout/fanout.js";
 import { ConnectionLimits } from "./limits.js";
 import { NotifyMetrics } from "./metrics.js";
 import { MountDirectory } from "./store/mounts.js";
 
-/** The channel metaservers publish {namespaceId, cursor, at} on after each commit. */
-export const NAMESPACE_CHANNEL = "satchel:namespace-advanced";
-const latestCursorKey = (namespaceId: bigint) => `satchel:cursor:${namespaceId}`;
 
 export interface NotifyserverContext {
   config: NotifyserverConfig;
@@ -32,7 +29,7 @@ export async function createContext(config: NotifyserverConfig): Promise<Notifys
   subscriber.on("error", (err) => logger.warn({ err: err.message }, "redis unavailable; devices fall back to polling"));
   subscriber.on("message", (_channel: string, raw: string) => {
     try {
-      const msg = JSON.parse(raw) as { namespaceId: string; cursor: string; at?: number };
+      const msg = JSON.parse(raw) as NamespaceAdvance;
       notifyMetrics.received.inc();
       fanout.publish(BigInt(msg.namespaceId), BigInt(msg.cursor), msg.at ?? 0);
     } catch (err) {

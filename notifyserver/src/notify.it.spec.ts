@@ -1,7 +1,7 @@
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createSatchelTransport } from "@satchel/proto";
+import { createSatchelTransport, NAMESPACE_CHANNEL } from "@satchel/proto";
 import { MetaService, Operation, Role } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { NotifyService, type SubscribeResponse } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import {
@@ -11,7 +11,6 @@ import {
 
 const { endpoints, stateDir } = inject("cluster");
 /** The channel metaservers publish {namespaceId, cursor, at} on after each commit. */
-const NAMESPACE_CHANNEL = "satchel:namespace-advanced";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type Notify = Client<typeof NotifyService>;

@@ -254,8 +254,11 @@ export class SyncAgent {
           break;
         }
         // A later put or delete of the same path in this page makes an earlier put moot.
-        const entries = res.entries.filter((e, i, all) =>
-          !(e.operation === Operation.PUT && all.slice(i + 1).some((l) => l.path === e.path && (l.operation === Operation.PUT || l.operation === Operation.DELETE))));
+        const lastWrite = new Map<string, number>();
+        res.entries.forEach((e, i) => {
+          if (e.operation === Operation.PUT || e.operation === Operation.DELETE) lastWrite.set(e.path, i);
+        });
+        const entries = res.entries.filter((e, i) => e.operation !== Operation.PUT || lastWrite.get(e.path) === i);
         // Runs of puts (distinct paths by now) download in parallel; everything else in order.
         for (let i = 0; i < entries.length;) {
           if (entries[i].operation !== Operation.PUT) {

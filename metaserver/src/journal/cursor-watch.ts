@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
-import type { Logger } from "@satchel/proto";
+import { NAMESPACE_CHANNEL, type Logger } from "@satchel/proto";
 import type { FileStore } from "../store/files.js";
-import { NAMESPACE_CHANNEL, SHARD_MAP_CHANNEL, type CommitPublisher } from "./publisher.js";
+import { SHARD_MAP_CHANNEL, type CommitPublisher } from "./publisher.js";
 
 /** How often a long poll re-reads MySQL while Redis (and so the push) is down. */
 const POLL_WITHOUT_REDIS_MS = 1000;

@@ -1,9 +1,5 @@
 import { Redis } from "ioredis";
-import type { Logger } from "@satchel/proto";
-
-/** The Redis channel every metaserver publishes namespace advances on, and notifyservers listen to. */
-export const NAMESPACE_CHANNEL = "satchel:namespace-advanced";
-export const latestCursorKey = (namespaceId: bigint) => `satchel:cursor:${namespaceId}`;
+import { latestCursorKey, NAMESPACE_CHANNEL, type Logger, type NamespaceAdvance } from "@satchel/proto";
 
 /** Where metaservers tell each other that a namespace moved to another shard. */
 export const SHARD_MAP_CHANNEL = "satchel:shard-map";
@@ -56,7 +52,8 @@ export class CommitPublisher {
 
   private async send(namespaceId: bigint, cursor: bigint): Promise<void> {
     // "at" lets notifyservers measure fan-out latency from here to the device's stream.
-    const message = JSON.stringify({ namespaceId: namespaceId.toString(), cursor: cursor.toString(), at: Date.now() });
+    const advance: NamespaceAdvance = { namespaceId: namespaceId.toString(), cursor: cursor.toString(), at: Date.now() };
+    const message = JSON.stringify(advance);
     await this.redis.eval(PUBLISH_SCRIPT, 1, latestCursorKey(namespaceId), cursor.toString(), NAMESPACE_CHANNEL, message, this.cursorTtlSeconds);
   }
 

@@ -78,8 +78,9 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
           const ids = [...namespaces];
           const latest = await ctx.latestCursors(ids);
           for (const [i, cursor] of latest.entries()) {
-            if (cursor !== undefined) sub.known(ids[i], cursor);
-            if (cursor !== undefined) yield { event: { case: "advanced", value: { $typeName: "satchel.notify.v1.NamespaceAdvanced", namespaceId: ids[i], cursor } } };
+            if (cursor === undefined) continue;
+            sub.known(ids[i], cursor);
+            yield { event: { case: "advanced", value: { $typeName: "satchel.notify.v1.NamespaceAdvanced", namespaceId: ids[i], cursor } } };
           }
           while (!signal.aborted) {
             const advanced = await sub.take();

@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { Redis } from "ioredis";
-import { createSatchelTransport } from "@satchel/proto";
+import { createSatchelTransport, NAMESPACE_CHANNEL } from "@satchel/proto";
 import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { ClusterEndpoints } from "../cluster/cluster.js";
 import { loadClusterConfig } from "../config.js";
@@ -75,7 +75,7 @@ async function level(endpoints: ClusterEndpoints, streams: number, rate: number,
       for (let k = 0; k < due; k++) {
         const now = Date.now();
         const ns = NAMESPACE_BASE + BigInt(Math.floor(Math.random() * streams));
-        pipe.publish("satchel:namespace-advanced", JSON.stringify({ namespaceId: ns.toString(), cursor: String(now), at: now }));
+        pipe.publish(NAMESPACE_CHANNEL, JSON.stringify({ namespaceId: ns.toString(), cursor: String(now), at: now }));
         sent++;
       }
       void pipe.exec();

@@ -4,6 +4,7 @@ export * from "./interceptors.js";
 export * from "./limits.js";
 export * from "./logger.js";
 export * from "./metrics.js";
+export * from "./notify-channel.js";
 export * from "./reflection.js";
 export * from "./server.js";
 export * from "./tokens.js";
