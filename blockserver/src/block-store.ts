@@ -2,12 +2,12 @@ import { createHash } from "node:crypto";
 import { ErasureCodec, NotEnoughShardsError } from "./codec/erasure.js";
 import type { BlockserverConfig } from "./config.js";
 import { Code, ConnectError, dataLoss, invalidArgument } from "./errors.js";
-import type { BlockIndex, BlockRecord, ShardPlacement } from "./index/block-index.js";
+import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "./index/block-index.js";
 import type { BlockserverMetrics } from "./metrics.js";
 import type { NodeSet } from "./nodes/node-set.js";
 import { ShardMissingError } from "./nodes/storage-node.js";
 import { rankNodes } from "./placement/rendezvous.js";
-import { describeFailures, meetsWriteQuorum, type WriteOutcome } from "./quorum.js";
+import { blockVerdict, describeFailures, meetsWriteQuorum, type BlockVerdict, type ShardFinding, type WriteOutcome } from "./quorum.js";
 import { decodeShard, encodeShard, ShardCorruptError } from "./shard-format/shard-format.js";
 
 export const HASH_BYTES = 32;
@@ -17,17 +17,27 @@ export const shardKey = (hash: Uint8Array, index: number): string => {
   return `blocks/${hex.slice(0, 2)}/${hex}.${index}`;
 };
 
-/** What reading one shard gave: its verified payload, or what is wrong with it. */
-export interface ShardRead {
+/** What seeking one shard found: its verified payload, or what is wrong with it (see quorum.ts). */
+export interface ShardSurvey extends ShardFinding {
+  index: number;
   payload?: Buffer;
-  problem?: "missing" | "corrupt" | "unreachable" | "dead-node";
+  /** Why a gone shard is gone. */
+  problem?: "absent" | "corrupt";
   /** Bytes read from the node. */
   bytes?: number;
+  /** A node was asked. */
+  tried: boolean;
+  /** Found on a node other than the one the index records. */
+  relocated?: boolean;
+  /** What happened, for logs and error messages. */
+  detail: string;
 }
 
 /** Where to send blocks whose shards need rebuilding (the repairer). */
 export interface RepairSink {
   enqueue(hash: Buffer, reason: string): void;
+  /** An upload brought a live block's bytes: rewrite the shards the index does not record as stored. */
+  restore(record: BlockRecord, shards: Buffer[]): Promise<void>;
 }
 
 /**
@@ -39,7 +49,7 @@ export class BlockStore {
   readonly codec: ErasureCodec;
   /** Writes of the same hash in flight in this process share one promise: a block is written once. */
   private readonly writing = new Map<string, Promise<boolean>>();
-  repairs: RepairSink = { enqueue: () => undefined };
+  repairs: RepairSink = { enqueue: () => undefined, restore: async () => undefined };
   /** Client reads and writes in progress; background work (scrub) yields while there are any. */
   foregroundInFlight = 0;
 
@@ -73,7 +83,13 @@ export class BlockStore {
 
   private async write(hash: Buffer, data: Uint8Array): Promise<boolean> {
     const existing = await this.index.get(hash);
-    if (existing?.state === "live") return true;
+    if (existing?.state === "live") {
+      // The bytes are in hand: a block whose shards are not all stored (even one proven lost) is
+      // made whole from them rather than waiting for repair.
+      const sameCode = existing.dataShards === this.codec.dataShards && existing.parityShards === this.codec.parityShards;
+      if (sameCode && !existing.shards.every((s) => isStored(s.state))) await this.repairs.restore(existing, await this.codec.encode(data));
+      return true;
+    }
     if (existing?.state === "deleting") {
       // Its shards are being removed right now; writing them again would race that removal.
       throw new ConnectError(`block ${hash.toString("hex")} is being garbage-collected; send it again in a moment`, Code.Aborted);
@@ -142,31 +158,26 @@ export class BlockStore {
       throw new ConnectError(`block ${hash.toString("hex")} is not stored`, Code.NotFound);
     }
     const k = record.dataShards;
-    const width = k + record.parityShards;
-    const shards: (Buffer | undefined)[] = new Array(width).fill(undefined);
-    // Fast path: the k data shards, no decoding. A shard that is missing, corrupt, on a down node
-    // or slower than the hedge deadline brings in parity instead.
-    const data = await Promise.all(record.shards.slice(0, k).map((p) => this.readShard(record, p, this.config.hedgeMs)));
-    data.forEach((s, i) => (shards[i] = s));
-    let good = data.filter(Boolean).length;
-    const degraded = good < k;
-    if (degraded) {
+    // Fast path: k shards the index records as stored, data shards first (no decoding when they are
+    // all data), each within the hedge deadline. Anything short brings in every other shard.
+    const survey = await this.survey(record, { hedgeMs: this.config.hedgeMs, enough: k });
+    const good = survey.filter((s) => s.status === "ok");
+    if (survey.some((s) => s.tried && s.status !== "ok")) {
       this.metrics.degradedReads.inc();
-      const parity = await Promise.all(record.shards.slice(k).map((p) => this.readShard(record, p)));
-      parity.forEach((s, i) => (shards[k + i] = s));
-      good += parity.filter(Boolean).length;
+      this.repairs.enqueue(hash, "read found missing, corrupt or unreachable shards");
     }
-    // Heal on read: any shard this read tried and could not use goes to repair (unread parity does not).
-    const attempted = degraded ? width : k;
-    if (shards.slice(0, attempted).some((sh) => !sh)) this.repairs.enqueue(hash, "read found missing or corrupt shards");
+    const verdict = blockVerdict(survey, k, record.parityShards);
+    if (verdict.kind !== "readable") throw unreadable(hash, k, verdict, survey);
+    const shards: (Buffer | undefined)[] = survey.map((s) => s.payload);
+    const stopDecode = this.metrics.codingSeconds.startTimer({ operation: "decode" });
     let block: Buffer;
     try {
-      const stopDecode = this.metrics.codingSeconds.startTimer({ operation: "decode" });
       block = await this.codec.decode(shards, record.size);
-      stopDecode();
     } catch (err) {
-      if (err instanceof NotEnoughShardsError) throw dataLoss(hash.toString("hex"), `only ${good} of the ${k} shards needed are readable`);
+      if (err instanceof NotEnoughShardsError) throw dataLoss(hash.toString("hex"), `only ${good.length} of the ${k} shards needed are readable`);
       throw err;
+    } finally {
+      stopDecode();
     }
     if (!createHash("sha256").update(block).digest().equals(hash)) {
       throw dataLoss(hash.toString("hex"), "the rebuilt bytes do not match the block hash");
@@ -175,28 +186,73 @@ export class BlockStore {
     return block;
   }
 
+  /**
+   * Seeks a block's shards, trusting the index only as a hint. With `enough`, it stops once that
+   * many good shards are in hand; otherwise it tries every placement, whatever its recorded state.
+   * While fewer than k are good, it looks again: nodes thought down are tried, and a shard absent
+   * where the index puts it is looked for by key on every other node (a repair may have rebuilt it
+   * there without recording it). A shard is `gone` only when every node answered without it.
+   */
+  async survey(record: BlockRecord, opts: { hedgeMs?: number; enough?: number } = {}): Promise<ShardSurvey[]> {
+    const k = record.dataShards;
+    const out: ShardSurvey[] = record.shards.map((p) => ({ index: p.index, node: p.node, status: "unreachable", tried: false, detail: "not tried" }));
+    const look = async (p: ShardPlacement, timeoutMs?: number, evenIfDown = false) => {
+      const found = await this.inspectShard(record, p, timeoutMs, evenIfDown);
+      out[p.index] = { ...found, tried: found.tried || out[p.index].tried };
+    };
+    const goodCount = () => out.filter((s) => s.status === "ok").length;
+    // 1. Shards recorded as stored on nodes that answer, data shards first.
+    const first = record.shards.filter((p) => isStored(p.state) && this.nodes.get(p.node)?.healthy);
+    await Promise.all((opts.enough ? first.slice(0, opts.enough) : first).map((p) => look(p, opts.hedgeMs)));
+    if (opts.enough && goodCount() >= opts.enough) return out;
+    // 2. Every other placement, whatever the index says about it.
+    await Promise.all(record.shards.filter((p) => !out[p.index].tried).map((p) => look(p)));
+    if (goodCount() >= k) return out;
+    // 3. Still short: nodes believed down are asked anyway (within the hedge), slow ones get the full
+    // timeout, and shards absent where recorded are looked for on every other node.
+    await Promise.all(out.map(async (s, i) => {
+      if (s.status === "ok") return;
+      const p = record.shards[i];
+      if (s.status === "unreachable") await look(p, s.tried ? undefined : this.config.hedgeMs, true);
+      if (out[i].status !== "gone") return;
+      out[i] = await this.searchElsewhere(record, p, out[i]);
+    }));
+    return out;
+  }
+
+  /** Looks for a shard absent (or corrupt) on its recorded node on every other node, by key. */
+  private async searchElsewhere(record: BlockRecord, p: ShardPlacement, atHome: ShardSurvey): Promise<ShardSurvey> {
+    const others = this.nodes.names.filter((n) => n !== p.node);
+    const found = await Promise.all(others.map((node) => this.inspectShard(record, { ...p, node }, undefined, true)));
+    const hit = found.find((f) => f.status === "ok");
+    if (hit) return { ...hit, relocated: true };
+    const silent = found.filter((f) => f.status === "unreachable").map((f) => f.node);
+    if (silent.length === 0) return atHome;
+    // Not proven gone: it may sit on a node that did not answer.
+    return { ...atHome, status: "unreachable", detail: `${atHome.detail}; not found elsewhere, but ${silent.join(", ")} did not answer` };
+  }
+
   /** Every shard of a block, verified; undefined where a shard is missing, unreachable or corrupt. */
-  readAllShards(record: BlockRecord): Promise<(Buffer | undefined)[]> {
-    return Promise.all(record.shards.map((p) => this.readShard(record, p)));
+  async readAllShards(record: BlockRecord): Promise<(Buffer | undefined)[]> {
+    return (await this.survey(record)).map((s) => s.payload);
   }
 
-  /** One shard's payload, or undefined when it is missing, unreachable, too slow or fails its checksum. */
-  async readShard(record: BlockRecord, placement: ShardPlacement, timeoutMs?: number): Promise<Buffer | undefined> {
-    return (await this.inspectShard(record, placement, timeoutMs)).payload;
-  }
-
-  /** Reads and verifies one shard, saying what is wrong with it when it cannot be used. */
-  async inspectShard(record: BlockRecord, placement: ShardPlacement, timeoutMs?: number): Promise<ShardRead> {
+  /**
+   * Reads and verifies one shard on one node, saying what is wrong with it when it cannot be used.
+   * A node believed down is not asked unless `evenIfDown` (its requests would only time out).
+   */
+  async inspectShard(record: BlockRecord, placement: ShardPlacement, timeoutMs?: number, evenIfDown = false): Promise<ShardSurvey> {
+    const base = { index: placement.index, node: placement.node };
     const node = this.nodes.get(placement.node);
-    if (!node || this.nodes.isDead(node.name)) return { problem: "dead-node" };
-    if (placement.state === "missing") return { problem: "missing" };
-    if (!node.healthy) return { problem: "unreachable" };
+    if (!node) return { ...base, status: "unreachable", tried: false, detail: `node ${placement.node} is not configured` };
+    if (!node.healthy && !evenIfDown) return { ...base, status: "unreachable", tried: false, detail: `${node.name} is down` };
     let object: Buffer;
     try {
       object = await node.get(shardKey(record.hash, placement.index), timeoutMs);
     } catch (err) {
       this.metrics.shardFailures.inc({ node: placement.node, operation: "read" });
-      return { problem: err instanceof ShardMissingError ? "missing" : "unreachable" };
+      if (err instanceof ShardMissingError) return { ...base, status: "gone", problem: "absent", tried: true, detail: `absent on ${node.name}` };
+      return { ...base, status: "unreachable", tried: true, detail: (err as Error).message };
     }
     this.metrics.shardBytes.inc({ direction: "read" }, object.length);
     try {
@@ -204,22 +260,22 @@ export class BlockStore {
       if (!header.blockHash.equals(record.hash) || header.index !== placement.index || header.payloadChecksum !== placement.checksum) {
         throw new ShardCorruptError("shard does not belong to this block");
       }
-      return { payload, bytes: object.length };
-    } catch {
+      return { ...base, status: "ok", payload, bytes: object.length, tried: true, detail: "ok" };
+    } catch (err) {
       this.metrics.shardFailures.inc({ node: placement.node, operation: "read" });
-      return { problem: "corrupt", bytes: object.length };
+      return { ...base, status: "gone", problem: "corrupt", bytes: object.length, tried: true, detail: `corrupt on ${node.name}: ${(err as Error).message}` };
     }
   }
 
   /** Writes one (rebuilt) shard to a node and returns its placement. */
-  async writeShard(record: BlockRecord, index: number, payload: Uint8Array, nodeName: string): Promise<ShardPlacement> {
+  async writeShard(record: BlockRecord, index: number, payload: Uint8Array, nodeName: string, state: ShardPlacement["state"] = "ok"): Promise<ShardPlacement> {
     const [header, body] = encodeShard(
       { k: record.dataShards, m: record.parityShards, index, blockLength: record.size, blockHash: record.hash }, payload,
     );
     await this.nodes.get(nodeName)!.put(shardKey(record.hash, index), [header, body]);
     this.metrics.shardBytes.inc({ direction: "written" }, header.length + body.length);
     this.metrics.shardWrites.inc({ node: nodeName });
-    return { index, node: nodeName, checksum: header.readUInt32BE(header.length - 8), state: "ok" };
+    return { index, node: nodeName, checksum: header.readUInt32BE(header.length - 8), state };
   }
 
   /** Which hashes are stored and live. */
@@ -231,4 +287,22 @@ export class BlockStore {
 
 export function checkHash(hash: Buffer): void {
   if (hash.length !== HASH_BYTES) throw invalidArgument(`hash must be ${HASH_BYTES} bytes of SHA-256, got ${hash.length}`);
+}
+
+/**
+ * The status for a block that cannot be read: DATA_LOSS only when more than m shards are proven
+ * gone, otherwise UNAVAILABLE (retryable) naming the nodes that did not answer.
+ */
+export function unreadable(hash: Buffer, k: number, verdict: Exclude<BlockVerdict, { kind: "readable" }>, survey: ShardSurvey[]): ConnectError {
+  const hex = hash.toString("hex");
+  const findings = survey.filter((s) => s.status !== "ok").map((s) => `shard ${s.index}: ${s.detail}`).join("; ");
+  if (verdict.kind === "lost") {
+    return dataLoss(hex, `only ${verdict.good} of the ${k} shards needed exist; ${verdict.gone} are proven gone (${findings}). ` +
+      "Run `satchel admin verify` to list the files that use it");
+  }
+  return new ConnectError(
+    `block ${hex} is unavailable: ${verdict.good} of the ${k} shards needed are readable and the nodes holding the others ` +
+      `did not answer (${verdict.unreachableNodes.join(", ") || "none"}; ${findings}); its bytes are not known to be lost, retry when they are back`,
+    Code.Unavailable,
+  );
 }

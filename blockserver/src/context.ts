@@ -35,14 +35,17 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   for (const name of nodes.names) metrics.nodeUp.set({ node: name }, 1);
   // Labelled counters start at zero, so dashboards and alerts see 0 rather than no data.
   for (const name of nodes.names) for (const operation of ["write", "read"]) metrics.shardFailures.inc({ node: name, operation }, 0);
-  for (const kind of ["corrupt", "missing", "dead_node"]) metrics.scrubFindings.inc({ kind }, 0);
-  for (const result of ["repaired", "partial", "lost"]) metrics.repairs.inc({ result }, 0);
-  nodes.startProbing(config.probeIntervalMs, (node, changed) => {
+  for (const kind of ["corrupt", "missing", "unreachable", "dead_node"]) metrics.scrubFindings.inc({ kind }, 0);
+  for (const result of ["repaired", "partial", "unavailable", "lost"]) metrics.repairs.inc({ result }, 0);
+  const probesDone = nodes.startProbing(config.probeIntervalMs, (node, result, changed) => {
     metrics.nodeUp.set({ node: node.name }, node.healthy ? 1 : 0);
+    const recovery = (work: Promise<void>) => void work.catch((err: Error) => logger.warn({ node: node.name, err: err.message }, "could not queue the node's shards for re-checking"));
+    // A new disk: every shard recorded on the node is checked and rebuilt there, no operator needed.
+    if (result === "new-disk") recovery(repairer.diskReplaced(node.name));
     if (!changed) return;
     logger.warn({ node: node.name }, node.healthy ? "storage node is back" : "storage node is down");
-    // Shards that could not be written while it was down can go home now.
-    if (node.healthy) repairer.sweepNow();
+    // Shards written while it was down, or recorded unreachable, are re-checked and sent home.
+    if (node.healthy) recovery(repairer.nodeBack(node.name));
   });
   // Redundancy gauges for alerting: how many live blocks lack shards on usable nodes.
   const measureRedundancy = async () => {
@@ -58,6 +61,7 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   await refreshNodeStates();
   const nodeStateTimer = setInterval(() => void refreshNodeStates().catch(() => undefined), 5000);
   nodeStateTimer.unref();
+  await probesDone;
   repairer.start(config.repairSweepMs);
   const scrubber = new Scrubber(store, index, repairer, metrics, logger, config.scrub);
   scrubber.start();

@@ -234,7 +234,8 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
       expect(await rowsOnNode("minio-5")).toBe(0);
       for (const [i, hash] of hashes.entries()) {
         expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(stored[i])).toBe(true);
-        expect((await shardRows(hash)).every((r) => r.state === "ok")).toBe(true);
+        // Shards moved off the dead node are recorded as rebuilt elsewhere; the rest stay ok.
+        expect((await shardRows(hash)).every((r) => r.state === "ok" || r.state === "rebuilt")).toBe(true);
       }
       expect((await admin.getScrubStatus({})).status!.blocksLost).toBe(0n);
     } finally {

@@ -57,7 +57,7 @@ export class BlockserverMetrics extends ServiceMetrics {
   });
   readonly repairs = new Counter({
     name: "satchel_blockserver_repairs_total",
-    help: "Block repairs finished, by result (repaired, partial, lost).",
+    help: "Block repairs finished, by result (repaired, partial, unavailable: waiting for nodes, lost).",
     labelNames: ["result"],
     registers: [this.registry],
   });

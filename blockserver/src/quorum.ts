@@ -37,3 +37,37 @@ export function describeFailures(outcome: WriteOutcome, width: number): string {
   const byReason = outcome.failed.map((f) => `${f.node}: ${f.reason}`).join("; ");
   return `${outcome.failed.length} of ${width} shard writes failed (${byReason})`;
 }
+
+/**
+ * What one attempt to find a shard showed. Unreachable says nothing about the bytes (node down,
+ * slow, answering errors); gone is proven: absent or failing its checksum on a node that answered,
+ * and not found on any other node either.
+ */
+export type ShardStatus = "ok" | "unreachable" | "gone";
+
+export interface ShardFinding {
+  status: ShardStatus;
+  /** The node the shard was found on, or the one that was tried. */
+  node: string;
+}
+
+/** How a block stands after its shards were sought. */
+export type BlockVerdict =
+  | { kind: "readable"; good: number }
+  /** Fewer than k shards could be read, but at most m are proven gone: a node coming back restores it. */
+  | { kind: "unavailable"; good: number; gone: number; unreachableNodes: string[] }
+  /** More than m shards are proven gone: no k shards will ever be found again. */
+  | { kind: "lost"; good: number; gone: number };
+
+/**
+ * Read quorum: any k good shards rebuild the block. A block is lost only when more than m of its
+ * shards are proven gone; fewer than k readable with at most m gone is unavailable (retryable).
+ */
+export function blockVerdict(findings: ReadonlyArray<ShardFinding>, k: number, m: number): BlockVerdict {
+  const good = findings.filter((f) => f.status === "ok").length;
+  const gone = findings.filter((f) => f.status === "gone").length;
+  if (good >= k) return { kind: "readable", good };
+  if (gone > m) return { kind: "lost", good, gone };
+  const unreachableNodes = [...new Set(findings.filter((f) => f.status === "unreachable").map((f) => f.node))].sort();
+  return { kind: "unavailable", good, gone, unreachableNodes };
+}

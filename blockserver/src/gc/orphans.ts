@@ -1,4 +1,5 @@
 import type { Logger } from "@satchel/proto";
+import type { RepairSink } from "../block-store.js";
 import type { BlockIndex } from "../index/block-index.js";
 import type { BlockserverMetrics } from "../metrics.js";
 import type { NodeSet } from "../nodes/node-set.js";
@@ -12,7 +13,7 @@ const KEY = /^blocks\/[0-9a-f]{2}\/([0-9a-f]{64})\.(\d+)$/;
  * write still in flight.
  */
 export async function sweepOrphans(
-  nodes: NodeSet, index: BlockIndex, metrics: BlockserverMetrics, logger: Logger, minAgeSeconds: number,
+  nodes: NodeSet, index: BlockIndex, repairs: RepairSink, metrics: BlockserverMetrics, logger: Logger, minAgeSeconds: number,
 ): Promise<{ scanned: number; removed: number }> {
   let scanned = 0;
   let removed = 0;
@@ -26,8 +27,14 @@ export async function sweepOrphans(
       const hash = Buffer.from(m[1], "hex");
       const record = await index.get(hash);
       if (record?.state === "writing") continue;
-      const placed = record?.shards.some((s) => s.index === Number(m[2]) && s.node === name);
-      if (placed) continue;
+      const placement = record?.shards.find((s) => s.index === Number(m[2]));
+      if (placement?.node === name) continue;
+      // The index puts this shard elsewhere but does not know it stored there: this copy may be the
+      // only good one (a repair that wrote it and stopped before recording it). Repair adopts it.
+      if (record?.state === "live" && placement && placement.state !== "ok" && placement.state !== "rebuilt") {
+        repairs.enqueue(hash, `a copy of shard ${placement.index} found on ${name}`);
+        continue;
+      }
       await node.delete(key);
       removed++;
       metrics.orphanShardsRemoved.inc();

@@ -14,12 +14,30 @@ export interface BlockRecord {
   shards: ShardPlacement[];
 }
 
+/**
+ * What the index last learnt about a shard: a hint, never a verdict (see quorum.ts).
+ * - ok: stored on its node when last checked; rebuilt: repair wrote it on a node other than its
+ *   first home (also stored);
+ * - missing: the write could not store it (its node was down);
+ * - unreachable: its node did not answer when last tried: nothing is known about the bytes;
+ * - gone: proven absent or corrupt on a live node.
+ */
+export type ShardState = "ok" | "rebuilt" | "missing" | "unreachable" | "gone";
+
+export const isStored = (state: ShardState): boolean => state === "ok" || state === "rebuilt";
+
 export interface ShardPlacement {
   index: number;
   node: string;
   checksum: number;
-  /** 'missing': the write could not store it, or scrub/read found it lost; repair rebuilds it. */
-  state: "ok" | "missing";
+  state: ShardState;
+}
+
+/** A block waiting in the durable repair queue. */
+export interface RepairTask {
+  hash: Buffer;
+  reason: string;
+  attempts: number;
 }
 
 /**
@@ -134,7 +152,7 @@ export class BlockIndex {
     });
   }
 
-  /** Records a shard's new home and state (after a repair, or when a read or scrub finds it lost). */
+  /** Records a shard's home and state (after a repair, or what a read, scrub or repair found). */
   async setShard(hash: Buffer, shard: ShardPlacement): Promise<void> {
     await this.shardOf(hash).query(
       "UPDATE block_shards SET node = ?, checksum = ?, state = ? WHERE hash = ? AND shard_index = ?",
@@ -142,16 +160,83 @@ export class BlockIndex {
     );
   }
 
-  /** Live blocks that have a shard recorded as missing, from every index shard. */
-  async blocksWithMissingShards(limit: number): Promise<Buffer[]> {
+  /**
+   * Queues for repair, durably, every live block with a shard the index does not record as stored
+   * (missing, unreachable, gone): a restart, or a crash between a finding and its queue entry, loses
+   * no repair. Blocks already queued keep their place.
+   */
+  async queueUnhealthyBlocks(reason: string): Promise<number> {
+    let queued = 0;
+    await Promise.all(this.shards.map(async (pool) => {
+      const [res] = await pool.query<ResultSetHeader>(
+        `INSERT IGNORE INTO repair_queue (hash, reason)
+         SELECT DISTINCT s.hash, ? FROM block_shards s JOIN blocks b ON b.hash = s.hash
+          WHERE s.state IN ('missing', 'unreachable', 'gone') AND b.state = 'live'`, [reason],
+      );
+      queued += res.affectedRows;
+    }));
+    return queued;
+  }
+
+  /**
+   * Queues every live block with a shard on `node` (all of them, or only those not recorded as
+   * stored), and makes the ones already queued due now: a node came back, or its disk was replaced.
+   */
+  async queueBlocksOnNode(node: string, reason: string, onlyUnhealthy: boolean): Promise<number> {
+    let queued = 0;
+    const filter = onlyUnhealthy ? "AND s.state IN ('missing', 'unreachable', 'gone')" : "";
+    await Promise.all(this.shards.map(async (pool) => {
+      const [res] = await pool.query<ResultSetHeader>(
+        `INSERT INTO repair_queue (hash, reason)
+         SELECT DISTINCT s.hash, ? FROM block_shards s JOIN blocks b ON b.hash = s.hash
+          WHERE s.node = ? AND b.state = 'live' ${filter}
+         ON DUPLICATE KEY UPDATE next_attempt_at = LEAST(next_attempt_at, CURRENT_TIMESTAMP(3))`, [reason, node],
+      );
+      queued += res.affectedRows;
+    }));
+    return queued;
+  }
+
+  /** Adds blocks to the repair queue (or makes them due now if queued already). */
+  async queueRepair(hashes: Buffer[], reason: string): Promise<void> {
+    await Promise.all([...this.byShard(hashes)].map(([pool, indexes]) => pool.query(
+      `INSERT INTO repair_queue (hash, reason) VALUES ?
+       ON DUPLICATE KEY UPDATE next_attempt_at = LEAST(next_attempt_at, CURRENT_TIMESTAMP(3))`,
+      [indexes.map((i) => [hashes[i], reason.slice(0, 128)])],
+    )));
+  }
+
+  /** Queued repairs that are due, oldest first, from every index shard. */
+  async dueRepairs(limit: number): Promise<RepairTask[]> {
     const found = await Promise.all(this.shards.map(async (pool) => {
       const [rows] = await pool.query<RowDataPacket[]>(
-        `SELECT DISTINCT s.hash FROM block_shards s JOIN blocks b ON b.hash = s.hash
-         WHERE s.state = 'missing' AND b.state = 'live' LIMIT ?`, [limit],
+        "SELECT hash, reason, attempts FROM repair_queue WHERE next_attempt_at <= CURRENT_TIMESTAMP(3) ORDER BY next_attempt_at LIMIT ?", [limit],
       );
-      return rows.map((r) => r.hash as Buffer);
+      return rows.map((r) => ({ hash: r.hash as Buffer, reason: r.reason as string, attempts: Number(r.attempts) }));
     }));
     return found.flat().slice(0, limit);
+  }
+
+  /** A repair is finished (every shard stored, the block proven lost, or the block gone from the index). */
+  async finishRepair(hash: Buffer): Promise<void> {
+    await this.shardOf(hash).query("DELETE FROM repair_queue WHERE hash = ?", [hash]);
+  }
+
+  /** A repair could not finish yet: try again after `delayMs`. */
+  async retryRepair(hash: Buffer, delayMs: number, result: string): Promise<void> {
+    await this.shardOf(hash).query(
+      `UPDATE repair_queue SET attempts = attempts + 1, last_result = ?,
+         next_attempt_at = CURRENT_TIMESTAMP(3) + INTERVAL ? MICROSECOND WHERE hash = ?`,
+      [result.slice(0, 512), Math.round(delayMs * 1000), hash],
+    );
+  }
+
+  async repairQueueLength(): Promise<number> {
+    const counts = await Promise.all(this.shards.map(async (pool) => {
+      const [rows] = await pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM repair_queue");
+      return Number(rows[0].n);
+    }));
+    return counts.reduce((a, b) => a + b, 0);
   }
 
   /**
@@ -182,7 +267,7 @@ export class BlockIndex {
     await Promise.all(this.shards.map(async (pool) => {
       const [rows] = await pool.query<RowDataPacket[]>(
         `SELECT SUM(healthy < ?) AS degraded, SUM(healthy < ?) AS at_risk FROM (
-           SELECT b.hash, COALESCE(SUM(s.state = 'ok' AND s.node IN (?)), 0) AS healthy
+           SELECT b.hash, COALESCE(SUM(s.state IN ('ok', 'rebuilt') AND s.node IN (?)), 0) AS healthy
              FROM blocks b LEFT JOIN block_shards s ON s.hash = b.hash
             WHERE b.state = 'live' GROUP BY b.hash) t`,
         [full, minimum, usableNodes.length ? usableNodes : [""]],
@@ -312,7 +397,10 @@ export class BlockIndex {
   async finishDelete(hash: Buffer): Promise<void> {
     await inTransaction(this.shardOf(hash), async (conn) => {
       const [res] = await conn.query<ResultSetHeader>("DELETE FROM blocks WHERE hash = ? AND state = 'deleting'", [hash]);
-      if (res.affectedRows === 1) await conn.query("DELETE FROM block_shards WHERE hash = ?", [hash]);
+      if (res.affectedRows === 1) {
+        await conn.query("DELETE FROM block_shards WHERE hash = ?", [hash]);
+        await conn.query("DELETE FROM repair_queue WHERE hash = ?", [hash]);
+      }
     });
   }
 

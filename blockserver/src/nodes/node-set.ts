@@ -1,5 +1,5 @@
 import type { StorageNodeConfig } from "../config.js";
-import { StorageNode } from "./storage-node.js";
+import { StorageNode, type ProbeResult } from "./storage-node.js";
 
 /**
  * All storage nodes, with a background probe that brings a node marked unhealthy back as soon as
@@ -38,16 +38,29 @@ export class NodeSet {
     return [...this.byName.values()].filter((n) => n.healthy).map((n) => n.name);
   }
 
-  /** Probes every node each interval; onProbe hears each result and whether it changed. */
-  startProbing(intervalMs: number, onProbe: (node: StorageNode, changed: boolean) => void): void {
-    this.timer = setInterval(() => {
-      for (const node of this.byName.values()) {
-        const before = node.healthy;
-        void node.probe().then((now) => onProbe(node, now !== before));
+  /**
+   * Probes every node now and then each interval; onProbe hears each result and whether the node's
+   * health changed. The first round runs at once, so a disk replaced while this process was down is
+   * noticed at start.
+   */
+  startProbing(intervalMs: number, onProbe: (node: StorageNode, result: ProbeResult, changed: boolean) => void): Promise<void> {
+    const round = () => Promise.all([...this.byName.values()].map(async (node) => {
+      if (this.probing.has(node.name)) return;
+      this.probing.add(node.name);
+      const before = node.healthy;
+      try {
+        const result = await node.probe();
+        onProbe(node, result, node.healthy !== before);
+      } finally {
+        this.probing.delete(node.name);
       }
-    }, intervalMs);
+    }));
+    this.timer = setInterval(() => void round(), intervalMs);
     this.timer.unref();
+    return round().then(() => undefined);
   }
+
+  private readonly probing = new Set<string>();
 
   stop(): void {
     clearInterval(this.timer);

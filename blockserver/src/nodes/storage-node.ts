@@ -1,9 +1,18 @@
+import { randomUUID } from "node:crypto";
 import * as http from "node:http";
 import * as Minio from "minio";
+import type { StorageNodeConfig } from "../config.js";
 
 /** Lifetime of the presigned URL of one shard read (used at once). */
 const PRESIGN_SECONDS = 60;
-import type { StorageNodeConfig } from "../config.js";
+/**
+ * A small object every node carries once Satchel has used its disk. A node that answers without it
+ * has a new (replaced, wiped) disk: every shard recorded on it must be checked and rebuilt.
+ */
+const IDENTITY_KEY = "satchel-node/identity";
+
+/** What a probe found: the node answers with its disk, answers with a new empty disk, or does not answer. */
+export type ProbeResult = "up" | "new-disk" | "down";
 
 /** Thrown when a shard object is absent from its node. */
 export class ShardMissingError extends Error {
@@ -113,15 +122,32 @@ export class StorageNode {
     await this.withTimeout(`delete ${key}`, this.client.removeObject(this.bucket, key));
   }
 
-  /** Asks the node's liveness endpoint; updates `healthy`. */
-  async probe(timeoutMs = 1000): Promise<boolean> {
+  /**
+   * Reads the node's identity object; updates `healthy`. A node that answers without one has a new
+   * disk: its bucket is made again if needed and a new identity written, so the next probe says "up".
+   */
+  async probe(timeoutMs = 1000): Promise<ProbeResult> {
     try {
-      const res = await fetch(`${this.endpoint}/minio/health/live`, { signal: AbortSignal.timeout(timeoutMs) });
-      this.healthy = res.ok;
+      await this.withTimeout("probe", this.fetchObject(IDENTITY_KEY), timeoutMs);
+      this.healthy = true;
+      return "up";
+    } catch (err) {
+      if (!(err instanceof ShardMissingError)) {
+        this.healthy = false;
+        return "down";
+      }
+    }
+    try {
+      if (!(await this.withTimeout("bucket check", this.client.bucketExists(this.bucket), timeoutMs))) {
+        await this.withTimeout("make bucket", this.client.makeBucket(this.bucket), this.timeoutMs);
+      }
+      await this.put(IDENTITY_KEY, [Buffer.from(JSON.stringify({ id: randomUUID(), since: new Date().toISOString() }))]);
+      this.healthy = true;
+      return "new-disk";
     } catch {
       this.healthy = false;
+      return "down";
     }
-    return this.healthy;
   }
 
   private async withTimeout<T>(what: string, work: Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {

@@ -1,27 +1,40 @@
 import type { Logger } from "@satchel/proto";
-import type { BlockStore, RepairSink } from "../block-store.js";
-import type { BlockIndex, BlockRecord, ShardPlacement } from "../index/block-index.js";
+import type { BlockStore, RepairSink, ShardSurvey } from "../block-store.js";
+import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "../index/block-index.js";
 import type { BlockserverMetrics } from "../metrics.js";
+import { blockVerdict, type BlockVerdict } from "../quorum.js";
+import { repairRetryDelayMs } from "./backoff.js";
 
 export interface RepairResult {
-  /** Shards that were missing or corrupt. */
+  /** Shards found missing, corrupt or unreachable. */
   damaged: number;
   /** Shards rewritten. */
   rebuilt: number;
-  /** Fewer than k good shards: the block cannot be rebuilt. */
+  /** More than m shards are proven gone: the block cannot be rebuilt. */
   lost: boolean;
+  /** Every shard is stored on a node that is not dead: nothing is left to do. */
+  complete: boolean;
+  verdict: BlockVerdict["kind"];
 }
+
+/** Blocks repaired at once. */
+const CONCURRENCY = 4;
+/** Due repairs fetched from the queue per round. */
+const BATCH = 64;
 
 /**
  * Rebuilds missing and corrupt shards from the good ones and writes them back: to the node that
- * should hold them when it is healthy, otherwise to another healthy node (preferring one that holds
- * no other shard of the block). Blocks arrive from reads (heal on read), from writes that landed
- * below full redundancy, from the scrubber, and from a periodic sweep of the index.
+ * should hold them when it answers, otherwise (its node marked dead) to another node holding no
+ * other shard of the block. The queue is a table in the block index, so a restart loses no pending
+ * repair; blocks arrive from reads (heal on read), writes below full redundancy, the scrubber, nodes
+ * coming back or returning with a new disk, and a periodic sweep of shard states. A repair that
+ * cannot finish (a node still down) is retried with back-off.
  */
 export class Repairer implements RepairSink {
-  private readonly queue = new Map<string, Buffer>();
-  private running = false;
   private timer?: NodeJS.Timeout;
+  private draining?: Promise<void>;
+  private again = false;
+  private stopped = false;
 
   constructor(
     private readonly store: BlockStore,
@@ -31,20 +44,29 @@ export class Repairer implements RepairSink {
   ) {}
 
   enqueue(hash: Buffer, reason: string): void {
-    const key = hash.toString("hex");
-    if (this.queue.has(key)) return;
-    this.queue.set(key, hash);
     this.metrics.repairsQueued.inc();
-    this.metrics.repairQueueLength.set(this.queue.size);
-    this.logger.debug({ block: key, reason }, "repair queued");
-    void this.drain();
+    this.logger.debug({ block: hash.toString("hex"), reason }, "repair queued");
+    void this.index.queueRepair([hash], reason).then(
+      () => this.kick(),
+      (err: Error) => this.logger.warn({ block: hash.toString("hex"), err: err.message }, "could not queue a repair; the shard-state sweep will find it"),
+    );
   }
 
-  get pending(): number {
-    return this.queue.size;
+  /** A node answers again: re-check the shards recorded against it that were not stored. */
+  async nodeBack(node: string): Promise<void> {
+    const n = await this.index.queueBlocksOnNode(node, `${node} is back`, true);
+    this.logger.info({ node, blocks: n }, "storage node back: re-checking its shards");
+    this.kick();
   }
 
-  /** Sweeps the index for blocks with shards recorded as missing, every intervalMs. */
+  /** A node answers with a new, empty disk: every shard recorded on it must be rebuilt there. */
+  async diskReplaced(node: string): Promise<void> {
+    const n = await this.index.queueBlocksOnNode(node, `${node} has a new disk`, false);
+    if (n > 0) this.logger.warn({ node, blocks: n }, "storage node has a new disk: rebuilding its shards");
+    this.kick();
+  }
+
+  /** Sweeps the index for shards not recorded as stored, and drains the queue, every intervalMs. */
   start(intervalMs: number): void {
     this.sweepNow();
     this.timer = setInterval(() => this.sweepNow(), intervalMs);
@@ -52,80 +74,168 @@ export class Repairer implements RepairSink {
   }
 
   sweepNow(): void {
-    void this.index.blocksWithMissingShards(500).then(
-      (hashes) => hashes.forEach((h) => this.enqueue(h, "index sweep")),
+    void this.index.queueUnhealthyBlocks("shard-state sweep").then(
+      () => this.kick(),
       (err: Error) => this.logger.warn({ err: err.message }, "repair sweep failed"),
     );
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
   }
 
-  private async drain(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      while (this.queue.size > 0) {
-        const [key, hash] = this.queue.entries().next().value as [string, Buffer];
-        this.queue.delete(key);
-        this.metrics.repairQueueLength.set(this.queue.size);
-        try {
-          await this.repair(hash);
-        } catch (err) {
-          this.logger.warn({ block: key, err: (err as Error).message }, "repair failed; the sweep will retry");
-        }
+  /** Drains the due part of the queue now; resolves when the queue has nothing due. */
+  kick(): Promise<void> {
+    if (this.draining) {
+      this.again = true;
+      return this.draining;
+    }
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      if (this.again && !this.stopped) {
+        this.again = false;
+        void this.kick();
       }
-    } finally {
-      this.running = false;
+    });
+    return this.draining;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.stopped) return;
+        const due = await this.index.dueRepairs(BATCH);
+        this.metrics.repairQueueLength.set(await this.index.repairQueueLength());
+        if (due.length === 0) return;
+        let next = 0;
+        await Promise.all(Array.from({ length: Math.min(CONCURRENCY, due.length) }, async () => {
+          while (next < due.length && !this.stopped) {
+            const task = due[next++];
+            await this.runTask(task.hash, task.attempts);
+          }
+        }));
+      }
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, "repair queue could not be read; retrying on the next sweep");
+    }
+  }
+
+  private async runTask(hash: Buffer, attempts: number): Promise<void> {
+    const hex = hash.toString("hex");
+    try {
+      const result = await this.repair(hash);
+      if (result.complete || result.lost) {
+        await this.index.finishRepair(hash);
+        return;
+      }
+      await this.index.retryRepair(hash, repairRetryDelayMs(attempts), `${result.verdict}: ${result.rebuilt} of ${result.damaged} damaged shards rebuilt`);
+    } catch (err) {
+      this.logger.warn({ block: hex, err: (err as Error).message }, "repair failed; it will be retried");
+      await this.index.retryRepair(hash, repairRetryDelayMs(attempts), (err as Error).message).catch(() => undefined);
     }
   }
 
   async repair(hash: Buffer): Promise<RepairResult> {
     const record = await this.index.get(hash);
-    if (!record || record.state !== "live") return { damaged: 0, rebuilt: 0, lost: false };
-    const shards = await this.store.readAllShards(record);
-    return this.rebuild(record, shards);
-  }
-
-  /** Rebuilds the shards that are undefined in `shards` (already read and verified by the caller). */
-  async rebuild(record: BlockRecord, shards: (Buffer | undefined)[]): Promise<RepairResult> {
-    const damaged = shards.flatMap((s, i) => (s ? [] : [i]));
-    const hex = record.hash.toString("hex");
-    if (damaged.length === 0) {
-      await this.index.markVerified(record.hash);
-      return { damaged: 0, rebuilt: 0, lost: false };
-    }
-    const good = shards.length - damaged.length;
-    if (good < record.dataShards) {
-      this.metrics.repairs.inc({ result: "lost" });
-      this.logger.error({ block: hex, good, needed: record.dataShards }, "block has fewer than k good shards and cannot be rebuilt");
-      return { damaged: damaged.length, rebuilt: 0, lost: true };
-    }
-    const all = await this.store.codec.reconstructShards(shards, record.size);
-    let rebuilt = 0;
-    for (const i of damaged) {
-      const target = this.chooseNode(record, record.shards[i]);
-      if (!target) {
-        await this.index.setShard(record.hash, { ...record.shards[i], state: "missing" });
-        continue;
-      }
-      const placement = await this.store.writeShard(record, i, all[i], target);
-      await this.index.setShard(record.hash, placement);
-      record.shards[i] = placement;
-      rebuilt++;
-    }
-    this.metrics.repairs.inc({ result: rebuilt === damaged.length ? "repaired" : "partial" }, 1);
-    this.metrics.shardsRebuilt.inc(rebuilt);
-    if (rebuilt === damaged.length) await this.index.markVerified(record.hash);
-    this.logger.info({ block: hex, damaged: damaged.length, rebuilt }, "block repaired");
-    return { damaged: damaged.length, rebuilt, lost: false };
+    if (!record || record.state !== "live") return { damaged: 0, rebuilt: 0, lost: false, complete: true, verdict: "readable" };
+    return this.rebuild(record, await this.store.survey(record));
   }
 
   /**
-   * The node a rebuilt shard goes to: its home when healthy, else a healthy node holding no other
-   * shard of the block. Only when the home node is marked dead may two shards share a node (the
-   * block is readable again, at reduced independence); otherwise the shard waits for its node.
+   * Records what a survey of the block's shards found, then rebuilds every shard that is not stored
+   * (or sits on a node marked dead) when k good shards exist. Shards whose node is down wait for it.
+   */
+  async rebuild(record: BlockRecord, survey: ShardSurvey[]): Promise<RepairResult> {
+    const hex = record.hash.toString("hex");
+    const k = record.dataShards;
+    await this.recordFindings(record, survey);
+    const verdict = blockVerdict(survey, k, record.parityShards);
+    const nodes = this.store.nodes;
+    const needed = survey.filter((s) => s.status !== "ok" || nodes.isDead(s.node)).map((s) => s.index);
+    const damaged = survey.filter((s) => s.status !== "ok").length;
+    if (verdict.kind === "lost") {
+      this.metrics.repairs.inc({ result: "lost" });
+      this.logger.error({ block: hex, good: verdict.good, gone: verdict.gone, needed: k }, "block lost: more than m shards are proven gone");
+      return { damaged, rebuilt: 0, lost: true, complete: false, verdict: verdict.kind };
+    }
+    if (verdict.kind === "unavailable") {
+      this.metrics.repairs.inc({ result: "unavailable" });
+      this.logger.warn({ block: hex, good: verdict.good, unreachable: verdict.unreachableNodes }, "block cannot be repaired until its nodes are back");
+      return { damaged, rebuilt: 0, lost: false, complete: false, verdict: verdict.kind };
+    }
+    if (needed.length === 0) {
+      await this.index.markVerified(record.hash);
+      return { damaged: 0, rebuilt: 0, lost: false, complete: true, verdict: verdict.kind };
+    }
+    const all = await this.store.codec.reconstructShards(survey.map((s) => s.payload), record.size);
+    return this.rewrite(record, needed, all, damaged);
+  }
+
+  /**
+   * An upload brought a live block's bytes (encoded into `shards`): rewrite every shard the index
+   * does not record as stored, so a block that lost shards, even one proven lost, is whole again.
+   */
+  async restore(record: BlockRecord, shards: Buffer[]): Promise<void> {
+    const needed = record.shards.filter((p) => !isStored(p.state) || this.store.nodes.isDead(p.node)).map((p) => p.index);
+    const result = await this.rewrite(record, needed, shards, needed.length);
+    if (result.complete) await this.index.finishRepair(record.hash);
+  }
+
+  /** Writes the shards `needed` (payloads in `all`) to their nodes and records them. */
+  private async rewrite(record: BlockRecord, needed: number[], all: Buffer[], damaged: number): Promise<RepairResult> {
+    const hex = record.hash.toString("hex");
+    let rebuilt = 0;
+    let waiting = 0;
+    for (const i of needed) {
+      const target = this.chooseNode(record, record.shards[i]);
+      if (!target) {
+        waiting++;
+        continue;
+      }
+      try {
+        const placement = await this.store.writeShard(record, i, all[i], target, target === record.shards[i].node ? "ok" : "rebuilt");
+        await this.index.setShard(record.hash, placement);
+        record.shards[i] = placement;
+        rebuilt++;
+      } catch (err) {
+        waiting++;
+        this.logger.warn({ block: hex, shard: i, node: target, err: (err as Error).message }, "rebuilt shard could not be written");
+      }
+    }
+    this.metrics.repairs.inc({ result: waiting === 0 ? "repaired" : "partial" });
+    this.metrics.shardsRebuilt.inc(rebuilt);
+    if (waiting === 0) await this.index.markVerified(record.hash);
+    this.logger.info({ block: hex, damaged, rebuilt, waiting }, "block repaired");
+    return { damaged, rebuilt, lost: false, complete: waiting === 0, verdict: "readable" };
+  }
+
+  /** Writes what the survey learnt back into the index: the index is a hint kept as fresh as we can. */
+  private async recordFindings(record: BlockRecord, survey: ShardSurvey[]): Promise<void> {
+    await Promise.all(survey.map(async (s) => {
+      const was = record.shards[s.index];
+      let now: ShardPlacement = was;
+      if (s.status === "ok") {
+        if (s.relocated) now = { ...was, node: s.node, state: "rebuilt" };
+        else if (!isStored(was.state)) now = { ...was, state: "ok" };
+      } else if (s.status === "gone") {
+        now = { ...was, state: "gone" };
+      } else if (s.tried && isStored(was.state)) {
+        now = { ...was, state: "unreachable" };
+      }
+      if (now !== was) {
+        await this.index.setShard(record.hash, now);
+        record.shards[s.index] = now;
+      }
+    }));
+  }
+
+  /**
+   * The node a rebuilt shard goes to: its recorded node when it answers and is not dead, else a
+   * healthy node holding no other shard of the block (counting every placement, stored or not, so
+   * a shard waiting for its own node does not get company). Only when the recorded node is marked
+   * dead may two shards share a node (the block is readable again, at reduced independence);
+   * otherwise the shard waits for its node.
    */
   private chooseNode(record: BlockRecord, shard: ShardPlacement): string | undefined {
     const nodes = this.store.nodes;
@@ -133,10 +243,10 @@ export class Repairer implements RepairSink {
     if (home?.healthy && !nodes.isDead(home.name)) return home.name;
     const healthy = nodes.healthyNames().filter((n) => !nodes.isDead(n));
     const load = new Map<string, number>(healthy.map((n) => [n, 0]));
-    for (const s of record.shards) if (s.index !== shard.index && s.state === "ok" && load.has(s.node)) load.set(s.node, load.get(s.node)! + 1);
+    for (const s of record.shards) if (s.index !== shard.index && load.has(s.node)) load.set(s.node, load.get(s.node)! + 1);
     const unused = healthy.find((n) => load.get(n) === 0);
     if (unused) return unused;
-    if (!nodes.isDead(shard.node)) return undefined;
+    if (home && !nodes.isDead(home.name)) return undefined;
     return [...load].sort((a, b) => a[1] - b[1])[0]?.[0];
   }
 }

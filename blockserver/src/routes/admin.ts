@@ -6,6 +6,7 @@ import { Code, ConnectError, toConnectError } from "../errors.js";
 import type { ScrubPassStatus } from "../scrub/scrubber.js";
 import { checkHash } from "../block-store.js";
 import { sweepOrphans } from "../gc/orphans.js";
+import { inspectBlocks } from "../scrub/inspect.js";
 
 export function adminRoutes(ctx: BlockserverContext) {
   return (router: ConnectRouter) =>
@@ -22,7 +23,7 @@ export function adminRoutes(ctx: BlockserverContext) {
         try {
           const result = await ctx.collector.run(req.graceSeconds ?? ctx.config.gc.graceSeconds);
           const orphans = req.sweepOrphans
-            ? await sweepOrphans(ctx.nodes, ctx.index, ctx.metrics, ctx.logger, req.orphanMinAgeSeconds ?? ctx.config.gc.orphanMinAgeSeconds)
+            ? await sweepOrphans(ctx.nodes, ctx.index, ctx.repairer, ctx.metrics, ctx.logger, req.orphanMinAgeSeconds ?? ctx.config.gc.orphanMinAgeSeconds)
             : { removed: 0 };
           return {
             candidates: BigInt(result.candidates), blocksDeleted: BigInt(result.blocksDeleted),
@@ -80,6 +81,16 @@ export function adminRoutes(ctx: BlockserverContext) {
           throw toConnectError(err, "SetReferenceCounts");
         }
         return {};
+      },
+      async inspectBlocks(req) {
+        if (req.hashes.length > 1000) throw new ConnectError(`at most 1000 hashes per call, got ${req.hashes.length}`, Code.InvalidArgument);
+        const hashes = req.hashes.map((h) => Buffer.from(h));
+        hashes.forEach(checkHash);
+        try {
+          return { blocks: await inspectBlocks(ctx, hashes, req.unthrottled) };
+        } catch (err) {
+          throw toConnectError(err, "InspectBlocks");
+        }
       },
       async setNodeState(req) {
         if (!ctx.nodes.get(req.node)) {

@@ -135,21 +135,28 @@ export class Scrubber {
     const record = await this.index.get(hash);
     if (!record || record.state !== "live") return;
     const started = performance.now();
-    const reads = await Promise.all(record.shards.map((p) => this.store.inspectShard(record, p)));
+    const survey = await this.store.survey(record);
     let bytes = 0;
-    for (const r of reads) {
+    for (const r of survey) {
       bytes += r.bytes ?? 0;
       if (r.problem === "corrupt") {
         this.status.shardsCorrupt++;
         this.metrics.scrubFindings.inc({ kind: "corrupt" });
-      } else if (r.problem) {
+      } else if (r.problem === "absent") {
         this.status.shardsMissing++;
-        this.metrics.scrubFindings.inc({ kind: r.problem === "dead-node" ? "dead_node" : "missing" });
+        this.metrics.scrubFindings.inc({ kind: "missing" });
+      } else if (r.status === "unreachable") {
+        this.metrics.scrubFindings.inc({ kind: "unreachable" });
+      } else if (this.store.nodes.isDead(r.node)) {
+        this.status.shardsMissing++;
+        this.metrics.scrubFindings.inc({ kind: "dead_node" });
       }
     }
-    const result = await this.repairer.rebuild(record, reads.map((r) => r.payload));
+    const result = await this.repairer.rebuild(record, survey);
     this.status.shardsRepaired += result.rebuilt;
     if (result.lost) this.status.blocksLost++;
+    // What could not be finished now (a node down) waits in the durable queue for its node.
+    else if (!result.complete) this.repairer.enqueue(hash, "scrub: shards wait for their nodes");
     this.status.blocksVerified++;
     this.status.bytesVerified += bytes;
     this.metrics.scrubBlocks.inc();

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file satchel/block/v1/block.proto.
  */
 export const file_satchel_block_v1_block: GenFile = /*@__PURE__*/
-  fileDesc("ChxzYXRjaGVsL2Jsb2NrL3YxL2Jsb2NrLnByb3RvEhBzYXRjaGVsLmJsb2NrLnYxIj0KFFJlc2VydmVCbG9ja3NSZXF1ZXN0Eg4KBmhhc2hlcxgBIAMoDBIVCg1sZWFzZV9zZWNvbmRzGAIgASgNIigKFVJlc2VydmVCbG9ja3NSZXNwb25zZRIPCgdwcmVzZW50GAEgAygIIkAKD1JlZmVyZW5jZUNoYW5nZRIQCghzZXF1ZW5jZRgBIAEoBBIMCgRoYXNoGAIgASgMEg0KBWRlbHRhGAMgASgRIl0KF0FkanVzdFJlZmVyZW5jZXNSZXF1ZXN0Eg4KBnNvdXJjZRgBIAEoCRIyCgdjaGFuZ2VzGAIgAygLMiEuc2F0Y2hlbC5ibG9jay52MS5SZWZlcmVuY2VDaGFuZ2UiKwoYQWRqdXN0UmVmZXJlbmNlc1Jlc3BvbnNlEg8KB2FwcGxpZWQYASABKA0iLQoPUHV0QmxvY2tSZXF1ZXN0EgwKBGhhc2gYASABKAwSDAoEZGF0YRgCIAEoDCI4ChBQdXRCbG9ja1Jlc3BvbnNlEhYKDmFscmVhZHlfc3RvcmVkGAEgASgIEgwKBHNpemUYAiABKA0iHwoPR2V0QmxvY2tSZXF1ZXN0EgwKBGhhc2gYASABKAwiIAoQR2V0QmxvY2tSZXNwb25zZRIMCgRkYXRhGAEgASgMIiIKEEhhc0Jsb2Nrc1JlcXVlc3QSDgoGaGFzaGVzGAEgAygMIiQKEUhhc0Jsb2Nrc1Jlc3BvbnNlEg8KB3ByZXNlbnQYASADKAgiQwoaTGlzdFJlZmVyZW5jZUNvdW50c1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0ibQobTGlzdFJlZmVyZW5jZUNvdW50c1Jlc3BvbnNlEjUKBmNvdW50cxgBIAMoCzIlLnNhdGNoZWwuYmxvY2sudjEuQmxvY2tSZWZlcmVuY2VDb3VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUgoZU2V0UmVmZXJlbmNlQ291bnRzUmVxdWVzdBI1CgZjb3VudHMYASADKAsyJS5zYXRjaGVsLmJsb2NrLnYxLkJsb2NrUmVmZXJlbmNlQ291bnQiHAoaU2V0UmVmZXJlbmNlQ291bnRzUmVzcG9uc2UiogEKG1J1bkdhcmJhZ2VDb2xsZWN0aW9uUmVxdWVzdBIaCg1ncmFjZV9zZWNvbmRzGAEgASgNSACIAQESFQoNc3dlZXBfb3JwaGFucxgCIAEoCBIjChZvcnBoYW5fbWluX2FnZV9zZWNvbmRzGAMgASgNSAGIAQFCEAoOX2dyYWNlX3NlY29uZHNCGQoXX29ycGhhbl9taW5fYWdlX3NlY29uZHMifAocUnVuR2FyYmFnZUNvbGxlY3Rpb25SZXNwb25zZRISCgpjYW5kaWRhdGVzGAEgASgEEhYKDmJsb2Nrc19kZWxldGVkGAIgASgEEhcKD2J5dGVzX3JlY2xhaW1lZBgDIAEoBBIXCg9vcnBoYW5zX3JlbW92ZWQYBCABKAQiKwoZR2V0UmVmZXJlbmNlQ291bnRzUmVxdWVzdBIOCgZoYXNoZXMYASADKAwiVAoTQmxvY2tSZWZlcmVuY2VDb3VudBIMCgRoYXNoGAEgASgMEg0KBWZvdW5kGAIgASgIEhEKCXJlZl9jb3VudBgDIAEoAxINCgVzdGF0ZRgEIAEoCSJTChpHZXRSZWZlcmVuY2VDb3VudHNSZXNwb25zZRI1CgZjb3VudHMYASADKAsyJS5zYXRjaGVsLmJsb2NrLnYxLkJsb2NrUmVmZXJlbmNlQ291bnQiFwoVR2V0U2NydWJTdGF0dXNSZXF1ZXN0It0CCgtTY3J1YlN0YXR1cxIPCgdydW5uaW5nGAEgASgIEhgKEHBhc3Nlc19jb21wbGV0ZWQYAiABKAQSFwoPYmxvY2tzX3ZlcmlmaWVkGAMgASgEEhYKDmJ5dGVzX3ZlcmlmaWVkGAQgASgEEhQKDGJsb2Nrc190b3RhbBgFIAEoBBIjChtyYXRlX2xpbWl0X2J5dGVzX3Blcl9zZWNvbmQYBiABKAQSHQoVcmF0ZV9ieXRlc19wZXJfc2Vjb25kGAcgASgBEhYKDnNoYXJkc19taXNzaW5nGAggASgEEhYKDnNoYXJkc19jb3JydXB0GAkgASgEEhcKD3NoYXJkc19yZXBhaXJlZBgKIAEoBBITCgtibG9ja3NfbG9zdBgLIAEoBBIfChdsYXN0X3Bhc3NfZmluaXNoZWRfdW5peBgMIAEoAxIZChFsYXN0X3Bhc3Nfc2Vjb25kcxgNIAEoASJHChZHZXRTY3J1YlN0YXR1c1Jlc3BvbnNlEi0KBnN0YXR1cxgBIAEoCzIdLnNhdGNoZWwuYmxvY2sudjEuU2NydWJTdGF0dXMiNAoPUnVuU2NydWJSZXF1ZXN0EgwKBHdhaXQYASABKAgSEwoLdW50aHJvdHRsZWQYAiABKAgiQQoQUnVuU2NydWJSZXNwb25zZRItCgZzdGF0dXMYASABKAsyHS5zYXRjaGVsLmJsb2NrLnYxLlNjcnViU3RhdHVzIk8KE1NldE5vZGVTdGF0ZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIqCgVzdGF0ZRgCIAEoDjIbLnNhdGNoZWwuYmxvY2sudjEuTm9kZVN0YXRlIhYKFFNldE5vZGVTdGF0ZVJlc3BvbnNlKlMKCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTk9ERV9TVEFURV9BQ1RJVkUQARITCg9OT0RFX1NUQVRFX0RFQUQQAjLXAwoMQmxvY2tTZXJ2aWNlElEKCFB1dEJsb2NrEiEuc2F0Y2hlbC5ibG9jay52MS5QdXRCbG9ja1JlcXVlc3QaIi5zYXRjaGVsLmJsb2NrLnYxLlB1dEJsb2NrUmVzcG9uc2USUQoIR2V0QmxvY2sSIS5zYXRjaGVsLmJsb2NrLnYxLkdldEJsb2NrUmVxdWVzdBoiLnNhdGNoZWwuYmxvY2sudjEuR2V0QmxvY2tSZXNwb25zZRJUCglIYXNCbG9ja3MSIi5zYXRjaGVsLmJsb2NrLnYxLkhhc0Jsb2Nrc1JlcXVlc3QaIy5zYXRjaGVsLmJsb2NrLnYxLkhhc0Jsb2Nrc1Jlc3BvbnNlEmAKDVJlc2VydmVCbG9ja3MSJi5zYXRjaGVsLmJsb2NrLnYxLlJlc2VydmVCbG9ja3NSZXF1ZXN0Gicuc2F0Y2hlbC5ibG9jay52MS5SZXNlcnZlQmxvY2tzUmVzcG9uc2USaQoQQWRqdXN0UmVmZXJlbmNlcxIpLnNhdGNoZWwuYmxvY2sudjEuQWRqdXN0UmVmZXJlbmNlc1JlcXVlc3QaKi5zYXRjaGVsLmJsb2NrLnYxLkFkanVzdFJlZmVyZW5jZXNSZXNwb25zZTL3BQoRQmxvY2tBZG1pblNlcnZpY2USYwoOR2V0U2NydWJTdGF0dXMSJy5zYXRjaGVsLmJsb2NrLnYxLkdldFNjcnViU3RhdHVzUmVxdWVzdBooLnNhdGNoZWwuYmxvY2sudjEuR2V0U2NydWJTdGF0dXNSZXNwb25zZRJRCghSdW5TY3J1YhIhLnNhdGNoZWwuYmxvY2sudjEuUnVuU2NydWJSZXF1ZXN0GiIuc2F0Y2hlbC5ibG9jay52MS5SdW5TY3J1YlJlc3BvbnNlEl0KDFNldE5vZGVTdGF0ZRIlLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVxdWVzdBomLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVzcG9uc2USdQoUUnVuR2FyYmFnZUNvbGxlY3Rpb24SLS5zYXRjaGVsLmJsb2NrLnYxLlJ1bkdhcmJhZ2VDb2xsZWN0aW9uUmVxdWVzdBouLnNhdGNoZWwuYmxvY2sudjEuUnVuR2FyYmFnZUNvbGxlY3Rpb25SZXNwb25zZRJvChJHZXRSZWZlcmVuY2VDb3VudHMSKy5zYXRjaGVsLmJsb2NrLnYxLkdldFJlZmVyZW5jZUNvdW50c1JlcXVlc3QaLC5zYXRjaGVsLmJsb2NrLnYxLkdldFJlZmVyZW5jZUNvdW50c1Jlc3BvbnNlEnIKE0xpc3RSZWZlcmVuY2VDb3VudHMSLC5zYXRjaGVsLmJsb2NrLnYxLkxpc3RSZWZlcmVuY2VDb3VudHNSZXF1ZXN0Gi0uc2F0Y2hlbC5ibG9jay52MS5MaXN0UmVmZXJlbmNlQ291bnRzUmVzcG9uc2USbwoSU2V0UmVmZXJlbmNlQ291bnRzEisuc2F0Y2hlbC5ibG9jay52MS5TZXRSZWZlcmVuY2VDb3VudHNSZXF1ZXN0Giwuc2F0Y2hlbC5ibG9jay52MS5TZXRSZWZlcmVuY2VDb3VudHNSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChxzYXRjaGVsL2Jsb2NrL3YxL2Jsb2NrLnByb3RvEhBzYXRjaGVsLmJsb2NrLnYxIj0KFFJlc2VydmVCbG9ja3NSZXF1ZXN0Eg4KBmhhc2hlcxgBIAMoDBIVCg1sZWFzZV9zZWNvbmRzGAIgASgNIigKFVJlc2VydmVCbG9ja3NSZXNwb25zZRIPCgdwcmVzZW50GAEgAygIIkAKD1JlZmVyZW5jZUNoYW5nZRIQCghzZXF1ZW5jZRgBIAEoBBIMCgRoYXNoGAIgASgMEg0KBWRlbHRhGAMgASgRIl0KF0FkanVzdFJlZmVyZW5jZXNSZXF1ZXN0Eg4KBnNvdXJjZRgBIAEoCRIyCgdjaGFuZ2VzGAIgAygLMiEuc2F0Y2hlbC5ibG9jay52MS5SZWZlcmVuY2VDaGFuZ2UiKwoYQWRqdXN0UmVmZXJlbmNlc1Jlc3BvbnNlEg8KB2FwcGxpZWQYASABKA0iLQoPUHV0QmxvY2tSZXF1ZXN0EgwKBGhhc2gYASABKAwSDAoEZGF0YRgCIAEoDCI4ChBQdXRCbG9ja1Jlc3BvbnNlEhYKDmFscmVhZHlfc3RvcmVkGAEgASgIEgwKBHNpemUYAiABKA0iHwoPR2V0QmxvY2tSZXF1ZXN0EgwKBGhhc2gYASABKAwiIAoQR2V0QmxvY2tSZXNwb25zZRIMCgRkYXRhGAEgASgMIiIKEEhhc0Jsb2Nrc1JlcXVlc3QSDgoGaGFzaGVzGAEgAygMIiQKEUhhc0Jsb2Nrc1Jlc3BvbnNlEg8KB3ByZXNlbnQYASADKAgiOwoUSW5zcGVjdEJsb2Nrc1JlcXVlc3QSDgoGaGFzaGVzGAEgAygMEhMKC3VudGhyb3R0bGVkGAIgASgIIugBCg9CbG9ja0luc3BlY3Rpb24SDAoEaGFzaBgBIAEoDBINCgVmb3VuZBgCIAEoCBINCgVzdGF0ZRgDIAEoCRIUCgxzaGFyZHNfdG90YWwYBCABKA0SEwoLc2hhcmRzX2dvb2QYBSABKA0SGgoSc2hhcmRzX3VucmVhY2hhYmxlGAYgASgNEhMKC3NoYXJkc19nb25lGAcgASgNEhAKCHJlYWRhYmxlGAggASgIEgwKBGxvc3QYCSABKAgSGQoRdW5yZWFjaGFibGVfbm9kZXMYCiADKAkSEgoKYnl0ZXNfcmVhZBgLIAEoBCJKChVJbnNwZWN0QmxvY2tzUmVzcG9uc2USMQoGYmxvY2tzGAEgAygLMiEuc2F0Y2hlbC5ibG9jay52MS5CbG9ja0luc3BlY3Rpb24iQwoaTGlzdFJlZmVyZW5jZUNvdW50c1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0ibQobTGlzdFJlZmVyZW5jZUNvdW50c1Jlc3BvbnNlEjUKBmNvdW50cxgBIAMoCzIlLnNhdGNoZWwuYmxvY2sudjEuQmxvY2tSZWZlcmVuY2VDb3VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUgoZU2V0UmVmZXJlbmNlQ291bnRzUmVxdWVzdBI1CgZjb3VudHMYASADKAsyJS5zYXRjaGVsLmJsb2NrLnYxLkJsb2NrUmVmZXJlbmNlQ291bnQiHAoaU2V0UmVmZXJlbmNlQ291bnRzUmVzcG9uc2UiogEKG1J1bkdhcmJhZ2VDb2xsZWN0aW9uUmVxdWVzdBIaCg1ncmFjZV9zZWNvbmRzGAEgASgNSACIAQESFQoNc3dlZXBfb3JwaGFucxgCIAEoCBIjChZvcnBoYW5fbWluX2FnZV9zZWNvbmRzGAMgASgNSAGIAQFCEAoOX2dyYWNlX3NlY29uZHNCGQoXX29ycGhhbl9taW5fYWdlX3NlY29uZHMifAocUnVuR2FyYmFnZUNvbGxlY3Rpb25SZXNwb25zZRISCgpjYW5kaWRhdGVzGAEgASgEEhYKDmJsb2Nrc19kZWxldGVkGAIgASgEEhcKD2J5dGVzX3JlY2xhaW1lZBgDIAEoBBIXCg9vcnBoYW5zX3JlbW92ZWQYBCABKAQiKwoZR2V0UmVmZXJlbmNlQ291bnRzUmVxdWVzdBIOCgZoYXNoZXMYASADKAwiVAoTQmxvY2tSZWZlcmVuY2VDb3VudBIMCgRoYXNoGAEgASgMEg0KBWZvdW5kGAIgASgIEhEKCXJlZl9jb3VudBgDIAEoAxINCgVzdGF0ZRgEIAEoCSJTChpHZXRSZWZlcmVuY2VDb3VudHNSZXNwb25zZRI1CgZjb3VudHMYASADKAsyJS5zYXRjaGVsLmJsb2NrLnYxLkJsb2NrUmVmZXJlbmNlQ291bnQiFwoVR2V0U2NydWJTdGF0dXNSZXF1ZXN0It0CCgtTY3J1YlN0YXR1cxIPCgdydW5uaW5nGAEgASgIEhgKEHBhc3Nlc19jb21wbGV0ZWQYAiABKAQSFwoPYmxvY2tzX3ZlcmlmaWVkGAMgASgEEhYKDmJ5dGVzX3ZlcmlmaWVkGAQgASgEEhQKDGJsb2Nrc190b3RhbBgFIAEoBBIjChtyYXRlX2xpbWl0X2J5dGVzX3Blcl9zZWNvbmQYBiABKAQSHQoVcmF0ZV9ieXRlc19wZXJfc2Vjb25kGAcgASgBEhYKDnNoYXJkc19taXNzaW5nGAggASgEEhYKDnNoYXJkc19jb3JydXB0GAkgASgEEhcKD3NoYXJkc19yZXBhaXJlZBgKIAEoBBITCgtibG9ja3NfbG9zdBgLIAEoBBIfChdsYXN0X3Bhc3NfZmluaXNoZWRfdW5peBgMIAEoAxIZChFsYXN0X3Bhc3Nfc2Vjb25kcxgNIAEoASJHChZHZXRTY3J1YlN0YXR1c1Jlc3BvbnNlEi0KBnN0YXR1cxgBIAEoCzIdLnNhdGNoZWwuYmxvY2sudjEuU2NydWJTdGF0dXMiNAoPUnVuU2NydWJSZXF1ZXN0EgwKBHdhaXQYASABKAgSEwoLdW50aHJvdHRsZWQYAiABKAgiQQoQUnVuU2NydWJSZXNwb25zZRItCgZzdGF0dXMYASABKAsyHS5zYXRjaGVsLmJsb2NrLnYxLlNjcnViU3RhdHVzIk8KE1NldE5vZGVTdGF0ZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIqCgVzdGF0ZRgCIAEoDjIbLnNhdGNoZWwuYmxvY2sudjEuTm9kZVN0YXRlIhYKFFNldE5vZGVTdGF0ZVJlc3BvbnNlKlMKCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTk9ERV9TVEFURV9BQ1RJVkUQARITCg9OT0RFX1NUQVRFX0RFQUQQAjLXAwoMQmxvY2tTZXJ2aWNlElEKCFB1dEJsb2NrEiEuc2F0Y2hlbC5ibG9jay52MS5QdXRCbG9ja1JlcXVlc3QaIi5zYXRjaGVsLmJsb2NrLnYxLlB1dEJsb2NrUmVzcG9uc2USUQoIR2V0QmxvY2sSIS5zYXRjaGVsLmJsb2NrLnYxLkdldEJsb2NrUmVxdWVzdBoiLnNhdGNoZWwuYmxvY2sudjEuR2V0QmxvY2tSZXNwb25zZRJUCglIYXNCbG9ja3MSIi5zYXRjaGVsLmJsb2NrLnYxLkhhc0Jsb2Nrc1JlcXVlc3QaIy5zYXRjaGVsLmJsb2NrLnYxLkhhc0Jsb2Nrc1Jlc3BvbnNlEmAKDVJlc2VydmVCbG9ja3MSJi5zYXRjaGVsLmJsb2NrLnYxLlJlc2VydmVCbG9ja3NSZXF1ZXN0Gicuc2F0Y2hlbC5ibG9jay52MS5SZXNlcnZlQmxvY2tzUmVzcG9uc2USaQoQQWRqdXN0UmVmZXJlbmNlcxIpLnNhdGNoZWwuYmxvY2sudjEuQWRqdXN0UmVmZXJlbmNlc1JlcXVlc3QaKi5zYXRjaGVsLmJsb2NrLnYxLkFkanVzdFJlZmVyZW5jZXNSZXNwb25zZTLZBgoRQmxvY2tBZG1pblNlcnZpY2USYwoOR2V0U2NydWJTdGF0dXMSJy5zYXRjaGVsLmJsb2NrLnYxLkdldFNjcnViU3RhdHVzUmVxdWVzdBooLnNhdGNoZWwuYmxvY2sudjEuR2V0U2NydWJTdGF0dXNSZXNwb25zZRJRCghSdW5TY3J1YhIhLnNhdGNoZWwuYmxvY2sudjEuUnVuU2NydWJSZXF1ZXN0GiIuc2F0Y2hlbC5ibG9jay52MS5SdW5TY3J1YlJlc3BvbnNlEl0KDFNldE5vZGVTdGF0ZRIlLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVxdWVzdBomLnNhdGNoZWwuYmxvY2sudjEuU2V0Tm9kZVN0YXRlUmVzcG9uc2USdQoUUnVuR2FyYmFnZUNvbGxlY3Rpb24SLS5zYXRjaGVsLmJsb2NrLnYxLlJ1bkdhcmJhZ2VDb2xsZWN0aW9uUmVxdWVzdBouLnNhdGNoZWwuYmxvY2sudjEuUnVuR2FyYmFnZUNvbGxlY3Rpb25SZXNwb25zZRJvChJHZXRSZWZlcmVuY2VDb3VudHMSKy5zYXRjaGVsLmJsb2NrLnYxLkdldFJlZmVyZW5jZUNvdW50c1JlcXVlc3QaLC5zYXRjaGVsLmJsb2NrLnYxLkdldFJlZmVyZW5jZUNvdW50c1Jlc3BvbnNlEnIKE0xpc3RSZWZlcmVuY2VDb3VudHMSLC5zYXRjaGVsLmJsb2NrLnYxLkxpc3RSZWZlcmVuY2VDb3VudHNSZXF1ZXN0Gi0uc2F0Y2hlbC5ibG9jay52MS5MaXN0UmVmZXJlbmNlQ291bnRzUmVzcG9uc2USbwoSU2V0UmVmZXJlbmNlQ291bnRzEisuc2F0Y2hlbC5ibG9jay52MS5TZXRSZWZlcmVuY2VDb3VudHNSZXF1ZXN0Giwuc2F0Y2hlbC5ibG9jay52MS5TZXRSZWZlcmVuY2VDb3VudHNSZXNwb25zZRJgCg1JbnNwZWN0QmxvY2tzEiYuc2F0Y2hlbC5ibG9jay52MS5JbnNwZWN0QmxvY2tzUmVxdWVzdBonLnNhdGNoZWwuYmxvY2sudjEuSW5zcGVjdEJsb2Nrc1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message satchel.block.v1.ReserveBlocksRequest
@@ -256,6 +256,138 @@ export const HasBlocksResponseSchema: GenMessage<HasBlocksResponse> = /*@__PURE_
   messageDesc(file_satchel_block_v1_block, 10);
 
 /**
+ * @generated from message satchel.block.v1.InspectBlocksRequest
+ */
+export type InspectBlocksRequest = Message<"satchel.block.v1.InspectBlocksRequest"> & {
+  /**
+   * SHA-256 hashes, 32 bytes each; at most 1,000.
+   *
+   * @generated from field: repeated bytes hashes = 1;
+   */
+  hashes: Uint8Array[];
+
+  /**
+   * Ignore the scrub rate limit for this call.
+   *
+   * @generated from field: bool unthrottled = 2;
+   */
+  unthrottled: boolean;
+};
+
+/**
+ * Describes the message satchel.block.v1.InspectBlocksRequest.
+ * Use `create(InspectBlocksRequestSchema)` to create a new message.
+ */
+export const InspectBlocksRequestSchema: GenMessage<InspectBlocksRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 11);
+
+/**
+ * @generated from message satchel.block.v1.BlockInspection
+ */
+export type BlockInspection = Message<"satchel.block.v1.BlockInspection"> & {
+  /**
+   * @generated from field: bytes hash = 1;
+   */
+  hash: Uint8Array;
+
+  /**
+   * False when the block index has no row for the hash.
+   *
+   * @generated from field: bool found = 2;
+   */
+  found: boolean;
+
+  /**
+   * "writing", "live" or "deleting" (empty when not found).
+   *
+   * @generated from field: string state = 3;
+   */
+  state: string;
+
+  /**
+   * k + m.
+   *
+   * @generated from field: uint32 shards_total = 4;
+   */
+  shardsTotal: number;
+
+  /**
+   * Shards read and verified.
+   *
+   * @generated from field: uint32 shards_good = 5;
+   */
+  shardsGood: number;
+
+  /**
+   * Shards on nodes that did not answer: nothing is known about their bytes.
+   *
+   * @generated from field: uint32 shards_unreachable = 6;
+   */
+  shardsUnreachable: number;
+
+  /**
+   * Shards proven absent or corrupt on nodes that answered.
+   *
+   * @generated from field: uint32 shards_gone = 7;
+   */
+  shardsGone: number;
+
+  /**
+   * At least k good shards.
+   *
+   * @generated from field: bool readable = 8;
+   */
+  readable: boolean;
+
+  /**
+   * More than m shards proven gone: the block can never be read again.
+   *
+   * @generated from field: bool lost = 9;
+   */
+  lost: boolean;
+
+  /**
+   * Nodes that did not answer for this block.
+   *
+   * @generated from field: repeated string unreachable_nodes = 10;
+   */
+  unreachableNodes: string[];
+
+  /**
+   * Shard bytes read.
+   *
+   * @generated from field: uint64 bytes_read = 11;
+   */
+  bytesRead: bigint;
+};
+
+/**
+ * Describes the message satchel.block.v1.BlockInspection.
+ * Use `create(BlockInspectionSchema)` to create a new message.
+ */
+export const BlockInspectionSchema: GenMessage<BlockInspection> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 12);
+
+/**
+ * @generated from message satchel.block.v1.InspectBlocksResponse
+ */
+export type InspectBlocksResponse = Message<"satchel.block.v1.InspectBlocksResponse"> & {
+  /**
+   * One per requested hash, in order.
+   *
+   * @generated from field: repeated satchel.block.v1.BlockInspection blocks = 1;
+   */
+  blocks: BlockInspection[];
+};
+
+/**
+ * Describes the message satchel.block.v1.InspectBlocksResponse.
+ * Use `create(InspectBlocksResponseSchema)` to create a new message.
+ */
+export const InspectBlocksResponseSchema: GenMessage<InspectBlocksResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_block_v1_block, 13);
+
+/**
  * @generated from message satchel.block.v1.ListReferenceCountsRequest
  */
 export type ListReferenceCountsRequest = Message<"satchel.block.v1.ListReferenceCountsRequest"> & {
@@ -279,7 +411,7 @@ export type ListReferenceCountsRequest = Message<"satchel.block.v1.ListReference
  * Use `create(ListReferenceCountsRequestSchema)` to create a new message.
  */
 export const ListReferenceCountsRequestSchema: GenMessage<ListReferenceCountsRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 11);
+  messageDesc(file_satchel_block_v1_block, 14);
 
 /**
  * @generated from message satchel.block.v1.ListReferenceCountsResponse
@@ -301,7 +433,7 @@ export type ListReferenceCountsResponse = Message<"satchel.block.v1.ListReferenc
  * Use `create(ListReferenceCountsResponseSchema)` to create a new message.
  */
 export const ListReferenceCountsResponseSchema: GenMessage<ListReferenceCountsResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 12);
+  messageDesc(file_satchel_block_v1_block, 15);
 
 /**
  * @generated from message satchel.block.v1.SetReferenceCountsRequest
@@ -318,7 +450,7 @@ export type SetReferenceCountsRequest = Message<"satchel.block.v1.SetReferenceCo
  * Use `create(SetReferenceCountsRequestSchema)` to create a new message.
  */
 export const SetReferenceCountsRequestSchema: GenMessage<SetReferenceCountsRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 13);
+  messageDesc(file_satchel_block_v1_block, 16);
 
 /**
  * @generated from message satchel.block.v1.SetReferenceCountsResponse
@@ -331,7 +463,7 @@ export type SetReferenceCountsResponse = Message<"satchel.block.v1.SetReferenceC
  * Use `create(SetReferenceCountsResponseSchema)` to create a new message.
  */
 export const SetReferenceCountsResponseSchema: GenMessage<SetReferenceCountsResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 14);
+  messageDesc(file_satchel_block_v1_block, 17);
 
 /**
  * @generated from message satchel.block.v1.RunGarbageCollectionRequest
@@ -364,7 +496,7 @@ export type RunGarbageCollectionRequest = Message<"satchel.block.v1.RunGarbageCo
  * Use `create(RunGarbageCollectionRequestSchema)` to create a new message.
  */
 export const RunGarbageCollectionRequestSchema: GenMessage<RunGarbageCollectionRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 15);
+  messageDesc(file_satchel_block_v1_block, 18);
 
 /**
  * @generated from message satchel.block.v1.RunGarbageCollectionResponse
@@ -400,7 +532,7 @@ export type RunGarbageCollectionResponse = Message<"satchel.block.v1.RunGarbageC
  * Use `create(RunGarbageCollectionResponseSchema)` to create a new message.
  */
 export const RunGarbageCollectionResponseSchema: GenMessage<RunGarbageCollectionResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 16);
+  messageDesc(file_satchel_block_v1_block, 19);
 
 /**
  * @generated from message satchel.block.v1.GetReferenceCountsRequest
@@ -417,7 +549,7 @@ export type GetReferenceCountsRequest = Message<"satchel.block.v1.GetReferenceCo
  * Use `create(GetReferenceCountsRequestSchema)` to create a new message.
  */
 export const GetReferenceCountsRequestSchema: GenMessage<GetReferenceCountsRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 17);
+  messageDesc(file_satchel_block_v1_block, 20);
 
 /**
  * @generated from message satchel.block.v1.BlockReferenceCount
@@ -453,7 +585,7 @@ export type BlockReferenceCount = Message<"satchel.block.v1.BlockReferenceCount"
  * Use `create(BlockReferenceCountSchema)` to create a new message.
  */
 export const BlockReferenceCountSchema: GenMessage<BlockReferenceCount> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 18);
+  messageDesc(file_satchel_block_v1_block, 21);
 
 /**
  * @generated from message satchel.block.v1.GetReferenceCountsResponse
@@ -470,7 +602,7 @@ export type GetReferenceCountsResponse = Message<"satchel.block.v1.GetReferenceC
  * Use `create(GetReferenceCountsResponseSchema)` to create a new message.
  */
 export const GetReferenceCountsResponseSchema: GenMessage<GetReferenceCountsResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 19);
+  messageDesc(file_satchel_block_v1_block, 22);
 
 /**
  * @generated from message satchel.block.v1.GetScrubStatusRequest
@@ -483,7 +615,7 @@ export type GetScrubStatusRequest = Message<"satchel.block.v1.GetScrubStatusRequ
  * Use `create(GetScrubStatusRequestSchema)` to create a new message.
  */
 export const GetScrubStatusRequestSchema: GenMessage<GetScrubStatusRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 20);
+  messageDesc(file_satchel_block_v1_block, 23);
 
 /**
  * @generated from message satchel.block.v1.ScrubStatus
@@ -578,7 +710,7 @@ export type ScrubStatus = Message<"satchel.block.v1.ScrubStatus"> & {
  * Use `create(ScrubStatusSchema)` to create a new message.
  */
 export const ScrubStatusSchema: GenMessage<ScrubStatus> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 21);
+  messageDesc(file_satchel_block_v1_block, 24);
 
 /**
  * @generated from message satchel.block.v1.GetScrubStatusResponse
@@ -595,7 +727,7 @@ export type GetScrubStatusResponse = Message<"satchel.block.v1.GetScrubStatusRes
  * Use `create(GetScrubStatusResponseSchema)` to create a new message.
  */
 export const GetScrubStatusResponseSchema: GenMessage<GetScrubStatusResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 22);
+  messageDesc(file_satchel_block_v1_block, 25);
 
 /**
  * @generated from message satchel.block.v1.RunScrubRequest
@@ -621,7 +753,7 @@ export type RunScrubRequest = Message<"satchel.block.v1.RunScrubRequest"> & {
  * Use `create(RunScrubRequestSchema)` to create a new message.
  */
 export const RunScrubRequestSchema: GenMessage<RunScrubRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 23);
+  messageDesc(file_satchel_block_v1_block, 26);
 
 /**
  * @generated from message satchel.block.v1.RunScrubResponse
@@ -638,7 +770,7 @@ export type RunScrubResponse = Message<"satchel.block.v1.RunScrubResponse"> & {
  * Use `create(RunScrubResponseSchema)` to create a new message.
  */
 export const RunScrubResponseSchema: GenMessage<RunScrubResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 24);
+  messageDesc(file_satchel_block_v1_block, 27);
 
 /**
  * @generated from message satchel.block.v1.SetNodeStateRequest
@@ -662,7 +794,7 @@ export type SetNodeStateRequest = Message<"satchel.block.v1.SetNodeStateRequest"
  * Use `create(SetNodeStateRequestSchema)` to create a new message.
  */
 export const SetNodeStateRequestSchema: GenMessage<SetNodeStateRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 25);
+  messageDesc(file_satchel_block_v1_block, 28);
 
 /**
  * @generated from message satchel.block.v1.SetNodeStateResponse
@@ -675,7 +807,7 @@ export type SetNodeStateResponse = Message<"satchel.block.v1.SetNodeStateRespons
  * Use `create(SetNodeStateResponseSchema)` to create a new message.
  */
 export const SetNodeStateResponseSchema: GenMessage<SetNodeStateResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_block_v1_block, 26);
+  messageDesc(file_satchel_block_v1_block, 29);
 
 /**
  * @generated from enum satchel.block.v1.NodeState
@@ -847,6 +979,18 @@ export const BlockAdminService: GenService<{
     methodKind: "unary";
     input: typeof SetReferenceCountsRequestSchema;
     output: typeof SetReferenceCountsResponseSchema;
+  },
+  /**
+   * InspectBlocks reads and verifies every shard of each block (the verifier's probe) and says
+   * whether it is readable, at full redundancy, or lost. Damage found is queued for repair.
+   * Rate-limited like the scrubber unless unthrottled.
+   *
+   * @generated from rpc satchel.block.v1.BlockAdminService.InspectBlocks
+   */
+  inspectBlocks: {
+    methodKind: "unary";
+    input: typeof InspectBlocksRequestSchema;
+    output: typeof InspectBlocksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_satchel_block_v1_block, 1);
