@@ -17,6 +17,8 @@ const program = new Command()
   .showHelpAfterError();
 
 const client = () => new SatchelClient(loadCliConfig());
+/** When a failed file is tried again, as the status and sync output show it. */
+const retryTime = (at: number) => (at <= Date.now() ? "retry on the next pass" : `retry at ${new Date(at).toISOString()}`);
 /** Operator commands use the service token. */
 const adminClient = () => {
   const config = loadCliConfig();
@@ -185,6 +187,9 @@ program
         if (e.kind === "pending") console.log(`${e.files} files, ${formatBytes(e.bytes)} to send`);
         else if (e.kind === "synced") {
           if (e.uploads + e.downloads > 0) console.log(`in sync (${e.uploads} up, ${e.downloads} down)`);
+          if (e.problems > 0) console.error(`${e.problems} files could not be synced; "satchel status ${folder}" says why`);
+        } else if (e.kind === "problem") {
+          console.error(`${`${e.direction} failed`.padEnd(13)} ${e.path}  ${e.code}: ${e.message} (attempt ${e.attempts}, next ${retryTime(e.nextRetryAt)})`);
         } else if (e.kind === "error") console.error(`satchel sync: ${e.message}`);
         else console.log(`${e.kind.padEnd(13)} ${e.path}${e.to ? ` -> ${e.to}` : ""}${e.bytes !== undefined ? `  ${formatBytes(e.bytes)}` : ""}`);
       },
@@ -201,13 +206,17 @@ program
 
 program
   .command("status")
-  .description("what a synced folder has left to send, and when it last synced")
+  .description("what a synced folder has left to send, when it last synced, and which files could not be synced")
   .argument("<folder>", "local folder")
   .action(async (folder: string) => {
     const agent = new SyncAgent(client(), resolve(folder));
     const s = await agent.status();
     console.log(`${s.tracked} files in sync; ${s.pendingFiles} changes (${formatBytes(s.pendingBytes)}) waiting to be sent`);
     console.log(`last sync: ${s.lastSyncAt ? new Date(s.lastSyncAt).toISOString() : "never"}; cursors ${JSON.stringify(s.cursors)}`);
+    if (s.problems.length > 0) console.log(`${s.problems.length} files could not be synced:`);
+    for (const p of s.problems) {
+      console.log(`  ${p.path}  ${p.direction} failed: ${p.code}: ${p.message}; ${p.attempts} attempt${p.attempts === 1 ? "" : "s"} since ${new Date(p.firstFailedAt).toISOString()}, next ${retryTime(p.nextRetryAt)}`);
+    }
   });
 
 const admin = program.command("admin").description("operator commands");

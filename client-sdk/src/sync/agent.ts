@@ -8,6 +8,7 @@ import { Operation, type BlockRef, type FileMetadata, type JournalEntry } from "
 import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { SatchelClient } from "../client.js";
 import { isIgnored } from "./ignore.js";
+import { failureCause, failureScope, isDue, PROBLEM_RETRY, recordFailure, type ProblemDirection, type RetryPolicy, type SyncProblem } from "./problems.js";
 import { SyncState, type SyncedFile } from "./state.js";
 
 export const STATE_DIR = ".satchel-sync";
@@ -15,8 +16,13 @@ export const STATE_DIR = ".satchel-sync";
 export type SyncEvent =
   | { kind: "upload" | "download" | "delete-remote" | "delete-local" | "move-local" | "conflict"; path: string; bytes?: number; to?: string }
   | { kind: "pending"; files: number; bytes: number }
-  | { kind: "synced"; uploads: number; downloads: number }
+  | { kind: "synced"; uploads: number; downloads: number; problems: number }
+  /** A file could not be synced this time; the others went on, and it is tried again at nextRetryAt. */
+  | { kind: "problem"; path: string; direction: ProblemDirection; code: string; message: string; attempts: number; nextRetryAt: number }
   | { kind: "error"; message: string };
+
+/** A file that could not be synced, as `status()` reports it. */
+export type ProblemFile = SyncProblem & { path: string };
 
 export interface SyncAgentOptions {
   /** Streams "namespace advanced" from here; without it the agent only rescans and polls. */
@@ -25,6 +31,8 @@ export interface SyncAgentOptions {
   notifyToken?: () => Promise<string>;
   /** Full rescans of the folder, besides the file watcher (which can miss events). */
   scanIntervalMs?: number;
+  /** Back-off for files that failed (PROBLEM_RETRY unless set). */
+  retry?: RetryPolicy;
   onEvent?: (e: SyncEvent) => void;
 }
 
@@ -159,7 +167,41 @@ export class SyncAgent {
     await this.push(files, folders, counts);
     await this.pull(counts);
     await this.state.save();
-    this.emit({ kind: "synced", ...counts });
+    this.emit({ kind: "synced", ...counts, problems: this.state.problems.length });
+  }
+
+  /**
+   * Runs one file's transfer. A failure that is about this file (a status from a service about it,
+   * a local I/O error) becomes a problem for its path, retried with back-off, and the pass goes on;
+   * one that is about the pass (credentials, a service that does not answer) fails it as before.
+   */
+  private async perFile(path: string, direction: ProblemDirection, context: Pick<SyncProblem, "revision" | "local">, transfer: () => Promise<void>): Promise<void> {
+    try {
+      await transfer();
+    } catch (err) {
+      const scope = failureScope(err);
+      if (scope === "pass" || this.stopping.signal.aborted) throw err;
+      if (scope === "check-services") await this.servicesAnswer();
+      const problem = recordFailure(this.state.problem(path), { direction, ...failureCause(err), ...context }, Date.now(), this.opts.retry ?? PROBLEM_RETRY);
+      this.state.setProblem(path, problem);
+      const { code, message, attempts, nextRetryAt } = problem;
+      this.emit({ kind: "problem", path, direction, code, message, attempts, nextRetryAt });
+    }
+  }
+
+  /** One check at a time, shared by every file that failed meanwhile. */
+  private servicesCheck?: Promise<void>;
+
+  /**
+   * Throws when the metaserver or the blockserver does not answer the caller at all, so that an
+   * outage fails the pass (cursors stay put) instead of being pinned on every file. Only failures
+   * pay for it; the two calls are the cheapest each service has.
+   */
+  private servicesAnswer(): Promise<void> {
+    this.servicesCheck ??= Promise.all([this.client.meta.listNamespaces({}), this.client.blocks.hasBlocks({ hashes: [] })])
+      .then(() => undefined)
+      .finally(() => (this.servicesCheck = undefined));
+    return this.servicesCheck;
   }
 
   /** Every file and folder under the root, by remote path (ignored names and partial downloads left out). */
@@ -188,9 +230,18 @@ export class SyncAgent {
     return !synced || !now || synced.size !== now.size || synced.mtimeMs !== now.mtimeMs;
   }
 
+  /** Whether a local change is to be sent now: not while its last failure's back-off runs, unless the file changed since. */
+  private uploadDue(path: string, now: LocalFile | undefined, at: number): boolean {
+    const problem = this.state.problem(path);
+    if (problem?.direction !== "upload") return true;
+    const edited = now !== undefined && (problem.local?.size !== now.size || problem.local?.mtimeMs !== now.mtimeMs);
+    return edited || isDue(problem, at);
+  }
+
   /** Sends local changes: new and edited files, deletions, new and removed folders. */
   private async push(files: Map<string, LocalFile>, folders: Set<string>, counts: { uploads: number }): Promise<void> {
-    const edits = [...files].filter(([path, f]) => this.changed(path, f));
+    const at = Date.now();
+    const edits = [...files].filter(([path, f]) => this.changed(path, f) && this.uploadDue(path, f, at));
     if (edits.length > 0) this.emit({ kind: "pending", files: edits.length, bytes: edits.reduce((n, [, f]) => n + f.size, 0) });
     for (const folder of [...folders].sort()) {
       if (this.state.folders.has(folder)) continue;
@@ -199,11 +250,12 @@ export class SyncAgent {
       });
     }
     // Several files at once: small files are bound by round trips, not bytes.
-    await inParallel(edits, TRANSFER_CONCURRENCY, async ([path, f]) => {
+    await inParallel(edits, TRANSFER_CONCURRENCY, ([path, f]) => this.perFile(path, "upload", { local: f }, async () => {
       const synced = this.state.file(path);
       const { file, conflict, progress } = await this.client.uploadAs(this.local(path), path, BigInt(synced?.revision ?? "0"), randomUUID());
       counts.uploads++;
       this.emit({ kind: "upload", path, bytes: progress.bytesTransferred });
+      this.state.setProblem(path, undefined);
       const record = { revision: file.revision.toString(), size: f.size, mtimeMs: f.mtimeMs, blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]) };
       if (!conflict) {
         this.state.setFile(path, record);
@@ -219,15 +271,22 @@ export class SyncAgent {
       this.state.setFile(path, undefined);
       files.delete(path);
       files.set(file.path, { size: moved.size, mtimeMs: moved.mtimeMs });
-    });
+    }));
     for (const [path, synced] of this.state.files) {
-      if (files.has(path)) continue;
+      if (files.has(path) || !this.uploadDue(path, undefined, at)) continue;
       // Gone locally: delete remotely, unless it changed there meanwhile (then it comes back).
-      await this.client.meta.delete({ path, parentRevision: BigInt(synced.revision) }).catch((err) => {
-        if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
+      await this.perFile(path, "upload", {}, async () => {
+        await this.client.meta.delete({ path, parentRevision: BigInt(synced.revision) }).catch((err) => {
+          if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
+        });
+        this.emit({ kind: "delete-remote", path });
+        this.state.setFile(path, undefined);
+        this.state.setProblem(path, undefined);
       });
-      this.emit({ kind: "delete-remote", path });
-      this.state.setFile(path, undefined);
+    }
+    // A file that failed to upload and is gone now, never synced: nothing is left to send.
+    for (const [path, problem] of this.state.problems) {
+      if (problem.direction === "upload" && !files.has(path) && !this.state.file(path)) this.state.setProblem(path, undefined);
     }
     const removed = [...this.state.folders].filter((f) => !folders.has(f)).sort().reverse();
     for (const folder of removed) {
@@ -276,13 +335,35 @@ export class SyncAgent {
         if (!res.hasMore) break;
       }
     }
+    await this.retryDownloads(counts);
+  }
+
+  /**
+   * Tries failed downloads again once their back-off has run, from the path's current metadata:
+   * the journal has moved on, and the revision that failed may since have been replaced or deleted.
+   */
+  private async retryDownloads(counts: { downloads: number }): Promise<void> {
+    const at = Date.now();
+    const due = this.state.problems.filter(([, p]) => p.direction === "download" && isDue(p, at));
+    await inParallel(due, TRANSFER_CONCURRENCY, async ([path, problem]) => {
+      const wanted = { revision: problem.revision };
+      await this.perFile(path, "download", wanted, async () => {
+        const current = await this.client.currentVersion(path);
+        if (!current || current.isDeleted || current.isFolder) {
+          this.state.setProblem(path, undefined);
+          return;
+        }
+        wanted.revision = current.revision.toString();
+        await this.download(current, counts);
+      });
+    });
   }
 
   private async apply(e: JournalEntry, counts: { downloads: number }): Promise<void> {
     const target = this.local(e.path);
     switch (e.operation) {
       case Operation.PUT:
-        if (e.file) await this.download(e.file, counts);
+        if (e.file) await this.fetchFile(e.file, counts);
         return;
       case Operation.MKDIR:
       case Operation.MOUNT:
@@ -293,6 +374,13 @@ export class SyncAgent {
         await this.removeLocal(e.path);
         return;
       case Operation.MOVE: {
+        // A file that failed to come down is still wanted, under its new name.
+        for (const [path, problem] of this.state.problems) {
+          if (path === e.fromPath || path.startsWith(`${e.fromPath}/`)) {
+            this.state.setProblem(path, undefined);
+            this.state.setProblem(`${e.path}${path.slice(e.fromPath.length)}`, problem);
+          }
+        }
         const from = this.local(e.fromPath);
         const there = await lstat(from).catch(() => undefined);
         if (!there || (await lstat(target).catch(() => undefined))) return;
@@ -314,11 +402,19 @@ export class SyncAgent {
     }
   }
 
+  /** Brings one version down; a failure becomes a problem for its path, retried later, and the pass goes on. */
+  private fetchFile(file: FileMetadata, counts: { downloads: number }): Promise<void> {
+    return this.perFile(file.path, "download", { revision: file.revision.toString() }, () => this.download(file, counts));
+  }
+
   /** Brings one version down, unless the device has it already or holds an unsent edit of it. */
   private async download(file: FileMetadata, counts: { downloads: number }): Promise<void> {
     const path = file.path;
     const synced = this.state.file(path);
-    if (synced?.revision === file.revision.toString()) return;
+    if (synced?.revision === file.revision.toString()) {
+      if (this.state.problem(path)?.direction === "download") this.state.setProblem(path, undefined);
+      return;
+    }
     const target = this.local(path);
     const now = await stat(target).catch(() => undefined);
     if (now && this.changed(path, { size: now.size, mtimeMs: now.mtimeMs })) {
@@ -337,6 +433,7 @@ export class SyncAgent {
       blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]),
     };
     this.state.setFile(path, fresh);
+    this.state.setProblem(path, undefined);
     this.indexBlocks(path, fresh);
     counts.downloads++;
     this.emit({ kind: "download", path, bytes: progress.bytesTransferred });
@@ -387,6 +484,10 @@ export class SyncAgent {
 
   /** Removes a path deleted remotely, keeping local files edited since the last sync (they are sent again). */
   private async removeLocal(path: string): Promise<void> {
+    // Nothing is left to fetch there (a local edit that failed to upload keeps its problem and back-off).
+    for (const [p, problem] of this.state.problems) {
+      if (problem.direction === "download" && (p === path || p.startsWith(`${path}/`))) this.state.setProblem(p, undefined);
+    }
     const target = this.local(path);
     const info = await lstat(target).catch(() => undefined);
     if (!info) return;
@@ -416,14 +517,19 @@ export class SyncAgent {
     } while (pageToken);
     for (const e of remote.values()) {
       if (e.isFolder) await mkdir(this.local(e.path), { recursive: true });
-      else await this.download(e, counts);
+      else await this.fetchFile(e, counts);
     }
     const inside = (p: string) => mountPath === "/" || p.startsWith(`${mountPath}/`);
     for (const [path] of this.state.files) if (inside(path) && !remote.has(path)) await this.removeLocal(path);
+    for (const [path, problem] of this.state.problems) {
+      if (problem.direction === "download" && inside(path) && !remote.has(path)) this.state.setProblem(path, undefined);
+    }
   }
 
   /** What `satchel status` shows. */
-  async status(): Promise<{ tracked: number; pendingFiles: number; pendingBytes: number; lastSyncAt: number; cursors: Record<string, string> }> {
+  async status(): Promise<{
+    tracked: number; pendingFiles: number; pendingBytes: number; lastSyncAt: number; cursors: Record<string, string>; problems: ProblemFile[];
+  }> {
     if (!this.state) await this.open();
     const { files } = await this.scan();
     const pending = [...files].filter(([p, f]) => this.changed(p, f));
@@ -434,6 +540,7 @@ export class SyncAgent {
       pendingBytes: pending.reduce((n, [, f]) => n + f.size, 0),
       lastSyncAt: this.state.lastSyncAt,
       cursors: this.state.cursors,
+      problems: this.state.problems.sort(([a], [b]) => (a < b ? -1 : 1)).map(([path, p]) => ({ path, ...p })),
     };
   }
 }

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import type { SyncProblem } from "./problems.js";
 
 /** What the device last synced for one file: enough to tell a local edit from a remote one. */
 export interface SyncedFile {
@@ -10,14 +11,33 @@ export interface SyncedFile {
   blocks: [string, number][];
 }
 
+/**
+ * The format written now. Version 2 added problems: its cursors may have moved past downloads that
+ * failed and are remembered only as problems, which an agent that ignored them would never fetch,
+ * hence the new version rather than an optional field. Version 1 still loads (it had none).
+ */
+export const STATE_VERSION = 2;
+
 interface StateData {
-  version: 1;
+  version: typeof STATE_VERSION;
   /** Namespace id -> last applied journal cursor. */
   cursors: Record<string, string>;
   /** Remote path -> what was synced. */
   files: Record<string, SyncedFile>;
   folders: string[];
   lastSyncAt: number;
+  /** Remote path -> why it could not be synced, and when it is tried again. */
+  problems: Record<string, SyncProblem>;
+}
+
+/** Version 1: the same without problems. */
+type StateDataV1 = Omit<StateData, "version" | "problems"> & { version: 1 };
+
+/** Reads any known version into the current shape. */
+function upgrade(data: StateData | StateDataV1 | { version: unknown }): StateData {
+  if (data.version === STATE_VERSION) return data as StateData;
+  if (data.version === 1) return { ...(data as StateDataV1), version: STATE_VERSION, problems: {} };
+  throw new Error(`unknown sync state version ${String(data.version)}`);
 }
 
 /**
@@ -29,12 +49,10 @@ export class SyncState {
 
   static async open(path: string): Promise<SyncState> {
     try {
-      const data = JSON.parse(await readFile(path, "utf8")) as StateData;
-      if (data.version !== 1) throw new Error(`unknown sync state version ${data.version}`);
-      return new SyncState(path, data);
+      return new SyncState(path, upgrade(JSON.parse(await readFile(path, "utf8")) as { version: unknown }));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      return new SyncState(path, { version: 1, cursors: {}, files: {}, folders: [], lastSyncAt: 0 });
+      return new SyncState(path, { version: STATE_VERSION, cursors: {}, files: {}, folders: [], lastSyncAt: 0, problems: {} });
     }
   }
 
@@ -65,6 +83,20 @@ export class SyncState {
 
   setFolders(folders: Iterable<string>): void {
     this.data.folders = [...folders].sort();
+  }
+
+  problem(path: string): SyncProblem | undefined {
+    return this.data.problems[path];
+  }
+
+  setProblem(path: string, problem: SyncProblem | undefined): void {
+    if (problem) this.data.problems[path] = problem;
+    else delete this.data.problems[path];
+  }
+
+  /** Files that could not be synced, by remote path. */
+  get problems(): [string, SyncProblem][] {
+    return Object.entries(this.data.problems);
   }
 
   get lastSyncAt(): number {

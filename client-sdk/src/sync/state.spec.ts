@@ -1,0 +1,70 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { recordFailure } from "./problems.js";
+import { STATE_VERSION, SyncState } from "./state.js";
+
+/** A state file as version 1 agents wrote it (before problems were kept): golden bytes, never regenerated. */
+const VERSION_1 = '{"version":1,"cursors":{"12":"40","13":"7"},"files":{"/a.txt":{"revision":"5","size":3,"mtimeMs":1717171717171.5,' +
+  '"blocks":[["ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",3]]},"/d/e.bin":{"revision":"9","size":0,"mtimeMs":1717171717000,' +
+  '"blocks":[]}},"folders":["/d"],"lastSyncAt":1717171718000}';
+
+let dir: string | undefined;
+afterEach(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+const stateFile = async () => join((dir = await mkdtemp(join(tmpdir(), "satchel-state-"))), "state.json");
+
+describe("sync state file", () => {
+  it("a version 1 state file still loads, with no problems, and is written back as the current version", async () => {
+    const path = await stateFile();
+    await writeFile(path, VERSION_1);
+    const state = await SyncState.open(path);
+    expect(state.cursor(12n)).toBe(40n);
+    expect(state.cursor(13n)).toBe(7n);
+    expect(state.file("/a.txt")).toEqual({ revision: "5", size: 3, mtimeMs: 1717171717171.5, blocks: [["ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", 3]] });
+    expect(state.file("/d/e.bin")?.revision).toBe("9");
+    expect([...state.folders]).toEqual(["/d"]);
+    expect(state.lastSyncAt).toBe(1717171718000);
+    expect(state.problems).toEqual([]);
+
+    await state.save();
+    const written = JSON.parse(await readFile(path, "utf8"));
+    expect(written.version).toBe(STATE_VERSION);
+    expect(written.problems).toEqual({});
+    expect(written.cursors).toEqual({ "12": "40", "13": "7" });
+  });
+
+  it("problems survive a save and a reopen, next to everything else", async () => {
+    const path = await stateFile();
+    const state = await SyncState.open(path);
+    state.setCursor(3n, 99n);
+    state.setFile("/ok.txt", { revision: "2", size: 1, mtimeMs: 10, blocks: [["00", 1]] });
+    const down = recordFailure(undefined, { direction: "download", code: "data_loss", message: "block 3f cannot be read", revision: "17" }, 1_000);
+    const up = recordFailure(
+      recordFailure(undefined, { direction: "upload", code: "resource_exhausted", message: "over quota", local: { size: 5, mtimeMs: 6 } }, 2_000),
+      { direction: "upload", code: "resource_exhausted", message: "over quota", local: { size: 5, mtimeMs: 6 } }, 9_000,
+    );
+    state.setProblem("/bad.bin", down);
+    state.setProblem("/big.iso", up);
+    state.setProblem("/fixed.txt", down);
+    state.setProblem("/fixed.txt", undefined);
+    await state.save();
+
+    const again = await SyncState.open(path);
+    expect(again.cursor(3n)).toBe(99n);
+    expect(again.file("/ok.txt")?.revision).toBe("2");
+    expect(Object.fromEntries(again.problems)).toEqual({ "/bad.bin": down, "/big.iso": up });
+    expect(again.problem("/big.iso")).toMatchObject({ attempts: 2, firstFailedAt: 2_000, lastFailedAt: 9_000, nextRetryAt: 19_000 });
+    expect(again.problem("/fixed.txt")).toBeUndefined();
+    expect(await readdir(dir!), "no temporary file left behind").toEqual(["state.json"]);
+  });
+
+  it("refuses a state file from a newer agent rather than guess at it", async () => {
+    const path = await stateFile();
+    await writeFile(path, JSON.stringify({ version: STATE_VERSION + 1, cursors: {}, files: {}, folders: [], lastSyncAt: 0, problems: {} }));
+    await expect(SyncState.open(path)).rejects.toThrow(/unknown sync state version/);
+  });
+});
