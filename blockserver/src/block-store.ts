@@ -5,7 +5,7 @@ import { Code, ConnectError, dataLoss, invalidArgument } from "./errors.js";
 import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "./index/block-index.js";
 import type { BlockserverMetrics } from "./metrics.js";
 import type { NodeSet } from "./nodes/node-set.js";
-import { ShardMissingError } from "./nodes/storage-node.js";
+import { ShardMissingError, ShardUnreadableError } from "./nodes/storage-node.js";
 import { rankNodes } from "./placement/rendezvous.js";
 import { blockVerdict, describeFailures, meetsWriteQuorum, type BlockVerdict, type ShardFinding, type WriteOutcome } from "./quorum.js";
 import { decodeShard, encodeShard, ShardCorruptError } from "./shard-format/shard-format.js";
@@ -252,6 +252,11 @@ export class BlockStore {
     } catch (err) {
       this.metrics.shardFailures.inc({ node: placement.node, operation: "read" });
       if (err instanceof ShardMissingError) return { ...base, status: "gone", problem: "absent", tried: true, detail: `absent on ${node.name}` };
+      // The node could not read the object. If it serves its identity object, its drive is fine and
+      // this object failed MinIO's own checksum: corrupt. Otherwise the drive is offline: unreachable.
+      if (err instanceof ShardUnreadableError && (await node.answers())) {
+        return { ...base, status: "gone", problem: "corrupt", tried: true, detail: `corrupt on ${node.name}: ${err.message}` };
+      }
       return { ...base, status: "unreachable", tried: true, detail: (err as Error).message };
     }
     this.metrics.shardBytes.inc({ direction: "read" }, object.length);

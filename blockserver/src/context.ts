@@ -41,7 +41,7 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
     metrics.nodeUp.set({ node: node.name }, node.healthy ? 1 : 0);
     const recovery = (work: Promise<void>) => void work.catch((err: Error) => logger.warn({ node: node.name, err: err.message }, "could not queue the node's shards for re-checking"));
     // A new disk: every shard recorded on the node is checked and rebuilt there, no operator needed.
-    if (result === "new-disk") recovery(repairer.diskReplaced(node.name));
+    if (result === "new-disk") recovery(repairer.diskReplaced(node.name, () => node.adoptDisk(), 2 * config.nodeTimeoutMs));
     if (!changed) return;
     logger.warn({ node: node.name }, node.healthy ? "storage node is back" : "storage node is down");
     // Shards written while it was down, or recorded unreachable, are re-checked and sent home.

@@ -5,7 +5,7 @@ import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService, NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { NodeControl, minioClient } from "@satchel/ops";
+import { NodeControl, flipBit, minioClient } from "@satchel/ops";
 import { decodeShard } from "./shard-format/shard-format.js";
 import { shardKey } from "./block-store.js";
 
@@ -181,6 +181,43 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
       for (const [i, r] of rows.entries()) await s3(r.node).client.putObject(s3(r.node).bucket, shardKey(hash, r.shard_index), saved[i], saved[i].length);
     }
     expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(data)).toBe(true);
+  });
+
+  it("a shard MinIO itself finds rotten on disk (503 SlowDownRead) is corrupt, not an unreachable node: one is healed, three are DATA_LOSS", async () => {
+    const data = randomBytes(900_000);
+    const hash = await put(data);
+    const rows = await shardRows(hash);
+    flipBit(stateDir, nodeIndex(rows[1].node), shardKey(hash, rows[1].shard_index), { seed: 7 });
+    expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(data)).toBe(true);
+    await eventually("the rotten shard to be rewritten", async () => shardIsSound(hash, rows[1].shard_index, rows[1].node));
+
+    const other = randomBytes(700_000);
+    const lost = await put(other);
+    const three = (await shardRows(lost)).slice(0, 3);
+    for (const r of three) flipBit(stateDir, nodeIndex(r.node), shardKey(lost, r.shard_index), { seed: 11 });
+    const err = await blocks.getBlock({ hash: lost }).catch((e) => ConnectError.from(e));
+    expect((err as ConnectError).code).toBe(Code.DataLoss);
+    expect((err as ConnectError).rawMessage).toMatch(/3 are proven gone/);
+    // Put the bytes back through an upload: a live block with shards recorded gone is made whole again.
+    await eventually("repair to record the shards as gone", async () => (await shardRows(lost)).filter((r) => r.state === "gone").length === 3);
+    await blocks.putBlock({ hash: lost, data: other });
+    expect((await shardRows(lost)).every((r) => r.state === "ok")).toBe(true);
+    expect(Buffer.from((await blocks.getBlock({ hash: lost })).data).equals(other)).toBe(true);
+  });
+
+  it("with three nodes down a read is UNAVAILABLE naming them, never DATA_LOSS; once they are back it reads", async () => {
+    const data = randomBytes(600_000);
+    const hash = await put(data);
+    const holders = (await shardRows(hash)).slice(0, 3).map((r) => nodeIndex(r.node));
+    for (const i of holders) await nodes.kill(i);
+    try {
+      const err = await blocks.getBlock({ hash }).catch((e) => ConnectError.from(e));
+      expect((err as ConnectError).code).toBe(Code.Unavailable);
+      for (const i of holders) expect((err as ConnectError).rawMessage).toContain(`minio-${i}`);
+    } finally {
+      for (const i of holders) await nodes.start(i);
+    }
+    await eventually("the block to read again", async () => Buffer.from((await blocks.getBlock({ hash })).data).equals(data));
   });
 
   it("hedges a read around a hung node: correct bytes, without waiting for it", async () => {

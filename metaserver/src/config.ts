@@ -19,6 +19,12 @@ export interface MetaserverConfig extends ServiceBasics {
   journalRetentionDays: number;
   /** How often the retention policy runs; 0 turns the background pruner off. */
   pruneIntervalSeconds: number;
+  /**
+   * How often the verifier reads every referenced block (throttled at the blockserver's scrub
+   * rate); 0 turns the background verifier off. The first run comes one interval after start, so
+   * a (re)started metaserver does not begin with a full read of the storage.
+   */
+  verifyIntervalSeconds: number;
   /** How long a latest-cursor key lives in Redis (bounds its staleness when a publish is lost). */
   cursorCacheSeconds: number;
   /** Longest WaitForChange long poll. */
@@ -47,6 +53,7 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
     versionsKept: envInt(env, "SATCHEL_VERSIONS_KEPT", 100),
     journalRetentionDays: envInt(env, "SATCHEL_JOURNAL_RETENTION_DAYS", 90),
     pruneIntervalSeconds: envInt(env, "SATCHEL_PRUNE_INTERVAL_SECONDS", 3600),
+    verifyIntervalSeconds: envInt(env, "SATCHEL_VERIFY_INTERVAL_SECONDS", 86400),
     waitMaxSeconds: envInt(env, "SATCHEL_WAIT_MAX_SECONDS", 30),
     cursorCacheSeconds: envInt(env, "SATCHEL_CURSOR_CACHE_SECONDS", 10),
     linksPort,
@@ -54,5 +61,9 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
     shareLinkTtlSeconds: envInt(env, "SATCHEL_SHARE_LINK_TTL_SECONDS", 7 * 86400),
   };
   if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (the shard map database)");
+  // Node timers hold at most 2^31-1 ms; a longer one would fire at once, starting a verify at boot.
+  if (config.verifyIntervalSeconds < 0 || config.verifyIntervalSeconds > 2_147_483) {
+    throw new Error(`SATCHEL_VERIFY_INTERVAL_SECONDS must be between 0 (off) and 2147483 (about 24 days), got ${config.verifyIntervalSeconds}`);
+  }
   return config;
 }

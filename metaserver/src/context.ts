@@ -11,6 +11,7 @@ import { FileStore } from "./store/files.js";
 import { NamespaceStore } from "./store/namespaces.js";
 import { Quotas } from "./store/quotas.js";
 import { ShardSet } from "./store/shards.js";
+import { Verifier, type VerifyMetrics } from "./verify/verifier.js";
 
 /** Metaserver-specific metrics beside the shared RPC ones. */
 export interface MetaMetrics {
@@ -20,6 +21,8 @@ export interface MetaMetrics {
   shardPing: Histogram<"shard">;
   /** Blocks whose reference count the last reconciliation corrected, and by how much in all. */
   referenceDrift: Gauge<"measure">;
+  /** What the last verify run found, when it finished and how long it took; runs by result. */
+  verify: VerifyMetrics;
 }
 
 /** Every long-lived client of the metaserver, built once; close() releases them. */
@@ -39,6 +42,7 @@ export interface MetaserverContext {
   cursors: CursorWatcher;
   relay: ReferenceRelay;
   retention: RetentionJob;
+  verifier: Verifier;
   close(): Promise<void>;
 }
 
@@ -85,6 +89,44 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [metrics.registry],
     }),
+    verify: {
+      unreadableBlocks: new Gauge({
+        name: "satchel_metaserver_verify_unreadable_blocks",
+        help: "Referenced blocks with fewer than k good shards, found by the last verify run (lost or unavailable): files that cannot be read.",
+        registers: [metrics.registry],
+      }),
+      lostBlocks: new Gauge({
+        name: "satchel_metaserver_verify_lost_blocks",
+        help: "Referenced blocks with more than m shards proven gone, found by the last verify run: their bytes are gone.",
+        registers: [metrics.registry],
+      }),
+      belowFullRedundancyBlocks: new Gauge({
+        name: "satchel_metaserver_verify_below_full_redundancy_blocks",
+        help: "Referenced blocks with fewer than k+m good shards (unreadable ones included), found by the last verify run.",
+        registers: [metrics.registry],
+      }),
+      missingIndexBlocks: new Gauge({
+        name: "satchel_metaserver_verify_missing_index_blocks",
+        help: "Referenced blocks the block index has no live row for, found by the last verify run.",
+        registers: [metrics.registry],
+      }),
+      lastRunTimestamp: new Gauge({
+        name: "satchel_metaserver_verify_last_run_timestamp_seconds",
+        help: "Unix time the last verify run finished (0: none has since the metaserver started).",
+        registers: [metrics.registry],
+      }),
+      lastRunDuration: new Gauge({
+        name: "satchel_metaserver_verify_last_run_duration_seconds",
+        help: "How long the last finished verify run took.",
+        registers: [metrics.registry],
+      }),
+      runs: new Counter({
+        name: "satchel_metaserver_verify_runs_total",
+        help: "Verify runs, by result (ok, failed).",
+        labelNames: ["result"],
+        registers: [metrics.registry],
+      }),
+    },
   };
   new Gauge({
     name: "satchel_metaserver_shard_pool_connections",
@@ -109,6 +151,7 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   });
   metaMetrics.referenceDrift.set({ measure: "blocks" }, 0);
   metaMetrics.referenceDrift.set({ measure: "references" }, 0);
+  for (const result of ["ok", "failed"]) metaMetrics.verify.runs.inc({ result }, 0);
   // Probe every shard: an unreachable shard is an alert before it is a user's error.
   const probe = async () => {
     const targets: [string, { query(sql: string): Promise<unknown> }][] = [["directory", shards.directory], ...shards.shardIds.map((id) => [String(id), shards.shard(id)] as [string, typeof shards.directory])];
@@ -132,12 +175,15 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
     retentionDays: config.retentionDays, versionsKept: config.versionsKept, journalDays: config.journalRetentionDays,
   });
   if (config.pruneIntervalSeconds > 0) retention.start(config.pruneIntervalSeconds * 1000);
+  const verifier = new Verifier(shards, blockAdmin, logger, metaMetrics.verify);
+  if (config.verifyIntervalSeconds > 0) verifier.start(config.verifyIntervalSeconds * 1000);
   return {
     config, logger, metrics, metaMetrics, shards, namespaces, files, quotas, accessTokens: new AccessTokens(config.tokenKeys),
-    blocks, blockAdmin, publisher, cursors, relay, retention,
+    blocks, blockAdmin, publisher, cursors, relay, retention, verifier,
     close: async () => {
       clearInterval(probeTimer);
       retention.stop();
+      verifier.stop();
       relay.stop();
       cursors.close();
       await publisher.close();

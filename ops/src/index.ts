@@ -10,3 +10,4 @@ export * from "./testing/metadata.js";
 export * from "./testing/notify.js";
 export * from "./monitoring/prometheus.js";
 export * from "./testing/service-process.js";
+export * from "./testing/disk-faults.js";

@@ -73,6 +73,8 @@ describe("Prometheus against the running cluster", () => {
       "satchel_metaserver_rpc_in_flight",
       "satchel_metaserver_shard_up",
       "satchel_metaserver_reference_outbox_oldest_seconds",
+      "satchel_metaserver_verify_unreadable_blocks",
+      'satchel_metaserver_verify_runs_total{result="ok"}',
       'satchel_blockserver_rpc_requests_total{method="satchel.block.v1.BlockService/PutBlock"}',
       "satchel_blockserver_storage_node_up",
       "satchel_blockserver_block_bytes_total",

@@ -22,6 +22,18 @@ export class ShardMissingError extends Error {
 }
 
 /**
+ * Thrown when a node answers but cannot produce an object's bytes: MinIO's own bitrot check failed
+ * (503 SlowDownRead before the body, or the body cut short after a 200). The same 503 comes from a
+ * node whose whole drive went offline, so the caller tells the two apart by reading the node's
+ * identity object (see `answers`).
+ */
+export class ShardUnreadableError extends Error {
+  constructor(readonly node: string, readonly key: string, detail: string) {
+    super(`${node} cannot read ${key}: ${detail}`);
+  }
+}
+
+/**
  * One MinIO node seen as a plain disk service: put, get and delete whole shard objects.
  * This folder is the only place that knows about the S3 API.
  */
@@ -84,8 +96,18 @@ export class StorageNode {
           return;
         }
         if (res.statusCode !== 200) {
-          res.resume();
-          reject(new Error(`${this.name}: GET ${key} answered HTTP ${res.statusCode}`));
+          const body: Buffer[] = [];
+          res.on("data", (c: Buffer) => void (body.length < 8 && body.push(c)));
+          res.on("end", () => {
+            const text = Buffer.concat(body).toString("utf8");
+            const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? "";
+            // 503 SlowDownRead: the object's data failed MinIO's bitrot check (or the drive is
+            // offline); 500 with a msgp/CRC message: its xl.meta is damaged.
+            if (res.statusCode === 503 && code === "SlowDownRead") reject(new ShardUnreadableError(this.name, key, "MinIO answered 503 SlowDownRead"));
+            else if (res.statusCode === 500 && /msgp:|CRC mismatch/.test(text)) reject(new ShardUnreadableError(this.name, key, "MinIO answered 500: its metadata of the object is damaged"));
+            else reject(new Error(`${this.name}: GET ${key} answered HTTP ${res.statusCode} ${code}`));
+          });
+          res.on("error", reject);
           return;
         }
         const length = Number(res.headers["content-length"]);
@@ -99,10 +121,11 @@ export class StorageNode {
         });
         res.on("end", () => {
           if (body && offset === body.length && chunks.length === 0) resolve(body);
-          else if (body && offset !== body.length) reject(new Error(`${this.name}: GET ${key} ended after ${offset} of ${body.length} bytes`));
+          else if (body && offset !== body.length) reject(new ShardUnreadableError(this.name, key, `the body ended after ${offset} of ${body.length} bytes`));
           else resolve(Buffer.concat(chunks));
         });
-        res.on("error", reject);
+        // MinIO cuts the connection when a later block of the object fails its bitrot check.
+        res.on("error", (err) => reject(new ShardUnreadableError(this.name, key, `the body was cut after ${offset} bytes (${err.message})`)));
       });
       req.on("error", (err: NodeJS.ErrnoException) => reject(err));
     });
@@ -122,9 +145,15 @@ export class StorageNode {
     await this.withTimeout(`delete ${key}`, this.client.removeObject(this.bucket, key));
   }
 
+  /** True when the node serves its identity object: it and its drive answer. */
+  async answers(timeoutMs = 1000): Promise<boolean> {
+    return this.withTimeout("identity", this.fetchObject(IDENTITY_KEY), timeoutMs).then(() => true, () => false);
+  }
+
   /**
    * Reads the node's identity object; updates `healthy`. A node that answers without one has a new
-   * disk: its bucket is made again if needed and a new identity written, so the next probe says "up".
+   * disk ("new-disk"): the caller records that durably first (queues the node's shards for
+   * rebuilding) and only then calls adoptDisk(), so a crash in between is noticed again.
    */
   async probe(timeoutMs = 1000): Promise<ProbeResult> {
     try {
@@ -132,22 +161,17 @@ export class StorageNode {
       this.healthy = true;
       return "up";
     } catch (err) {
-      if (!(err instanceof ShardMissingError)) {
-        this.healthy = false;
-        return "down";
-      }
+      this.healthy = err instanceof ShardMissingError;
+      return this.healthy ? "new-disk" : "down";
     }
-    try {
-      if (!(await this.withTimeout("bucket check", this.client.bucketExists(this.bucket), timeoutMs))) {
-        await this.withTimeout("make bucket", this.client.makeBucket(this.bucket), this.timeoutMs);
-      }
-      await this.put(IDENTITY_KEY, [Buffer.from(JSON.stringify({ id: randomUUID(), since: new Date().toISOString() }))]);
-      this.healthy = true;
-      return "new-disk";
-    } catch {
-      this.healthy = false;
-      return "down";
+  }
+
+  /** Takes a new disk into use: its bucket is made again if needed and an identity written. */
+  async adoptDisk(timeoutMs = 1000): Promise<void> {
+    if (!(await this.withTimeout("bucket check", this.client.bucketExists(this.bucket), timeoutMs))) {
+      await this.withTimeout("make bucket", this.client.makeBucket(this.bucket), this.timeoutMs);
     }
+    await this.put(IDENTITY_KEY, [Buffer.from(JSON.stringify({ id: randomUUID(), since: new Date().toISOString() }))]);
   }
 
   private async withTimeout<T>(what: string, work: Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
@@ -159,7 +183,7 @@ export class StorageNode {
     try {
       return await Promise.race([work, timeout]);
     } catch (err) {
-      if (!(err instanceof ShardMissingError) && isConnectionFailure(err)) this.healthy = false;
+      if (!(err instanceof ShardMissingError) && !(err instanceof ShardUnreadableError) && isConnectionFailure(err)) this.healthy = false;
       throw err;
     } finally {
       clearTimeout(timer);

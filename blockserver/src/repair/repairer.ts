@@ -59,11 +59,22 @@ export class Repairer implements RepairSink {
     this.kick();
   }
 
-  /** A node answers with a new, empty disk: every shard recorded on it must be rebuilt there. */
-  async diskReplaced(node: string): Promise<void> {
+  /**
+   * A node answers with a new, empty disk: every shard recorded on it must be rebuilt there. The
+   * queue is written before the disk is adopted (its identity written), so a crash in between only
+   * means the next probe finds the disk new again. A second look after `settleMs` catches blocks
+   * whose writes were in flight during the first.
+   */
+  async diskReplaced(node: string, adopt: () => Promise<void>, settleMs: number): Promise<void> {
     const n = await this.index.queueBlocksOnNode(node, `${node} has a new disk`, false);
     if (n > 0) this.logger.warn({ node, blocks: n }, "storage node has a new disk: rebuilding its shards");
+    await adopt();
     this.kick();
+    const again = setTimeout(() => void this.index.queueBlocksOnNode(node, `${node} has a new disk`, false).then(
+      () => this.kick(),
+      (err: Error) => this.logger.warn({ node, err: err.message }, "second look at a new disk failed; the scrubber will find the rest"),
+    ), settleMs);
+    again.unref();
   }
 
   /** Sweeps the index for shards not recorded as stored, and drains the queue, every intervalMs. */

@@ -10,6 +10,7 @@ import { Role } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { AuthSession } from "../auth.js";
 import { SyncAgent } from "../sync/agent.js";
 import { formatBytes, ProgressBar, renderScrubStatus } from "./progress.js";
+import { hasUnreadable, renderVerifyReport, verifyReportJson } from "./verify-report.js";
 
 const program = new Command()
   .name("satchel")
@@ -282,6 +283,18 @@ admin
   .action(async () => {
     const r = await adminClient().metaAdmin.reconcileReferences({}, { timeoutMs: 3600_000 });
     console.log(`${r.blocksChecked} blocks checked, ${r.blocksDrifted} drifted (total drift ${r.totalDrift}), corrected`);
+  });
+
+admin
+  .command("verify")
+  .description("read every block that file versions reference and report unreadable and degraded blocks with their files (exit 1 when a file cannot be read)")
+  .option("--unthrottled", "read as fast as the storage nodes allow instead of at the scrub rate")
+  .option("--json", "print the report as JSON")
+  .action(async (opts: { unthrottled?: boolean; json?: boolean }) => {
+    // No deadline: a throttled run over a large store can outlast any fixed one; Ctrl-C stops it.
+    const r = await adminClient().metaAdmin.verify({ unthrottled: Boolean(opts.unthrottled) });
+    console.log(opts.json ? JSON.stringify(verifyReportJson(r), null, 2) : renderVerifyReport(r));
+    if (hasUnreadable(r)) process.exitCode = 1;
   });
 
 admin

@@ -31,5 +31,18 @@ export function adminRoutes(ctx: MetaserverContext) {
       compactJournal: guarded("CompactJournal", async (req) => {
         return { entriesRemoved: BigInt(await ctx.files.compactJournal(req.namespaceId, req.throughCursor)) };
       }),
+      verify: guarded("Verify", async (req, hctx) => {
+        const r = await ctx.verifier.run({ unthrottled: req.unthrottled, maxFilesListed: req.maxFilesListed, signal: hctx.signal });
+        return {
+          versionsChecked: BigInt(r.versionsChecked), blocksChecked: BigInt(r.blocksChecked), blocksUnreadable: BigInt(r.blocksUnreadable),
+          blocksLost: BigInt(r.blocksLost), blocksBelowFullRedundancy: BigInt(r.blocksBelowFullRedundancy),
+          referencesToMissingBlocks: BigInt(r.referencesToMissingBlocks), seconds: r.seconds, bytesRead: r.bytesRead,
+          problemsNotListed: BigInt(r.problemsNotListed),
+          problems: r.problems.map((p) => ({
+            hash: p.hash, kind: p.kind, shardsGood: p.shardsGood, shardsTotal: p.shardsTotal, filesNotListed: BigInt(p.filesNotListed),
+            files: p.files.map((f) => ({ namespaceId: f.namespaceId, path: f.path, revision: f.revision, owner: f.owner })),
+          })),
+        };
+      }),
     });
 }

@@ -1,0 +1,566 @@
+import { createHash, randomUUID } from "node:crypto";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
+import mysql from "mysql2/promise";
+import type { RowDataPacket } from "mysql2/promise";
+import { SatchelClient } from "@satchel/client-sdk";
+import { startCluster, waitServing, type Cluster } from "../cluster/cluster.js";
+import { minioClient, type MinioNode } from "../cluster/minio.js";
+import { killLeftovers, waitFor } from "../cluster/process.js";
+import { loadClusterConfig } from "../config.js";
+import { createAccount } from "../testing/accounts.js";
+import { deleteShardViaS3, flipBit, flipBitViaS3, truncateShard, wipeDisk } from "../testing/disk-faults.js";
+import { describeStep, prng, scheduleFor, type FaultStep, type Schedule, type ShardDamage } from "./schedule.js";
+
+/** One seed's result: what was done, what was seen, and every broken invariant. */
+export interface NemesisReport {
+  seed: number;
+  lethal: boolean;
+  steps: string[];
+  faultsInjected: number;
+  operations: { uploads: number; overwrites: number; reads: number; deletes: number; failed: number };
+  filesChecked: number;
+  blocksDestroyed: string[];
+  shardsDamaged: number;
+  /** Seconds from "everything is back" to every live block at k+m (lost ones aside). */
+  redundancySeconds: number;
+  violations: string[];
+}
+
+export interface NemesisOptions {
+  /** Fault steps per schedule. */
+  faults: number;
+  /** Client loops running during the faults. */
+  clients: number;
+  log?: (line: string) => void;
+}
+
+const shardKey = (hex: string, index: number) => `blocks/${hex.slice(0, 2)}/${hex}.${index}`;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const codeName = (err: unknown) => Code[ConnectError.from(err).code] ?? String(err);
+
+/** What a path may hold: one content when every operation on it was acknowledged, more after a failed one. */
+type Possible = (Buffer | null)[];
+
+/**
+ * Runs nemesis schedules against a cluster it owns: faults from a seeded schedule while client
+ * loops upload, overwrite, read and delete files, then heals and checks the invariants. The
+ * harness keeps its own record of what it destroyed beyond repair, across seeds (the verifier
+ * reports the whole platform).
+ */
+export class Nemesis {
+  private readonly workDir: string;
+  /** Blocks destroyed beyond repair by lethal steps, across every seed run on this cluster. */
+  readonly destroyed = new Set<string>();
+  private directory!: mysql.Pool;
+  private indexShards: mysql.Pool[] = [];
+  private admin!: SatchelClient;
+
+  constructor(private readonly cluster: Cluster, private readonly opts: NemesisOptions) {
+    this.workDir = join(cluster.config.stateDir, "nemesis-work");
+  }
+
+  async open(): Promise<void> {
+    mkdirSync(this.workDir, { recursive: true });
+    const e = this.cluster.endpoints;
+    this.directory = mysql.createPool({ uri: e.directoryUrl, connectionLimit: 2 });
+    const [shards] = await this.directory.query<RowDataPacket[]>("SELECT host, port, database_name FROM shards ORDER BY shard_id");
+    const url = new URL(e.directoryUrl);
+    this.indexShards = shards.map((s) => mysql.createPool({
+      host: s.host, port: s.port, database: s.database_name, user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), connectionLimit: 2,
+    }));
+    this.admin = new SatchelClient({ metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, token: e.serviceToken });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.directory, ...this.indexShards].map((p) => p?.end()));
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+
+  private get m(): number {
+    return this.cluster.config.parityShards;
+  }
+
+  async run(seed: number): Promise<NemesisReport> {
+    const schedule = scheduleFor(seed, { nodes: this.cluster.minio.length, parityShards: this.m, faults: this.opts.faults });
+    const report: NemesisReport = {
+      seed, lethal: schedule.lethal, steps: schedule.steps.map(describeStep), faultsInjected: 0,
+      operations: { uploads: 0, overwrites: 0, reads: 0, deletes: 0, failed: 0 }, filesChecked: 0,
+      blocksDestroyed: [], shardsDamaged: 0, redundancySeconds: 0, violations: [],
+    };
+    const log = (line: string) => this.opts.log?.(`[nemesis ${seed}] ${line}`);
+    const e = this.cluster.endpoints;
+    const account = await createAccount(e, `nemesis${seed}`);
+    const clients = Array.from({ length: this.opts.clients }, (_, i) => new SatchelClient({
+      metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, credentials: { ...account, deviceName: `nemesis-${i}` }, concurrency: 2,
+    }));
+    const files = new Map<string, Possible>();
+    const budget = new Budget(this.m);
+    const faults = new FaultState();
+    let faulting = true;
+    const workload = clients.map((client, c) => this.clientLoop(seed, c, client, files, budget, faults, report, () => faulting));
+    try {
+      for (const step of schedule.steps) {
+        if (step.kind !== "wait") report.faultsInjected++;
+        log(describeStep(step));
+        try {
+          await this.apply(step, schedule, files, clients[0], budget, faults, report);
+        } catch (err) {
+          report.violations.push(`step "${describeStep(step)}" could not be applied: ${(err as Error).message}`);
+        }
+      }
+    } finally {
+      faulting = false;
+      await Promise.all(workload);
+      await this.healAll(faults);
+    }
+    // Everything is back: redundancy must return to k+m for every live block, with no operator.
+    const healed = Date.now();
+    try {
+      // Silent bit rot in a shard nobody reads is found by the scrubber, not by the index: the
+      // bound on "back to k+m" includes one scrub pass (here unthrottled, started at once).
+      await this.admin.blockAdmin.runScrub({ wait: true, unthrottled: true }, { timeoutMs: 300_000 });
+      await this.waitFullRedundancy();
+      report.redundancySeconds = (Date.now() - healed) / 1000;
+    } catch (err) {
+      report.violations.push((err as Error).message);
+    }
+    await this.checkFiles(clients[0], files, report);
+    await this.checkVerifier(report).catch((err: Error) => report.violations.push(`the verifier failed: ${err.message}`));
+    log(`${report.filesChecked} files checked, ${report.violations.length} violations, redundancy back in ${report.redundancySeconds.toFixed(1)} s`);
+    return report;
+  }
+
+  /** One client: upload, overwrite, read and delete its own files until the faults end. */
+  private async clientLoop(
+    seed: number, c: number, client: SatchelClient, files: Map<string, Possible>, budget: Budget, faults: FaultState,
+    report: NemesisReport, running: () => boolean,
+  ): Promise<void> {
+    const rnd = prng(seed * 31 + c + 1);
+    const mine: string[] = [];
+    let n = 0;
+    while (running()) {
+      const roll = rnd();
+      const existing = mine.filter((p) => files.get(p)!.some((x) => x !== null));
+      try {
+        if (roll < 0.45 || existing.length === 0) {
+          const path = `/c${c}/f${n++}.bin`;
+          mine.push(path);
+          files.set(path, [null]);
+          report.operations.uploads++;
+          await this.upload(client, path, content(rnd), files, budget, faults);
+        } else if (roll < 0.65) {
+          report.operations.overwrites++;
+          await this.upload(client, existing[Math.floor(rnd() * existing.length)], content(rnd), files, budget, faults);
+        } else if (roll < 0.9) {
+          report.operations.reads++;
+          const path = existing[Math.floor(rnd() * existing.length)];
+          await this.readAndCheck(client, path, files.get(path)!, report, false);
+        } else {
+          report.operations.deletes++;
+          const path = existing[Math.floor(rnd() * existing.length)];
+          const possible = files.get(path)!;
+          files.set(path, [...possible, null]);
+          await client.meta.delete({ path });
+          files.set(path, [null]);
+        }
+      } catch (err) {
+        report.operations.failed++;
+        const code = ConnectError.from(err).code;
+        if (code === Code.DataLoss) report.violations.push(`client ${c}: DATA_LOSS during a write or delete: ${(err as Error).message}`);
+        await sleep(100);
+      }
+    }
+  }
+
+  private async upload(client: SatchelClient, path: string, data: Buffer, files: Map<string, Possible>, budget: Budget, faults: FaultState): Promise<void> {
+    const before = files.get(path) ?? [null];
+    files.set(path, [...before, data]);
+    const local = join(this.workDir, randomUUID());
+    writeFileSync(local, data);
+    const started = faults.epoch;
+    try {
+      const parent = (await client.currentVersion(path))?.revision ?? 0n;
+      const res = await client.uploadAs(local, path, parent, randomUUID());
+      // A stale parent (an earlier "failed" commit that did land) keeps this upload as a conflicted
+      // copy: the path itself holds what it held.
+      if (res.conflict) {
+        files.set(path, before);
+        return;
+      }
+      files.set(path, [data]);
+      // Blocks written while a node was down (or just back) may lack a shard until repaired.
+      if (faults.degraded || faults.epoch !== started) for (const b of res.file.blocks) budget.spend(Buffer.from(b.hash).toString("hex"), 1);
+    } finally {
+      rmSync(local, { force: true });
+    }
+  }
+
+  /**
+   * Reads a path's current version block by block and compares it with what the path may hold.
+   * During faults UNAVAILABLE and friends are fine; wrong bytes never are, nor DATA_LOSS for a
+   * block the harness did not destroy.
+   */
+  private async readAndCheck(client: SatchelClient, path: string, possible: Possible, report: NemesisReport, final: boolean): Promise<void> {
+    let file;
+    try {
+      file = (await client.meta.getFileMetadata({ path })).file;
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.NotFound) {
+        if (!possible.includes(null)) report.violations.push(`${path}: NOT_FOUND, but it was acknowledged`);
+        return;
+      }
+      if (final) report.violations.push(`${path}: metadata unreadable after healing: ${codeName(err)} ${(err as Error).message}`);
+      return;
+    }
+    if (!file || file.isFolder) return;
+    const lost = file.blocks.filter((b) => this.destroyed.has(Buffer.from(b.hash).toString("hex")));
+    const parts: Buffer[] = [];
+    for (const b of file.blocks) {
+      try {
+        parts.push(Buffer.from((await client.blocks.getBlock({ hash: b.hash })).data));
+      } catch (err) {
+        const code = ConnectError.from(err).code;
+        const hex = Buffer.from(b.hash).toString("hex");
+        if (code === Code.DataLoss && !this.destroyed.has(hex)) {
+          report.violations.push(`${path}: DATA_LOSS for block ${hex} which the nemesis did not destroy: ${(err as Error).message}`);
+        } else if (code !== Code.DataLoss && this.destroyed.has(hex) && final) {
+          report.violations.push(`${path}: block ${hex} was destroyed beyond repair, yet the read answered ${codeName(err)} instead of DATA_LOSS`);
+        } else if (final && code !== Code.DataLoss) {
+          report.violations.push(`${path}: unreadable after healing: ${codeName(err)} ${(err as Error).message}`);
+        }
+        return;
+      }
+    }
+    if (lost.length > 0 && final) {
+      report.violations.push(`${path}: read back although block ${Buffer.from(lost[0].hash).toString("hex")} was destroyed beyond repair`);
+      return;
+    }
+    const data = Buffer.concat(parts);
+    if (!possible.some((p) => p !== null && p.equals(data))) {
+      report.violations.push(`${path}: read ${data.length} bytes (sha256 ${sha(data)}) that no acknowledged or attempted write of it held`);
+    }
+  }
+
+  private async apply(step: FaultStep, schedule: Schedule, files: Map<string, Possible>, client: SatchelClient, budget: Budget, faults: FaultState, report: NemesisReport): Promise<void> {
+    const node = (i: number) => this.cluster.minio[i];
+    switch (step.kind) {
+      case "wait":
+        return sleep(step.ms);
+      case "kill-node":
+        faults.down(step.node);
+        return node(step.node).process.kill();
+      case "start-node":
+        await startNode(node(step.node));
+        faults.up(step.node);
+        return;
+      case "pause-node":
+        faults.down(step.node);
+        process.kill(node(step.node).process.pid!, "SIGSTOP");
+        return;
+      case "resume-node":
+        process.kill(node(step.node).process.pid!, "SIGCONT");
+        faults.up(step.node);
+        return;
+      case "replace-disk": {
+        faults.down(step.node);
+        const n = node(step.node);
+        if (n.process.running) {
+          try { process.kill(n.process.pid!, "SIGCONT"); } catch { /* not paused */ }
+          await n.process.kill();
+        }
+        wipeDisk(this.cluster.config.stateDir, step.node);
+        budget.spendAll(1);
+        await startNode(n);
+        faults.up(step.node);
+        return;
+      }
+      case "restart-service": {
+        const svc = this.cluster.services[step.service];
+        if (step.signal === "SIGKILL") await svc.kill();
+        else await svc.stop();
+        svc.start();
+        await waitServing(step.service, this.cluster.endpoints[step.service], svc);
+        return;
+      }
+      case "pause-service": {
+        const pid = this.cluster.services[step.service].pid!;
+        process.kill(pid, "SIGSTOP");
+        await sleep(step.pauseMs);
+        process.kill(pid, "SIGCONT");
+        return;
+      }
+      case "gc":
+        await this.admin.blockAdmin.runGarbageCollection({ graceSeconds: 0 }, { timeoutMs: 60_000 });
+        return;
+      case "damage-shard":
+        return this.damageShard(step.damage, step.pick, files, client, budget, faults, report);
+      case "destroy-blocks":
+        return this.destroyBlocks(step.blocks, step.pick, schedule, files, client, report);
+    }
+  }
+
+  /** The acknowledged files' current blocks, in a stable order. */
+  private async currentBlocks(files: Map<string, Possible>, client: SatchelClient): Promise<string[]> {
+    const out = new Set<string>();
+    for (const [path, possible] of files) {
+      if (possible.length !== 1 || possible[0] === null) continue;
+      const file = (await client.meta.getFileMetadata({ path }).catch(() => undefined))?.file;
+      for (const b of file?.blocks ?? []) out.add(Buffer.from(b.hash).toString("hex"));
+    }
+    return [...out].sort();
+  }
+
+  /** Where the index places each shard of a block. */
+  private async placements(hex: string): Promise<{ index: number; node: number }[]> {
+    const hash = Buffer.from(hex, "hex");
+    const pool = this.indexShards[((hash[0] << 8) | hash[1]) % this.indexShards.length];
+    const [rows] = await pool.query<RowDataPacket[]>("SELECT shard_index, node FROM block_shards WHERE hash = ? ORDER BY shard_index", [hash]);
+    return rows.map((r) => ({ index: Number(r.shard_index), node: Number(String(r.node).replace("minio-", "")) }));
+  }
+
+  private async damageShard(damage: ShardDamage, pick: number, files: Map<string, Possible>, client: SatchelClient, budget: Budget, faults: FaultState, report: NemesisReport): Promise<void> {
+    const candidates = (await this.currentBlocks(files, client)).filter((h) => budget.left(h) > 0 && !this.destroyed.has(h));
+    if (candidates.length === 0) return;
+    const hex = candidates[pick % candidates.length];
+    const shards = (await this.placements(hex)).filter((p) => !faults.isDown(p.node));
+    if (shards.length === 0) return;
+    const target = shards[(pick >>> 8) % shards.length];
+    const key = shardKey(hex, target.index);
+    const n = this.cluster.minio[target.node];
+    budget.spend(hex, 1);
+    try {
+      if (damage === "delete") await deleteShardViaS3(n, key);
+      else if (damage === "truncate") truncateShard(this.cluster.config.stateDir, target.node, key);
+      else if (pick % 2 === 0) flipBit(this.cluster.config.stateDir, target.node, key, { seed: pick });
+      else await flipBitViaS3(n, key, { seed: pick });
+      report.shardsDamaged++;
+    } catch (err) {
+      // The object may have moved or been rebuilt a moment ago; that damage simply did not happen.
+      this.opts.log?.(`[nemesis] ${damage} of ${key} on ${n.name} skipped: ${(err as Error).message}`);
+    }
+  }
+
+  /** Deletes m+1 shards of some blocks on every node at once: those blocks are gone for good. */
+  private async destroyBlocks(count: number, pick: number, schedule: Schedule, files: Map<string, Possible>, client: SatchelClient, report: NemesisReport): Promise<void> {
+    const candidates = (await this.currentBlocks(files, client)).filter((h) => !this.destroyed.has(h));
+    for (let i = 0; i < count && candidates.length > 0; i++) {
+      const hex = candidates.splice((pick + i * 7919) % candidates.length, 1)[0];
+      const indexes = (await this.placements(hex)).map((p) => p.index).slice(0, this.m + 1);
+      if (indexes.length < this.m + 1) continue;
+      this.destroyed.add(hex);
+      report.blocksDestroyed.push(hex);
+      // Every node, not only the recorded one: a copy anywhere would let the block be rebuilt.
+      await Promise.all(indexes.flatMap((index) => this.cluster.minio.map((n) => deleteShardViaS3(n, shardKey(hex, index)).catch(() => undefined))));
+    }
+  }
+
+  /** Resumes paused processes and starts stopped ones: the schedule is over. */
+  private async healAll(faults: FaultState): Promise<void> {
+    for (const n of this.cluster.minio) {
+      if (n.process.running) {
+        try { process.kill(n.process.pid!, "SIGCONT"); } catch { /* gone */ }
+      } else {
+        await startNode(n);
+      }
+      faults.up(n.index);
+    }
+    for (const name of ["blockserver", "metaserver"] as const) {
+      const svc = this.cluster.services[name];
+      if (svc.pid) try { process.kill(svc.pid, "SIGCONT"); } catch { /* gone */ }
+      if (!svc.running) svc.start();
+      await waitServing(name, this.cluster.endpoints[name], svc);
+    }
+  }
+
+  /**
+   * Waits until the index records every shard of every live block as stored and the repair queue
+   * is empty (lost blocks aside). Probes need a moment to notice a node's new disk, so the first
+   * look comes after two probe intervals; the verifier then proves the index right.
+   */
+  async waitFullRedundancy(timeoutMs = 180_000, settleMs = 2500): Promise<void> {
+    await sleep(settleMs);
+    const destroyed = [...this.destroyed].map((h) => Buffer.from(h, "hex"));
+    const none = [Buffer.alloc(32)];
+    let last = "";
+    await waitFor("every live block to be back at k+m shards", timeoutMs, async () => {
+      let unhealthy = 0;
+      let queued = 0;
+      for (const pool of this.indexShards) {
+        const [rows] = await pool.query<RowDataPacket[]>(
+          `SELECT COUNT(DISTINCT s.hash) AS n FROM block_shards s JOIN blocks b ON b.hash = s.hash
+            WHERE b.state = 'live' AND s.state NOT IN ('ok', 'rebuilt') AND s.hash NOT IN (?)`, [destroyed.length ? destroyed : none],
+        );
+        unhealthy += Number(rows[0].n);
+        const [q] = await pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM repair_queue WHERE hash NOT IN (?)", [destroyed.length ? destroyed : none]);
+        queued += Number(q[0].n);
+      }
+      last = `${unhealthy} blocks with shards not stored, ${queued} queued for repair`;
+      return unhealthy === 0 && queued === 0;
+    }, () => last);
+  }
+
+  private async checkFiles(client: SatchelClient, files: Map<string, Possible>, report: NemesisReport): Promise<void> {
+    for (const [path, possible] of files) {
+      report.filesChecked++;
+      await this.readAndCheck(client, path, possible, report, true);
+    }
+  }
+
+  /** The verifier must report exactly the blocks the nemesis destroyed, and nothing else. */
+  private async checkVerifier(report: NemesisReport): Promise<void> {
+    const res = await this.admin.metaAdmin.verify({ unthrottled: true }, { timeoutMs: 300_000 });
+    const lost = new Set(res.problems.filter((p) => p.kind === "lost").map((p) => Buffer.from(p.hash).toString("hex")));
+    const other = res.problems.filter((p) => p.kind !== "lost");
+    for (const h of lost) if (!this.destroyed.has(h)) report.violations.push(`verifier reports block ${h} lost, but the nemesis never destroyed it`);
+    for (const h of this.destroyed) {
+      if (lost.has(h) || !(await this.stillReferenced(h))) continue;
+      report.violations.push(`the nemesis destroyed block ${h}, but the verifier does not report it lost`);
+    }
+    for (const p of other) {
+      report.violations.push(`verifier reports block ${Buffer.from(p.hash).toString("hex")} as ${p.kind} (${p.shardsGood}/${p.shardsTotal} good) after healing`);
+    }
+    if (res.referencesToMissingBlocks > 0n) report.violations.push(`verifier: ${res.referencesToMissingBlocks} references point to blocks the index does not hold (a referenced block was deleted)`);
+  }
+
+  /** A destroyed block is still referenced by some file version (overwrites may have pruned it). */
+  private async stillReferenced(hex: string): Promise<boolean> {
+    const res = await this.admin.blockAdmin.getReferenceCounts({ hashes: [Buffer.from(hex, "hex")] });
+    return res.counts[0]?.found === true && res.counts[0].refCount > 0n;
+  }
+}
+
+/** Which nodes are down or paused now, and a counter that moves whenever that changes. */
+class FaultState {
+  private readonly nodes = new Set<number>();
+  /** Bumped when a node goes down or comes back: a write spanning a change may be degraded. */
+  epoch = 0;
+  private backAt = 0;
+
+  down(node: number): void {
+    this.nodes.add(node);
+    this.epoch++;
+  }
+
+  up(node: number): void {
+    this.nodes.delete(node);
+    this.epoch++;
+    this.backAt = Date.now();
+  }
+
+  isDown(node: number): boolean {
+    return this.nodes.has(node);
+  }
+
+  /** A node is down, or came back so recently that the blockserver may not know yet. */
+  get degraded(): boolean {
+    return this.nodes.size > 0 || Date.now() - this.backAt < 3000;
+  }
+}
+
+/**
+ * The survivable schedules' rule: at most m shards of any block destroyed (or never written) in
+ * one seed. Disk replacements spend one of every block's budget.
+ */
+class Budget {
+  private readonly spent = new Map<string, number>();
+  private all = 0;
+
+  constructor(private readonly m: number) {}
+
+  left(hex: string): number {
+    return this.m - this.all - (this.spent.get(hex) ?? 0);
+  }
+
+  spend(hex: string, n: number): void {
+    this.spent.set(hex, (this.spent.get(hex) ?? 0) + n);
+  }
+
+  spendAll(n: number): void {
+    this.all += n;
+  }
+}
+
+/** Starts a stopped node's process without touching its bucket: a new disk stays empty for the blockserver to notice. */
+async function startNode(n: MinioNode): Promise<void> {
+  if (n.process.running) return;
+  n.process.start();
+  await waitFor(`${n.name} to answer`, 60_000, async () => (await fetch(`${n.endpoint}/minio/health/live`)).ok);
+}
+
+/** File contents from the client's PRNG: mostly small files, some of a few MiB (several blocks). */
+function content(rnd: () => number): Buffer {
+  const size = rnd() < 0.85 ? 1024 + Math.floor(rnd() * 400_000) : 1_000_000 + Math.floor(rnd() * 2_500_000);
+  const out = Buffer.allocUnsafe(size);
+  for (let i = 0; i + 4 <= size; i += 4) out.writeUInt32LE((rnd() * 4294967296) >>> 0, i);
+  for (let i = size - (size % 4); i < size; i++) out[i] = (rnd() * 256) | 0;
+  return out;
+}
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex").slice(0, 16);
+
+/**
+ * Settings the nemesis cluster's services run with: short node timeouts and probes, so that a
+ * schedule of a few seconds sees nodes go down and come back, and no background GC (the schedule
+ * runs it). Passed through the environment the cluster's processes inherit.
+ */
+export const NEMESIS_SERVICE_SETTINGS: Record<string, string> = {
+  SATCHEL_NODE_TIMEOUT_MS: "2000",
+  SATCHEL_NODE_PROBE_MS: "500",
+  SATCHEL_HEDGE_MS: "500",
+  SATCHEL_REPAIR_SWEEP_MS: "2000",
+  SATCHEL_GC_INTERVAL_MS: "0",
+  SATCHEL_VERIFY_INTERVAL_SECONDS: "0",
+};
+
+/** A cluster of its own for the nemesis (it kills and restarts every part of it). */
+export async function startNemesisCluster(stateDir: string, portBase: number, log?: (line: string) => void): Promise<Cluster> {
+  Object.assign(process.env, NEMESIS_SERVICE_SETTINGS);
+  killLeftovers(stateDir);
+  rmSync(stateDir, { recursive: true, force: true });
+  const config = loadClusterConfig({ ...process.env, SATCHEL_STATE_DIR: stateDir, SATCHEL_PORT_BASE: String(portBase), SATCHEL_LOG_LEVEL: "warn" });
+  return startCluster(config, log);
+}
+
+/**
+ * Time to restore full redundancy after a disk replacement: stores `mib` MiB of files, replaces
+ * one node's disk, and waits until every live block is at k+m again. No operator command is given.
+ */
+export async function measureDiskRebuild(cluster: Cluster, nemesis: Nemesis, mib: number, node = 4): Promise<{ storedBytes: number; seconds: number; secondsPerGiB: number }> {
+  const e = cluster.endpoints;
+  const account = await createAccount(e, "rebuild");
+  const client = new SatchelClient({ metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, credentials: { ...account, deviceName: "rebuild" } });
+  const dir = join(cluster.config.stateDir, "rebuild-work");
+  mkdirSync(dir, { recursive: true });
+  const rnd = prng(mib);
+  let stored = 0;
+  try {
+    for (let i = 0; stored < mib * 1024 * 1024; i++) {
+      const data = Buffer.allocUnsafe(8 * 1024 * 1024);
+      for (let j = 0; j < data.length; j += 4) data.writeUInt32LE((rnd() * 4294967296) >>> 0, j);
+      const local = join(dir, `f${i}`);
+      writeFileSync(local, data);
+      await client.upload(local, `/rebuild/f${i}.bin`);
+      rmSync(local);
+      stored += data.length;
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const n = cluster.minio[node];
+  await n.process.kill();
+  wipeDisk(cluster.config.stateDir, node);
+  const started = Date.now();
+  await startNode(n);
+  // The clock runs from the node's start: noticing the new disk (its identity object is written
+  // by the blockserver's probe) is part of the recovery.
+  const identity = `${n.endpoint}/${n.bucket}/satchel-node/identity`;
+  await waitFor("the blockserver to notice the new disk", 60_000, async () => {
+    const client = minioClient(n);
+    return client.statObject(n.bucket, "satchel-node/identity").then(() => true, () => false);
+  }, () => identity);
+  await nemesis.waitFullRedundancy(30 * 60_000, 0);
+  const seconds = (Date.now() - started) / 1000;
+  return { storedBytes: stored, seconds, secondsPerGiB: seconds / (stored / 2 ** 30) };
+}
