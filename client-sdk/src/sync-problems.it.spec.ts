@@ -1,20 +1,17 @@
-import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { unlinkSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { createAccount, minioClient, signIn, type TestAccount } from "@satchel/ops";
+import { cliEnv, createAccount, minioClient, runCli, signIn, type TestAccount } from "@satchel/ops";
 import type { FileMetadata } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { SatchelClient } from "./client.js";
 import { SyncAgent, type SyncAgentOptions, type SyncEvent } from "./sync/agent.js";
 import { PROBLEM_RETRY } from "./sync/problems.js";
 
 const { endpoints } = inject("cluster");
-const CLI = join(resolve(dirname(fileURLToPath(import.meta.url)), "../.."), "client-sdk", "dist", "cli", "bin.js");
 /** Shard indexes to remove: every one a 4+2 (or any up to 12-wide) code can have. */
 const SHARD_INDEXES = Array.from({ length: 12 }, (_, i) => i);
 
@@ -81,22 +78,8 @@ async function destroyBlocks(file: FileMetadata): Promise<void> {
 const problemEvents = (d: Device, path: string) => d.events.filter((e) => e.kind === "problem" && e.path === path);
 const rootCursor = async (d: Device) => Object.values((await d.agent.status()).cursors);
 
-function runCli(args: string[], account: TestAccount): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = {
-    ...process.env,
-    SATCHEL_CLUSTER_FILE: join(tmpdir(), "satchel-no-cluster-file.json"),
-    SATCHEL_METASERVER_URL: endpoints.metaserver,
-    SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
-    SATCHEL_USERNAME: account.username,
-    SATCHEL_PASSWORD: account.password,
-    SATCHEL_DEVICE_NAME: "status-cli",
-  };
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (b) => (stdout += b));
-  child.stderr.on("data", (b) => (stderr += b));
-  return new Promise((done) => child.on("close", (code) => done({ code, stdout, stderr })));
+function runSatchel(args: string[], account: TestAccount) {
+  return runCli(args, cliEnv(endpoints, account, { SATCHEL_DEVICE_NAME: "status-cli" })).done;
 }
 
 describe("the sync agent survives bad files", () => {
@@ -139,7 +122,7 @@ describe("the sync agent survives bad files", () => {
     expect(problemEvents(b, "/f3.bin"), "no second attempt within the back-off").toHaveLength(1);
     const restarted = await agentOn(clientOf(account, "b"), b.dir, []);
     expect((await restarted.status()).problems).toEqual(problems);
-    const cli = await runCli(["status", b.dir], account);
+    const cli = await runSatchel(["status", b.dir], account);
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stdout).toMatch(/2 files could not be synced/);
     expect(cli.stdout).toMatch(/\/f3\.bin {2}download failed: data_loss: \S.*; 1 attempt since/);

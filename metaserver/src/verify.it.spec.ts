@@ -1,19 +1,14 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Code, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createLogger, createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { MetaAdminService, type VerifiedBlock, type VerifyResponse } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import { createAccount, deviceOf, failure, minioClient, readBack, storeBlocks, type Device, type TestAccount } from "@satchel/ops";
+import { cliEnv, createAccount, deviceOf, runCli, failure, minioClient, readBack, storeBlocks, type Device, type TestAccount } from "@satchel/ops";
 import { ShardSet } from "./store/shards.js";
 import { verify as verifyInProcess } from "./verify/verifier.js";
 
 const { endpoints } = inject("cluster");
-const CLI = join(resolve(dirname(fileURLToPath(import.meta.url)), "../.."), "client-sdk", "dist", "cli", "bin.js");
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const json = (v: unknown) => JSON.stringify(v, (_, x: unknown) => (typeof x === "bigint" ? x.toString() : x));
 
@@ -61,22 +56,8 @@ async function putBack(): Promise<void> {
   }
 }
 
-function runCli(args: string[], account: TestAccount): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = {
-    ...process.env,
-    SATCHEL_CLUSTER_FILE: join(tmpdir(), "satchel-no-cluster-file.json"),
-    SATCHEL_METASERVER_URL: endpoints.metaserver,
-    SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
-    SATCHEL_USERNAME: account.username,
-    SATCHEL_PASSWORD: account.password,
-    SATCHEL_SERVICE_TOKEN: endpoints.serviceToken,
-  };
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (b) => (stdout += b));
-  child.stderr.on("data", (b) => (stderr += b));
-  return new Promise((done) => child.on("close", (code) => done({ code, stdout, stderr })));
+function runSatchel(args: string[], account: TestAccount) {
+  return runCli(args, cliEnv(endpoints, account, { SATCHEL_SERVICE_TOKEN: endpoints.serviceToken })).done;
 }
 
 async function metric(name: string): Promise<number | undefined> {
@@ -208,7 +189,7 @@ describe("the verifier (MetaAdminService/Verify, satchel admin verify)", () => {
     expect(await metric('satchel_metaserver_verify_runs_total{result="ok"}')).toBe(runsBefore! + 1);
 
     // The operator's view: the CLI names the file and exits non-zero.
-    const cli = await runCli(["admin", "verify", "--unthrottled"], bob);
+    const cli = await runSatchel(["admin", "verify", "--unthrottled"], bob);
     console.log(cli.stdout);
     expect(cli.stderr, cli.stderr).not.toMatch(/satchel:/);
     expect(cli.code).toBe(1);

@@ -11,3 +11,4 @@ export * from "./testing/notify.js";
 export * from "./monitoring/prometheus.js";
 export * from "./testing/service-process.js";
 export * from "./testing/disk-faults.js";
+export * from "./testing/cli.js";

@@ -1,0 +1,42 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ClusterEndpoints } from "../cluster/cluster.js";
+import { REPO_ROOT } from "../config.js";
+
+export const CLI_BIN = join(REPO_ROOT, "client-sdk", "dist", "cli", "bin.js");
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The environment that points the `satchel` CLI at a test cluster as one account (no cluster file). */
+export function cliEnv(endpoints: ClusterEndpoints, account: { username: string; password: string }, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    SATCHEL_CLUSTER_FILE: join(tmpdir(), "satchel-no-cluster-file.json"),
+    SATCHEL_METASERVER_URL: endpoints.metaserver,
+    SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
+    SATCHEL_USERNAME: account.username,
+    SATCHEL_PASSWORD: account.password,
+    ...extra,
+  };
+}
+
+/** Runs the built `satchel` CLI; killed after timeoutMs. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [CLI_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (b) => (stdout += b));
+  child.stderr!.on("data", (b) => (stderr += b));
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const done = new Promise<CliResult>((resolve) => child.on("close", (code, signal) => {
+    clearTimeout(timer);
+    resolve({ code, signal, stdout, stderr });
+  }));
+  return { child, done };
+}
