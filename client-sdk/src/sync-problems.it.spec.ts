@@ -20,9 +20,12 @@ const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 const tempDirs: string[] = [];
 const agents: SyncAgent[] = [];
+/** Shard objects the tests removed, put back at the end: later suites on this cluster see no lost block. */
+const removed: { node: (typeof endpoints.storageNodes)[number]; key: string; bytes: Buffer }[] = [];
 afterAll(async () => {
   for (const agent of agents) await agent.stop().catch(() => undefined);
   for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
+  for (const r of removed) await minioClient(r.node).putObject(r.node.bucket, r.key, r.bytes, r.bytes.length);
 });
 
 interface Device {
@@ -70,7 +73,17 @@ async function destroyBlocks(file: FileMetadata): Promise<void> {
     const hex = Buffer.from(block.hash).toString("hex");
     await Promise.all(endpoints.storageNodes.map(async (node) => {
       const s3 = minioClient(node);
-      for (const i of SHARD_INDEXES) await s3.removeObject(node.bucket, `blocks/${hex.slice(0, 2)}/${hex}.${i}`);
+      for (const i of SHARD_INDEXES) {
+        const key = `blocks/${hex.slice(0, 2)}/${hex}.${i}`;
+        const bytes = await s3.getObject(node.bucket, key).then(async (stream) => {
+          const chunks: Buffer[] = [];
+          for await (const c of stream) chunks.push(c as Buffer);
+          return Buffer.concat(chunks);
+        }, () => undefined);
+        if (!bytes) continue;
+        removed.push({ node, key, bytes });
+        await s3.removeObject(node.bucket, key);
+      }
     }));
   }
 }

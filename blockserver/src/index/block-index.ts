@@ -162,16 +162,18 @@ export class BlockIndex {
 
   /**
    * Queues for repair, durably, every live block with a shard the index does not record as stored
-   * (missing, unreachable, gone): a restart, or a crash between a finding and its queue entry, loses
-   * no repair. Blocks already queued keep their place.
+   * (missing, unreachable, gone), except shards on `skipNodes` (down: they wait for the node): a
+   * restart, or a crash between a finding and its queue entry, loses no repair. Blocks already
+   * queued keep their place.
    */
-  async queueUnhealthyBlocks(reason: string): Promise<number> {
+  async queueUnhealthyBlocks(reason: string, skipNodes: string[] = []): Promise<number> {
     let queued = 0;
     await Promise.all(this.shards.map(async (pool) => {
       const [res] = await pool.query<ResultSetHeader>(
         `INSERT IGNORE INTO repair_queue (hash, reason)
          SELECT DISTINCT s.hash, ? FROM block_shards s JOIN blocks b ON b.hash = s.hash
-          WHERE s.state IN ('missing', 'unreachable', 'gone') AND b.state = 'live'`, [reason],
+          WHERE s.state IN ('missing', 'unreachable', 'gone') AND b.state = 'live' AND b.lost_at IS NULL AND s.node NOT IN (?)`,
+        [reason, skipNodes.length ? skipNodes : [""]],
       );
       queued += res.affectedRows;
     }));
@@ -189,7 +191,7 @@ export class BlockIndex {
       const [res] = await pool.query<ResultSetHeader>(
         `INSERT INTO repair_queue (hash, reason)
          SELECT DISTINCT s.hash, ? FROM block_shards s JOIN blocks b ON b.hash = s.hash
-          WHERE s.node = ? AND b.state = 'live' ${filter}
+          WHERE s.node = ? AND b.state = 'live' AND b.lost_at IS NULL ${filter}
          ON DUPLICATE KEY UPDATE next_attempt_at = LEAST(next_attempt_at, CURRENT_TIMESTAMP(3))`, [reason, node],
       );
       queued += res.affectedRows;
@@ -282,8 +284,14 @@ export class BlockIndex {
     return this.shards.length;
   }
 
+  /** Every shard was found stored (or rewritten): the block is whole. */
   async markVerified(hash: Buffer): Promise<void> {
-    await this.shardOf(hash).query("UPDATE blocks SET verified_at = CURRENT_TIMESTAMP(3) WHERE hash = ?", [hash]);
+    await this.shardOf(hash).query("UPDATE blocks SET verified_at = CURRENT_TIMESTAMP(3), lost_at = NULL WHERE hash = ?", [hash]);
+  }
+
+  /** More than m shards are proven gone: sweeps stop re-queueing the block. */
+  async markLost(hash: Buffer): Promise<void> {
+    await this.shardOf(hash).query("UPDATE blocks SET lost_at = COALESCE(lost_at, CURRENT_TIMESTAMP(3)) WHERE hash = ?", [hash]);
   }
 
   /**

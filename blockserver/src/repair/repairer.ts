@@ -14,6 +14,11 @@ export interface RepairResult {
   lost: boolean;
   /** Every shard is stored on a node that is not dead: nothing is left to do. */
   complete: boolean;
+  /**
+   * What is left waits only for nodes that are down now: the block leaves the queue, and comes
+   * back when one of them does (nodeBack) or the shard-state sweep sees it up.
+   */
+  waitsForNodes: boolean;
   verdict: BlockVerdict["kind"];
 }
 
@@ -85,7 +90,9 @@ export class Repairer implements RepairSink {
   }
 
   sweepNow(): void {
-    void this.index.queueUnhealthyBlocks("shard-state sweep").then(
+    // Shards recorded against nodes that are down wait for them; the sweep picks them up once up.
+    const down = this.store.nodes.names.filter((n) => !this.store.nodes.get(n)!.healthy);
+    void this.index.queueUnhealthyBlocks("shard-state sweep", down).then(
       () => this.kick(),
       (err: Error) => this.logger.warn({ err: err.message }, "repair sweep failed"),
     );
@@ -113,12 +120,16 @@ export class Repairer implements RepairSink {
   }
 
   private async drain(): Promise<void> {
+    // Each block once per drain: a task whose retry could not be recorded stays due, and must not
+    // make this loop spin.
+    const seen = new Set<string>();
     try {
       for (;;) {
         if (this.stopped) return;
-        const due = await this.index.dueRepairs(BATCH);
+        const due = (await this.index.dueRepairs(BATCH)).filter((t) => !seen.has(t.hash.toString("hex")));
         this.metrics.repairQueueLength.set(await this.index.repairQueueLength());
         if (due.length === 0) return;
+        for (const t of due) seen.add(t.hash.toString("hex"));
         let next = 0;
         await Promise.all(Array.from({ length: Math.min(CONCURRENCY, due.length) }, async () => {
           while (next < due.length && !this.stopped) {
@@ -136,7 +147,7 @@ export class Repairer implements RepairSink {
     const hex = hash.toString("hex");
     try {
       const result = await this.repair(hash);
-      if (result.complete || result.lost) {
+      if (result.complete || result.lost || result.waitsForNodes) {
         await this.index.finishRepair(hash);
         return;
       }
@@ -149,7 +160,7 @@ export class Repairer implements RepairSink {
 
   async repair(hash: Buffer): Promise<RepairResult> {
     const record = await this.index.get(hash);
-    if (!record || record.state !== "live") return { damaged: 0, rebuilt: 0, lost: false, complete: true, verdict: "readable" };
+    if (!record || record.state !== "live") return { damaged: 0, rebuilt: 0, lost: false, complete: true, waitsForNodes: false, verdict: "readable" };
     return this.rebuild(record, await this.store.survey(record));
   }
 
@@ -167,17 +178,20 @@ export class Repairer implements RepairSink {
     const damaged = survey.filter((s) => s.status !== "ok").length;
     if (verdict.kind === "lost") {
       this.metrics.repairs.inc({ result: "lost" });
+      await this.index.markLost(record.hash);
       this.logger.error({ block: hex, good: verdict.good, gone: verdict.gone, needed: k }, "block lost: more than m shards are proven gone");
-      return { damaged, rebuilt: 0, lost: true, complete: false, verdict: verdict.kind };
+      return { damaged, rebuilt: 0, lost: true, complete: false, waitsForNodes: false, verdict: verdict.kind };
     }
     if (verdict.kind === "unavailable") {
       this.metrics.repairs.inc({ result: "unavailable" });
       this.logger.warn({ block: hex, good: verdict.good, unreachable: verdict.unreachableNodes }, "block cannot be repaired until its nodes are back");
-      return { damaged, rebuilt: 0, lost: false, complete: false, verdict: verdict.kind };
+      // Only nodes that are down now can help: wait for them rather than retry on a timer.
+      const waitsForNodes = verdict.unreachableNodes.length > 0 && verdict.unreachableNodes.every((n) => !nodes.get(n)?.healthy);
+      return { damaged, rebuilt: 0, lost: false, complete: false, waitsForNodes, verdict: verdict.kind };
     }
     if (needed.length === 0) {
       await this.index.markVerified(record.hash);
-      return { damaged: 0, rebuilt: 0, lost: false, complete: true, verdict: verdict.kind };
+      return { damaged: 0, rebuilt: 0, lost: false, complete: true, waitsForNodes: false, verdict: verdict.kind };
     }
     const all = await this.store.codec.reconstructShards(survey.map((s) => s.payload), record.size);
     return this.rewrite(record, needed, all, damaged);
@@ -198,9 +212,11 @@ export class Repairer implements RepairSink {
     const hex = record.hash.toString("hex");
     let rebuilt = 0;
     let waiting = 0;
+    let failed = 0;
     for (const i of needed) {
       const target = this.chooseNode(record, record.shards[i]);
       if (!target) {
+        // Its node is down (not dead): the shard waits for it.
         waiting++;
         continue;
       }
@@ -210,15 +226,16 @@ export class Repairer implements RepairSink {
         record.shards[i] = placement;
         rebuilt++;
       } catch (err) {
-        waiting++;
+        failed++;
         this.logger.warn({ block: hex, shard: i, node: target, err: (err as Error).message }, "rebuilt shard could not be written");
       }
     }
-    this.metrics.repairs.inc({ result: waiting === 0 ? "repaired" : "partial" });
+    const complete = waiting === 0 && failed === 0;
+    this.metrics.repairs.inc({ result: complete ? "repaired" : "partial" });
     this.metrics.shardsRebuilt.inc(rebuilt);
-    if (waiting === 0) await this.index.markVerified(record.hash);
-    this.logger.info({ block: hex, damaged, rebuilt, waiting }, "block repaired");
-    return { damaged, rebuilt, lost: false, complete: waiting === 0, verdict: "readable" };
+    if (complete) await this.index.markVerified(record.hash);
+    this.logger.info({ block: hex, damaged, rebuilt, waiting, failed }, "block repaired");
+    return { damaged, rebuilt, lost: false, complete, waitsForNodes: !complete && failed === 0, verdict: "readable" };
   }
 
   /** Writes what the survey learnt back into the index: the index is a hint kept as fresh as we can. */

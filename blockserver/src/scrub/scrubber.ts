@@ -155,8 +155,9 @@ export class Scrubber {
     const result = await this.repairer.rebuild(record, survey);
     this.status.shardsRepaired += result.rebuilt;
     if (result.lost) this.status.blocksLost++;
-    // What could not be finished now (a node down) waits in the durable queue for its node.
-    else if (!result.complete) this.repairer.enqueue(hash, "scrub: shards wait for their nodes");
+    // A rewrite that failed on a node that answers is retried from the durable queue; shards whose
+    // node is down wait for it (it re-checks them when it is back).
+    else if (!result.complete && !result.waitsForNodes) this.repairer.enqueue(hash, "scrub: a rebuilt shard could not be written");
     this.status.blocksVerified++;
     this.status.bytesVerified += bytes;
     this.metrics.scrubBlocks.inc();

@@ -1,3 +1,4 @@
+ALTER TABLE blocks DROP COLUMN lost_at;
 DROP TABLE repair_queue;
 UPDATE block_shards SET state = 'missing' WHERE state IN ('unreachable', 'gone');
 UPDATE block_shards SET state = 'ok' WHERE state = 'rebuilt';

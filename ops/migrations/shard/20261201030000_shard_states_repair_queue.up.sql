@@ -15,3 +15,7 @@ CREATE TABLE repair_queue (
   last_result VARCHAR(512) NULL,
   KEY repair_queue_due (next_attempt_at)
 ) ENGINE=InnoDB;
+
+-- Set when repair proves more than m shards gone: the sweep stops re-queueing the block (an upload
+-- of its bytes makes it whole and clears the mark).
+ALTER TABLE blocks ADD COLUMN lost_at TIMESTAMP(3) NULL;

@@ -11,7 +11,7 @@ import { killLeftovers, waitFor } from "../cluster/process.js";
 import { loadClusterConfig } from "../config.js";
 import { createAccount } from "../testing/accounts.js";
 import { deleteShardViaS3, flipBit, flipBitViaS3, truncateShard, wipeDisk } from "../testing/disk-faults.js";
-import { describeStep, prng, scheduleFor, type FaultStep, type Schedule, type ShardDamage } from "./schedule.js";
+import { describeStep, prng, scheduleFor, type FaultStep, type ShardDamage } from "./schedule.js";
 
 /** One seed's result: what was done, what was seen, and every broken invariant. */
 export interface NemesisReport {
@@ -96,16 +96,15 @@ export class Nemesis {
       metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, credentials: { ...account, deviceName: `nemesis-${i}` }, concurrency: 2,
     }));
     const files = new Map<string, Possible>();
-    const budget = new Budget(this.m);
     const faults = new FaultState();
     let faulting = true;
-    const workload = clients.map((client, c) => this.clientLoop(seed, c, client, files, budget, faults, report, () => faulting));
+    const workload = clients.map((client, c) => this.clientLoop(seed, c, client, files, report, () => faulting));
     try {
       for (const step of schedule.steps) {
         if (step.kind !== "wait") report.faultsInjected++;
         log(describeStep(step));
         try {
-          await this.apply(step, schedule, files, clients[0], budget, faults, report);
+          await this.apply(step, files, clients[0], faults, report);
         } catch (err) {
           report.violations.push(`step "${describeStep(step)}" could not be applied: ${(err as Error).message}`);
         }
@@ -134,8 +133,7 @@ export class Nemesis {
 
   /** One client: upload, overwrite, read and delete its own files until the faults end. */
   private async clientLoop(
-    seed: number, c: number, client: SatchelClient, files: Map<string, Possible>, budget: Budget, faults: FaultState,
-    report: NemesisReport, running: () => boolean,
+    seed: number, c: number, client: SatchelClient, files: Map<string, Possible>, report: NemesisReport, running: () => boolean,
   ): Promise<void> {
     const rnd = prng(seed * 31 + c + 1);
     const mine: string[] = [];
@@ -149,10 +147,10 @@ export class Nemesis {
           mine.push(path);
           files.set(path, [null]);
           report.operations.uploads++;
-          await this.upload(client, path, content(rnd), files, budget, faults);
+          await this.upload(client, path, content(rnd), files);
         } else if (roll < 0.65) {
           report.operations.overwrites++;
-          await this.upload(client, existing[Math.floor(rnd() * existing.length)], content(rnd), files, budget, faults);
+          await this.upload(client, existing[Math.floor(rnd() * existing.length)], content(rnd), files);
         } else if (roll < 0.9) {
           report.operations.reads++;
           const path = existing[Math.floor(rnd() * existing.length)];
@@ -174,12 +172,11 @@ export class Nemesis {
     }
   }
 
-  private async upload(client: SatchelClient, path: string, data: Buffer, files: Map<string, Possible>, budget: Budget, faults: FaultState): Promise<void> {
+  private async upload(client: SatchelClient, path: string, data: Buffer, files: Map<string, Possible>): Promise<void> {
     const before = files.get(path) ?? [null];
     files.set(path, [...before, data]);
     const local = join(this.workDir, randomUUID());
     writeFileSync(local, data);
-    const started = faults.epoch;
     try {
       const parent = (await client.currentVersion(path))?.revision ?? 0n;
       const res = await client.uploadAs(local, path, parent, randomUUID());
@@ -190,8 +187,6 @@ export class Nemesis {
         return;
       }
       files.set(path, [data]);
-      // Blocks written while a node was down (or just back) may lack a shard until repaired.
-      if (faults.degraded || faults.epoch !== started) for (const b of res.file.blocks) budget.spend(Buffer.from(b.hash).toString("hex"), 1);
     } finally {
       rmSync(local, { force: true });
     }
@@ -243,7 +238,7 @@ export class Nemesis {
     }
   }
 
-  private async apply(step: FaultStep, schedule: Schedule, files: Map<string, Possible>, client: SatchelClient, budget: Budget, faults: FaultState, report: NemesisReport): Promise<void> {
+  private async apply(step: FaultStep, files: Map<string, Possible>, client: SatchelClient, faults: FaultState, report: NemesisReport): Promise<void> {
     const node = (i: number) => this.cluster.minio[i];
     switch (step.kind) {
       case "wait":
@@ -271,7 +266,6 @@ export class Nemesis {
           await n.process.kill();
         }
         wipeDisk(this.cluster.config.stateDir, step.node);
-        budget.spendAll(1);
         await startNode(n);
         faults.up(step.node);
         return;
@@ -295,9 +289,9 @@ export class Nemesis {
         await this.admin.blockAdmin.runGarbageCollection({ graceSeconds: 0 }, { timeoutMs: 60_000 });
         return;
       case "damage-shard":
-        return this.damageShard(step.damage, step.pick, files, client, budget, faults, report);
+        return this.damageShard(step.damage, step.pick, files, client, faults, report);
       case "destroy-blocks":
-        return this.destroyBlocks(step.blocks, step.pick, schedule, files, client, report);
+        return this.destroyBlocks(step.blocks, step.pick, files, client, report);
     }
   }
 
@@ -320,30 +314,40 @@ export class Nemesis {
     return rows.map((r) => ({ index: Number(r.shard_index), node: Number(String(r.node).replace("minio-", "")) }));
   }
 
-  private async damageShard(damage: ShardDamage, pick: number, files: Map<string, Possible>, client: SatchelClient, budget: Budget, faults: FaultState, report: NemesisReport): Promise<void> {
-    const candidates = (await this.currentBlocks(files, client)).filter((h) => budget.left(h) > 0 && !this.destroyed.has(h));
-    if (candidates.length === 0) return;
-    const hex = candidates[pick % candidates.length];
-    const shards = (await this.placements(hex)).filter((p) => !faults.isDown(p.node));
-    if (shards.length === 0) return;
-    const target = shards[(pick >>> 8) % shards.length];
-    const key = shardKey(hex, target.index);
-    const n = this.cluster.minio[target.node];
-    budget.spend(hex, 1);
-    try {
-      if (damage === "delete") await deleteShardViaS3(n, key);
-      else if (damage === "truncate") truncateShard(this.cluster.config.stateDir, target.node, key);
-      else if (pick % 2 === 0) flipBit(this.cluster.config.stateDir, target.node, key, { seed: pick });
-      else await flipBitViaS3(n, key, { seed: pick });
-      report.shardsDamaged++;
-    } catch (err) {
-      // The object may have moved or been rebuilt a moment ago; that damage simply did not happen.
-      this.opts.log?.(`[nemesis] ${damage} of ${key} on ${n.name} skipped: ${(err as Error).message}`);
+  /**
+   * Damages one shard of a block the platform holds at full redundancy right now, proven by a deep
+   * inspection (every shard read and verified) just before. With at most m - 1 disk replacements
+   * per seed, no block ever has more than m shards destroyed or unwritten at once: a write below
+   * full redundancy (a node down, or one the blockserver thought down) misses at most k + m - quorum
+   * = 1 shard, a replacement takes one more, and a block is only damaged when whole.
+   */
+  private async damageShard(damage: ShardDamage, pick: number, files: Map<string, Possible>, client: SatchelClient, faults: FaultState, report: NemesisReport): Promise<void> {
+    const candidates = (await this.currentBlocks(files, client)).filter((h) => !this.destroyed.has(h));
+    for (let attempt = 0; attempt < 5 && candidates.length > 0; attempt++) {
+      const hex = candidates.splice((pick + attempt * 7919) % candidates.length, 1)[0];
+      const inspection = (await this.admin.blockAdmin.inspectBlocks({ hashes: [Buffer.from(hex, "hex")], unthrottled: true })).blocks[0];
+      if (!inspection || inspection.shardsGood !== inspection.shardsTotal || inspection.shardsTotal === 0) continue;
+      const shards = (await this.placements(hex)).filter((p) => !faults.isDown(p.node));
+      if (shards.length === 0) continue;
+      const target = shards[(pick >>> 8) % shards.length];
+      const key = shardKey(hex, target.index);
+      const n = this.cluster.minio[target.node];
+      try {
+        if (damage === "delete") await deleteShardViaS3(n, key);
+        else if (damage === "truncate") truncateShard(this.cluster.config.stateDir, target.node, key);
+        else if (pick % 2 === 0) flipBit(this.cluster.config.stateDir, target.node, key, { seed: pick });
+        else await flipBitViaS3(n, key, { seed: pick });
+        report.shardsDamaged++;
+      } catch (err) {
+        // The object may have moved or been rebuilt a moment ago; that damage simply did not happen.
+        this.opts.log?.(`[nemesis] ${damage} of ${key} on ${n.name} skipped: ${(err as Error).message}`);
+      }
+      return;
     }
   }
 
   /** Deletes m+1 shards of some blocks on every node at once: those blocks are gone for good. */
-  private async destroyBlocks(count: number, pick: number, schedule: Schedule, files: Map<string, Possible>, client: SatchelClient, report: NemesisReport): Promise<void> {
+  private async destroyBlocks(count: number, pick: number, files: Map<string, Possible>, client: SatchelClient, report: NemesisReport): Promise<void> {
     const candidates = (await this.currentBlocks(files, client)).filter((h) => !this.destroyed.has(h));
     for (let i = 0; i < count && candidates.length > 0; i++) {
       const hex = candidates.splice((pick + i * 7919) % candidates.length, 1)[0];
@@ -431,54 +435,20 @@ export class Nemesis {
   }
 }
 
-/** Which nodes are down or paused now, and a counter that moves whenever that changes. */
+/** Which nodes the schedule has down or paused now. */
 class FaultState {
   private readonly nodes = new Set<number>();
-  /** Bumped when a node goes down or comes back: a write spanning a change may be degraded. */
-  epoch = 0;
-  private backAt = 0;
 
   down(node: number): void {
     this.nodes.add(node);
-    this.epoch++;
   }
 
   up(node: number): void {
     this.nodes.delete(node);
-    this.epoch++;
-    this.backAt = Date.now();
   }
 
   isDown(node: number): boolean {
     return this.nodes.has(node);
-  }
-
-  /** A node is down, or came back so recently that the blockserver may not know yet. */
-  get degraded(): boolean {
-    return this.nodes.size > 0 || Date.now() - this.backAt < 3000;
-  }
-}
-
-/**
- * The survivable schedules' rule: at most m shards of any block destroyed (or never written) in
- * one seed. Disk replacements spend one of every block's budget.
- */
-class Budget {
-  private readonly spent = new Map<string, number>();
-  private all = 0;
-
-  constructor(private readonly m: number) {}
-
-  left(hex: string): number {
-    return this.m - this.all - (this.spent.get(hex) ?? 0);
-  }
-
-  spend(hex: string, n: number): void {
-    this.spent.set(hex, (this.spent.get(hex) ?? 0) + n);
-  }
-
-  spendAll(n: number): void {
-    this.all += n;
   }
 }
 

@@ -32,7 +32,7 @@ export type FaultStep =
   /** kill -9 and start a service process (or SIGSTOP it for pauseMs). */
   | { kind: "restart-service"; service: Service; signal: "SIGKILL" | "SIGTERM" }
   | { kind: "pause-service"; service: Service; pauseMs: number }
-  /** Damage to one shard of a block whose destruction budget allows it (on disk or through S3). */
+  /** Damage to one shard of a block proven whole just before (on disk or through S3). */
   | { kind: "damage-shard"; damage: ShardDamage; pick: number }
   /** Lethal: more than m shards of `blocks` blocks destroyed at once, while every node is up. */
   | { kind: "destroy-blocks"; blocks: number; pick: number }
@@ -55,11 +55,11 @@ export interface ScheduleOptions {
 }
 
 /**
- * A random schedule. The rules that make a survivable schedule survivable: at most m disk
- * replacements (each destroys one shard of every block), shard damage only where the harness's
- * per-block budget allows (checked when the step runs), and node outages may exceed m (that is
- * unavailability, not loss). Every node and service is back at the end of the schedule. About a
- * third of the seeds are lethal.
+ * A random schedule. The rules that make a survivable schedule survivable: at most m - 1 disk
+ * replacements (each destroys one shard of every block), shard damage only to a block the
+ * harness has just proven whole (checked when the step runs), and node outages may exceed m (that
+ * is unavailability, not loss). Every node and service is back at the end of the schedule. About
+ * a third of the seeds are lethal.
  */
 export function makeSchedule(seed: number, opts: ScheduleOptions): Schedule {
   const rnd = prng(seed);
