@@ -53,6 +53,10 @@ export class Nemesis {
   private readonly workDir: string;
   /** Blocks destroyed beyond repair by lethal steps, across every seed run on this cluster. */
   readonly destroyed = new Set<string>();
+  /** Blocks of the previous seed's files, proven whole when it ended: more targets for damage. */
+  private earlier: string[] = [];
+  /** Removes the previous seed's files for good once the next seed has used them as targets. */
+  private cleanUpPrevious?: () => Promise<void>;
   private directory!: mysql.Pool;
   private indexShards: mysql.Pool[] = [];
   private admin!: SatchelClient;
@@ -117,6 +121,8 @@ export class Nemesis {
     // Everything is back: redundancy must return to k+m for every live block, with no operator.
     const healed = Date.now();
     try {
+      // Blocks of removed files go first, so the scrub does not read them.
+      await this.admin.blockAdmin.runGarbageCollection({ graceSeconds: 0 }, { timeoutMs: 120_000 }).catch(() => undefined);
       // Silent bit rot in a shard nobody reads is found by the scrubber, not by the index: the
       // bound on "back to k+m" includes one scrub pass (here unthrottled, started at once).
       await this.admin.blockAdmin.runScrub({ wait: true, unthrottled: true }, { timeoutMs: 300_000 });
@@ -127,8 +133,23 @@ export class Nemesis {
     }
     await this.checkFiles(clients[0], files, report);
     await this.checkVerifier(report).catch((err: Error) => report.violations.push(`the verifier failed: ${err.message}`));
+    // The platform stays small from seed to seed (scrub and verifier read everything): the previous
+    // seed's files go for good, and this seed's blocks become the next one's extra targets.
+    await this.cleanUpPrevious?.().catch((err: Error) => log(`clean-up of the previous seed failed: ${err.message}`));
+    this.earlier = report.violations.length === 0 ? (await this.currentBlocks(files, clients[0])).filter((h) => !this.destroyed.has(h)) : [];
+    this.cleanUpPrevious = () => this.removeFiles(clients[0], files);
     log(`${report.filesChecked} files checked, ${report.violations.length} violations, redundancy back in ${report.redundancySeconds.toFixed(1)} s`);
     return report;
+  }
+
+  /** Every file of a seed, to the trash and then gone for good (its blocks go to GC). */
+  private async removeFiles(client: SatchelClient, files: Map<string, Possible>): Promise<void> {
+    for (let c = 0; c < this.opts.clients; c++) {
+      await client.meta.delete({ path: `/c${c}` }).catch(() => undefined);
+      await client.meta.permanentlyDelete({ path: `/c${c}` }).catch(() => undefined);
+    }
+    // Files deleted one by one before are trash entries of their own.
+    for (const path of files.keys()) await client.meta.permanentlyDelete({ path }).catch(() => undefined);
   }
 
   /** One client: upload, overwrite, read and delete its own files until the faults end. */
@@ -322,7 +343,7 @@ export class Nemesis {
    * = 1 shard, a replacement takes one more, and a block is only damaged when whole.
    */
   private async damageShard(damage: ShardDamage, pick: number, files: Map<string, Possible>, client: SatchelClient, faults: FaultState, report: NemesisReport): Promise<void> {
-    const candidates = (await this.currentBlocks(files, client)).filter((h) => !this.destroyed.has(h));
+    const candidates = [...await this.currentBlocks(files, client), ...this.earlier].filter((h) => !this.destroyed.has(h));
     for (let attempt = 0; attempt < 5 && candidates.length > 0; attempt++) {
       const hex = candidates.splice((pick + attempt * 7919) % candidates.length, 1)[0];
       const inspection = (await this.admin.blockAdmin.inspectBlocks({ hashes: [Buffer.from(hex, "hex")], unthrottled: true })).blocks[0];
@@ -461,7 +482,7 @@ async function startNode(n: MinioNode): Promise<void> {
 
 /** File contents from the client's PRNG: mostly small files, some of a few MiB (several blocks). */
 function content(rnd: () => number): Buffer {
-  const size = rnd() < 0.85 ? 1024 + Math.floor(rnd() * 400_000) : 1_000_000 + Math.floor(rnd() * 2_500_000);
+  const size = rnd() < 0.85 ? 1024 + Math.floor(rnd() * 250_000) : 500_000 + Math.floor(rnd() * 2_000_000);
   const out = Buffer.allocUnsafe(size);
   for (let i = 0; i + 4 <= size; i += 4) out.writeUInt32LE((rnd() * 4294967296) >>> 0, i);
   for (let i = size - (size % 4); i < size; i++) out[i] = (rnd() * 256) | 0;
@@ -472,8 +493,8 @@ const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex").slice(0,
 
 /**
  * Settings the nemesis cluster's services run with: short node timeouts and probes, so that a
- * schedule of a few seconds sees nodes go down and come back, and no background GC (the schedule
- * runs it). Passed through the environment the cluster's processes inherit.
+ * schedule of a few seconds sees nodes go down and come back, no background GC (the schedule runs
+ * it) and short commit reservations. Passed through the environment the cluster's processes inherit.
  */
 export const NEMESIS_SERVICE_SETTINGS: Record<string, string> = {
   SATCHEL_NODE_TIMEOUT_MS: "2000",
@@ -481,6 +502,9 @@ export const NEMESIS_SERVICE_SETTINGS: Record<string, string> = {
   SATCHEL_HEDGE_MS: "500",
   SATCHEL_REPAIR_SWEEP_MS: "2000",
   SATCHEL_GC_INTERVAL_MS: "0",
+  // A commit's reservation protects its blocks until the reference lands (milliseconds to seconds
+  // after a restart); an hour would keep every removed file's blocks, and the scrub reading them.
+  SATCHEL_RESERVE_LEASE_SECONDS: "30",
   SATCHEL_VERIFY_INTERVAL_SECONDS: "0",
 };
 
