@@ -12,3 +12,4 @@ export * from "./monitoring/prometheus.js";
 export * from "./testing/service-process.js";
 export * from "./testing/disk-faults.js";
 export * from "./testing/cli.js";
+export * from "./testing/sync-devices.js";

@@ -289,13 +289,27 @@ export class SyncAgent {
       if (problem.direction === "upload" && !files.has(path) && !this.state.file(path)) this.state.setProblem(path, undefined);
     }
     const removed = [...this.state.folders].filter((f) => !folders.has(f)).sort().reverse();
+    const mounts = removed.length > 0 ? (await this.client.meta.listNamespaces({})).namespaces : [];
     for (const folder of removed) {
       if ([...files.keys()].some((p) => p.startsWith(`${folder}/`))) continue;
-      await this.client.meta.delete({ path: folder }).catch((err) => {
+      // A folder delete names what this device saw (its cursor in the folder's namespace): whatever
+      // another device created or changed in it since survives, with the folder, and comes back here
+      // on the next pull.
+      const seenCursor = this.seenCursorFor(folder, mounts);
+      if (seenCursor === 0n) continue;
+      await this.client.meta.delete({ path: folder, seenCursor }).catch((err) => {
         if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
       });
     }
     this.state.setFolders(folders);
+  }
+
+  /** This device's cursor in the namespace that holds `path` (the deepest mount above it). */
+  private seenCursorFor(path: string, mounts: { namespaceId: bigint; path: string }[]): bigint {
+    const holder = mounts
+      .filter((m) => m.path === "/" || path === m.path || path.startsWith(`${m.path}/`))
+      .sort((a, b) => b.path.length - a.path.length)[0];
+    return holder ? this.state.cursor(holder.namespaceId) : 0n;
   }
 
   /** Applies every namespace's journal after the stored cursor. */

@@ -160,7 +160,8 @@ export function fileRoutes(ctx: MetaserverContext) {
         const at = await locate(ctx, hctx, req.path, "write");
         refuseMountRoot(at, at.mount.role === "owner" ? "unshare it or delete what is in it" : "leave it with Unshare");
         refuseMountsInside(at);
-        return { entry: toMetadata(await ctx.files.delete(at.mount.namespaceId, at.inner, req.parentRevision), at.mount) };
+        const r = await ctx.files.delete(at.mount.namespaceId, at.inner, req.parentRevision, req.seenCursor);
+        return { entry: toMetadata(r, at.mount), entriesKept: BigInt(r.kept), entriesDeleted: BigInt(r.removed) };
       }),
       undelete: guarded("Undelete", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "write");

@@ -2,6 +2,7 @@ import type { ResultSetHeader, RowDataPacket } from "mysql2/promise";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, resourceExhausted, unavailable } from "../errors.js";
 import { packBlockList, unpackBlockList, type BlockEntry } from "../tree/block-list.js";
 import { ROOT, ancestorsOf, conflictedCopyPath, descendantRange, keyHash, nameOf, parentOf, pathKey } from "../tree/paths.js";
+import { planSeenDelete } from "../tree/seen-delete.js";
 import type { NamespaceStore } from "./namespaces.js";
 import type { PoolConnection } from "./shards.js";
 
@@ -339,19 +340,30 @@ export class FileStore {
     });
   }
 
-  /** Moves a file or a folder with everything in it to the trash, in one transaction. */
-  async delete(ns: bigint, path: string, parentRevision: bigint): Promise<FileRecord> {
+  /**
+   * Moves a file or a folder with everything in it to the trash, in one transaction. With
+   * `seenCursor`, only what the caller saw goes: entries last changed after it survive, with the
+   * folders above them (see tree/seen-delete.ts), and a file changed after it is not deleted.
+   */
+  async delete(ns: bigint, path: string, parentRevision: bigint, seenCursor = 0n): Promise<FileRecord & { kept: number; removed: number }> {
     return this.mutate(ns, async (t) => {
       const row = await t.row(path);
       if (!row || row.deleted) throw notFound(`"${path}" does not exist`);
+      if (seenCursor > t.startCursor) {
+        throw invalidArgument(`seen_cursor ${seenCursor} is ahead of the namespace (at ${t.startCursor}); send the cursor ListDelta gave you`);
+      }
       if (parentRevision !== 0n && BigInt(row.revision) !== parentRevision) {
         throw failedPrecondition(`"${row.path}" changed since revision ${parentRevision} (now ${row.revision}); look at the new version before deleting it`);
       }
       const key = pathKey(path);
       const [lo, hi] = descendantRange(key);
+      if (seenCursor > 0n && !row.is_folder && BigInt(row.cursor_position) > seenCursor) {
+        throw failedPrecondition(`"${row.path}" changed after cursor ${seenCursor}; look at the new version before deleting it`);
+      }
+      if (seenCursor > 0n && row.is_folder) return this.deleteSeen(t, row, seenCursor);
       const cursor = t.next();
       const [sum] = await t.query<RowDataPacket[]>(
-        "SELECT COALESCE(SUM(size), 0) AS bytes FROM files WHERE namespace_id = ? AND deleted = FALSE AND is_folder = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))",
+        "SELECT COALESCE(SUM(size), 0) AS bytes, COUNT(*) AS n FROM files WHERE namespace_id = ? AND deleted = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))",
         [ns, key, lo, hi],
       );
       await t.query(
@@ -361,8 +373,44 @@ export class FileStore {
       );
       t.usedBytes -= BigInt(sum[0].bytes);
       await t.journal("delete", row.path, BigInt(row.revision));
-      return { ...toRecord(ns, row), deleted: true, cursor };
+      return { ...toRecord(ns, row), deleted: true, cursor, kept: 0, removed: Number(sum[0].n) };
     });
+  }
+
+  /** A folder delete limited to what the caller saw: each doomed subtree is its own trash group and journal entry. */
+  private async deleteSeen(t: NamespaceTxn, row: RowDataPacket, seenCursor: bigint): Promise<FileRecord & { kept: number; removed: number }> {
+    const ns = t.ns;
+    const [lo, hi] = descendantRange(pathKey(row.path));
+    const [inside] = await t.query<RowDataPacket[]>(
+      "SELECT path, is_folder, size, revision, cursor_position FROM files WHERE namespace_id = ? AND deleted = FALSE AND path_key > ? AND path_key < ?",
+      [ns, lo, hi],
+    );
+    const plan = planSeenDelete(
+      { path: row.path, cursor: BigInt(row.cursor_position) },
+      inside.map((r) => ({ path: r.path as string, cursor: BigInt(r.cursor_position) })),
+      seenCursor,
+    );
+    const byKey = new Map<string, RowDataPacket>([[pathKey(row.path), row], ...inside.map((r) => [pathKey(r.path), r] as [string, RowDataPacket])]);
+    const doomedKeys = new Set(plan.doomed.map(pathKey));
+    let cursor = t.cursor;
+    for (const root of plan.roots) {
+      cursor = t.next();
+      const rootKey = pathKey(root);
+      const [rlo, rhi] = descendantRange(rootKey);
+      const group = [...doomedKeys].filter((k) => k === rootKey || (k > rlo && k < rhi));
+      for (const k of group) {
+        const r = byKey.get(k)!;
+        if (!r.is_folder) t.usedBytes -= BigInt(r.size);
+      }
+      await t.query(
+        "UPDATE files SET deleted = TRUE, deleted_cursor = ?, cursor_position = ?, modified_at = CURRENT_TIMESTAMP(3) WHERE namespace_id = ? AND deleted = FALSE AND path_key IN (?)",
+        [cursor, cursor, ns, group],
+      );
+      const top = byKey.get(rootKey)!;
+      await t.journal("delete", top.path as string, BigInt(top.revision));
+    }
+    const rootDoomed = doomedKeys.has(pathKey(row.path));
+    return { ...toRecord(ns, row), deleted: rootDoomed, cursor: rootDoomed ? cursor : BigInt(row.cursor_position), kept: plan.kept.length, removed: plan.doomed.length };
   }
 
   /** Brings back a trashed entry and whatever was deleted with it. */
