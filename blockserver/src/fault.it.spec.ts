@@ -218,6 +218,12 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
       for (const i of holders) await nodes.start(i);
     }
     await eventually("the block to read again", async () => Buffer.from((await blocks.getBlock({ hash })).data).equals(data));
+    // Every node is answering again before the next test (a write needs k+1 of them).
+    const probe = randomBytes(1000);
+    await eventually("writes at full width again", async () => {
+      await blocks.putBlock({ hash: sha(probe), data: probe });
+      return (await shardRows(sha(probe))).every((r) => r.state === "ok");
+    });
   });
 
   it("hedges a read around a hung node: correct bytes, without waiting for it", async () => {

@@ -62,3 +62,4 @@ describe("no device deletes what it has not seen", () => {
     expect(existsSync(join(a.dir, "Old"))).toBe(false);
   });
 });
+

@@ -84,3 +84,23 @@ describe("a delete names what it deletes (seen_cursor)", () => {
     expect(await other.live("/")).toContain("/Mine");
   });
 });
+
+describe("a move never erases history", () => {
+  it("a file renamed onto the name of a deleted file keeps that file's versions as history of the name; other trashed entries there stay in the trash", async () => {
+    const { a, live } = await twoDevices();
+    await a.meta.createFolder({ path: "/T" });
+    const old = await put(a, "/T/a.txt");
+    await put(a, "/T/other.txt");
+    await a.meta.delete({ path: "/T" });
+    const b = await put(a, "/b.txt");
+    await a.meta.createFolder({ path: "/S" });
+    await a.meta.move({ fromPath: "/b.txt", toPath: "/S/a.txt" });
+    // A folder moved onto the trashed folder: the entry that lands on a trashed one supersedes it.
+    await a.meta.move({ fromPath: "/S", toPath: "/T" });
+    expect(await live("/T")).toEqual(["/T/a.txt"]);
+    const revisions = (await a.meta.listRevisions({ path: "/T/a.txt" })).revisions.map((r) => r.revision);
+    expect(revisions).toEqual(expect.arrayContaining([old.revision, b.revision]));
+    const trash = (await a.meta.listFolder({ path: "/T", includeDeleted: true })).entries.filter((e) => e.isDeleted).map((e) => e.path);
+    expect(trash).toEqual(["/T/other.txt"]);
+  });
+});

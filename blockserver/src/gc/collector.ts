@@ -71,9 +71,12 @@ export class Collector {
   private async remove(hash: Buffer, result: CollectionResult): Promise<void> {
     const record = await this.index.get(hash);
     if (!record || record.state !== "deleting") return;
+    // A node that is down (not dead) would make every delete wait for its timeout: the block stays
+    // 'deleting' and a later run finishes it once the node answers. A dead node's shards are gone.
+    if (record.shards.some((p) => !this.store.nodes.isDead(p.node) && this.store.nodes.get(p.node)?.healthy === false)) return;
     const outcomes = await Promise.allSettled(record.shards.map(async (p) => {
       const node = this.store.nodes.get(p.node);
-      if (!node) return;
+      if (!node || this.store.nodes.isDead(p.node)) return;
       try {
         await node.delete(shardKey(hash, p.index));
       } catch (err) {

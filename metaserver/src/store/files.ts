@@ -484,12 +484,17 @@ export class FileStore {
       if (fromKey !== toKey) {
         const target = await t.row(to);
         if (target && !target.deleted) throw alreadyExists(`"${target.path}" already exists; move or delete it first`);
-        // Trashed entries where the moved tree lands are superseded by it.
-        const [toLo, toHi] = descendantRange(toKey);
-        const [stale] = await t.query<RowDataPacket[]>(
-          "SELECT path_key FROM files WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))", [ns, toKey, toLo, toHi],
+        // A trashed entry exactly where a moved entry lands is superseded by it: its row goes, its
+        // versions stay as history of that path (listed and restorable with the moved entry's). Other
+        // trashed entries there stay in the trash. Nothing's past is erased by a rename.
+        const [moving] = await t.query<RowDataPacket[]>(
+          "SELECT path_key FROM files WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))", [ns, fromKey, fromLo, fromHi],
         );
-        await this.removeEntries(t, stale.map((s) => s.path_key as Buffer));
+        const fromBytes = Buffer.byteLength(fromKey);
+        const landing = moving.map((r) => Buffer.concat([Buffer.from(toKey), (r.path_key as Buffer).subarray(fromBytes)]));
+        for (let i = 0; i < landing.length; i += 500) {
+          await t.query("DELETE FROM files WHERE namespace_id = ? AND deleted = TRUE AND path_key IN (?)", [ns, landing.slice(i, i + 500)]);
+        }
         await t.ensureFolders(to);
       }
       // After the folders it lands in (they take cursors of their own).
