@@ -14,7 +14,7 @@ import { SyncState, type SyncedFile } from "./state.js";
 export const STATE_DIR = ".satchel-sync";
 
 export type SyncEvent =
-  | { kind: "upload" | "download" | "delete-remote" | "delete-local" | "move-local" | "conflict"; path: string; bytes?: number; to?: string }
+  | { kind: "upload" | "download" | "delete-remote" | "delete-local" | "move-local" | "move-remote" | "conflict"; path: string; bytes?: number; to?: string }
   | { kind: "pending"; files: number; bytes: number }
   | { kind: "synced"; uploads: number; downloads: number; problems: number }
   /** A file could not be synced this time; the others went on, and it is tried again at nextRetryAt. */
@@ -39,6 +39,7 @@ export interface SyncAgentOptions {
 interface LocalFile {
   size: number;
   mtimeMs: number;
+  ino?: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -74,6 +75,9 @@ export class SyncAgent {
   private running?: Promise<void>;
   private again = false;
   private debounce?: NodeJS.Timeout;
+  /** Both ends of the moves a pull applied, to compare with the server when the pull ends. */
+  private readonly movedFrom = new Set<string>();
+  private readonly movedTo = new Set<string>();
 
   constructor(private readonly client: SatchelClient, readonly root: string, private readonly opts: SyncAgentOptions = {}) {}
 
@@ -217,7 +221,7 @@ export class SyncAgent {
           await walk(join(dir, d.name), path);
         } else if (d.isFile()) {
           const s = await stat(join(dir, d.name)).catch(() => undefined);
-          if (s) files.set(path, { size: s.size, mtimeMs: s.mtimeMs });
+          if (s) files.set(path, { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino });
         }
       }
     };
@@ -240,6 +244,7 @@ export class SyncAgent {
 
   /** Sends local changes: new and edited files, deletions, new and removed folders. */
   private async push(files: Map<string, LocalFile>, folders: Set<string>, counts: { uploads: number }): Promise<void> {
+    await this.pushMoves(files, folders);
     const at = Date.now();
     const edits = [...files].filter(([path, f]) => this.changed(path, f) && this.uploadDue(path, f, at));
     if (edits.length > 0) this.emit({ kind: "pending", files: edits.length, bytes: edits.reduce((n, [, f]) => n + f.size, 0) });
@@ -256,7 +261,7 @@ export class SyncAgent {
       counts.uploads++;
       this.emit({ kind: "upload", path, bytes: progress.bytesTransferred });
       this.state.setProblem(path, undefined);
-      const record = { revision: file.revision.toString(), size: f.size, mtimeMs: f.mtimeMs, blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]) };
+      const record = { revision: file.revision.toString(), size: f.size, mtimeMs: f.mtimeMs, ino: f.ino, cursor: file.cursor.toString(), blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]) };
       if (!conflict) {
         this.state.setFile(path, record);
         return;
@@ -267,10 +272,10 @@ export class SyncAgent {
       await mkdir(dirname(this.local(file.path)), { recursive: true });
       await rename(this.local(path), this.local(file.path));
       const moved = await stat(this.local(file.path));
-      this.state.setFile(file.path, { ...record, mtimeMs: moved.mtimeMs });
+      this.state.setFile(file.path, { ...record, mtimeMs: moved.mtimeMs, ino: moved.ino });
       this.state.setFile(path, undefined);
       files.delete(path);
-      files.set(file.path, { size: moved.size, mtimeMs: moved.mtimeMs });
+      files.set(file.path, { size: moved.size, mtimeMs: moved.mtimeMs, ino: moved.ino });
     }));
     for (const [path, synced] of this.state.files) {
       if (files.has(path) || !this.uploadDue(path, undefined, at)) continue;
@@ -302,6 +307,62 @@ export class SyncAgent {
       });
     }
     this.state.setFolders(folders);
+  }
+
+  /**
+   * Local renames and moves go to the server as moves, so that what other devices changed inside
+   * meanwhile follows them to the new name. A synced file that vanished and a new file with its
+   * inode, size and mtime are one file renamed; a vanished folder whose files all reappear under one
+   * new folder, at the same relative paths, moved as a whole (one Move of the folder). A move the
+   * server refuses (the source gone or moved elsewhere, the target taken) falls back to an upload of
+   * the new path and a delete of what this device saw at the old one: nothing is lost either way.
+   */
+  private async pushMoves(files: Map<string, LocalFile>, folders: Set<string>): Promise<void> {
+    const vanished = new Map<number, string>();
+    for (const [path, synced] of this.state.files) if (!files.has(path) && synced.ino !== undefined) vanished.set(synced.ino, path);
+    if (vanished.size === 0) return;
+    const moves: [string, string][] = [];
+    for (const [path, f] of files) {
+      if (this.state.file(path) || f.ino === undefined) continue;
+      const from = vanished.get(f.ino);
+      const synced = from === undefined ? undefined : this.state.file(from);
+      if (from !== undefined && synced && synced.size === f.size && synced.mtimeMs === f.mtimeMs) moves.push([from, path]);
+    }
+    if (moves.length === 0) return;
+    const movedTo = new Map(moves);
+    const folderMoves: [string, string][] = [];
+    const within = (path: string, folder: string) => path.startsWith(`${folder}/`);
+    for (const oldFolder of [...this.state.folders].filter((f) => !folders.has(f)).sort()) {
+      if (folderMoves.some(([f]) => within(oldFolder, f))) continue;
+      const synced = this.state.files.map(([p]) => p).filter((p) => within(p, oldFolder));
+      const first = synced.map((p) => [p, movedTo.get(p)] as const).find(([, to]) => to !== undefined);
+      if (!first) continue;
+      const rel = first[0].slice(oldFolder.length);
+      if (!first[1]!.endsWith(rel)) continue;
+      const newFolder = first[1]!.slice(0, first[1]!.length - rel.length);
+      if (!folders.has(newFolder) || this.state.folders.has(newFolder)) continue;
+      if (!synced.every((p) => movedTo.get(p) === `${newFolder}${p.slice(oldFolder.length)}`)) continue;
+      folderMoves.push([oldFolder, newFolder]);
+    }
+    for (const [from, to] of folderMoves) await this.moveRemote(from, to);
+    for (const [from, to] of moves) if (!folderMoves.some(([f]) => within(from, f))) await this.moveRemote(from, to);
+  }
+
+  /** One Move on the server, and the state's record of everything under the old path re-keyed. */
+  private async moveRemote(from: string, to: string): Promise<void> {
+    try {
+      await this.client.meta.move({ fromPath: from, toPath: to });
+    } catch (err) {
+      if ([Code.NotFound, Code.AlreadyExists, Code.FailedPrecondition, Code.InvalidArgument].includes(codeOf(err))) return;
+      throw err;
+    }
+    this.emit({ kind: "move-remote", path: from, to });
+    const under = (p: string) => p === from || p.startsWith(`${from}/`);
+    for (const [path, synced] of [...this.state.files].filter(([p]) => under(p))) {
+      this.state.setFile(path, undefined);
+      this.state.setFile(`${to}${path.slice(from.length)}`, synced);
+    }
+    this.state.setFolders([...this.state.folders].map((f) => (under(f) ? `${to}${f.slice(from.length)}` : f)));
   }
 
   /** This device's cursor in the namespace that holds `path` (the deepest mount above it). */
@@ -349,6 +410,7 @@ export class SyncAgent {
         if (!res.hasMore) break;
       }
     }
+    await this.reconcileMoves(counts);
     await this.retryDownloads(counts);
   }
 
@@ -397,23 +459,111 @@ export class SyncAgent {
         }
         const from = this.local(e.fromPath);
         const there = await lstat(from).catch(() => undefined);
-        if (!there || (await lstat(target).catch(() => undefined))) return;
+        // Both ends are compared with the server when the pull ends: this device may have moved,
+        // renamed or rewritten the same things itself meanwhile (see reconcileMoves).
+        this.movedFrom.add(e.fromPath);
+        this.movedTo.add(e.path);
+        if (!there) return;
+        if (await lstat(target).catch(() => undefined)) {
+          // Both exist: this device made the move itself and this pull brought changes made at the
+          // old path before it (downloaded there just now). They join the moved tree.
+          if (there.isDirectory()) {
+            await this.mergeInto(e.fromPath, e.path);
+          }
+          return;
+        }
         await mkdir(dirname(target), { recursive: true });
         await rename(from, target);
         this.emit({ kind: "move-local", path: e.fromPath, to: e.path });
-        // Whatever was synced under the old path is the same content under the new one.
+        // Whatever was synced under the old path is the same content under the new one, except
+        // what this device itself wrote at the old path after the move (it stays there, as on the server).
         for (const [path, synced] of this.state.files) {
-          if (path === e.fromPath || path.startsWith(`${e.fromPath}/`)) {
-            this.state.setFile(path, undefined);
-            this.state.setFile(`${e.path}${path.slice(e.fromPath.length)}`, synced);
+          if (path !== e.fromPath && !path.startsWith(`${e.fromPath}/`)) continue;
+          const moved = `${e.path}${path.slice(e.fromPath.length)}`;
+          if (synced.cursor !== undefined && BigInt(synced.cursor) > e.cursor) {
+            await mkdir(dirname(this.local(path)), { recursive: true });
+            await rename(this.local(moved), this.local(path)).catch(() => undefined);
+            continue;
           }
+          this.state.setFile(path, undefined);
+          this.state.setFile(moved, synced);
         }
         this.state.setFolders([...this.state.folders].map((f) => (f === e.fromPath || f.startsWith(`${e.fromPath}/`) ? `${e.path}${f.slice(e.fromPath.length)}` : f)));
+        // What the moved folder holds on the server once the journal is applied is the truth: a device
+        // whose own changes at the old path raced the move (a conflicted copy, a file written after
+        // it) catches up at the end of the pull.
         return;
       }
       default:
         return;
     }
+  }
+
+  /**
+   * Moves what lies under local `fromPath` into `toPath` (both exist): a file lands where nothing is,
+   * replaces an unedited local copy of another revision (the journal's version is the later one),
+   * and is dropped where the local copy holds an unsent edit (that edit will meet the journal's
+   * version as a conflict on the server, which keeps both).
+   */
+  private async mergeInto(fromPath: string, toPath: string): Promise<void> {
+    const walk = async (rel: string): Promise<void> => {
+      for (const d of await readdir(this.local(`${fromPath}${rel}`), { withFileTypes: true }).catch(() => [])) {
+        const child = `${rel}/${d.name}`;
+        if (d.isDirectory()) {
+          await mkdir(this.local(`${toPath}${child}`), { recursive: true });
+          await walk(child);
+          continue;
+        }
+        const src = `${fromPath}${child}`;
+        const dst = `${toPath}${child}`;
+        const here = await stat(this.local(dst)).catch(() => undefined);
+        const incoming = this.state.file(src);
+        const unsentEdit = here !== undefined && this.changed(dst, { size: here.size, mtimeMs: here.mtimeMs });
+        if (here && !incoming) {
+          // A file of this device's own, never sent, where the moved tree has one too: it stays
+          // where it is and is sent from there.
+          continue;
+        }
+        if (here && (unsentEdit || incoming!.revision === this.state.file(dst)?.revision)) {
+          await rm(this.local(src), { force: true });
+        } else {
+          await rename(this.local(src), this.local(dst));
+          const moved = await stat(this.local(dst));
+          if (incoming) this.state.setFile(dst, { ...incoming, mtimeMs: moved.mtimeMs, ino: moved.ino });
+        }
+        this.state.setFile(src, undefined);
+      }
+    };
+    await walk("");
+    await removeEmptyDirs(this.local(fromPath));
+    const under = (f: string) => f === fromPath || f.startsWith(`${fromPath}/`);
+    this.state.setFolders([...this.state.folders].filter((f) => !under(f)));
+    this.emit({ kind: "move-local", path: fromPath, to: toPath });
+  }
+
+  /**
+   * The two ends of every move a pull applied, compared with the server once every journal entry is
+   * applied (not in the middle of history, where the server's present would run ahead of the entries
+   * still to come): the folder a move landed in (the moved folder itself, recursively, or the parent
+   * of a moved file) gets what it lacks, and what this device still keeps at the old place that the
+   * server no longer has there goes. Things that have moved on or gone since are left alone.
+   */
+  private async reconcileMoves(counts: { downloads: number }): Promise<void> {
+    const ends = new Map<string, boolean>();
+    for (const to of this.movedTo) {
+      // What the server holds there now decides (the device may not have it at all).
+      const now = await this.client.meta.getFileMetadata({ path: to }).then((r) => r.file, (err) => {
+        if (codeOf(err) !== Code.NotFound) throw err;
+        return undefined;
+      });
+      if (now?.isFolder) ends.set(to, true);
+      else if (!ends.has(parentPath(to))) ends.set(parentPath(to), false);
+    }
+    for (const from of this.movedFrom) if (!ends.has(parentPath(from))) ends.set(parentPath(from), false);
+    for (const from of this.movedFrom) if (!this.movedTo.has(from)) ends.set(from, true);
+    this.movedFrom.clear();
+    this.movedTo.clear();
+    for (const [path, recursive] of ends) await this.resync(path, counts, recursive);
   }
 
   /** Brings one version down; a failure becomes a problem for its path, retried later, and the pass goes on. */
@@ -443,7 +593,7 @@ export class SyncAgent {
     const progress = await this.client.downloadVersion(file, target, { localBlock: (ref) => this.localBlock(ref) });
     const written = await stat(target);
     const fresh: SyncedFile = {
-      revision: file.revision.toString(), size: written.size, mtimeMs: written.mtimeMs,
+      revision: file.revision.toString(), size: written.size, mtimeMs: written.mtimeMs, ino: written.ino, cursor: file.cursor.toString(),
       blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]),
     };
     this.state.setFile(path, fresh);
@@ -521,19 +671,25 @@ export class SyncAgent {
   }
 
   /** After a journal reset: make the mount's subtree match a full listing. */
-  private async resync(mountPath: string, counts: { downloads: number }): Promise<void> {
+  private async resync(mountPath: string, counts: { downloads: number }, recursive = true): Promise<void> {
     const remote = new Map<string, FileMetadata>();
     let pageToken = "";
-    do {
-      const page = await this.client.meta.listFolder({ path: mountPath, recursive: true, pageToken });
-      for (const e of page.entries) remote.set(e.path, e);
-      pageToken = page.hasMore ? page.nextPageToken : "";
-    } while (pageToken);
+    try {
+      do {
+        const page = await this.client.meta.listFolder({ path: mountPath, recursive, pageToken });
+        for (const e of page.entries) remote.set(e.path, e);
+        pageToken = page.hasMore ? page.nextPageToken : "";
+      } while (pageToken);
+    } catch (err) {
+      // Gone from the server (or never a folder): nothing is there, so nothing synced stays there.
+      if (![Code.NotFound, Code.InvalidArgument, Code.FailedPrecondition].includes(codeOf(err))) throw err;
+    }
     for (const e of remote.values()) {
       if (e.isFolder) await mkdir(this.local(e.path), { recursive: true });
       else await this.fetchFile(e, counts);
     }
-    const inside = (p: string) => mountPath === "/" || p.startsWith(`${mountPath}/`);
+    const inside = (p: string) =>
+      recursive ? mountPath === "/" || p.startsWith(`${mountPath}/`) : parentPath(p) === mountPath;
     for (const [path] of this.state.files) if (inside(path) && !remote.has(path)) await this.removeLocal(path);
     for (const [path, problem] of this.state.problems) {
       if (problem.direction === "download" && inside(path) && !remote.has(path)) this.state.setProblem(path, undefined);
@@ -557,6 +713,12 @@ export class SyncAgent {
       problems: this.state.problems.sort(([a], [b]) => (a < b ? -1 : 1)).map(([path, p]) => ({ path, ...p })),
     };
   }
+}
+
+/** The remote path of the folder holding `path` ("/" at the top). */
+function parentPath(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i <= 0 ? "/" : path.slice(0, i);
 }
 
 async function removeEmptyDirs(dir: string): Promise<boolean> {

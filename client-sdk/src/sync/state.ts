@@ -7,6 +7,10 @@ export interface SyncedFile {
   revision: string;
   size: number;
   mtimeMs: number;
+  /** The local file's inode when it was synced: a file that vanished and one that appeared with its inode, size and mtime were renamed. */
+  ino?: number;
+  /** The namespace cursor of the change that made this version: orders it against journal entries. */
+  cursor?: string;
   /** Block hashes (hex) and sizes, in order: local chunks reusable for downloads. */
   blocks: [string, number][];
 }
