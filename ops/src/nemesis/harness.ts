@@ -369,6 +369,9 @@ export class Nemesis {
 
   /** Deletes m+1 shards of some blocks on every node at once: those blocks are gone for good. */
   private async destroyBlocks(count: number, pick: number, files: Map<string, Possible>, client: SatchelClient, report: NemesisReport): Promise<void> {
+    // No repair may be in flight: one that read a block's shards before they were deleted would
+    // write a rebuilt shard after, and the block would (rightly) survive what was meant to kill it.
+    await this.waitRepairsIdle(60_000).catch(() => undefined);
     const candidates = (await this.currentBlocks(files, client)).filter((h) => !this.destroyed.has(h));
     for (let i = 0; i < count && candidates.length > 0; i++) {
       const hex = candidates.splice((pick + i * 7919) % candidates.length, 1)[0];
@@ -397,6 +400,19 @@ export class Nemesis {
       if (!svc.running) svc.start();
       await waitServing(name, this.cluster.endpoints[name], svc);
     }
+  }
+
+  /** Waits until the repair queue holds nothing but blocks destroyed on purpose. */
+  private async waitRepairsIdle(timeoutMs: number): Promise<void> {
+    const destroyed = [...this.destroyed].map((h) => Buffer.from(h, "hex"));
+    const none = [Buffer.alloc(32)];
+    await waitFor("the repair queue to drain", timeoutMs, async () => {
+      for (const pool of this.indexShards) {
+        const [q] = await pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM repair_queue WHERE hash NOT IN (?)", [destroyed.length ? destroyed : none]);
+        if (Number(q[0].n) > 0) return false;
+      }
+      return true;
+    });
   }
 
   /**
