@@ -232,11 +232,6 @@ export class BlockStore {
     return { ...atHome, status: "unreachable", detail: `${atHome.detail}; not found elsewhere, but ${silent.join(", ")} did not answer` };
   }
 
-  /** Every shard of a block, verified; undefined where a shard is missing, unreachable or corrupt. */
-  async readAllShards(record: BlockRecord): Promise<(Buffer | undefined)[]> {
-    return (await this.survey(record)).map((s) => s.payload);
-  }
-
   /**
    * Reads and verifies one shard on one node, saying what is wrong with it when it cannot be used.
    * A node believed down is not asked unless `evenIfDown` (its requests would only time out).
