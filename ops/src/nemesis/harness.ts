@@ -373,15 +373,39 @@ export class Nemesis {
     // write a rebuilt shard after, and the block would (rightly) survive what was meant to kill it.
     await this.waitRepairsIdle(60_000).catch(() => undefined);
     const candidates = (await this.currentBlocks(files, client)).filter((h) => !this.destroyed.has(h));
+    const keys: string[] = [];
     for (let i = 0; i < count && candidates.length > 0; i++) {
       const hex = candidates.splice((pick + i * 7919) % candidates.length, 1)[0];
       const indexes = (await this.placements(hex)).map((p) => p.index).slice(0, this.m + 1);
       if (indexes.length < this.m + 1) continue;
       this.destroyed.add(hex);
       report.blocksDestroyed.push(hex);
-      // Every node, not only the recorded one: a copy anywhere would let the block be rebuilt.
-      await Promise.all(indexes.flatMap((index) => this.cluster.minio.map((n) => deleteShardViaS3(n, shardKey(hex, index)).catch(() => undefined))));
+      keys.push(...indexes.map((index) => shardKey(hex, index)));
     }
+    // Every node, not only the recorded one: a copy anywhere would let the block be rebuilt. The
+    // queue can still fill after the wait above (a node started a moment ago is noticed by the next
+    // probe, and its blocks are queued then): a repair that read k shards before the deletes writes
+    // the deleted ones back after them. So look again once repairs are idle, until no copy is left.
+    let left = keys;
+    for (let round = 0; left.length > 0; round++) {
+      if (round === 5) throw new Error(`shards ${left.join(", ")} keep coming back after being deleted`);
+      await Promise.all(left.flatMap((key) => this.cluster.minio.map((n) => deleteShardViaS3(n, key).catch(() => undefined))));
+      await sleep(1500);
+      await this.waitRepairsIdle(60_000).catch(() => undefined);
+      left = await this.keysStillStored(left);
+    }
+  }
+
+  /** The shard keys some node still holds (a node that does not answer counts as holding them). */
+  private async keysStillStored(keys: string[]): Promise<string[]> {
+    const held = await Promise.all(keys.map(async (key) => {
+      const found = await Promise.all(this.cluster.minio.map((n) => minioClient(n).statObject(n.bucket, key).then(
+        () => true,
+        (err: { code?: string }) => err.code !== "NotFound" && err.code !== "NoSuchKey" && err.code !== "NoSuchBucket",
+      )));
+      return found.some(Boolean);
+    }));
+    return keys.filter((_, i) => held[i]);
   }
 
   /** Resumes paused processes and starts stopped ones: the schedule is over. */
