@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ConnectError, Code } from "@connectrpc/connect";
+import { appendFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { SatchelClient } from "../client.js";
@@ -178,13 +179,20 @@ program
   .description("keep a local folder and your Satchel tree identical, both ways (Ctrl-C stops)")
   .argument("<folder>", "local folder")
   .option("--once", "one pass, then exit")
-  .action(async (folder: string, opts: { once?: boolean }) => {
+  .option("--rescan <seconds>", "full rescan of the folder this often, besides the file watcher", "30")
+  .option("--event-log <file>", "append every sync event to this file, one JSON object per line")
+  .action(async (folder: string, opts: { once?: boolean; rescan: string; eventLog?: string }) => {
     const config = loadCliConfig();
     const c = new SatchelClient(config);
+    const rescanSeconds = Number(opts.rescan);
+    if (!(rescanSeconds > 0)) throw new Error(`--rescan takes a number of seconds above 0, not "${opts.rescan}"`);
     const agent = new SyncAgent(c, resolve(folder), {
       notifyserverUrl: config.notifyserverUrl || undefined,
       notifyToken: c.session?.accessToken,
+      scanIntervalMs: rescanSeconds * 1000,
       onEvent: (e) => {
+        // Written before the event takes effect where it announces a change (a delete names what it saw).
+        if (opts.eventLog) appendFileSync(opts.eventLog, `${JSON.stringify({ at: Date.now(), ...e })}\n`);
         if (e.kind === "pending") console.log(`${e.files} files, ${formatBytes(e.bytes)} to send`);
         else if (e.kind === "synced") {
           if (e.uploads + e.downloads > 0) console.log(`in sync (${e.uploads} up, ${e.downloads} down)`);
@@ -192,7 +200,7 @@ program
         } else if (e.kind === "problem") {
           console.error(`${`${e.direction} failed`.padEnd(13)} ${e.path}  ${e.code}: ${e.message} (attempt ${e.attempts}, next ${retryTime(e.nextRetryAt)})`);
         } else if (e.kind === "error") console.error(`satchel sync: ${e.message}`);
-        else console.log(`${e.kind.padEnd(13)} ${e.path}${e.to ? ` -> ${e.to}` : ""}${e.bytes !== undefined ? `  ${formatBytes(e.bytes)}` : ""}`);
+        else console.log(`${e.kind.padEnd(13)} ${e.path}${"to" in e && e.to ? ` -> ${e.to}` : ""}${"bytes" in e && e.bytes !== undefined ? `  ${formatBytes(e.bytes)}` : ""}`);
       },
     });
     if (opts.once) {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { watch, type FSWatcher } from "node:fs";
+import { watch, type Dirent, type FSWatcher } from "node:fs";
 import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
@@ -9,12 +9,19 @@ import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js
 import type { SatchelClient } from "../client.js";
 import { isIgnored } from "./ignore.js";
 import { failureCause, failureScope, isDue, PROBLEM_RETRY, recordFailure, type ProblemDirection, type RetryPolicy, type SyncProblem } from "./problems.js";
-import { SyncState, type SyncedFile } from "./state.js";
+import { SyncState, type FollowUps, type SyncedFile } from "./state.js";
 
 export const STATE_DIR = ".satchel-sync";
 
 export type SyncEvent =
-  | { kind: "upload" | "download" | "delete-remote" | "delete-local" | "move-local" | "move-remote" | "conflict"; path: string; bytes?: number; to?: string }
+  | { kind: "download" | "delete-local" | "move-local" | "move-remote" | "conflict"; path: string; bytes?: number; to?: string }
+  /** A version committed: its revision, the revision it was made from (0 for a new file) and its blocks (hex). */
+  | { kind: "upload"; path: string; bytes: number; revision: string; parentRevision: string; blocks: string[] }
+  /**
+   * Sent before the delete goes out, naming what this device saw: a file's revision, or for a
+   * folder the cursor of its namespace (nothing changed after it is removed).
+   */
+  | { kind: "delete-remote"; path: string; revision?: string; blocks?: string[]; seenCursor?: string }
   | { kind: "pending"; files: number; bytes: number }
   | { kind: "synced"; uploads: number; downloads: number; problems: number }
   /** A file could not be synced this time; the others went on, and it is tried again at nextRetryAt. */
@@ -35,6 +42,9 @@ export interface SyncAgentOptions {
   retry?: RetryPolicy;
   onEvent?: (e: SyncEvent) => void;
 }
+
+/** A name in a local folder, and what it is. */
+type LocalEntry = Pick<Dirent, "name" | "isDirectory" | "isFile">;
 
 interface LocalFile {
   size: number;
@@ -75,9 +85,6 @@ export class SyncAgent {
   private running?: Promise<void>;
   private again = false;
   private debounce?: NodeJS.Timeout;
-  /** Both ends of the moves a pull applied, to compare with the server when the pull ends. */
-  private readonly movedFrom = new Set<string>();
-  private readonly movedTo = new Set<string>();
 
   constructor(private readonly client: SatchelClient, readonly root: string, private readonly opts: SyncAgentOptions = {}) {}
 
@@ -85,7 +92,20 @@ export class SyncAgent {
     this.opts.onEvent?.(e);
   }
 
+  /**
+   * How each local entry is spelled, by the key the server folds names to (case and Unicode form):
+   * a remote path names the local entry of that key whatever its spelling, so the agent never makes
+   * a twin ("Docs" beside "docs", an NFC name beside its NFD form, as macOS writes them) of what
+   * the server holds as one. Rebuilt by every scan; fold key -> local path from the root.
+   */
+  private spellings = new Map<string, string>();
+
+  /** Where a remote path lives in the local folder (the existing entry of its key, however spelled). */
   private local(path: string): string {
+    for (let p = path; p !== "/" && p !== ""; p = parentPath(p)) {
+      const spelled = this.spellings.get(foldKey(p));
+      if (spelled !== undefined) return join(this.root, ...`${spelled}${path.slice(p.length)}`.split("/").filter(Boolean));
+    }
     return join(this.root, ...path.split("/").filter(Boolean));
   }
 
@@ -212,21 +232,61 @@ export class SyncAgent {
   private async scan(): Promise<{ files: Map<string, LocalFile>; folders: Set<string> }> {
     const files = new Map<string, LocalFile>();
     const folders = new Set<string>();
-    const walk = async (dir: string, prefix: string) => {
-      for (const d of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-        const path = `${prefix}/${d.name}`;
+    const spellings = new Map<string, string>();
+    const walk = async (dir: string, prefix: string, spelledPrefix: string) => {
+      for (const d of await this.withoutTwins(dir, prefix, await readdir(dir, { withFileTypes: true }).catch(() => []))) {
+        const name = d.name.normalize("NFC");
+        const path = `${prefix}/${name}`;
+        const spelled = `${spelledPrefix}/${d.name}`;
         if (path === `/${STATE_DIR}` || isIgnored(path)) continue;
+        if (!spellings.has(foldKey(path))) spellings.set(foldKey(path), spelled);
         if (d.isDirectory()) {
           folders.add(path);
-          await walk(join(dir, d.name), path);
+          await walk(join(dir, d.name), path, spelled);
         } else if (d.isFile()) {
           const s = await stat(join(dir, d.name)).catch(() => undefined);
           if (s) files.set(path, { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino });
         }
       }
     };
-    await walk(this.root, "");
+    await walk(this.root, "", "");
+    this.spellings = spellings;
     return { files, folders };
+  }
+
+  /**
+   * Names in one local folder that the server takes as one ("Docs" and "docs", an NFC name and its
+   * NFD form): a user can make them on a case-sensitive disk, and so can a download racing a local
+   * rename. The one this device synced (or else the first in order) keeps its name; each other one is
+   * renamed "<name> (case conflict)" and syncs as an entry of its own, as Dropbox does.
+   */
+  private async withoutTwins(dir: string, prefix: string, entries: Dirent[]): Promise<LocalEntry[]> {
+    const byKey = new Map<string, Dirent[]>();
+    for (const d of entries) byKey.set(foldKey(d.name), [...(byKey.get(foldKey(d.name)) ?? []), d]);
+    if (byKey.size === entries.length) return entries;
+    const known = (d: Dirent) => {
+      const path = `${prefix}/${d.name.normalize("NFC")}`;
+      return this.state.file(path) !== undefined || this.state.folders.has(path);
+    };
+    const out: LocalEntry[] = [];
+    for (const group of byKey.values()) {
+      group.sort((a, b) => Number(known(b)) - Number(known(a)) || (a.name < b.name ? -1 : 1));
+      out.push(group[0]);
+      for (const twin of group.slice(1)) {
+        const dot = twin.isFile() ? twin.name.lastIndexOf(".") : -1;
+        const [stem, ext] = dot > 0 ? [twin.name.slice(0, dot), twin.name.slice(dot)] : [twin.name, ""];
+        for (let n = 1; n < 100; n++) {
+          const name = `${stem} (case conflict${n > 1 ? ` ${n}` : ""})${ext}`;
+          if (byKey.has(foldKey(name)) || (await lstat(join(dir, name)).catch(() => undefined))) continue;
+          await rename(join(dir, twin.name), join(dir, name));
+          this.emit({ kind: "conflict", path: `${prefix}/${twin.name.normalize("NFC")}`, to: `${prefix}/${name.normalize("NFC")}` });
+          byKey.set(foldKey(name), []);
+          out.push({ name, isDirectory: () => twin.isDirectory(), isFile: () => twin.isFile() });
+          break;
+        }
+      }
+    }
+    return out;
   }
 
   private changed(path: string, now: LocalFile | undefined): boolean {
@@ -244,6 +304,7 @@ export class SyncAgent {
 
   /** Sends local changes: new and edited files, deletions, new and removed folders. */
   private async push(files: Map<string, LocalFile>, folders: Set<string>, counts: { uploads: number }): Promise<void> {
+    await this.pushRespellings(folders);
     await this.pushMoves(files, folders);
     const at = Date.now();
     const edits = [...files].filter(([path, f]) => this.changed(path, f) && this.uploadDue(path, f, at));
@@ -259,9 +320,12 @@ export class SyncAgent {
       const synced = this.state.file(path);
       const { file, conflict, progress } = await this.client.uploadAs(this.local(path), path, BigInt(synced?.revision ?? "0"), randomUUID());
       counts.uploads++;
-      this.emit({ kind: "upload", path, bytes: progress.bytesTransferred });
       this.state.setProblem(path, undefined);
       const record = { revision: file.revision.toString(), size: f.size, mtimeMs: f.mtimeMs, ino: f.ino, cursor: file.cursor.toString(), blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]) };
+      this.emit({
+        kind: "upload", path: file.path, bytes: progress.bytesTransferred, revision: record.revision,
+        parentRevision: synced?.revision ?? "0", blocks: record.blocks.map(([hex]) => hex),
+      });
       if (!conflict) {
         this.state.setFile(path, record);
         return;
@@ -276,15 +340,17 @@ export class SyncAgent {
       this.state.setFile(path, undefined);
       files.delete(path);
       files.set(file.path, { size: moved.size, mtimeMs: moved.mtimeMs, ino: moved.ino });
+      // The journal may have offered the winner already (not taken then, over this unsent edit).
+      this.state.followUp("conflicted", path);
     }));
     for (const [path, synced] of this.state.files) {
       if (files.has(path) || !this.uploadDue(path, undefined, at)) continue;
       // Gone locally: delete remotely, unless it changed there meanwhile (then it comes back).
       await this.perFile(path, "upload", {}, async () => {
+        this.emit({ kind: "delete-remote", path, revision: synced.revision, blocks: synced.blocks.map(([hex]) => hex) });
         await this.client.meta.delete({ path, parentRevision: BigInt(synced.revision) }).catch((err) => {
           if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
         });
-        this.emit({ kind: "delete-remote", path });
         this.state.setFile(path, undefined);
         this.state.setProblem(path, undefined);
       });
@@ -302,6 +368,7 @@ export class SyncAgent {
       // on the next pull.
       const seenCursor = this.seenCursorFor(folder, mounts);
       if (seenCursor === 0n) continue;
+      this.emit({ kind: "delete-remote", path: folder, seenCursor: seenCursor.toString() });
       await this.client.meta.delete({ path: folder, seenCursor }).catch((err) => {
         if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
       });
@@ -348,12 +415,29 @@ export class SyncAgent {
     for (const [from, to] of moves) if (!folderMoves.some(([f]) => within(from, f))) await this.moveRemote(from, to);
   }
 
+  /**
+   * A folder renamed only in case (or Unicode form) is the same folder on the server, where a new
+   * folder of that name cannot be made beside it: it goes as a Move, outermost first, and what it
+   * holds follows.
+   */
+  private async pushRespellings(folders: Set<string>): Promise<void> {
+    for (;;) {
+      const gone = [...this.state.folders].filter((f) => !folders.has(f)).sort();
+      const pair = gone.map((old) => [old, [...folders].find((f) => !this.state.folders.has(f) && foldKey(f) === foldKey(old))] as const)
+        .find(([, now]) => now !== undefined);
+      if (!pair) return;
+      const [old, now] = pair;
+      // Refused (gone or moved on the server meanwhile): the next pull says what became of it.
+      if (!(await this.moveRemote(old, now!))) this.state.setFolders([...this.state.folders].filter((f) => f !== old && !f.startsWith(`${old}/`)));
+    }
+  }
+
   /** One Move on the server, and the state's record of everything under the old path re-keyed. */
-  private async moveRemote(from: string, to: string): Promise<void> {
+  private async moveRemote(from: string, to: string): Promise<boolean> {
     try {
       await this.client.meta.move({ fromPath: from, toPath: to });
     } catch (err) {
-      if ([Code.NotFound, Code.AlreadyExists, Code.FailedPrecondition, Code.InvalidArgument].includes(codeOf(err))) return;
+      if ([Code.NotFound, Code.AlreadyExists, Code.FailedPrecondition, Code.InvalidArgument].includes(codeOf(err))) return false;
       throw err;
     }
     this.emit({ kind: "move-remote", path: from, to });
@@ -363,6 +447,7 @@ export class SyncAgent {
       this.state.setFile(`${to}${path.slice(from.length)}`, synced);
     }
     this.state.setFolders([...this.state.folders].map((f) => (under(f) ? `${to}${f.slice(from.length)}` : f)));
+    return true;
   }
 
   /** This device's cursor in the namespace that holds `path` (the deepest mount above it). */
@@ -410,8 +495,19 @@ export class SyncAgent {
         if (!res.hasMore) break;
       }
     }
-    await this.reconcileMoves(counts);
+    const followUps = this.state.followUps;
+    await this.reconcileMoves(followUps, counts);
+    await this.fetchWinners(followUps.conflicted, counts);
+    this.state.doneFollowUps(followUps);
     await this.retryDownloads(counts);
+  }
+
+  /** Paths whose upload became a conflicted copy: the version that won comes down to them. */
+  private async fetchWinners(paths: string[], counts: { downloads: number }): Promise<void> {
+    for (const path of paths) {
+      const winner = await this.client.currentVersion(path);
+      if (winner && !winner.isDeleted && !winner.isFolder) await this.fetchFile(winner, counts);
+    }
   }
 
   /**
@@ -458,13 +554,16 @@ export class SyncAgent {
           }
         }
         const from = this.local(e.fromPath);
+        // A rename in case or Unicode form only: the entry of that key takes the new spelling.
+        const respelled = foldKey(e.fromPath) === foldKey(e.path);
+        const to = respelled ? join(dirname(from), e.path.slice(e.path.lastIndexOf("/") + 1)) : target;
         const there = await lstat(from).catch(() => undefined);
         // Both ends are compared with the server when the pull ends: this device may have moved,
         // renamed or rewritten the same things itself meanwhile (see reconcileMoves).
-        this.movedFrom.add(e.fromPath);
-        this.movedTo.add(e.path);
+        this.state.followUp("movedFrom", e.fromPath);
+        this.state.followUp("movedTo", e.path);
         if (!there) return;
-        if (await lstat(target).catch(() => undefined)) {
+        if (!respelled && await lstat(to).catch(() => undefined)) {
           // Both exist: this device made the move itself and this pull brought changes made at the
           // old path before it (downloaded there just now). They join the moved tree.
           if (there.isDirectory()) {
@@ -472,15 +571,17 @@ export class SyncAgent {
           }
           return;
         }
-        await mkdir(dirname(target), { recursive: true });
-        await rename(from, target);
+        await mkdir(dirname(to), { recursive: true });
+        if (from !== to) await rename(from, to);
+        const fromKey = foldKey(e.fromPath);
+        for (const k of [...this.spellings.keys()]) if (k === fromKey || k.startsWith(`${fromKey}/`)) this.spellings.delete(k);
         this.emit({ kind: "move-local", path: e.fromPath, to: e.path });
         // Whatever was synced under the old path is the same content under the new one, except
         // what this device itself wrote at the old path after the move (it stays there, as on the server).
         for (const [path, synced] of this.state.files) {
           if (path !== e.fromPath && !path.startsWith(`${e.fromPath}/`)) continue;
           const moved = `${e.path}${path.slice(e.fromPath.length)}`;
-          if (synced.cursor !== undefined && BigInt(synced.cursor) > e.cursor) {
+          if (!respelled && synced.cursor !== undefined && BigInt(synced.cursor) > e.cursor) {
             await mkdir(dirname(this.local(path)), { recursive: true });
             await rename(this.local(moved), this.local(path)).catch(() => undefined);
             continue;
@@ -508,7 +609,7 @@ export class SyncAgent {
   private async mergeInto(fromPath: string, toPath: string): Promise<void> {
     const walk = async (rel: string): Promise<void> => {
       for (const d of await readdir(this.local(`${fromPath}${rel}`), { withFileTypes: true }).catch(() => [])) {
-        const child = `${rel}/${d.name}`;
+        const child = `${rel}/${d.name.normalize("NFC")}`;
         if (d.isDirectory()) {
           await mkdir(this.local(`${toPath}${child}`), { recursive: true });
           await walk(child);
@@ -548,9 +649,9 @@ export class SyncAgent {
    * of a moved file) gets what it lacks, and what this device still keeps at the old place that the
    * server no longer has there goes. Things that have moved on or gone since are left alone.
    */
-  private async reconcileMoves(counts: { downloads: number }): Promise<void> {
+  private async reconcileMoves({ movedFrom, movedTo }: FollowUps, counts: { downloads: number }): Promise<void> {
     const ends = new Map<string, boolean>();
-    for (const to of this.movedTo) {
+    for (const to of movedTo) {
       // What the server holds there now decides (the device may not have it at all).
       const now = await this.client.meta.getFileMetadata({ path: to }).then((r) => r.file, (err) => {
         if (codeOf(err) !== Code.NotFound) throw err;
@@ -559,10 +660,8 @@ export class SyncAgent {
       if (now?.isFolder) ends.set(to, true);
       else if (!ends.has(parentPath(to))) ends.set(parentPath(to), false);
     }
-    for (const from of this.movedFrom) if (!ends.has(parentPath(from))) ends.set(parentPath(from), false);
-    for (const from of this.movedFrom) if (!this.movedTo.has(from)) ends.set(from, true);
-    this.movedFrom.clear();
-    this.movedTo.clear();
+    for (const from of movedFrom) if (!ends.has(parentPath(from))) ends.set(parentPath(from), false);
+    for (const from of movedFrom) if (!movedTo.includes(from)) ends.set(from, true);
     for (const [path, recursive] of ends) await this.resync(path, counts, recursive);
   }
 
@@ -713,6 +812,11 @@ export class SyncAgent {
       problems: this.state.problems.sort(([a], [b]) => (a < b ? -1 : 1)).map(([path, p]) => ({ path, ...p })),
     };
   }
+}
+
+/** The key the server folds a path to: two paths of one key are one entry. */
+function foldKey(path: string): string {
+  return path.toLowerCase().normalize("NFC");
 }
 
 /** The remote path of the folder holding `path` ("/" at the top). */

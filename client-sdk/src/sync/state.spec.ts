@@ -10,6 +10,12 @@ const VERSION_1 = '{"version":1,"cursors":{"12":"40","13":"7"},"files":{"/a.txt"
   '"blocks":[["ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",3]]},"/d/e.bin":{"revision":"9","size":0,"mtimeMs":1717171717000,' +
   '"blocks":[]}},"folders":["/d"],"lastSyncAt":1717171718000}';
 
+/** A state file as version 2 agents wrote it (problems, no follow-ups): golden bytes, never regenerated. */
+const VERSION_2 = '{"version":2,"cursors":{"12":"41"},"files":{"/a.txt":{"revision":"6","size":3,"mtimeMs":1717171717171.5,"ino":4242,"cursor":"41",' +
+  '"blocks":[["ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",3]]}},"folders":["/d"],"lastSyncAt":1717171718000,' +
+  '"problems":{"/d/x.bin":{"direction":"download","code":"data_loss","message":"block lost","attempts":2,"firstFailedAt":1717171710000,' +
+  '"lastFailedAt":1717171715000,"nextRetryAt":1717171725000,"revision":"3"}}}';
+
 let dir: string | undefined;
 afterEach(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -35,6 +41,37 @@ describe("sync state file", () => {
     expect(written.version).toBe(STATE_VERSION);
     expect(written.problems).toEqual({});
     expect(written.cursors).toEqual({ "12": "40", "13": "7" });
+  });
+
+  it("a version 2 state file still loads, with its problems and no follow-ups, and is written back as the current version", async () => {
+    const path = await stateFile();
+    await writeFile(path, VERSION_2);
+    const state = await SyncState.open(path);
+    expect(state.cursor(12n)).toBe(41n);
+    expect(state.file("/a.txt")?.ino).toBe(4242);
+    expect(state.problem("/d/x.bin")?.code).toBe("data_loss");
+    expect(state.followUps).toEqual({ movedFrom: [], movedTo: [], conflicted: [] });
+    await state.save();
+    const written = JSON.parse(await readFile(path, "utf8"));
+    expect(written.version).toBe(STATE_VERSION);
+    expect(written.followUps).toEqual({ movedFrom: [], movedTo: [], conflicted: [] });
+  });
+
+  it("follow-ups are kept with the cursors until done, and only the done ones go", async () => {
+    const path = await stateFile();
+    const state = await SyncState.open(path);
+    state.setCursor(1n, 9n);
+    state.followUp("movedFrom", "/X");
+    state.followUp("movedTo", "/Y");
+    state.followUp("movedTo", "/Y");
+    await state.save();
+    // An agent killed here finds them again.
+    const reopened = await SyncState.open(path);
+    const pending = reopened.followUps;
+    expect(pending).toEqual({ movedFrom: ["/X"], movedTo: ["/Y"], conflicted: [] });
+    reopened.followUp("conflicted", "/a.txt");
+    reopened.doneFollowUps(pending);
+    expect(reopened.followUps).toEqual({ movedFrom: [], movedTo: [], conflicted: ["/a.txt"] });
   });
 
   it("problems survive a save and a reopen, next to everything else", async () => {

@@ -18,9 +18,22 @@ export interface SyncedFile {
 /**
  * The format written now. Version 2 added problems: its cursors may have moved past downloads that
  * failed and are remembered only as problems, which an agent that ignored them would never fetch,
- * hence the new version rather than an optional field. Version 1 still loads (it had none).
+ * hence the new version rather than an optional field. Version 3 added follow-ups, for the same
+ * reason: the cursors may have moved past moves whose ends are still to be compared with the
+ * server. Versions 1 and 2 still load (they had none).
  */
-export const STATE_VERSION = 2;
+export const STATE_VERSION = 3;
+
+/**
+ * Paths the end of the next pull compares with the server: both ends of the moves a pull applied,
+ * and paths whose upload became a conflicted copy (the winner comes down there). Kept with the
+ * cursors, so an agent killed between applying the journal and the comparison still makes it.
+ */
+export interface FollowUps {
+  movedFrom: string[];
+  movedTo: string[];
+  conflicted: string[];
+}
 
 interface StateData {
   version: typeof STATE_VERSION;
@@ -32,15 +45,21 @@ interface StateData {
   lastSyncAt: number;
   /** Remote path -> why it could not be synced, and when it is tried again. */
   problems: Record<string, SyncProblem>;
+  followUps: FollowUps;
 }
 
+/** Version 2: the same without follow-ups. */
+type StateDataV2 = Omit<StateData, "version" | "followUps"> & { version: 2 };
 /** Version 1: the same without problems. */
-type StateDataV1 = Omit<StateData, "version" | "problems"> & { version: 1 };
+type StateDataV1 = Omit<StateDataV2, "version" | "problems"> & { version: 1 };
+
+const noFollowUps = (): FollowUps => ({ movedFrom: [], movedTo: [], conflicted: [] });
 
 /** Reads any known version into the current shape. */
-function upgrade(data: StateData | StateDataV1 | { version: unknown }): StateData {
+function upgrade(data: StateData | StateDataV2 | StateDataV1 | { version: unknown }): StateData {
   if (data.version === STATE_VERSION) return data as StateData;
-  if (data.version === 1) return { ...(data as StateDataV1), version: STATE_VERSION, problems: {} };
+  if (data.version === 2) return { ...(data as StateDataV2), version: STATE_VERSION, followUps: noFollowUps() };
+  if (data.version === 1) return { ...(data as StateDataV1), version: STATE_VERSION, problems: {}, followUps: noFollowUps() };
   throw new Error(`unknown sync state version ${String(data.version)}`);
 }
 
@@ -56,7 +75,7 @@ export class SyncState {
       return new SyncState(path, upgrade(JSON.parse(await readFile(path, "utf8")) as { version: unknown }));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      return new SyncState(path, { version: STATE_VERSION, cursors: {}, files: {}, folders: [], lastSyncAt: 0, problems: {} });
+      return new SyncState(path, { version: STATE_VERSION, cursors: {}, files: {}, folders: [], lastSyncAt: 0, problems: {}, followUps: noFollowUps() });
     }
   }
 
@@ -101,6 +120,23 @@ export class SyncState {
   /** Files that could not be synced, by remote path. */
   get problems(): [string, SyncProblem][] {
     return Object.entries(this.data.problems);
+  }
+
+  /** Adds a path to compare with the server when the next pull ends (see FollowUps). */
+  followUp(kind: keyof FollowUps, path: string): void {
+    if (!this.data.followUps[kind].includes(path)) this.data.followUps[kind].push(path);
+  }
+
+  get followUps(): FollowUps {
+    const f = this.data.followUps;
+    return { movedFrom: [...f.movedFrom], movedTo: [...f.movedTo], conflicted: [...f.conflicted] };
+  }
+
+  /** Forgets the follow-ups that were done (any added meanwhile stay). */
+  doneFollowUps(done: FollowUps): void {
+    for (const kind of ["movedFrom", "movedTo", "conflicted"] as const) {
+      this.data.followUps[kind] = this.data.followUps[kind].filter((p) => !done[kind].includes(p));
+    }
   }
 
   get lastSyncAt(): number {

@@ -143,6 +143,22 @@ export class NamespaceTxn {
     return rows[0];
   }
 
+  /**
+   * The path with every folder above it that exists spelled as the tree spells it: a path that
+   * differs only in case names the same folders ("/Docs/a.txt" lands in "/docs"), so every path
+   * below a folder starts with that folder's own spelling. The last name is the caller's.
+   */
+  async spelled(path: string): Promise<string> {
+    const names = path.split("/").filter(Boolean);
+    let out = "";
+    for (const [i, name] of names.entries()) {
+      const here = `${out}/${name}`;
+      const row = i < names.length - 1 ? await this.row(here) : undefined;
+      out = row && !row.deleted && row.is_folder ? row.path : here;
+    }
+    return out || "/";
+  }
+
   /** Creates (or brings back from the trash) every missing ancestor folder of a path, as on Dropbox. */
   async ensureFolders(path: string): Promise<void> {
     for (const folder of ancestorsOf(path)) await this.ensureFolder(folder);
@@ -159,8 +175,8 @@ export class NamespaceTxn {
     if (existing) {
       // A trashed file or folder there: the new folder replaces it (its versions stay restorable).
       this.write(
-        "UPDATE files SET is_folder = TRUE, deleted = FALSE, deleted_cursor = NULL, revision = ?, size = 0, block_list = '', cursor_position = ? WHERE namespace_id = ? AND path_key = ?",
-        [cursor, cursor, this.ns, pathKey(folder)],
+        "UPDATE files SET path = ?, is_folder = TRUE, deleted = FALSE, deleted_cursor = NULL, revision = ?, size = 0, block_list = '', cursor_position = ? WHERE namespace_id = ? AND path_key = ?",
+        [folder, cursor, cursor, this.ns, pathKey(folder)],
       );
     } else {
       this.write(
@@ -258,7 +274,7 @@ export class FileStore {
       const currentRevision = current ? BigInt(current.revision) : 0n;
       // A trashed file may be re-created from scratch (parent 0) or from its last version.
       const accepted = live ? currentRevision === input.parentRevision : input.parentRevision === 0n || input.parentRevision === currentRevision;
-      let path: string = live ? current.path : input.path;
+      let path: string = live ? current.path : await t.spelled(input.path);
       let replaced = accepted ? current : undefined;
       if (!accepted) {
         // The parent is stale: keep this upload beside the winner instead of overwriting it.
@@ -282,7 +298,7 @@ export class FileStore {
       t.write(
         `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position, modified_at)
          VALUES (?, ?, ?, ?, FALSE, ?, ?, ?, ?, ?)
-         ON DUPLICATE KEY UPDATE is_folder = FALSE, deleted = FALSE, deleted_cursor = NULL, revision = VALUES(revision), size = VALUES(size),
+         ON DUPLICATE KEY UPDATE path = VALUES(path), is_folder = FALSE, deleted = FALSE, deleted_cursor = NULL, revision = VALUES(revision), size = VALUES(size),
            block_list = VALUES(block_list), cursor_position = VALUES(cursor_position), modified_at = VALUES(modified_at)`,
         [ns, pkey, keyHash(pathKey(parentOf(path))), path, revision, input.size, blockList, revision, now],
       );
@@ -334,9 +350,10 @@ export class FileStore {
     return this.mutate(ns, async (t) => {
       const existing = await t.row(path);
       if (existing && !existing.deleted) throw alreadyExists(`"${existing.path}" already exists as a ${existing.is_folder ? "folder" : "file"}`);
-      await t.ensureFolders(path);
-      await t.ensureFolder(path);
-      return toRecord(ns, (await t.row(path))!);
+      const spelled = await t.spelled(path);
+      await t.ensureFolders(spelled);
+      await t.ensureFolder(spelled);
+      return toRecord(ns, (await t.row(spelled))!);
     });
   }
 
@@ -480,6 +497,8 @@ export class FileStore {
     return this.mutate(ns, async (t) => {
       const row = await t.row(from);
       if (!row || row.deleted) throw notFound(`"${from}" does not exist`);
+      // Into the target's folders as they are spelled (a case-only rename of the entry itself stays).
+      to = await t.spelled(to);
       const [fromLo, fromHi] = descendantRange(fromKey);
       if (fromKey !== toKey) {
         const target = await t.row(to);
