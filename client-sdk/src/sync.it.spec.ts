@@ -493,59 +493,6 @@ describe("sync agent against the real cluster", () => {
     expect(calls, "PutBlock calls across both runs").toBeLessThanOrEqual(Math.ceil(file!.blocks.length * 1.1));
   }, 180_000);
 
-  it("randomized edits on three devices, some offline, converge to one tree that matches the server and loses no synced version", async () => {
-    const seed = Number(process.env.SATCHEL_SOAK_SEED ?? 20_240_611);
-    const rounds = Number(process.env.SATCHEL_SOAK_ROUNDS ?? 15);
-    const account = await createAccount(endpoints, "soak");
-    const devs = [await device(account, "a"), await device(account, "b"), await device(account, "c")];
-    const rng = prng(seed);
-    const work = devs.map((d) => new Workload(prng(seed * 31 + d.name.charCodeAt(0)), d.dir, d.name));
-    const log: string[] = [];
-    for (let round = 1; round <= rounds; round++) {
-      for (const [i, d] of devs.entries()) {
-        for (let n = 1 + rng.int(3); n > 0; n--) {
-          log.push(`r${round} ${d.name}: ${await work[i].step()}`);
-          await sleep(rng.int(30));
-        }
-        if (rng.int(5) === 0) {
-          log.push(`r${round} ${d.name}: offline`);
-          continue;
-        }
-        work[i].syncing();
-        await d.agent.syncNow();
-      }
-    }
-    for (const w of work) w.syncing();
-    const quietAfter = await syncUntilQuiet(devs, 8);
-    const conflicts = devs.reduce((n, d) => n + d.events.filter((e) => e.kind === "conflict").length, 0);
-    const versions = work.reduce((n, w) => n + w.mustSurvive.size, 0);
-    console.log(`soak: seed ${seed}, ${rounds} rounds, ${log.length} steps, ${versions} synced versions, ${conflicts} conflicts, quiet after ${quietAfter} final round(s)`);
-    try {
-      expect(quietAfter, "final rounds until nothing changes").toBeLessThanOrEqual(8);
-      const tree = await expectSameTrees(devs);
-      expect(await serverTree(devs[0].client), "the server's tree").toEqual(tree);
-
-      const kept = new Set<string>(Object.values(tree));
-      const everything: FileMetadata[] = [];
-      let pageToken = "";
-      do {
-        const page = await devs[0].client.meta.listFolder({ path: "/", recursive: true, includeDeleted: true, pageToken });
-        everything.push(...page.entries);
-        pageToken = page.hasMore ? page.nextPageToken : "";
-      } while (pageToken);
-      for (const e of everything.filter((x) => !x.isFolder)) {
-        kept.add(remoteKey(e));
-        const { revisions } = await devs[0].client.meta.listRevisions({ path: e.path });
-        for (const r of revisions) kept.add(remoteKey(r));
-      }
-      const lost = work.flatMap((w) => [...w.mustSurvive].filter((k) => !kept.has(k)));
-      expect(lost, "synced versions found nowhere (not current, not in any history, not in the trash)").toEqual([]);
-    } catch (err) {
-      console.log(`soak log (seed ${seed}):\n${log.join("\n")}`);
-      throw err;
-    }
-  }, 180_000);
-
   it("editor swap files, .DS_Store and partial downloads are never uploaded", async () => {
     const account = await createAccount(endpoints, "ignore");
     const [a, b] = [await device(account, "a"), await device(account, "b")];

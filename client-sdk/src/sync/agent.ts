@@ -109,6 +109,29 @@ export class SyncAgent {
     return join(this.root, ...path.split("/").filter(Boolean));
   }
 
+  /**
+   * The local folder for a remote one, made where missing. Each level uses the folder there of the
+   * same key whatever its spelling (the scan's record may be stale: the user may have renamed it
+   * since), so a download never makes a twin of a folder the user just renamed in case.
+   */
+  private async localDir(remote: string): Promise<string> {
+    const direct = this.local(remote);
+    if ((await stat(direct).catch(() => undefined))?.isDirectory()) return direct;
+    let actual = this.root;
+    let spelled = "";
+    let path = "";
+    for (const name of remote.split("/").filter(Boolean)) {
+      path += `/${name}`;
+      const here = (await readdir(actual, { withFileTypes: true }).catch(() => [])).find((d) => foldKey(d.name) === foldKey(name));
+      const local = here?.name ?? name;
+      if (!here) await mkdir(join(actual, local)).catch((err: NodeJS.ErrnoException) => { if (err.code !== "EEXIST") throw err; });
+      actual = join(actual, local);
+      spelled += `/${local}`;
+      this.spellings.set(foldKey(path), spelled);
+    }
+    return actual;
+  }
+
   /** Loads the state and runs one full pass (what `satchel sync --once` does). */
   async open(): Promise<void> {
     await mkdir(join(this.root, STATE_DIR), { recursive: true });
@@ -333,7 +356,7 @@ export class SyncAgent {
       // Someone else changed the file first: ours is now the conflicted copy on the server. Keep
       // it locally under that name too; the winner comes down to the original name in pull().
       this.emit({ kind: "conflict", path, to: file.path });
-      await mkdir(dirname(this.local(file.path)), { recursive: true });
+      await this.localDir(parentPath(file.path));
       await rename(this.local(path), this.local(file.path));
       const moved = await stat(this.local(file.path));
       this.state.setFile(file.path, { ...record, mtimeMs: moved.mtimeMs, ino: moved.ino });
@@ -539,7 +562,7 @@ export class SyncAgent {
         return;
       case Operation.MKDIR:
       case Operation.MOUNT:
-        await mkdir(target, { recursive: true });
+        await this.localDir(e.path);
         this.state.setFolders([...this.state.folders, e.path]);
         return;
       case Operation.DELETE:
@@ -571,7 +594,7 @@ export class SyncAgent {
           }
           return;
         }
-        await mkdir(dirname(to), { recursive: true });
+        if (!respelled) await this.localDir(parentPath(e.path));
         if (from !== to) await rename(from, to);
         const fromKey = foldKey(e.fromPath);
         for (const k of [...this.spellings.keys()]) if (k === fromKey || k.startsWith(`${fromKey}/`)) this.spellings.delete(k);
@@ -582,7 +605,7 @@ export class SyncAgent {
           if (path !== e.fromPath && !path.startsWith(`${e.fromPath}/`)) continue;
           const moved = `${e.path}${path.slice(e.fromPath.length)}`;
           if (!respelled && synced.cursor !== undefined && BigInt(synced.cursor) > e.cursor) {
-            await mkdir(dirname(this.local(path)), { recursive: true });
+            await this.localDir(parentPath(path));
             await rename(this.local(moved), this.local(path)).catch(() => undefined);
             continue;
           }
@@ -611,7 +634,7 @@ export class SyncAgent {
       for (const d of await readdir(this.local(`${fromPath}${rel}`), { withFileTypes: true }).catch(() => [])) {
         const child = `${rel}/${d.name.normalize("NFC")}`;
         if (d.isDirectory()) {
-          await mkdir(this.local(`${toPath}${child}`), { recursive: true });
+          await this.localDir(`${toPath}${child}`);
           await walk(child);
           continue;
         }
@@ -688,9 +711,11 @@ export class SyncAgent {
         return;
       }
     }
-    await mkdir(dirname(target), { recursive: true });
-    const progress = await this.client.downloadVersion(file, target, { localBlock: (ref) => this.localBlock(ref) });
-    const written = await stat(target);
+    await this.localDir(parentPath(path));
+    // Where the folder is now (localDir may have found it under another spelling).
+    const into = this.local(path);
+    const progress = await this.client.downloadVersion(file, into, { localBlock: (ref) => this.localBlock(ref) });
+    const written = await stat(into);
     const fresh: SyncedFile = {
       revision: file.revision.toString(), size: written.size, mtimeMs: written.mtimeMs, ino: written.ino, cursor: file.cursor.toString(),
       blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]),
@@ -783,13 +808,28 @@ export class SyncAgent {
       // Gone from the server (or never a folder): nothing is there, so nothing synced stays there.
       if (![Code.NotFound, Code.InvalidArgument, Code.FailedPrecondition].includes(codeOf(err))) throw err;
     }
-    for (const e of remote.values()) {
-      if (e.isFolder) await mkdir(this.local(e.path), { recursive: true });
-      else await this.fetchFile(e, counts);
-    }
     const inside = (p: string) =>
       recursive ? mountPath === "/" || p.startsWith(`${mountPath}/`) : parentPath(p) === mountPath;
-    for (const [path] of this.state.files) if (inside(path) && !remote.has(path)) await this.removeLocal(path);
+    // The server's spelling of a name this device records in another case or Unicode form is the
+    // same entry: the record takes the server's spelling (the local name keeps its own).
+    const spelled = new Map([...remote.keys()].map((p) => [foldKey(p), p]));
+    for (const [path, synced] of this.state.files) {
+      const server = spelled.get(foldKey(path));
+      if (server !== undefined && server !== path && inside(path)) {
+        this.state.setFile(path, undefined);
+        this.state.setFile(server, synced);
+      }
+    }
+    this.state.setFolders([...this.state.folders].map((f) => (inside(f) ? spelled.get(foldKey(f)) ?? f : f)));
+    for (const e of remote.values()) {
+      if (e.isFolder) await this.localDir(e.path);
+      else await this.fetchFile(e, counts);
+    }
+    for (const [path] of this.state.files) if (inside(path) && !spelled.has(foldKey(path))) await this.removeLocal(path);
+    // Folders too: one the server no longer has there goes, unless it holds something not sent yet
+    // (then the next push sends it); one it has is recorded as synced.
+    for (const folder of [...this.state.folders].filter((f) => inside(f) && !spelled.has(foldKey(f))).sort().reverse()) await this.removeLocal(folder);
+    this.state.setFolders([...this.state.folders, ...[...remote.values()].filter((e) => e.isFolder).map((e) => e.path)]);
     for (const [path, problem] of this.state.problems) {
       if (problem.direction === "download" && inside(path) && !remote.has(path)) this.state.setProblem(path, undefined);
     }

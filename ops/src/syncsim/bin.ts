@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     log: process.env.SATCHEL_SIM_VERBOSE ? console.log : undefined,
   });
   const failing: number[] = [];
-  const totals = { steps: 0, changes: 0, kills: 0, offline: 0, versions: 0, conflicts: 0, unverified: 0, settle: [] as number[] };
+  const totals = { steps: 0, changes: 0, kills: 0, midPass: 0, offline: 0, versions: 0, conflicts: 0, unverified: 0, settle: [] as number[] };
   const started = Date.now();
   try {
     for (let seed = first; seed < first + count; seed++) {
@@ -37,12 +37,13 @@ async function main(): Promise<void> {
       totals.steps += r.log.length;
       totals.changes += r.userChanges;
       totals.kills += r.kills;
+      totals.midPass += r.killsMidPass;
       totals.offline += r.offlinePeriods;
       totals.versions += r.versionsSynced;
       totals.conflicts += r.conflicts;
       totals.unverified += r.unverifiedEdits;
       totals.settle.push(r.convergeSeconds);
-      console.log(`seed ${seed}: ${r.violations.length ? "FAIL" : "ok"} — ${r.userChanges} changes, ${r.kills} kills, ${r.offlinePeriods} offline, ` +
+      console.log(`seed ${seed}: ${r.violations.length ? "FAIL" : "ok"} — ${r.userChanges} changes, ${r.kills} kills (${r.killsMidPass} mid-pass), ${r.offlinePeriods} offline, ` +
         `${r.versionsSynced} versions synced, ${r.conflicts} conflicted copies, settled in ${r.convergeSeconds.toFixed(1)} s`);
       if (r.violations.length) {
         failing.push(seed);
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
     await cluster.stop();
   }
   const sorted = [...totals.settle].sort((a, b) => a - b);
-  console.log(`${count} seeds in ${((Date.now() - started) / 1000).toFixed(0)} s: ${totals.changes} user changes, ${totals.kills} SIGKILLs, ` +
+  console.log(`${count} seeds in ${((Date.now() - started) / 1000).toFixed(0)} s: ${totals.changes} user changes, ${totals.kills} SIGKILLs (${totals.midPass} mid-pass), ` +
     `${totals.offline} offline periods, ${totals.versions} versions synced, ${totals.conflicts} conflicted copies, ${totals.unverified} edits unverifiable (agent killed before logging); ` +
     `settled in p50 ${sorted[Math.floor(sorted.length / 2)]?.toFixed(1)} s, max ${sorted[sorted.length - 1]?.toFixed(1)} s`);
   console.log(failing.length ? `failing seeds: ${failing.join(" ")}` : "failing seeds: none");

@@ -19,6 +19,8 @@ export interface SimReport {
   violations: string[];
   userChanges: number;
   kills: number;
+  /** Kills that landed in the middle of a pass (an upload, a download or the journal being applied). */
+  killsMidPass: number;
   offlinePeriods: number;
   versionsSynced: number;
   conflicts: number;
@@ -139,7 +141,7 @@ export class SyncSimulation {
   async run(seed: number): Promise<SimReport> {
     const schedule = makeSimSchedule(seed, { devices: this.opts.devices, steps: this.opts.steps });
     const report: SimReport = {
-      seed, log: [], violations: [], userChanges: 0, kills: 0, offlinePeriods: 0, versionsSynced: 0, conflicts: 0, unverifiedEdits: 0, convergeSeconds: 0,
+      seed, log: [], violations: [], userChanges: 0, kills: 0, killsMidPass: 0, offlinePeriods: 0, versionsSynced: 0, conflicts: 0, unverifiedEdits: 0, convergeSeconds: 0,
     };
     const base = join(this.opts.workDir, `seed-${seed}-${randomBytes(3).toString("hex")}`);
     await mkdir(base, { recursive: true });
@@ -226,6 +228,10 @@ export class SyncSimulation {
         say(describeSimStep(step));
         faults.push((async () => {
           await sleep(step.afterMs);
+          if (!d.running) return;
+          // Its last word says whether a pass was under way: anything after the last "synced".
+          const last = d.events().at(-1);
+          if (last && last.kind !== "synced") report.killsMidPass++;
           await d.stop("SIGKILL");
           await sleep(step.downMs);
           if (!offlineUntil.has(d)) d.start();
