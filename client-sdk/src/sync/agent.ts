@@ -292,7 +292,8 @@ export class SyncAgent {
       return this.state.file(path) !== undefined || this.state.folders.has(path);
     };
     const out: LocalEntry[] = [];
-    for (const group of byKey.values()) {
+    const taken = new Set(byKey.keys());
+    for (const group of [...byKey.values()]) {
       group.sort((a, b) => Number(known(b)) - Number(known(a)) || (a.name < b.name ? -1 : 1));
       out.push(group[0]);
       for (const twin of group.slice(1)) {
@@ -300,10 +301,10 @@ export class SyncAgent {
         const [stem, ext] = dot > 0 ? [twin.name.slice(0, dot), twin.name.slice(dot)] : [twin.name, ""];
         for (let n = 1; n < 100; n++) {
           const name = `${stem} (case conflict${n > 1 ? ` ${n}` : ""})${ext}`;
-          if (byKey.has(foldKey(name)) || (await lstat(join(dir, name)).catch(() => undefined))) continue;
+          if (taken.has(foldKey(name)) || (await lstat(join(dir, name)).catch(() => undefined))) continue;
           await rename(join(dir, twin.name), join(dir, name));
           this.emit({ kind: "conflict", path: `${prefix}/${twin.name.normalize("NFC")}`, to: `${prefix}/${name.normalize("NFC")}` });
-          byKey.set(foldKey(name), []);
+          taken.add(foldKey(name));
           out.push({ name, isDirectory: () => twin.isDirectory(), isFile: () => twin.isFile() });
           break;
         }
