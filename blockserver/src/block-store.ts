@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { ErasureCodec, NotEnoughShardsError } from "./codec/erasure.js";
 import type { BlockserverConfig } from "./config.js";
-import { Code, ConnectError, dataLoss, invalidArgument } from "./errors.js";
+import { aborted, dataLoss, invalidArgument, notFound, unavailable, type ConnectError } from "./errors.js";
 import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "./index/block-index.js";
 import type { BlockserverMetrics } from "./metrics.js";
 import type { NodeSet } from "./nodes/node-set.js";
@@ -92,7 +92,7 @@ export class BlockStore {
     }
     if (existing?.state === "deleting") {
       // Its shards are being removed right now; writing them again would race that removal.
-      throw new ConnectError(`block ${hash.toString("hex")} is being garbage-collected; send it again in a moment`, Code.Aborted);
+      throw aborted(`block ${hash.toString("hex")} is being garbage-collected; send it again in a moment`);
     }
     const k = this.codec.dataShards;
     const m = this.codec.parityShards;
@@ -130,10 +130,9 @@ export class BlockStore {
       // The block stays in 'writing': never served, and a retry takes it over. Shards that did land
       // are removed now where possible (the orphan sweep catches the rest).
       await Promise.all(outcome.stored.map((i) => this.nodes.get(targets[i])!.delete(shardKey(hash, i)).catch(() => undefined)));
-      throw new ConnectError(
+      throw unavailable(
         `block ${hash.toString("hex")} not stored: ${describeFailures(outcome, width)}; ` +
           `${outcome.stored.length} stored, the write quorum is ${this.config.writeQuorum}; retry when the storage nodes are back`,
-        Code.Unavailable,
       );
     }
     await this.index.commitWrite(hash, placements);
@@ -155,7 +154,7 @@ export class BlockStore {
   private async read(hash: Buffer): Promise<Buffer> {
     const record = await this.index.get(hash);
     if (!record || record.state !== "live") {
-      throw new ConnectError(`block ${hash.toString("hex")} is not stored`, Code.NotFound);
+      throw notFound(`block ${hash.toString("hex")} is not stored`);
     }
     const k = record.dataShards;
     // Fast path: k shards the index records as stored, data shards first (no decoding when they are
@@ -300,9 +299,8 @@ export function unreadable(hash: Buffer, k: number, verdict: Exclude<BlockVerdic
     return dataLoss(hex, `only ${verdict.good} of the ${k} shards needed exist; ${verdict.gone} are proven gone (${findings}). ` +
       "Run `satchel admin verify` to list the files that use it");
   }
-  return new ConnectError(
+  return unavailable(
     `block ${hex} is unavailable: ${verdict.good} of the ${k} shards needed are readable and the nodes holding the others ` +
       `did not answer (${verdict.unreachableNodes.join(", ") || "none"}; ${findings}); its bytes are not known to be lost, retry when they are back`,
-    Code.Unavailable,
   );
 }

@@ -1,25 +1,11 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { dataLoss as dataLossStatus, statusMapping } from "@satchel/proto";
 
-export { Code, ConnectError };
+/** The shared vocabulary (proto/src/runtime/errors.ts), with the blockserver's backends named. */
+export { aborted, Code, ConnectError, invalidArgument, notFound, unavailable } from "@satchel/proto";
+
+export const { toStatus, guarded } = statusMapping({ unreachable: "a storage backend", contended: "the block index" });
 
 /** Raised when a block cannot be rebuilt from the shards that remain: never return wrong bytes. */
-export function dataLoss(hashHex: string, detail: string): ConnectError {
-  return new ConnectError(`block ${hashHex} cannot be read: ${detail}`, Code.DataLoss);
-}
-
-export function invalidArgument(message: string): ConnectError {
-  return new ConnectError(message, Code.InvalidArgument);
-}
-
-/** Maps an unexpected library error (MySQL, S3) to a status, keeping ConnectErrors as they are. */
-export function toConnectError(err: unknown, what: string): ConnectError {
-  if (err instanceof ConnectError) return err;
-  const e = err as { code?: string; message?: string };
-  if (e.code === "ECONNREFUSED" || e.code === "ETIMEDOUT" || e.code === "PROTOCOL_CONNECTION_LOST") {
-    return new ConnectError(`${what}: a backend is unreachable (${e.code}); retry later`, Code.Unavailable);
-  }
-  if (e.code === "ER_LOCK_DEADLOCK" || e.code === "ER_LOCK_WAIT_TIMEOUT") {
-    return new ConnectError(`${what}: contention on the block index; retry`, Code.Aborted);
-  }
-  return new ConnectError(`${what}: ${e.message ?? String(err)}`, Code.Internal);
+export function dataLoss(hashHex: string, detail: string) {
+  return dataLossStatus(`block ${hashHex} cannot be read: ${detail}`);
 }

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { resourceExhausted } from "./errors.js";
 
 /** Open streams and long polls, per user and in all; a caller over either limit is refused. */
 export class ConnectionLimits {
@@ -17,11 +17,11 @@ export class ConnectionLimits {
    */
   acquire(userId: string, perUser = true): () => void {
     if (this.total >= this.maxTotal) {
-      throw new ConnectError(`this notification server holds its limit of ${this.maxTotal} connections: retry with back-off, or on another server`, Code.ResourceExhausted);
+      throw resourceExhausted(`this notification server holds its limit of ${this.maxTotal} connections: retry with back-off, or on another server`);
     }
     const mine = this.perUser.get(userId) ?? 0;
     if (perUser && mine >= this.maxPerUser) {
-      throw new ConnectError(`you already hold ${mine} notification connections here (limit ${this.maxPerUser}): close one, or watch several namespaces on one stream`, Code.ResourceExhausted);
+      throw resourceExhausted(`you already hold ${mine} notification connections here (limit ${this.maxPerUser}): close one, or watch several namespaces on one stream`);
     }
     this.perUser.set(userId, mine + 1);
     this.total++;

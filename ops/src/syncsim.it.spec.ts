@@ -14,7 +14,7 @@ import { ISSUE_SCENARIO_SEED } from "./syncsim/schedule.js";
  * More seeds: SATCHEL_SIM_SEEDS=1000 node ops/dist/syncsim/bin.js (prints the failing ones).
  */
 const { endpoints } = inject("cluster");
-const seeds = Number(process.env.SATCHEL_SIM_CI_SEEDS ?? 30);
+const seeds = Number(process.env.SATCHEL_SIM_SEEDS ?? 30);
 const sim = new SyncSimulation(endpoints, {
   devices: 3, steps: 24, workDir: join(tmpdir(), "satchel-sim-ci"), convergeTimeoutMs: 60_000,
   log: process.env.SATCHEL_SIM_VERBOSE ? console.log : undefined,

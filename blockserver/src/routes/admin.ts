@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { BlockAdminService, NodeState, ScrubStatusSchema, type ScrubStatus } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { BlockserverContext } from "../context.js";
-import { Code, ConnectError, toConnectError } from "../errors.js";
+import { guarded, invalidArgument, notFound } from "../errors.js";
 import type { ScrubPassStatus } from "../scrub/scrubber.js";
 import { checkHash } from "../block-store.js";
 import { sweepOrphans } from "../gc/orphans.js";
@@ -14,100 +14,77 @@ export function adminRoutes(ctx: BlockserverContext) {
       getScrubStatus() {
         return { status: toProto(ctx.scrubber.status) };
       },
-      async runScrub(req) {
+      runScrub: guarded("RunScrub", async (req) => {
         const pass = ctx.scrubber.runPass(req.unthrottled);
-        if (req.wait) await pass;
-        return { status: toProto(ctx.scrubber.status) };
-      },
-      async runGarbageCollection(req) {
-        try {
-          const result = await ctx.collector.run(req.graceSeconds ?? ctx.config.gc.graceSeconds);
-          const orphans = req.sweepOrphans
-            ? await sweepOrphans(ctx.nodes, ctx.index, ctx.repairer, ctx.metrics, ctx.logger, req.orphanMinAgeSeconds ?? ctx.config.gc.orphanMinAgeSeconds)
-            : { removed: 0 };
-          return {
-            candidates: BigInt(result.candidates), blocksDeleted: BigInt(result.blocksDeleted),
-            bytesReclaimed: BigInt(result.bytesReclaimed), orphansRemoved: BigInt(orphans.removed),
-          };
-        } catch (err) {
-          throw toConnectError(err, "RunGarbageCollection");
-        }
-      },
-      async getReferenceCounts(req) {
+        return { status: toProto(req.wait ? await pass : ctx.scrubber.status) };
+      }),
+      runGarbageCollection: guarded("RunGarbageCollection", async (req) => {
+        const result = await ctx.collector.run(req.graceSeconds ?? ctx.config.gc.graceSeconds);
+        const orphans = req.sweepOrphans
+          ? await sweepOrphans(ctx.nodes, ctx.index, ctx.repairer, ctx.metrics, ctx.logger, req.orphanMinAgeSeconds ?? ctx.config.gc.orphanMinAgeSeconds)
+          : { removed: 0 };
+        return {
+          candidates: BigInt(result.candidates), blocksDeleted: BigInt(result.blocksDeleted),
+          bytesReclaimed: BigInt(result.bytesReclaimed), orphansRemoved: BigInt(orphans.removed),
+        };
+      }),
+      getReferenceCounts: guarded("GetReferenceCounts", async (req) => {
         const hashes = req.hashes.map((h) => Buffer.from(h));
         hashes.forEach(checkHash);
-        const counts = await ctx.index.referenceCounts(hashes).catch((err) => {
-          throw toConnectError(err, "GetReferenceCounts");
-        });
+        const counts = await ctx.index.referenceCounts(hashes);
         return {
           counts: hashes.map((h) => {
             const c = counts.get(h.toString("hex"));
             return { hash: h, found: Boolean(c), refCount: BigInt(c?.refCount ?? 0), state: c?.state ?? "" };
           }),
         };
-      },
-      async listReferenceCounts(req) {
+      }),
+      listReferenceCounts: guarded("ListReferenceCounts", async (req) => {
         // The token is "<index shard>:<last hash hex>".
         let shard = 0;
         let after = Buffer.alloc(32);
         if (req.pageToken) {
           const m = /^(\d+):([0-9a-f]{64})$/.exec(req.pageToken);
-          if (!m) throw new ConnectError("page_token is malformed: pass next_page_token unchanged", Code.InvalidArgument);
+          if (!m) throw invalidArgument("page_token is malformed: pass next_page_token unchanged");
           shard = Number(m[1]);
           after = Buffer.from(m[2], "hex");
         }
         const limit = Math.min(req.pageSize || 1000, 5000);
-        try {
-          for (; shard < ctx.index.shardCount; shard++, after = Buffer.alloc(32)) {
-            const rows = await ctx.index.listReferenceCounts(shard, after, limit);
-            if (rows.length === 0) continue;
-            const last = rows[rows.length - 1];
-            const more = rows.length === limit || shard + 1 < ctx.index.shardCount;
-            return {
-              counts: rows.map((r) => ({ hash: r.hash, found: true, refCount: BigInt(r.refCount), state: r.state })),
-              nextPageToken: more ? (rows.length === limit ? `${shard}:${last.hash.toString("hex")}` : `${shard + 1}:${"0".repeat(64)}`) : "",
-            };
-          }
-          return { counts: [], nextPageToken: "" };
-        } catch (err) {
-          throw toConnectError(err, "ListReferenceCounts");
+        for (; shard < ctx.index.shardCount; shard++, after = Buffer.alloc(32)) {
+          const rows = await ctx.index.listReferenceCounts(shard, after, limit);
+          if (rows.length === 0) continue;
+          const last = rows[rows.length - 1];
+          const more = rows.length === limit || shard + 1 < ctx.index.shardCount;
+          return {
+            counts: rows.map((r) => ({ hash: r.hash, found: true, refCount: BigInt(r.refCount), state: r.state })),
+            nextPageToken: more ? (rows.length === limit ? `${shard}:${last.hash.toString("hex")}` : `${shard + 1}:${"0".repeat(64)}`) : "",
+          };
         }
-      },
-      async setReferenceCounts(req) {
+        return { counts: [], nextPageToken: "" };
+      }),
+      setReferenceCounts: guarded("SetReferenceCounts", async (req) => {
         for (const c of req.counts) checkHash(Buffer.from(c.hash));
-        try {
-          for (const c of req.counts) await ctx.index.setReferenceCount(Buffer.from(c.hash), Number(c.refCount));
-        } catch (err) {
-          throw toConnectError(err, "SetReferenceCounts");
-        }
+        for (const c of req.counts) await ctx.index.setReferenceCount(Buffer.from(c.hash), Number(c.refCount));
         return {};
-      },
-      async inspectBlocks(req) {
-        if (req.hashes.length > 1000) throw new ConnectError(`at most 1000 hashes per call, got ${req.hashes.length}`, Code.InvalidArgument);
+      }),
+      inspectBlocks: guarded("InspectBlocks", async (req) => {
+        if (req.hashes.length > 1000) throw invalidArgument(`at most 1000 hashes per call, got ${req.hashes.length}`);
         const hashes = req.hashes.map((h) => Buffer.from(h));
         hashes.forEach(checkHash);
-        try {
-          return { blocks: await inspectBlocks(ctx, hashes, req.unthrottled) };
-        } catch (err) {
-          throw toConnectError(err, "InspectBlocks");
-        }
-      },
-      async setNodeState(req) {
+        return { blocks: await inspectBlocks(ctx, hashes, req.unthrottled) };
+      }),
+      setNodeState: guarded("SetNodeState", async (req) => {
         if (!ctx.nodes.get(req.node)) {
-          throw new ConnectError(`unknown storage node "${req.node}"; known: ${ctx.nodes.names.join(", ")}`, Code.NotFound);
+          throw notFound(`unknown storage node "${req.node}"; known: ${ctx.nodes.names.join(", ")}`);
         }
         if (req.state !== NodeState.ACTIVE && req.state !== NodeState.DEAD) {
-          throw new ConnectError("state must be NODE_STATE_ACTIVE or NODE_STATE_DEAD", Code.InvalidArgument);
+          throw invalidArgument("state must be NODE_STATE_ACTIVE or NODE_STATE_DEAD");
         }
-        try {
-          await ctx.index.setNodeState(req.node, req.state === NodeState.DEAD ? "dead" : "active");
-          await ctx.refreshNodeStates();
-        } catch (err) {
-          throw toConnectError(err, "SetNodeState");
-        }
+        await ctx.index.setNodeState(req.node, req.state === NodeState.DEAD ? "dead" : "active");
+        await ctx.refreshNodeStates();
         ctx.logger.warn({ node: req.node, state: NodeState[req.state] }, "storage node state set by operator");
         return {};
-      },
+      }),
     });
 }
 

@@ -38,8 +38,8 @@ const ZERO_HASH: Buffer = Buffer.alloc(32);
  * (missing, corrupt, unreachable shards, and every shard on a node marked dead).
  */
 export class Scrubber {
-  private pass?: Promise<void>;
-  private nextPass?: Promise<void>;
+  private pass?: Promise<ScrubPassStatus>;
+  private nextPass?: Promise<ScrubPassStatus>;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private unthrottled = false;
@@ -78,11 +78,12 @@ export class Scrubber {
   }
 
   /**
-   * Starts a pass; resolves when a pass that began after this call ends. A pass already running
-   * may have walked past blocks before whatever prompted this call (a node marked dead), so the
-   * requested pass follows it.
+   * Starts a pass; resolves, with that pass's final status, when a pass that began after this call
+   * ends. A pass already running may have walked past blocks before whatever prompted this call (a
+   * node marked dead), so the requested pass follows it. The status is a copy taken as the pass
+   * ends: the next pass (the background loop's) resets the live one.
    */
-  runPass(unthrottled: boolean): Promise<void> {
+  runPass(unthrottled: boolean): Promise<ScrubPassStatus> {
     if (this.pass) {
       if (unthrottled) this.unthrottled = true;
       this.nextPass ??= this.pass.then(() => {
@@ -92,7 +93,7 @@ export class Scrubber {
       return this.nextPass;
     }
     if (unthrottled) this.unthrottled = true;
-    this.pass = this.walk().finally(() => {
+    this.pass = this.walk().then(() => ({ ...this.status })).finally(() => {
       this.pass = undefined;
       this.unthrottled = false;
     });

@@ -1,6 +1,6 @@
 import type { HandlerContext } from "@connectrpc/connect";
 import { principalKey } from "@satchel/proto";
-import { permissionDenied, toConnectError, unauthenticated } from "../errors.js";
+import { permissionDenied, unauthenticated } from "../errors.js";
 
 export interface Caller {
   userId: bigint;
@@ -16,12 +16,6 @@ export function callerOf(hctx: HandlerContext): Caller {
   return { userId: BigInt(p.userId), username: p.username ?? "", deviceName: p.deviceName ?? "" };
 }
 
-/** Wraps a handler so that every error leaves as a gRPC status (mapped in one place, errors.ts). */
-export const guarded = <Req, Res>(what: string, fn: (req: Req, hctx: HandlerContext) => Promise<Res>) =>
-  async (req: Req, hctx: HandlerContext): Promise<Res> => {
-    try {
-      return await fn(req, hctx);
-    } catch (err) {
-      throw toConnectError(err, what);
-    }
-  };
+/** Every handler is wrapped: what it throws leaves as a status (one mapping, proto/src/runtime/errors.ts). */
+export { guarded } from "../errors.js";
+

@@ -1,7 +1,8 @@
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { principalKey } from "@satchel/proto";
 import { NotifyService, type SubscribeResponse } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { NotifyserverContext } from "../context.js";
+import { ConnectError, guarded, guardedStream, invalidArgument, permissionDenied, unauthenticated } from "../errors.js";
 import { Subscriber, type Pending } from "../fanout/fanout.js";
 
 const MAX_NAMESPACES = 10_000;
@@ -17,16 +18,16 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
   /** The caller and the namespaces it may watch: a user only those mounted in its tree. */
   const watched = async (hctx: HandlerContext, requested: bigint[]): Promise<{ caller: string; namespaces: Set<bigint> }> => {
     const p = hctx.values.get(principalKey);
-    if (!p) throw new ConnectError("no authenticated caller", Code.Unauthenticated);
-    if (requested.length > MAX_NAMESPACES) throw new ConnectError(`watch at most ${MAX_NAMESPACES} namespaces per call`, Code.InvalidArgument);
+    if (!p) throw unauthenticated("no authenticated caller");
+    if (requested.length > MAX_NAMESPACES) throw invalidArgument(`watch at most ${MAX_NAMESPACES} namespaces per call`);
     if (p.kind === "service") {
-      if (requested.length === 0) throw new ConnectError("name the namespaces to watch (the service token has no tree)", Code.InvalidArgument);
+      if (requested.length === 0) throw invalidArgument("name the namespaces to watch (the service token has no tree)");
       return { caller: "service", namespaces: new Set(requested) };
     }
     const mine = await ctx.mounts.namespacesOf(p.userId);
     if (requested.length === 0) return { caller: p.userId, namespaces: mine };
     for (const ns of requested) {
-      if (!mine.has(ns)) throw new ConnectError(`namespace ${ns} is not in your tree`, Code.PermissionDenied);
+      if (!mine.has(ns)) throw permissionDenied(`namespace ${ns} is not in your tree`);
     }
     return { caller: p.userId, namespaces: new Set(requested) };
   };
@@ -55,7 +56,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
 
   return (router: ConnectRouter) =>
     router.service(NotifyService, {
-      async *subscribe(req, hctx) {
+      subscribe: guardedStream("Subscribe", async function* (req, hctx) {
         const { caller, namespaces } = await watched(hctx, req.namespaceIds);
         const release = admit(caller);
         const sub = new Subscriber(namespaces);
@@ -104,10 +105,10 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
           ctx.notifyMetrics.openStreams.dec();
           release();
         }
-      },
-      async poll(req, hctx) {
+      }),
+      poll: guarded("Poll", async (req, hctx) => {
         const given = new Map(req.cursors.map((c) => [c.namespaceId, c.cursor]));
-        if (given.size === 0) throw new ConnectError("give the cursor you have for at least one namespace", Code.InvalidArgument);
+        if (given.size === 0) throw invalidArgument("give the cursor you have for at least one namespace");
         const { caller, namespaces } = await watched(hctx, [...given.keys()]);
         const timeoutSeconds = ctx.config.pollTimeoutSeconds;
         const draining = lifecycle.drain();
@@ -149,6 +150,6 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
           ctx.notifyMetrics.openPolls.dec();
           release();
         }
-      },
+      }),
     });
 }

@@ -10,3 +10,4 @@ export * from "./server.js";
 export * from "./tokens.js";
 export * from "./transport.js";
 export * from "./transaction.js";
+export * from "./errors.js";
