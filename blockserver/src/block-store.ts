@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { ErasureCodec, NotEnoughShardsError } from "./codec/erasure.js";
 import type { BlockserverConfig } from "./config.js";
 import { aborted, dataLoss, invalidArgument, notFound, unavailable, type ConnectError } from "./errors.js";
-import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "./index/block-index.js";
+import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "./block-index/block-index.js";
 import type { BlockserverMetrics } from "./metrics.js";
 import type { NodeSet } from "./nodes/node-set.js";
 import { ShardMissingError, ShardUnreadableError } from "./nodes/storage-node.js";

@@ -1,7 +1,7 @@
 import { createLogger, type Logger } from "@satchel/proto";
 import { BlockStore } from "./block-store.js";
 import type { BlockserverConfig } from "./config.js";
-import { BlockIndex } from "./index/block-index.js";
+import { BlockIndex } from "./block-index/block-index.js";
 import { BlockserverMetrics } from "./metrics.js";
 import { NodeSet } from "./nodes/node-set.js";
 import { Repairer } from "./repair/repairer.js";

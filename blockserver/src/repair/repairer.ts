@@ -1,6 +1,6 @@
 import type { Logger } from "@satchel/proto";
 import type { BlockStore, RepairSink, ShardSurvey } from "../block-store.js";
-import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "../index/block-index.js";
+import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "../block-index/block-index.js";
 import type { BlockserverMetrics } from "../metrics.js";
 import { blockVerdict, type BlockVerdict } from "../quorum.js";
 import { repairRetryDelayMs } from "./backoff.js";

@@ -1,6 +1,6 @@
 import type { Logger } from "@satchel/proto";
 import type { BlockStore } from "../block-store.js";
-import type { BlockIndex } from "../index/block-index.js";
+import type { BlockIndex } from "../block-index/block-index.js";
 import type { BlockserverMetrics } from "../metrics.js";
 import type { Repairer } from "../repair/repairer.js";
 

@@ -8,7 +8,7 @@ import type { Role as StoredRole } from "../store/namespaces.js";
 import { splitOutNamespace } from "../store/sharing.js";
 import { nameOf, pathKey, ROOT } from "../tree/paths.js";
 import { callerOf, guarded } from "./caller.js";
-import { locate, ROLES, type Located } from "./files.js";
+import { locate, ROLES, type Located } from "./located.js";
 
 const MEMBER_ROLES: Partial<Record<Role, StoredRole>> = { [Role.EDITOR]: "editor", [Role.VIEWER]: "viewer" };
 
