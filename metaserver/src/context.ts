@@ -10,7 +10,7 @@ import { RetentionJob } from "./journal/retention.js";
 import { FileStore } from "./store/files.js";
 import { NamespaceStore } from "./store/namespaces.js";
 import { Quotas } from "./store/quotas.js";
-import { ShardSet } from "./store/shards.js";
+import { openShardSet, type ShardSet } from "./store/shards.js";
 import { Verifier, type VerifyMetrics } from "./verify/verifier.js";
 
 /** Metaserver-specific metrics beside the shared RPC ones. */
@@ -48,7 +48,7 @@ export interface MetaserverContext {
 
 export async function createContext(config: MetaserverConfig): Promise<MetaserverContext> {
   const logger = createLogger("metaserver", config.logLevel);
-  const shards = await ShardSet.open(config.directoryUrl, config.shardPoolSize);
+  const shards = await openShardSet(config.directoryUrl, config.shardPoolSize);
   const namespaces = new NamespaceStore(shards);
   const publisher = new CommitPublisher(config.redisUrl, logger, config.cursorCacheSeconds);
   const quotas = new Quotas(namespaces, config.defaultQuotaBytes);

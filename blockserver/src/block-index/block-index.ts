@@ -1,6 +1,5 @@
-import mysql from "mysql2/promise";
 import type { Pool, ResultSetHeader, RowDataPacket } from "mysql2/promise";
-import { inTransaction } from "@satchel/proto";
+import { inTransaction, ShardPools } from "@satchel/proto";
 
 export type BlockState = "writing" | "live" | "deleting";
 
@@ -51,27 +50,8 @@ export class BlockIndex {
   ) {}
 
   static async open(directoryUrl: string): Promise<BlockIndex> {
-    const directory = mysql.createPool({ uri: directoryUrl, connectionLimit: 2 });
-    const credentials = new URL(directoryUrl);
-    try {
-      const [rows] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
-      if (rows.length === 0) throw new Error("the shard map is empty: run the cluster's migrations first");
-      const pools = rows.map((r) =>
-        mysql.createPool({
-          host: r.host as string,
-          port: r.port as number,
-          user: decodeURIComponent(credentials.username),
-          password: decodeURIComponent(credentials.password),
-          database: r.database_name as string,
-          connectionLimit: 8,
-          enableKeepAlive: true,
-        }),
-      );
-      return new BlockIndex(pools, directory);
-    } catch (err) {
-      await directory.end();
-      throw err;
-    }
+    const pools = await ShardPools.open(directoryUrl, { shardConnections: 8, directoryConnections: 2 });
+    return new BlockIndex(pools.shards, pools.directory);
   }
 
   /** Storage nodes an operator declared dead. */

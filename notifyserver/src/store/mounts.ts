@@ -1,4 +1,5 @@
-import mysql, { type Pool, type RowDataPacket } from "mysql2/promise";
+import type { Pool, RowDataPacket } from "mysql2/promise";
+import { directoryPool } from "@satchel/proto";
 
 /** How long a user's namespaces are cached. */
 const CACHE_MS = 2000;
@@ -9,7 +10,7 @@ export class MountDirectory {
   private readonly cache = new Map<string, { at: number; namespaces: Set<bigint> }>();
 
   constructor(directoryUrl: string) {
-    this.pool = mysql.createPool({ uri: directoryUrl, connectionLimit: 4, supportBigNumbers: true, bigNumberStrings: true, enableKeepAlive: true });
+    this.pool = directoryPool(directoryUrl, { shardConnections: 4, bigNumbers: true });
   }
 
   async namespacesOf(userId: string): Promise<Set<bigint>> {

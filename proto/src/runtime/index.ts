@@ -11,3 +11,4 @@ export * from "./tokens.js";
 export * from "./transport.js";
 export * from "./transaction.js";
 export * from "./errors.js";
+export * from "./shard-pools.js";
