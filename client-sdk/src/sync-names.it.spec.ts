@@ -78,6 +78,24 @@ describe("names the server takes as one: case and Unicode form", () => {
     expect(await trashed()).toEqual([]);
   });
 
+  it("an NFD name keeps its spelling through a folder rename another device made, so the next move of it (out of that folder) applies too", async () => {
+    const { a, b, live, both } = await pair();
+    await mkdir(join(a.dir, "d", "sub"), { recursive: true });
+    await writeFile(join(a.dir, "d", "sub", NFD), "nfd\n");
+    await both();
+    // While a is away, b renames the folder and then moves the file out of it.
+    await rename(join(b.dir, "d", "sub"), join(b.dir, "d", "m"));
+    await b.agent.syncNow();
+    await rename(join(b.dir, "d", "m", NFC), join(b.dir, "d", NFC));
+    await b.agent.syncNow();
+    await a.agent.syncNow();
+    await a.agent.syncNow();
+    expect(await live()).toEqual(["/d", `/d/${NFC}`, "/d/m"]);
+    expect(await readdir(join(a.dir, "d", "m"))).toEqual([]);
+    expect((await readdir(join(a.dir, "d"))).map((n) => n.normalize("NFC")).sort()).toEqual([NFC, "m"]);
+    expect(await readFile(join(a.dir, "d", (await readdir(join(a.dir, "d"))).find((n) => n !== "m")!), "utf8")).toBe("nfd\n");
+  });
+
   it("two local names the server would take as one: the synced one keeps its name, the other becomes a case conflict and syncs beside it", async () => {
     const { a, b, live, both } = await pair();
     await writeFile(join(a.dir, "notes.txt"), "synced\n");

@@ -132,6 +132,20 @@ export class SyncAgent {
     return actual;
   }
 
+  /**
+   * After a local rename of `fromPath` (at local `from`) to `toPath` (at local `to`): what lay under
+   * it keeps its own spelling (an NFD name stays NFD) under the new place.
+   */
+  private respell(fromPath: string, toPath: string, from: string, to: string): void {
+    const [fromKey, toKey] = [foldKey(fromPath), foldKey(toPath)];
+    const [fromRel, toRel] = [from.slice(this.root.length), to.slice(this.root.length)];
+    for (const [k, v] of [...this.spellings]) {
+      if (k !== fromKey && !k.startsWith(`${fromKey}/`)) continue;
+      this.spellings.delete(k);
+      if (v === fromRel || v.startsWith(`${fromRel}/`)) this.spellings.set(`${toKey}${k.slice(fromKey.length)}`, `${toRel}${v.slice(fromRel.length)}`);
+    }
+  }
+
   /** Loads the state and runs one full pass (what `satchel sync --once` does). */
   async open(): Promise<void> {
     await mkdir(join(this.root, STATE_DIR), { recursive: true });
@@ -597,8 +611,7 @@ export class SyncAgent {
         }
         if (!respelled) await this.localDir(parentPath(e.path));
         if (from !== to) await rename(from, to);
-        const fromKey = foldKey(e.fromPath);
-        for (const k of [...this.spellings.keys()]) if (k === fromKey || k.startsWith(`${fromKey}/`)) this.spellings.delete(k);
+        this.respell(e.fromPath, e.path, from, to);
         this.emit({ kind: "move-local", path: e.fromPath, to: e.path });
         // Whatever was synced under the old path is the same content under the new one, except
         // what this device itself wrote at the old path after the move (it stays there, as on the server).
@@ -779,8 +792,13 @@ export class SyncAgent {
     }
     const target = this.local(path);
     const info = await lstat(target).catch(() => undefined);
-    if (!info) return;
     const doomed = this.state.files.filter(([p]) => p === path || p.startsWith(`${path}/`));
+    if (!info) {
+      // Gone here already: nothing to remove, and nothing synced is left there to remember.
+      for (const [p] of doomed) this.state.setFile(p, undefined);
+      this.state.setFolders([...this.state.folders].filter((f) => f !== path && !f.startsWith(`${path}/`)));
+      return;
+    }
     for (const [p] of doomed) {
       const now = await stat(this.local(p)).catch(() => undefined);
       if (now && this.changed(p, { size: now.size, mtimeMs: now.mtimeMs })) {
