@@ -10,6 +10,7 @@ import { RetentionJob } from "./journal/retention.js";
 import { FileStore } from "./store/files.js";
 import { NamespaceStore } from "./store/namespaces.js";
 import { Quotas } from "./store/quotas.js";
+import { CursorStates } from "./store/cursor-state.js";
 import { openShardSet, type ShardSet } from "./store/shards.js";
 import { Verifier, type VerifyMetrics } from "./verify/verifier.js";
 
@@ -51,9 +52,9 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   const shards = await openShardSet(config.directoryUrl, config.shardPoolSize);
   const namespaces = new NamespaceStore(shards);
   const publisher = new CommitPublisher(config.redisUrl, logger, config.cursorCacheSeconds);
-  const quotas = new Quotas(namespaces, config.defaultQuotaBytes);
-  const files = new FileStore(namespaces, quotas, (ns, cursor) => publisher.published(ns, cursor));
-  quotas.files = files;
+  const cursorStates = new CursorStates(namespaces);
+  const quotas = new Quotas(namespaces, cursorStates, config.defaultQuotaBytes);
+  const files = new FileStore(namespaces, cursorStates, quotas, (ns, cursor) => publisher.published(ns, cursor));
   const cursors = new CursorWatcher(config.redisUrl, publisher, files, logger, (ns) => namespaces.forgetPlacement(ns));
   const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.serviceToken });
   const blocks = createClient(BlockService, blockTransport);

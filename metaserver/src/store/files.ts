@@ -3,6 +3,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound, resourceE
 import { packBlockList, unpackBlockList, type BlockEntry } from "../tree/block-list.js";
 import { ROOT, ancestorsOf, conflictedCopyPath, descendantRange, keyHash, nameOf, parentOf, pathKey } from "../tree/paths.js";
 import { planSeenDelete } from "../tree/seen-delete.js";
+import type { CursorState, CursorStates } from "./cursor-state.js";
 import type { NamespaceStore } from "./namespaces.js";
 import type { PoolConnection } from "./shards.js";
 
@@ -203,6 +204,7 @@ export class NamespaceTxn {
 export class FileStore {
   constructor(
     private readonly namespaces: NamespaceStore,
+    private readonly cursorStates: CursorStates,
     private readonly quota: QuotaPolicy,
     private readonly onAdvance: (namespaceId: bigint, cursor: bigint) => Promise<void>,
   ) {}
@@ -597,16 +599,8 @@ export class FileStore {
   }
 
   /** The namespace's latest cursor and the oldest cursor its journal still answers from. */
-  async cursorState(ns: bigint, retried = false): Promise<{ cursor: bigint; floor: bigint; usedBytes: bigint }> {
-    const pool = await this.namespaces.shardFor(ns);
-    const [rows] = await pool.query<RowDataPacket[]>("SELECT cursor_position, journal_floor, used_bytes, state FROM namespace_state WHERE namespace_id = ?", [ns]);
-    if ((rows.length === 0 || rows[0].state === "moved") && !retried) {
-      // Our idea of the namespace's shard is stale: it moved.
-      this.namespaces.forgetPlacement(ns);
-      return this.cursorState(ns, true);
-    }
-    if (rows.length === 0) throw notFound(`namespace ${ns} has no state on its shard`);
-    return { cursor: BigInt(rows[0].cursor_position), floor: BigInt(rows[0].journal_floor), usedBytes: BigInt(rows[0].used_bytes) };
+  cursorState(ns: bigint): Promise<CursorState> {
+    return this.cursorStates.of(ns);
   }
 
   /** Journal entries after a cursor, in order, with the versions the puts made. */

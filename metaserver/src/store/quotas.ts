@@ -1,4 +1,5 @@
-import type { FileStore, QuotaPolicy } from "./files.js";
+import type { CursorStates } from "./cursor-state.js";
+import type { QuotaPolicy } from "./files.js";
 import type { NamespaceStore } from "./namespaces.js";
 
 /** How long a namespace's ownership and quota are cached on the commit path. */
@@ -10,9 +11,11 @@ const OWNERSHIP_CACHE_MS = 5000;
  */
 export class Quotas implements QuotaPolicy {
   private readonly cache = new Map<bigint, { at: number; owned: bigint[]; quotaBytes: bigint }>();
-  files!: FileStore;
-
-  constructor(private readonly namespaces: NamespaceStore, private readonly defaultQuotaBytes: bigint) {}
+  constructor(
+    private readonly namespaces: NamespaceStore,
+    private readonly states: CursorStates,
+    private readonly defaultQuotaBytes: bigint,
+  ) {}
 
   private async ownership(ns: bigint) {
     const hit = this.cache.get(ns);
@@ -31,14 +34,14 @@ export class Quotas implements QuotaPolicy {
     const o = await this.ownership(ns);
     if (o.quotaBytes === 0n) return undefined;
     let elsewhere = 0n;
-    for (const other of o.owned) if (other !== ns) elsewhere += (await this.files.cursorState(other)).usedBytes;
+    for (const other of o.owned) if (other !== ns) elsewhere += (await this.states.of(other)).usedBytes;
     return o.quotaBytes - elsewhere;
   }
 
   async usage(ns: bigint): Promise<{ usedBytes: bigint; quotaBytes: bigint }> {
     const o = await this.ownership(ns);
     let used = 0n;
-    for (const id of o.owned) used += (await this.files.cursorState(id)).usedBytes;
+    for (const id of o.owned) used += (await this.states.of(id)).usedBytes;
     return { usedBytes: used, quotaBytes: o.quotaBytes };
   }
 }
