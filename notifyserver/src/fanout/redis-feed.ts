@@ -1,0 +1,56 @@
+import { Redis } from "ioredis";
+import { latestCursorKey, NAMESPACE_CHANNEL, type Logger, type NamespaceAdvance } from "@satchel/proto";
+import type { NotifyMetrics } from "../metrics.js";
+import type { Fanout } from "./fanout.js";
+
+/**
+ * The fan-out's feed: every metaserver publishes "namespace advanced" on one Redis channel, and
+ * each message reaches every subscriber of the namespace here. Also reads the latest cursors Redis
+ * keeps, which a new stream starts from.
+ */
+export class RedisFeed {
+  private readonly subscriber: Redis;
+  private readonly reader: Redis;
+
+  constructor(redisUrl: string, fanout: Fanout, metrics: Pick<NotifyMetrics, "received">, logger: Logger) {
+    this.subscriber = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    this.subscriber.on("error", (err) => logger.warn({ err: err.message }, "redis unavailable; devices fall back to polling"));
+    this.subscriber.on("message", (_channel: string, raw: string) => {
+      const msg = parseAdvance(raw);
+      if (!msg) {
+        logger.warn({ raw: raw.slice(0, 200) }, "ignoring malformed notification");
+        return;
+      }
+      metrics.received.inc();
+      fanout.publish(msg.namespaceId, msg.cursor, msg.at);
+    });
+    this.subscriber.subscribe(NAMESPACE_CHANNEL).catch((err: Error) => logger.warn({ err: err.message }, "redis subscribe failed; retrying"));
+    this.reader = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    this.reader.on("error", () => undefined);
+  }
+
+  /** Latest cursors Redis knows (undefined where it does not, or when it is down). */
+  async latestCursors(ids: bigint[]): Promise<(bigint | undefined)[]> {
+    if (ids.length === 0) return [];
+    try {
+      return (await this.reader.mget(ids.map(latestCursorKey))).map((v) => (v === null ? undefined : BigInt(v)));
+    } catch {
+      return ids.map(() => undefined);
+    }
+  }
+
+  close(): void {
+    this.subscriber.disconnect();
+    this.reader.disconnect();
+  }
+}
+
+/** One message of the channel, or undefined when it is not one. */
+export function parseAdvance(raw: string): { namespaceId: bigint; cursor: bigint; at: number } | undefined {
+  try {
+    const msg = JSON.parse(raw) as NamespaceAdvance;
+    return { namespaceId: BigInt(msg.namespaceId), cursor: BigInt(msg.cursor), at: msg.at ?? 0 };
+  } catch {
+    return undefined;
+  }
+}
