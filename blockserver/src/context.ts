@@ -4,6 +4,8 @@ import type { BlockserverConfig } from "./config.js";
 import { BlockIndex } from "./block-index/block-index.js";
 import { BlockserverMetrics } from "./metrics.js";
 import { NodeSet } from "./nodes/node-set.js";
+import { followDeadNodes, watchNodes } from "./nodes/node-watch.js";
+import { measureRedundancy } from "./repair/redundancy-gauges.js";
 import { Repairer } from "./repair/repairer.js";
 import { Scrubber } from "./scrub/scrubber.js";
 import { Collector } from "./gc/collector.js";
@@ -32,35 +34,10 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   const store = new BlockStore(config, index, nodes, metrics);
   const repairer = new Repairer(store, index, metrics, logger);
   store.repairs = repairer;
-  for (const name of nodes.names) metrics.nodeUp.set({ node: name }, 1);
-  // Labelled counters start at zero, so dashboards and alerts see 0 rather than no data.
-  for (const name of nodes.names) for (const operation of ["write", "read"]) metrics.shardFailures.inc({ node: name, operation }, 0);
-  for (const kind of ["corrupt", "missing", "unreachable", "dead_node"]) metrics.scrubFindings.inc({ kind }, 0);
-  for (const result of ["repaired", "partial", "unavailable", "lost"]) metrics.repairs.inc({ result }, 0);
-  const probesDone = nodes.startProbing(config.probeIntervalMs, (node, result, changed) => {
-    metrics.nodeUp.set({ node: node.name }, node.healthy ? 1 : 0);
-    const recovery = (work: Promise<void>) => void work.catch((err: Error) => logger.warn({ node: node.name, err: err.message }, "could not queue the node's shards for re-checking"));
-    // A new disk: every shard recorded on the node is checked and rebuilt there, no operator needed.
-    if (result === "new-disk") recovery(repairer.diskReplaced(node.name, () => node.adoptDisk(), 2 * config.nodeTimeoutMs));
-    if (!changed) return;
-    logger.warn({ node: node.name }, node.healthy ? "storage node is back" : "storage node is down");
-    // Shards written while it was down, or recorded unreachable, are re-checked and sent home.
-    if (node.healthy) recovery(repairer.nodeBack(node.name));
-  });
-  // Redundancy gauges for alerting: how many live blocks lack shards on usable nodes.
-  const measureRedundancy = async () => {
-    const usable = nodes.healthyNames().filter((n) => !nodes.isDead(n));
-    const r = await index.redundancy(usable, config.dataShards + config.parityShards, config.dataShards);
-    metrics.blocksDegraded.set(r.degraded);
-    metrics.blocksAtRisk.set(r.atRisk);
-  };
-  const redundancyTimer = setInterval(() => void measureRedundancy().catch((err: Error) => logger.debug({ err: err.message }, "redundancy check failed")), 15_000);
-  redundancyTimer.unref();
-  void measureRedundancy().catch(() => undefined);
-  const refreshNodeStates = async () => nodes.setDead(await index.deadNodes());
-  await refreshNodeStates();
-  const nodeStateTimer = setInterval(() => void refreshNodeStates().catch(() => undefined), 5000);
-  nodeStateTimer.unref();
+  metrics.startAtZero(nodes.names);
+  const probesDone = watchNodes(nodes, repairer, metrics, logger, config);
+  const stopRedundancy = measureRedundancy(nodes, index, metrics, logger, { data: config.dataShards, parity: config.parityShards }, 15_000);
+  const deadNodes = await followDeadNodes(nodes, index, 5000);
   await probesDone;
   repairer.start(config.repairSweepMs);
   const scrubber = new Scrubber(store, index, repairer, metrics, logger, config.scrub);
@@ -68,11 +45,11 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   const collector = new Collector(store, index, metrics, logger, config.gc.graceSeconds);
   collector.start(config.gc.intervalMs);
   return {
-    config, logger, metrics, index, nodes, store, repairer, scrubber, collector, refreshNodeStates,
+    config, logger, metrics, index, nodes, store, repairer, scrubber, collector, refreshNodeStates: deadNodes.refresh,
     close: async () => {
       collector.stop();
-      clearInterval(nodeStateTimer);
-      clearInterval(redundancyTimer);
+      deadNodes.stop();
+      stopRedundancy();
       scrubber.stop();
       nodes.stop();
       repairer.stop();

@@ -138,4 +138,12 @@ export class BlockserverMetrics extends ServiceMetrics {
   constructor() {
     super("blockserver");
   }
+
+  /** Labelled series start at zero, so dashboards and alerts see 0 rather than no data. */
+  startAtZero(nodeNames: string[]): void {
+    for (const name of nodeNames) this.nodeUp.set({ node: name }, 1);
+    for (const name of nodeNames) for (const operation of ["write", "read"]) this.shardFailures.inc({ node: name, operation }, 0);
+    for (const kind of ["corrupt", "missing", "unreachable", "dead_node"]) this.scrubFindings.inc({ kind }, 0);
+    for (const result of ["repaired", "partial", "unavailable", "lost"]) this.repairs.inc({ result }, 0);
+  }
 }
