@@ -379,7 +379,7 @@ export class SyncAgent {
       files.delete(path);
       files.set(file.path, { size: moved.size, mtimeMs: moved.mtimeMs, ino: moved.ino });
       // The journal may have offered the winner already (not taken then, over this unsent edit).
-      this.state.followUp("conflicted", path);
+      this.state.followUp("refetch", path);
     }));
     for (const [path, synced] of this.state.files) {
       if (files.has(path) || !this.uploadDue(path, undefined, at)) continue;
@@ -533,19 +533,25 @@ export class SyncAgent {
         if (!res.hasMore) break;
       }
     }
+    // Taken now (the state is saved only when the pass ends): whatever is still not done when they
+    // run is added again, e.g. a path whose unsent edit is still in the way.
     const followUps = this.state.followUps;
-    await this.reconcileMoves(followUps, counts);
-    await this.fetchWinners(followUps.conflicted, counts);
     this.state.doneFollowUps(followUps);
+    await this.reconcileMoves(followUps, counts);
+    await this.fetchWinners(followUps.refetch, counts);
     await this.retryDownloads(counts);
   }
 
-  /** Paths whose upload became a conflicted copy: the version that won comes down to them. */
+  /** Paths whose server version was not taken: the current one comes down (download skips it again while an unsent edit is there). */
   private async fetchWinners(paths: string[], counts: { downloads: number }): Promise<void> {
+    // Not a reason for another pass at once: an edit still in the way waits for its upload (which
+    // may be backing off), and the next pass, from a change or the timer, tries again.
+    const again = this.again;
     for (const path of paths) {
       const winner = await this.client.currentVersion(path);
       if (winner && !winner.isDeleted && !winner.isFolder) await this.fetchFile(winner, counts);
     }
+    this.again = again;
   }
 
   /**
@@ -720,8 +726,10 @@ export class SyncAgent {
     if (now && this.changed(path, { size: now.size, mtimeMs: now.mtimeMs })) {
       const same = synced === undefined && now.size === Number(file.size) ? await this.sameBlocks(target, file.blocks) : false;
       if (!same) {
-        // A local edit not sent yet: the next push sends it (as a conflicted copy if need be).
+        // A local edit not sent yet: the next push sends it (as a conflicted copy if need be), and
+        // this version (or a later one) comes down after, unless that edit replaced it.
         this.again = true;
+        this.state.followUp("refetch", path);
         return;
       }
     }

@@ -50,11 +50,11 @@ describe("sync state file", () => {
     expect(state.cursor(12n)).toBe(41n);
     expect(state.file("/a.txt")?.ino).toBe(4242);
     expect(state.problem("/d/x.bin")?.code).toBe("data_loss");
-    expect(state.followUps).toEqual({ movedFrom: [], movedTo: [], conflicted: [] });
+    expect(state.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: [] });
     await state.save();
     const written = JSON.parse(await readFile(path, "utf8"));
     expect(written.version).toBe(STATE_VERSION);
-    expect(written.followUps).toEqual({ movedFrom: [], movedTo: [], conflicted: [] });
+    expect(written.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: [] });
   });
 
   it("follow-ups are kept with the cursors until done, and only the done ones go", async () => {
@@ -68,10 +68,10 @@ describe("sync state file", () => {
     // An agent killed here finds them again.
     const reopened = await SyncState.open(path);
     const pending = reopened.followUps;
-    expect(pending).toEqual({ movedFrom: ["/X"], movedTo: ["/Y"], conflicted: [] });
-    reopened.followUp("conflicted", "/a.txt");
+    expect(pending).toEqual({ movedFrom: ["/X"], movedTo: ["/Y"], refetch: [] });
+    reopened.followUp("refetch", "/a.txt");
     reopened.doneFollowUps(pending);
-    expect(reopened.followUps).toEqual({ movedFrom: [], movedTo: [], conflicted: ["/a.txt"] });
+    expect(reopened.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: ["/a.txt"] });
   });
 
   it("problems survive a save and a reopen, next to everything else", async () => {

@@ -26,13 +26,14 @@ export const STATE_VERSION = 3;
 
 /**
  * Paths the end of the next pull compares with the server: both ends of the moves a pull applied,
- * and paths whose upload became a conflicted copy (the winner comes down there). Kept with the
- * cursors, so an agent killed between applying the journal and the comparison still makes it.
+ * and paths whose server version this device did not take (an unsent local edit was there, or its
+ * upload became a conflicted copy): the current version comes down once nothing unsent is in the
+ * way. Kept with the cursors, so an agent killed before the comparison still makes it.
  */
 export interface FollowUps {
   movedFrom: string[];
   movedTo: string[];
-  conflicted: string[];
+  refetch: string[];
 }
 
 interface StateData {
@@ -53,7 +54,7 @@ type StateDataV2 = Omit<StateData, "version" | "followUps"> & { version: 2 };
 /** Version 1: the same without problems. */
 type StateDataV1 = Omit<StateDataV2, "version" | "problems"> & { version: 1 };
 
-const noFollowUps = (): FollowUps => ({ movedFrom: [], movedTo: [], conflicted: [] });
+const noFollowUps = (): FollowUps => ({ movedFrom: [], movedTo: [], refetch: [] });
 
 /** Reads any known version into the current shape. */
 function upgrade(data: StateData | StateDataV2 | StateDataV1 | { version: unknown }): StateData {
@@ -129,12 +130,12 @@ export class SyncState {
 
   get followUps(): FollowUps {
     const f = this.data.followUps;
-    return { movedFrom: [...f.movedFrom], movedTo: [...f.movedTo], conflicted: [...f.conflicted] };
+    return { movedFrom: [...f.movedFrom], movedTo: [...f.movedTo], refetch: [...f.refetch] };
   }
 
   /** Forgets the follow-ups that were done (any added meanwhile stay). */
   doneFollowUps(done: FollowUps): void {
-    for (const kind of ["movedFrom", "movedTo", "conflicted"] as const) {
+    for (const kind of ["movedFrom", "movedTo", "refetch"] as const) {
       this.data.followUps[kind] = this.data.followUps[kind].filter((p) => !done[kind].includes(p));
     }
   }

@@ -66,6 +66,18 @@ describe("sync simulation checker", () => {
     expect(r.violations).toEqual([expect.stringContaining("/a.txt r2 (uploaded by A) was replaced at /a.txt by r3 from B, made from r1")]);
   });
 
+  it("reads a path's history holding two files' versions (a file moved onto a deleted one) by parents, not by order", () => {
+    // /f1.txt r10 (C's) was deleted by A having seen it; A then moved /X/f1.txt (r7, edited to r12) onto the name.
+    const histories = [{ path: "/f1.txt", revisions: [rev(7, "k7"), rev(10, "k10"), rev(12, "k12")] }];
+    const events = [
+      upload("/X/f1.txt", 7, 0, "k7"), upload("/f1.txt", 10, 0, "k10"), upload("/X/f1.txt", 12, 7, "k12"),
+      { kind: "delete-remote", path: "/f1.txt", revision: "10", blocks: ["k10"] } as LoggedEvent,
+    ];
+    expect(world({ "/f1.txt": "k12" }, { histories }, events).violations).toEqual([]);
+    // Without that delete, C's version would have been lost.
+    expect(world({ "/f1.txt": "k12" }, { histories }, events.slice(0, 3)).violations).toEqual([expect.stringContaining("r10")]);
+  });
+
   it("reports what is in the trash when no device deleted that revision, or its folder having seen it", () => {
     const histories = [{ path: "/d/x.txt", revisions: [rev(1, "k1", 5), rev(2, "k2", 9)] }];
     const trashed = [{ path: "/d/x.txt", revision: "2" }];

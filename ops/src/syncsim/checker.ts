@@ -114,18 +114,24 @@ export function checkSimulation(devices: DeviceView[], server: ServerView): Chec
     }
     const r = at.revisions[at.i];
     const next = at.revisions[at.i + 1];
+    // Revisions count per namespace, so an upload made from this one names it exactly. A path's
+    // history may hold two files' versions (a file moved onto a deleted one keeps that one's past),
+    // so the next revision there need not be an edit of this one.
+    const editedFrom = uploads.some((u) => u.parentRevision === r.revision);
     if (next) {
       // Replaced by an edit of this very version; or else it was deleted (knowingly) first, and
       // what came next at its path is another file: a new one, or one moved there.
       const editor = byKey.get(next.key)?.find((u) => u.revision === next.revision);
-      if (!editor) unverifiedEdits++;
-      else if (editor.parentRevision !== r.revision && !knowinglyDeleted(at.path, r)) {
-        violations.push(`${label} was replaced at ${at.path} by r${next.revision} from ${editor.device}, made from r${editor.parentRevision}, and no device deleted it knowingly before`);
+      if (!editor && !editedFrom) unverifiedEdits++;
+      else if (!editedFrom && !knowinglyDeleted(at.path, r)) {
+        violations.push(`${label} was replaced at ${at.path} by r${next.revision} from ${editor!.device}, made from r${editor!.parentRevision}, and no device deleted it knowingly before`);
       }
       continue;
     }
-    if (!trashedAt.has(`${foldKey(at.path)}#${r.revision}`)) {
-      violations.push(`${label} is neither live nor in the trash, though it is the last revision of ${at.path}`);
+    // The last of its path's history: in the trash, or deleted knowingly and then superseded there
+    // by a file moved onto its name (its versions stay as that name's history).
+    if (!trashedAt.has(`${foldKey(at.path)}#${r.revision}`) && !editedFrom && !knowinglyDeleted(at.path, r)) {
+      violations.push(`${label} is neither live nor in the trash, though it is the last revision of ${at.path}, and no device deleted it knowingly`);
     }
     // Its deletion is judged below, with every other trashed entry.
   }
