@@ -5,7 +5,7 @@ import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService, NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { NodeControl, flipBit, minioClient } from "@satchel/ops";
+import { NodeControl, flipBit, minioClient, wipeDisk } from "@satchel/ops";
 import { decodeShard } from "./shard-format/shard-format.js";
 import { shardKey } from "./block-store.js";
 
@@ -273,6 +273,32 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
     for (const d of damaged) expect(await shardIsSound(d.hash, d.index, d.node)).toBe(true);
     for (const [i, hash] of hashes.entries()) expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(stored[i])).toBe(true);
   });
+
+  it("a new disk whose node goes down again before its shards are rebuilt gets them once it returns, without a scrub", async () => {
+    // Nemesis seed 27 of a long run: the disk was adopted and its blocks queued, then the node
+    // died; repairs found it down and left the queue waiting for it, with the index still saying
+    // "ok" for shards the new disk never held, so its return re-checked none of them.
+    const stored = await Promise.all(Array.from({ length: 40 }, () => randomBytes(200_000)));
+    const hashes = await Promise.all(stored.map(put));
+    const identity = "satchel-node/identity";
+    await nodes.kill(3);
+    wipeDisk(stateDir, 3);
+    await nodes.start(3);
+    // The blockserver adopts the disk once it has queued the node's blocks; the node dies at once.
+    await eventually("the new disk to be adopted", async () => (await s3("minio-3").client.statObject(s3("minio-3").bucket, identity), true), 20_000);
+    await nodes.kill(3);
+    // Down past the new-disk handling's second look (twice the 10 s node timeout), which would
+    // otherwise find the node up again and queue its blocks once more.
+    await new Promise((r) => setTimeout(r, 22_000));
+    await nodes.start(3);
+    const onMinio3 = await Promise.all(hashes.map(async (hash) => ({ hash, index: (await shardRows(hash)).find((r) => r.node === "minio-3")!.shard_index })));
+    // Well inside the scrubber's idle time (60 s), so only the node's return can have done it.
+    await eventually("every shard on minio-3 to be rebuilt", async () => {
+      for (const s of onMinio3) if (!(await shardIsSound(s.hash, s.index, "minio-3").catch(() => false))) return false;
+      return true;
+    }, 20_000);
+    for (const [i, hash] of hashes.entries()) expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(stored[i])).toBe(true);
+  }, 120_000);
 
   it("a node marked dead has all its shards rebuilt onto the remaining nodes", async () => {
     const stored = await Promise.all(Array.from({ length: 8 }, () => randomBytes(600_000)));

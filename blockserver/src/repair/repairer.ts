@@ -238,8 +238,14 @@ export class Repairer implements RepairSink {
     return { damaged, rebuilt, lost: false, complete, waitsForNodes: !complete && failed === 0, verdict: "readable" };
   }
 
-  /** Writes what the survey learnt back into the index: the index is a hint kept as fresh as we can. */
+  /**
+   * Writes what the survey learnt back into the index: the index is a hint kept as fresh as we can.
+   * A shard on a node known to be down is recorded unreachable even though it was not tried: a
+   * repair that waits for the node leaves the queue, and the node's return re-checks only shards
+   * recorded as not stored (a new disk adopted just before its node died held none of them).
+   */
   private async recordFindings(record: BlockRecord, survey: ShardSurvey[]): Promise<void> {
+    const nodes = this.store.nodes;
     await Promise.all(survey.map(async (s) => {
       const was = record.shards[s.index];
       let now: ShardPlacement = was;
@@ -248,7 +254,7 @@ export class Repairer implements RepairSink {
         else if (!isStored(was.state)) now = { ...was, state: "ok" };
       } else if (s.status === "gone") {
         now = { ...was, state: "gone" };
-      } else if (s.tried && isStored(was.state)) {
+      } else if (isStored(was.state) && (s.tried || !nodes.get(s.node)?.healthy)) {
         now = { ...was, state: "unreachable" };
       }
       if (now !== was) {

@@ -299,7 +299,12 @@ export class SyncAgent {
    */
   private async withoutTwins(dir: string, prefix: string, entries: Dirent[]): Promise<LocalEntry[]> {
     const byKey = new Map<string, Dirent[]>();
-    for (const d of entries) byKey.set(foldKey(d.name), [...(byKey.get(foldKey(d.name)) ?? []), d]);
+    for (const d of entries) {
+      const key = foldKey(d.name);
+      const group = byKey.get(key);
+      if (group) group.push(d);
+      else byKey.set(key, [d]);
+    }
     if (byKey.size === entries.length) return entries;
     const known = (d: Dirent) => {
       const path = `${prefix}/${d.name.normalize("NFC")}`;
@@ -461,10 +466,11 @@ export class SyncAgent {
   private async pushRespellings(folders: Set<string>): Promise<void> {
     for (;;) {
       const gone = [...this.state.folders].filter((f) => !folders.has(f)).sort();
-      const pair = gone.map((old) => [old, [...folders].find((f) => !this.state.folders.has(f) && foldKey(f) === foldKey(old))] as const)
-        .find(([, now]) => now !== undefined);
-      if (!pair) return;
-      const [old, now] = pair;
+      if (gone.length === 0) return;
+      const fresh = new Map([...folders].filter((f) => !this.state.folders.has(f)).map((f) => [foldKey(f), f]));
+      const old = gone.find((f) => fresh.has(foldKey(f)));
+      if (old === undefined) return;
+      const now = fresh.get(foldKey(old));
       // Refused (gone or moved on the server meanwhile): the next pull says what became of it.
       if (!(await this.moveRemote(old, now!))) this.state.setFolders([...this.state.folders].filter((f) => f !== old && !f.startsWith(`${old}/`)));
     }
