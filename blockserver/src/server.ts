@@ -9,6 +9,7 @@ export function startBlockserver(ctx: BlockserverContext): Promise<RpcServer> {
     name: "blockserver",
     host: ctx.config.host,
     port: ctx.config.port,
+    webPort: ctx.config.webPort,
     metricsPort: ctx.config.metricsPort,
     services: [BlockService, BlockAdminService],
     routes: (router) => {

@@ -13,6 +13,7 @@ export async function startMetaserver(ctx: MetaserverContext): Promise<RpcServer
     name: "metaserver",
     host: ctx.config.host,
     port: ctx.config.port,
+    webPort: ctx.config.webPort,
     metricsPort: ctx.config.metricsPort,
     services: [MetaService, MetaAdminService, AuthService],
     routes: (router) => {

@@ -13,6 +13,7 @@ export async function startNotifyserver(ctx: NotifyserverContext): Promise<RpcSe
     name: "notifyserver",
     host: ctx.config.host,
     port: ctx.config.port,
+    webPort: ctx.config.webPort,
     metricsPort: ctx.config.metricsPort,
     services: [NotifyService],
     routes: subscribeRoutes(ctx, { drain: () => server?.drainSignal ?? never }),

@@ -6,7 +6,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus } from "@satchel/proto/gen/grpc/health/v1/health_pb.js";
+import { MetaService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import { REPO_ROOT } from "./config.js";
 import { signIn } from "./testing/accounts.js";
 
@@ -123,6 +128,38 @@ describe("any stock gRPC client can call every service", () => {
       `${endpoints.metaserver}/satchel.meta.v1.MetaService/ListFolder`,
     ]);
     expect(JSON.parse(stdout).entries.length).toBeGreaterThan(0);
+  });
+});
+
+describe("browsers' protocols: Connect and gRPC-Web on each service's web port, from the same handlers", () => {
+  it("Connect (HTTP/1.1): health, an authenticated call, and the same statuses as gRPC", async () => {
+    for (const url of Object.values(endpoints.web)) {
+      const health = createClient(Health, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+      expect((await health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    }
+    const files = createClient(MetaService, createConnectTransport({ baseUrl: endpoints.web.metaserver, httpVersion: "1.1" }));
+    const headers = { authorization: `Bearer ${userToken}` };
+    expect((await files.listFolder({ path: "/" }, { headers })).entries.length).toBeGreaterThan(0);
+    const denied = await files.listFolder({ path: "/" }).then(() => undefined, (e) => ConnectError.from(e));
+    expect(denied?.code).toBe(Code.Unauthenticated);
+    const bad = await files.listFolder({ path: "no-leading-slash" }, { headers }).then(() => undefined, (e) => ConnectError.from(e));
+    expect(bad?.code).toBe(Code.InvalidArgument);
+  });
+
+  it("gRPC-Web (HTTP/1.1): a unary call and a Subscribe stream that hears a commit", async () => {
+    const transport = createGrpcWebTransport({ baseUrl: endpoints.web.notifyserver, httpVersion: "1.1" });
+    const headers = { authorization: `Bearer ${userToken}` };
+    const notifications = createClient(NotifyService, transport);
+    const ac = new AbortController();
+    const stream = notifications.subscribe({}, { headers, signal: ac.signal })[Symbol.asyncIterator]();
+    expect((await stream.next()).value?.event.case).toBe("heartbeat");
+    const files = createClient(MetaService, createGrpcWebTransport({ baseUrl: endpoints.web.metaserver, httpVersion: "1.1" }));
+    const folder = await files.createFolder({ path: `/web-${randomBytes(4).toString("hex")}` }, { headers });
+    for (;;) {
+      const { value } = await stream.next();
+      if (value?.event.case === "advanced" && value.event.value.namespaceId === folder.folder!.namespaceId && value.event.value.cursor >= folder.folder!.cursor) break;
+    }
+    ac.abort();
   });
 });
 

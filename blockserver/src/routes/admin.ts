@@ -1,5 +1,5 @@
+import type { ServiceRouter } from "@satchel/proto";
 import { create } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
 import { BlockAdminService, NodeState, ScrubStatusSchema, type ScrubStatus } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { BlockserverContext } from "../context.js";
 import { guarded, invalidArgument, notFound } from "../errors.js";
@@ -9,7 +9,7 @@ import { sweepOrphans } from "../gc/orphans.js";
 import { inspectBlocks } from "../scrub/inspect.js";
 
 export function adminRoutes(ctx: BlockserverContext) {
-  return (router: ConnectRouter) =>
+  return (router: ServiceRouter) =>
     router.service(BlockAdminService, {
       getScrubStatus() {
         return { status: toProto(ctx.scrubber.status) };

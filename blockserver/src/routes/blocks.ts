@@ -1,11 +1,11 @@
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ServiceRouter } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { BlockserverContext } from "../context.js";
 import { guarded, invalidArgument } from "../errors.js";
 import { checkHash } from "../block-store.js";
 
 export function blockRoutes(ctx: BlockserverContext) {
-  return (router: ConnectRouter) =>
+  return (router: ServiceRouter) =>
     router.service(BlockService, {
       putBlock: guarded("PutBlock", async (req) => {
         const alreadyStored = await ctx.store.put(Buffer.from(req.hash), req.data);

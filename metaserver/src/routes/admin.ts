@@ -1,4 +1,4 @@
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ServiceRouter } from "@satchel/proto";
 import { MetaAdminService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "../context.js";
 import { reconcileReferences } from "../journal/reference-reconciler.js";
@@ -6,7 +6,7 @@ import { moveNamespace } from "../shards/mover.js";
 import { guarded } from "./caller.js";
 
 export function adminRoutes(ctx: MetaserverContext) {
-  return (router: ConnectRouter) =>
+  return (router: ServiceRouter) =>
     router.service(MetaAdminService, {
       reconcileReferences: guarded("ReconcileReferences", async () => {
         const r = await reconcileReferences(ctx.shards, ctx.relay, ctx.blockAdmin, ctx.logger);

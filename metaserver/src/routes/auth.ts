@@ -1,6 +1,6 @@
+import type { ServiceRouter } from "@satchel/proto";
 import { createHash, randomBytes } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter } from "@connectrpc/connect";
 import { AuthService, type Tokens } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { hashPassword, verifyPassword } from "../auth/passwords.js";
 import type { MetaserverContext } from "../context.js";
@@ -35,7 +35,7 @@ export function authRoutes(ctx: MetaserverContext) {
     };
   };
 
-  return (router: ConnectRouter) =>
+  return (router: ServiceRouter) =>
     router.service(AuthService, {
       createAccount: guarded("CreateAccount", async (req) => {
         if (!USERNAME.test(req.username)) throw invalidArgument("username must be 3 to 64 characters: letters, digits, \".\", \"_\" or \"-\"");

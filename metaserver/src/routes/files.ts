@@ -1,6 +1,7 @@
+import type { ServiceRouter } from "@satchel/proto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   FileMetadataSchema, JournalEntrySchema, MetaService, Operation, type FileMetadata, type JournalEntry,
 } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
@@ -51,7 +52,7 @@ export function fileRoutes(ctx: MetaserverContext) {
     if (inside) throw failedPrecondition(`"${at.path}" contains the shared folder "${inside.path}": move that out first`);
   };
 
-  return (router: ConnectRouter) => {
+  return (router: ServiceRouter) => {
     router.service(MetaService, {
       commitFile: guarded("CommitFile", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "write");

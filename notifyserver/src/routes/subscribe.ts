@@ -1,5 +1,5 @@
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { principalKey } from "@satchel/proto";
+import type { HandlerContext } from "@connectrpc/connect";
+import { principalKey, type ServiceRouter } from "@satchel/proto";
 import { NotifyService, type SubscribeResponse } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { NotifyserverContext } from "../context.js";
 import { ConnectError, guarded, guardedStream, invalidArgument, permissionDenied, unauthenticated } from "../errors.js";
@@ -54,7 +54,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
     }
   };
 
-  return (router: ConnectRouter) =>
+  return (router: ServiceRouter) =>
     router.service(NotifyService, {
       subscribe: guardedStream("Subscribe", async function* (req, hctx) {
         const { caller, namespaces } = await watched(hctx, req.namespaceIds);

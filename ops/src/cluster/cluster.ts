@@ -18,6 +18,8 @@ export interface ClusterEndpoints {
   blockserver: string;
   notifyserver: string;
   metrics: { metaserver: string; blockserver: string; notifyserver: string };
+  /** Connect and gRPC-Web (HTTP/1.1, for browsers) of each service, from the same handlers as gRPC. */
+  web: { metaserver: string; blockserver: string; notifyserver: string };
   /** Base URL of the share-link gateway. */
   shareLinks: string;
   /** For services and operators (admin RPCs); it cannot act on users' files. */
@@ -101,6 +103,11 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
         blockserver: `http://${h}:${p.blockserverMetrics}/metrics`,
         notifyserver: `http://${h}:${p.notifyserverMetrics}/metrics`,
       },
+      web: {
+        metaserver: `http://${h}:${p.metaserverWeb}`,
+        blockserver: `http://${h}:${p.blockserverWeb}`,
+        notifyserver: `http://${h}:${p.notifyserverWeb}`,
+      },
       shareLinks: `http://${h}:${p.shareLinks}`,
       serviceToken: secrets.serviceToken,
       tokenKeys: secrets.tokenKeys,
@@ -123,6 +130,7 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       blockserver: service("blockserver", {
         SATCHEL_BLOCKSERVER_PORT: String(p.blockserver),
         SATCHEL_BLOCKSERVER_METRICS_PORT: String(p.blockserverMetrics),
+        SATCHEL_BLOCKSERVER_WEB_PORT: String(p.blockserverWeb),
         SATCHEL_STORAGE_NODES: JSON.stringify(storageNodes),
         SATCHEL_EC_DATA_SHARDS: String(config.dataShards),
         SATCHEL_EC_PARITY_SHARDS: String(config.parityShards),
@@ -130,12 +138,14 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       metaserver: service("metaserver", {
         SATCHEL_METASERVER_PORT: String(p.metaserver),
         SATCHEL_METASERVER_METRICS_PORT: String(p.metaserverMetrics),
+        SATCHEL_METASERVER_WEB_PORT: String(p.metaserverWeb),
         SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
         SATCHEL_METASERVER_LINKS_PORT: String(p.shareLinks),
       }),
       notifyserver: service("notifyserver", {
         SATCHEL_NOTIFYSERVER_PORT: String(p.notifyserver),
         SATCHEL_NOTIFYSERVER_METRICS_PORT: String(p.notifyserverMetrics),
+        SATCHEL_NOTIFYSERVER_WEB_PORT: String(p.notifyserverWeb),
       }),
     };
     for (const name of SERVICE_NAMES) {

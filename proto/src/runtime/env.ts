@@ -45,6 +45,8 @@ export function envJson<T>(env: Env, name: string, fallback: T): T {
 export interface ServiceBasics {
   host: string;
   port: number;
+  /** Connect and gRPC-Web (for browsers), when SATCHEL_<SERVICE>_WEB_PORT is set. */
+  webPort?: number;
   metricsPort: number;
   logLevel: string;
   /** The RPC metrics interceptor (on unless SATCHEL_RPC_METRICS=off; off only to measure its cost). */
@@ -56,7 +58,8 @@ export interface ServiceBasics {
 }
 
 /**
- * Reads SATCHEL_HOST, SATCHEL_<SERVICE>_PORT, SATCHEL_<SERVICE>_METRICS_PORT (default: port + 10),
+ * Reads SATCHEL_HOST, SATCHEL_<SERVICE>_PORT (gRPC), SATCHEL_<SERVICE>_WEB_PORT (Connect and
+ * gRPC-Web; not served when unset), SATCHEL_<SERVICE>_METRICS_PORT (default: port + 10),
  * SATCHEL_LOG_LEVEL, SATCHEL_SERVICE_TOKEN (required) and SATCHEL_TOKEN_KEYS (required; JSON
  * [{"kid": "...", "secret": "<base64url, 32+ bytes>"}], newest first).
  */
@@ -66,6 +69,7 @@ export function serviceBasics(env: Env, service: string, defaultPort: number): S
   const basics: ServiceBasics = {
     host: envString(env, "SATCHEL_HOST", "127.0.0.1"),
     port,
+    webPort: env[`${prefix}_WEB_PORT`] ? envInt(env, `${prefix}_WEB_PORT`, 0) : undefined,
     metricsPort: envInt(env, `${prefix}_METRICS_PORT`, port + 10),
     logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
     rpcMetrics: envString(env, "SATCHEL_RPC_METRICS", "on") !== "off",

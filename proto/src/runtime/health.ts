@@ -1,4 +1,5 @@
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import type { HandlerContext } from "@connectrpc/connect";
+import type { ServiceRouter } from "./grpc-server.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   Health,
@@ -29,7 +30,7 @@ export class HealthStatus {
     return this.statuses.get(service);
   }
 
-  register(router: ConnectRouter): void {
+  register(router: ServiceRouter): void {
     router.service(Health, {
       check: (req) => {
         const status = this.get(req.service);

@@ -7,6 +7,8 @@ export * from "./metrics.js";
 export * from "./notify-channel.js";
 export * from "./reflection.js";
 export * from "./server.js";
+export * from "./grpc-server.js";
+export * from "./call-pipeline.js";
 export * from "./tokens.js";
 export * from "./transport.js";
 export * from "./transaction.js";

@@ -1,8 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { createContextKey, type Interceptor } from "@connectrpc/connect";
+import type { CallPipeline } from "./call-pipeline.js";
 import type { Logger } from "./logger.js";
-import { codeName } from "./metrics.js";
 
 /** Who is calling: a user (from an access token) or another Satchel service. */
 export interface Principal {
@@ -29,33 +28,6 @@ export const PUBLIC_SERVICES = new Set([
   "grpc.reflection.v1alpha.ServerReflection",
 ]);
 
-/**
- * Gives every call a request id (the caller's x-request-id, or a new one), echoes it back, and logs
- * the call's outcome as one structured line with that id.
- */
-export function requestContextInterceptor(logger: Logger): Interceptor {
-  return (next) => async (req) => {
-    const requestId = req.header.get(REQUEST_ID_HEADER) || randomUUID();
-    const method = `${req.service.typeName}/${req.method.name}`;
-    const log = logger.child({ requestId, method });
-    req.contextValues.set(requestIdKey, requestId);
-    req.contextValues.set(loggerKey, log);
-    const started = performance.now();
-    try {
-      const res = await currentRequest.run({ requestId }, () => next(req));
-      res.header.set(REQUEST_ID_HEADER, requestId);
-      if (!res.stream) log.debug({ ms: performance.now() - started }, "rpc ok");
-      return res;
-    } catch (err) {
-      const ce = ConnectError.from(err);
-      const level = ce.code === Code.Internal || ce.code === Code.Unknown ? "error" : "info";
-      log[level]({ ms: performance.now() - started, code: codeName(ce.code), err: ce.rawMessage }, "rpc failed");
-      ce.metadata.set(REQUEST_ID_HEADER, requestId);
-      throw ce;
-    }
-  };
-}
-
 export type TokenVerifier = (token: string) => Promise<Principal> | Principal;
 
 export interface AuthOptions {
@@ -67,30 +39,44 @@ export interface AuthOptions {
 }
 
 /**
- * The one place every RPC is authenticated: a missing, expired, forged or wrongly-signed token is
- * UNAUTHENTICATED; a user calling a service-only method is PERMISSION_DENIED.
+ * The call pipeline (request id, metrics, logs, authentication) as a connect-node interceptor, for
+ * the Connect and gRPC-Web port. The request id is echoed in the response headers; a stream is
+ * measured until its last message.
  */
-export function authInterceptor(opts: AuthOptions): Interceptor {
+export function pipelineInterceptor(pipeline: CallPipeline): Interceptor {
   return (next) => async (req) => {
-    const service = req.service.typeName;
-    const method = `${service}/${req.method.name}`;
-    if (PUBLIC_SERVICES.has(service) || opts.publicMethods?.has(method)) return next(req);
-    const header = req.header.get("authorization") ?? "";
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!match) {
-      throw new ConnectError('missing credentials: send the header "authorization: Bearer <token>"', Code.Unauthenticated);
-    }
-    let principal: Principal;
+    const call = pipeline.start({
+      service: req.service.typeName,
+      method: `${req.service.typeName}/${req.method.name}`,
+      header: (name) => req.header.get(name),
+      values: req.contextValues,
+    });
+    let res;
     try {
-      principal = await opts.verify(match[1]);
+      await call.authorize();
+      res = await currentRequest.run({ requestId: call.requestId }, () => next(req));
     } catch (err) {
-      const ce = ConnectError.from(err);
-      throw ce.code === Code.Unauthenticated ? ce : new ConnectError(`invalid token: ${ce.rawMessage}`, Code.Unauthenticated);
+      throw call.end(err);
     }
-    if (principal.kind !== "service" && (opts.serviceOnly?.has(service) || opts.serviceOnly?.has(method))) {
-      throw new ConnectError(`${method} is for Satchel services and operators: call it with the service token`, Code.PermissionDenied);
+    res.header.set(REQUEST_ID_HEADER, call.requestId);
+    if (!res.stream) {
+      call.end();
+      return res;
     }
-    req.contextValues.set(principalKey, principal);
-    return next(req);
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        let failure: unknown = undefined;
+        try {
+          yield* messages;
+        } catch (err) {
+          failure = err;
+          throw call.end(err);
+        } finally {
+          if (failure === undefined) call.end();
+        }
+      })(),
+    };
   };
 }

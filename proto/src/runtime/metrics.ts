@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** Latency buckets (seconds) from sub-millisecond metadata calls to multi-second block writes. */
@@ -39,46 +39,6 @@ export class ServiceMetrics {
       labelNames: ["method"],
       registers: [this.registry],
     });
-  }
-
-  /** The interceptor that records every RPC; streams are measured until their last message. */
-  interceptor(): Interceptor {
-    return (next) => async (req) => {
-      const method = `${req.service.typeName}/${req.method.name}`;
-      const stop = this.rpcDuration.startTimer({ method });
-      this.rpcInFlight.inc({ method });
-      const finish = (err: unknown) => {
-        stop();
-        this.rpcInFlight.dec({ method });
-        this.rpcRequests.inc({ method, code: err === undefined ? "OK" : codeName(ConnectError.from(err).code) });
-      };
-      let res;
-      try {
-        res = await next(req);
-      } catch (err) {
-        finish(err);
-        throw err;
-      }
-      if (!res.stream) {
-        finish(undefined);
-        return res;
-      }
-      const messages = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          let failure: unknown = undefined;
-          try {
-            yield* messages;
-          } catch (err) {
-            failure = err;
-            throw err;
-          } finally {
-            finish(failure);
-          }
-        })(),
-      };
-    };
   }
 }
 

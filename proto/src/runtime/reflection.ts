@@ -1,6 +1,6 @@
 import { createRegistry, toBinary, type DescFile, type Registry } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ServiceRouter } from "./grpc-server.js";
 import * as v1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
@@ -16,7 +16,7 @@ const UNIMPLEMENTED = 12;
  * grpcurl can call every service with no .proto files at hand. The descriptors come from the
  * generated code itself, so they cannot drift from what the server speaks.
  */
-export function registerReflection(router: ConnectRouter, files: DescFile[], serviceNames: string[]): void {
+export function registerReflection(router: ServiceRouter, files: DescFile[], serviceNames: string[]): void {
   const all = withDependencies(files);
   const known: Known = { registry: createRegistry(...all), files: new Map(all.map((f) => [f.name, f])) };
   const answer = (req: Request): ResponseBody => respond(known, serviceNames, req);
