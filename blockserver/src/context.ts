@@ -1,5 +1,6 @@
 import { createLogger, type Logger } from "@satchel/proto";
 import { BlockStore } from "./block-store.js";
+import { ErasureCodec } from "./codec/erasure.js";
 import type { BlockserverConfig } from "./config.js";
 import { BlockIndex } from "./block-index/block-index.js";
 import { BlockserverMetrics } from "./metrics.js";
@@ -8,6 +9,7 @@ import { followDeadNodes, watchNodes } from "./nodes/node-watch.js";
 import { measureRedundancy } from "./repair/redundancy-gauges.js";
 import { Repairer } from "./repair/repairer.js";
 import { Scrubber } from "./scrub/scrubber.js";
+import { ShardIO } from "./shard-io/shard-io.js";
 import { Collector } from "./gc/collector.js";
 
 /** Every long-lived client and worker of the blockserver, built once; close() releases them. */
@@ -17,6 +19,7 @@ export interface BlockserverContext {
   metrics: BlockserverMetrics;
   index: BlockIndex;
   nodes: NodeSet;
+  shards: ShardIO;
   store: BlockStore;
   repairer: Repairer;
   scrubber: Scrubber;
@@ -31,21 +34,22 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   const metrics = new BlockserverMetrics();
   const index = await BlockIndex.open(config.directoryUrl);
   const nodes = new NodeSet(config.storageNodes, config.nodeTimeoutMs);
-  const store = new BlockStore(config, index, nodes, metrics);
-  const repairer = new Repairer(store, index, metrics, logger);
-  store.repairs = repairer;
+  const shards = new ShardIO(nodes, metrics, config.hedgeMs);
+  const codec = new ErasureCodec(config.dataShards, config.parityShards);
+  const repairer = new Repairer(shards, codec, index, metrics, logger);
+  const store = new BlockStore(config, index, shards, codec, repairer, metrics);
   metrics.startAtZero(nodes.names);
   const probesDone = watchNodes(nodes, repairer, metrics, logger, config);
   const stopRedundancy = measureRedundancy(nodes, index, metrics, logger, { data: config.dataShards, parity: config.parityShards }, 15_000);
   const deadNodes = await followDeadNodes(nodes, index, 5000);
   await probesDone;
   repairer.start(config.repairSweepMs);
-  const scrubber = new Scrubber(store, index, repairer, metrics, logger, config.scrub);
+  const scrubber = new Scrubber(shards, store, index, repairer, metrics, logger, config.scrub);
   scrubber.start();
-  const collector = new Collector(store, index, metrics, logger, config.gc.graceSeconds);
+  const collector = new Collector(shards, index, metrics, logger, config.gc.graceSeconds);
   collector.start(config.gc.intervalMs);
   return {
-    config, logger, metrics, index, nodes, store, repairer, scrubber, collector, refreshNodeStates: deadNodes.refresh,
+    config, logger, metrics, index, nodes, shards, store, repairer, scrubber, collector, refreshNodeStates: deadNodes.refresh,
     close: async () => {
       collector.stop();
       deadNodes.stop();

@@ -7,7 +7,7 @@ import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService, NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { NodeControl, flipBit, minioClient, wipeDisk } from "@satchel/ops";
 import { decodeShard } from "./shard-format/shard-format.js";
-import { shardKey } from "./block-store.js";
+import { shardKey } from "./shard-io/shard-io.js";
 
 const { endpoints, stateDir } = inject("cluster");
 

@@ -8,7 +8,10 @@ import { CommitPublisher } from "./journal/publisher.js";
 import { ReferenceRelay } from "./journal/reference-relay.js";
 import { RetentionJob } from "./journal/retention.js";
 import { FileStore } from "./store/files.js";
+import { JournalStore } from "./store/journal-store.js";
+import { NamespaceTxns } from "./store/namespace-txn.js";
 import { NamespaceStore } from "./store/namespaces.js";
+import { NamespacePlacement } from "./store/placement.js";
 import { Quotas } from "./store/quotas.js";
 import { CursorStates } from "./store/cursor-state.js";
 import { probeShards } from "./store/shard-probe.js";
@@ -25,7 +28,10 @@ export interface MetaserverContext {
   metaMetrics: MetaMetrics;
   shards: ShardSet;
   namespaces: NamespaceStore;
+  placement: NamespacePlacement;
   files: FileStore;
+  journal: JournalStore;
+  txns: NamespaceTxns;
   quotas: Quotas;
   accessTokens: AccessTokens;
   blocks: Client<typeof BlockService>;
@@ -41,12 +47,15 @@ export interface MetaserverContext {
 export async function createContext(config: MetaserverConfig): Promise<MetaserverContext> {
   const logger = createLogger("metaserver", config.logLevel);
   const shards = await openShardSet(config.directoryUrl, config.shardPoolSize);
-  const namespaces = new NamespaceStore(shards);
+  const placement = new NamespacePlacement(shards);
+  const namespaces = new NamespaceStore(shards, placement);
   const publisher = new CommitPublisher(config.redisUrl, logger, config.cursorCacheSeconds);
-  const cursorStates = new CursorStates(namespaces);
+  const cursorStates = new CursorStates(placement);
   const quotas = new Quotas(namespaces, cursorStates, config.defaultQuotaBytes);
-  const files = new FileStore(namespaces, cursorStates, quotas, (ns, cursor) => publisher.published(ns, cursor));
-  const cursors = new CursorWatcher(config.redisUrl, publisher, files, logger, (ns) => namespaces.forgetPlacement(ns));
+  const txns = new NamespaceTxns(placement, (ns, cursor) => publisher.published(ns, cursor));
+  const files = new FileStore(placement, txns, quotas);
+  const journal = new JournalStore(placement, txns, cursorStates);
+  const cursors = new CursorWatcher(config.redisUrl, publisher, journal, logger, (ns) => placement.forgetPlacement(ns));
   const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.serviceToken });
   const blocks = createClient(BlockService, blockTransport);
   const blockAdmin = createClient(BlockAdminService, blockTransport);
@@ -55,14 +64,14 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   const stopProbe = probeShards(shards, metaMetrics, 5000);
   const relay = new ReferenceRelay(shards, blocks, logger, metrics.registry);
   relay.start(1000);
-  const retention = new RetentionJob(shards, files, logger, {
+  const retention = new RetentionJob(shards, journal, logger, {
     retentionDays: config.retentionDays, versionsKept: config.versionsKept, journalDays: config.journalRetentionDays,
   });
   if (config.pruneIntervalSeconds > 0) retention.start(config.pruneIntervalSeconds * 1000);
   const verifier = new Verifier(shards, blockAdmin, logger, metaMetrics.verify);
   if (config.verifyIntervalSeconds > 0) verifier.start(config.verifyIntervalSeconds * 1000);
   return {
-    config, logger, metrics, metaMetrics, shards, namespaces, files, quotas, accessTokens: new AccessTokens(config.tokenKeys),
+    config, logger, metrics, metaMetrics, shards, namespaces, placement, files, journal, txns, quotas, accessTokens: new AccessTokens(config.tokenKeys),
     blocks, blockAdmin, publisher, cursors, relay, retention, verifier,
     close: async () => {
       stopProbe();

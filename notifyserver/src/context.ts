@@ -1,5 +1,7 @@
 import { createLogger, ServiceMetrics, type Logger } from "@satchel/proto";
+import type { SubscribeResponse } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { NotifyserverConfig } from "./config.js";
+import { advancedMessage } from "./fanout/advanced-message.js";
 import { Fanout } from "./fanout/fanout.js";
 import { RedisFeed } from "./fanout/redis-feed.js";
 import { ConnectionLimits } from "./limits.js";
@@ -11,7 +13,7 @@ export interface NotifyserverContext {
   logger: Logger;
   metrics: ServiceMetrics;
   notifyMetrics: NotifyMetrics;
-  fanout: Fanout;
+  fanout: Fanout<SubscribeResponse>;
   limits: ConnectionLimits;
   mounts: MountDirectory;
   /** Latest cursors Redis knows (undefined where it does not, or when it is down). */
@@ -24,7 +26,7 @@ export async function createContext(config: NotifyserverConfig): Promise<Notifys
   const logger = createLogger("notifyserver", config.logLevel);
   const metrics = new ServiceMetrics("notifyserver");
   const notifyMetrics = new NotifyMetrics(metrics.registry);
-  const fanout = new Fanout();
+  const fanout = new Fanout(advancedMessage);
   const feed = new RedisFeed(config.redisUrl, fanout, notifyMetrics, logger);
   const mounts = new MountDirectory(config.directoryUrl);
   return {

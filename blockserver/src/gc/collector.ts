@@ -1,5 +1,5 @@
 import type { Logger } from "@satchel/proto";
-import { shardKey, type BlockStore } from "../block-store.js";
+import { shardKey, type ShardIO } from "../shard-io/shard-io.js";
 import type { BlockIndex } from "../block-index/block-index.js";
 import type { BlockserverMetrics } from "../metrics.js";
 import { ShardMissingError } from "../nodes/storage-node.js";
@@ -24,7 +24,7 @@ export class Collector {
   private timer?: NodeJS.Timeout;
 
   constructor(
-    private readonly store: BlockStore,
+    private readonly shards: ShardIO,
     private readonly index: BlockIndex,
     private readonly metrics: BlockserverMetrics,
     private readonly logger: Logger,
@@ -73,10 +73,10 @@ export class Collector {
     if (!record || record.state !== "deleting") return;
     // A node that is down (not dead) would make every delete wait for its timeout: the block stays
     // 'deleting' and a later run finishes it once the node answers. A dead node's shards are gone.
-    if (record.shards.some((p) => !this.store.nodes.isDead(p.node) && this.store.nodes.get(p.node)?.healthy === false)) return;
+    if (record.shards.some((p) => !this.shards.nodes.isDead(p.node) && this.shards.nodes.get(p.node)?.healthy === false)) return;
     const outcomes = await Promise.allSettled(record.shards.map(async (p) => {
-      const node = this.store.nodes.get(p.node);
-      if (!node || this.store.nodes.isDead(p.node)) return;
+      const node = this.shards.nodes.get(p.node);
+      if (!node || this.shards.nodes.isDead(p.node)) return;
       try {
         await node.delete(shardKey(hash, p.index));
       } catch (err) {

@@ -41,7 +41,6 @@ export class StorageNode {
   private readonly client: Minio.Client;
   readonly name: string;
   readonly bucket: string;
-  private readonly endpoint: string;
   /** False after a connection failure, until a health probe answers again. */
   healthy = true;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
@@ -50,7 +49,6 @@ export class StorageNode {
     const url = new URL(config.endpoint);
     this.name = config.name;
     this.bucket = config.bucket;
-    this.endpoint = config.endpoint;
     this.client = new Minio.Client({
       endPoint: url.hostname,
       port: Number(url.port),
@@ -66,15 +64,35 @@ export class StorageNode {
     this.client.enableSHA256 = false;
   }
 
+  /**
+   * Writes an object from its parts (a shard's header and payload) without joining them: a plain
+   * keep-alive HTTP PUT of a presigned URL, the parts written one after the other.
+   */
   async put(key: string, parts: Uint8Array[]): Promise<void> {
-    const body = Buffer.concat(parts);
-    await this.withTimeout(`put ${key}`, (async () => {
-      // The plain PUT putObject would send, minus its Content-MD5 (see the constructor).
-      const res = await this.client.makeRequestAsync({ method: "PUT", bucketName: this.bucket, objectName: key }, body, [200], "");
-      for await (const _ of res as AsyncIterable<unknown>) {
-        // drain the (empty) response so the connection is reused
+    await this.withTimeout(`put ${key}`, this.sendObject(key, parts));
+  }
+
+  private async sendObject(key: string, parts: Uint8Array[]): Promise<void> {
+    const url = await this.client.presignedPutObject(this.bucket, key, PRESIGN_SECONDS);
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request(url, { method: "PUT", agent: this.agent, headers: { "content-length": length } }, (res) => {
+        const body: Buffer[] = [];
+        res.on("data", (c: Buffer) => void (body.length < 8 && body.push(c)));
+        res.on("end", () => {
+          if (res.statusCode === 200) return resolve();
+          const code = /<Code>([^<]+)<\/Code>/.exec(Buffer.concat(body).toString("utf8"))?.[1] ?? "";
+          reject(new Error(`${this.name}: PUT ${key} answered HTTP ${res.statusCode} ${code}`));
+        });
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      for (const [i, part] of parts.entries()) {
+        if (i < parts.length - 1) req.write(part);
+        else req.end(part);
       }
-    })());
+      if (parts.length === 0) req.end();
+    });
   }
 
   /** A shard object's bytes; timeoutMs lets a hedged read give up on a slow node early. */

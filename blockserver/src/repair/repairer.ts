@@ -1,5 +1,7 @@
 import type { Logger } from "@satchel/proto";
-import type { BlockStore, RepairSink, ShardSurvey } from "../block-store.js";
+import type { RepairSink } from "../block-store.js";
+import type { ErasureCodec } from "../codec/erasure.js";
+import type { ShardIO, ShardSurvey } from "../shard-io/shard-io.js";
 import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "../block-index/block-index.js";
 import type { BlockserverMetrics } from "../metrics.js";
 import { blockVerdict, type BlockVerdict } from "../quorum.js";
@@ -42,7 +44,8 @@ export class Repairer implements RepairSink {
   private stopped = false;
 
   constructor(
-    private readonly store: BlockStore,
+    private readonly shards: ShardIO,
+    private readonly codec: ErasureCodec,
     private readonly index: BlockIndex,
     private readonly metrics: BlockserverMetrics,
     private readonly logger: Logger,
@@ -91,7 +94,7 @@ export class Repairer implements RepairSink {
 
   sweepNow(): void {
     // Shards recorded against nodes that are down wait for them; the sweep picks them up once up.
-    const down = this.store.nodes.names.filter((n) => !this.store.nodes.get(n)!.healthy);
+    const down = this.shards.nodes.names.filter((n) => !this.shards.nodes.get(n)!.healthy);
     void this.index.queueUnhealthyBlocks("shard-state sweep", down).then(
       () => this.kick(),
       (err: Error) => this.logger.warn({ err: err.message }, "repair sweep failed"),
@@ -161,7 +164,7 @@ export class Repairer implements RepairSink {
   async repair(hash: Buffer): Promise<RepairResult> {
     const record = await this.index.get(hash);
     if (!record || record.state !== "live") return { damaged: 0, rebuilt: 0, lost: false, complete: true, waitsForNodes: false, verdict: "readable" };
-    return this.rebuild(record, await this.store.survey(record));
+    return this.rebuild(record, await this.shards.survey(record));
   }
 
   /**
@@ -173,7 +176,7 @@ export class Repairer implements RepairSink {
     const k = record.dataShards;
     await this.recordFindings(record, survey);
     const verdict = blockVerdict(survey, k, record.parityShards);
-    const nodes = this.store.nodes;
+    const nodes = this.shards.nodes;
     const needed = survey.filter((s) => s.status !== "ok" || nodes.isDead(s.node)).map((s) => s.index);
     const damaged = survey.filter((s) => s.status !== "ok").length;
     if (verdict.kind === "lost") {
@@ -193,7 +196,7 @@ export class Repairer implements RepairSink {
       await this.index.markVerified(record.hash);
       return { damaged: 0, rebuilt: 0, lost: false, complete: true, waitsForNodes: false, verdict: verdict.kind };
     }
-    const all = await this.store.codec.reconstructShards(survey.map((s) => s.payload), record.size);
+    const all = await this.codec.reconstructShards(survey.map((s) => s.payload), record.size);
     return this.rewrite(record, needed, all, damaged);
   }
 
@@ -202,7 +205,7 @@ export class Repairer implements RepairSink {
    * does not record as stored, so a block that lost shards, even one proven lost, is whole again.
    */
   async restore(record: BlockRecord, shards: Buffer[]): Promise<void> {
-    const needed = record.shards.filter((p) => !isStored(p.state) || this.store.nodes.isDead(p.node)).map((p) => p.index);
+    const needed = record.shards.filter((p) => !isStored(p.state) || this.shards.nodes.isDead(p.node)).map((p) => p.index);
     const result = await this.rewrite(record, needed, shards, needed.length);
     if (result.complete) await this.index.finishRepair(record.hash);
   }
@@ -220,14 +223,19 @@ export class Repairer implements RepairSink {
         waiting++;
         continue;
       }
+      const { placement, error } = await this.shards.writeShard(record, i, all[i], target, target === record.shards[i].node ? "ok" : "rebuilt");
+      if (error) {
+        failed++;
+        this.logger.warn({ block: hex, shard: i, node: target, err: error.message }, "rebuilt shard could not be written");
+        continue;
+      }
       try {
-        const placement = await this.store.writeShard(record, i, all[i], target, target === record.shards[i].node ? "ok" : "rebuilt");
         await this.index.setShard(record.hash, placement);
         record.shards[i] = placement;
         rebuilt++;
       } catch (err) {
         failed++;
-        this.logger.warn({ block: hex, shard: i, node: target, err: (err as Error).message }, "rebuilt shard could not be written");
+        this.logger.warn({ block: hex, shard: i, node: target, err: (err as Error).message }, "rebuilt shard could not be recorded");
       }
     }
     const complete = waiting === 0 && failed === 0;
@@ -245,7 +253,7 @@ export class Repairer implements RepairSink {
    * recorded as not stored (a new disk adopted just before its node died held none of them).
    */
   private async recordFindings(record: BlockRecord, survey: ShardSurvey[]): Promise<void> {
-    const nodes = this.store.nodes;
+    const nodes = this.shards.nodes;
     await Promise.all(survey.map(async (s) => {
       const was = record.shards[s.index];
       let now: ShardPlacement = was;
@@ -272,7 +280,7 @@ export class Repairer implements RepairSink {
    * otherwise the shard waits for its node.
    */
   private chooseNode(record: BlockRecord, shard: ShardPlacement): string | undefined {
-    const nodes = this.store.nodes;
+    const nodes = this.shards.nodes;
     const home = nodes.get(shard.node);
     if (home?.healthy && !nodes.isDead(home.name)) return home.name;
     const healthy = nodes.healthyNames().filter((n) => !nodes.isDead(n));

@@ -22,7 +22,7 @@ export async function inspectBlocks(ctx: BlockserverContext, hashes: Buffer[], u
       out.push(create(BlockInspectionSchema, { hash, found: true, state: record.state, shardsTotal: record.shards.length }));
       continue;
     }
-    const survey = await ctx.store.survey(record);
+    const survey = await ctx.shards.survey(record);
     const verdict = blockVerdict(survey, record.dataShards, record.parityShards);
     const good = survey.filter((s) => s.status === "ok").length;
     const bytes = survey.reduce((n, s) => n + (s.bytes ?? 0), 0);

@@ -1,5 +1,6 @@
 import type { Logger } from "@satchel/proto";
 import type { BlockStore } from "../block-store.js";
+import type { ShardIO } from "../shard-io/shard-io.js";
 import type { BlockIndex } from "../block-index/block-index.js";
 import type { BlockserverMetrics } from "../metrics.js";
 import type { Repairer } from "../repair/repairer.js";
@@ -47,7 +48,9 @@ export class Scrubber {
   readonly status: ScrubPassStatus;
 
   constructor(
-    private readonly store: BlockStore,
+    private readonly shards: ShardIO,
+    /** Client traffic in progress, which a pass yields to. */
+    private readonly foreground: Pick<BlockStore, "foregroundInFlight">,
     private readonly index: BlockIndex,
     private readonly repairer: Repairer,
     private readonly metrics: BlockserverMetrics,
@@ -136,7 +139,7 @@ export class Scrubber {
     const record = await this.index.get(hash);
     if (!record || record.state !== "live") return;
     const started = performance.now();
-    const survey = await this.store.survey(record);
+    const survey = await this.shards.survey(record);
     let bytes = 0;
     for (const r of survey) {
       bytes += r.bytes ?? 0;
@@ -148,7 +151,7 @@ export class Scrubber {
         this.metrics.scrubFindings.inc({ kind: "missing" });
       } else if (r.status === "unreachable") {
         this.metrics.scrubFindings.inc({ kind: "unreachable" });
-      } else if (this.store.nodes.isDead(r.node)) {
+      } else if (this.shards.nodes.isDead(r.node)) {
         this.status.shardsMissing++;
         this.metrics.scrubFindings.inc({ kind: "dead_node" });
       }
@@ -178,7 +181,7 @@ export class Scrubber {
   private async yieldToForeground(): Promise<void> {
     if (this.unthrottled) return;
     const deadline = performance.now() + this.settings.maxYieldMs;
-    while (this.store.foregroundInFlight > 0 && performance.now() < deadline) await sleep(5);
+    while (this.foreground.foregroundInFlight > 0 && performance.now() < deadline) await sleep(5);
   }
 }
 

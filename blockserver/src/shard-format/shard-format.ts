@@ -103,6 +103,11 @@ export function encodeShard(
   return [header, Buffer.from(payload.buffer, payload.byteOffset, payload.length)];
 }
 
+/** The payload checksum a shard header (from encodeShard) records. */
+export function payloadChecksumOf(header: Buffer): number {
+  return header.readUInt32BE(Offset.payloadChecksum);
+}
+
 /**
  * Parses and verifies a whole shard object. The payload is a view of `object`; the block hash is
  * copied, so a header kept for a report does not pin the whole shard in memory.

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { NAMESPACE_CHANNEL, type Logger } from "@satchel/proto";
-import type { FileStore } from "../store/files.js";
+import type { JournalStore } from "../store/journal-store.js";
 import { SHARD_MAP_CHANNEL, type CommitPublisher } from "./publisher.js";
 
 /** How often a long poll re-reads MySQL while Redis (and so the push) is down. */
@@ -17,7 +17,7 @@ export class CursorWatcher {
   constructor(
     url: string,
     private readonly publisher: CommitPublisher,
-    private readonly files: FileStore,
+    private readonly journal: Pick<JournalStore, "cursorState">,
     private readonly logger: Logger,
     onShardMoved: (namespaceId: bigint) => void,
   ) {
@@ -44,7 +44,7 @@ export class CursorWatcher {
 
   async latest(namespaceIds: bigint[]): Promise<bigint[]> {
     const cached = await this.publisher.latest(namespaceIds);
-    return Promise.all(namespaceIds.map(async (ns, i) => cached[i] ?? (await this.files.cursorState(ns)).cursor));
+    return Promise.all(namespaceIds.map(async (ns, i) => cached[i] ?? (await this.journal.cursorState(ns)).cursor));
   }
 
   /** Waits until any namespace is past its given cursor, the timeout passes, or the call is cancelled. */
@@ -62,7 +62,7 @@ export class CursorWatcher {
       try {
         // Check after registering, so an advance between the check and the wait is not missed.
         // MySQL is the truth; Redis only says when to look.
-        const latest = await Promise.all(ids.map(async (ns) => (await this.files.cursorState(ns)).cursor));
+        const latest = await Promise.all(ids.map(async (ns) => (await this.journal.cursorState(ns)).cursor));
         const changed = cursors.map((c, i) => ({ namespaceId: c.namespaceId, cursor: latest[i] })).filter((c, i) => c.cursor > cursors[i].cursor);
         const left = deadline - performance.now();
         if (changed.length > 0 || left <= 0 || signal.aborted) return changed;

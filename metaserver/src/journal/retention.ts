@@ -1,5 +1,6 @@
 import type { Logger } from "@satchel/proto";
-import type { FileStore, RetentionPolicy } from "../store/files.js";
+import type { RetentionPolicy } from "../store/file-records.js";
+import type { JournalStore } from "../store/journal-store.js";
 import type { RowDataPacket, ShardSet } from "../store/shards.js";
 
 export interface RetentionReport {
@@ -13,7 +14,7 @@ export class RetentionJob {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<RetentionReport> | undefined;
 
-  constructor(private readonly shards: ShardSet, private readonly files: FileStore, private readonly logger: Logger, private readonly policy: RetentionPolicy) {}
+  constructor(private readonly shards: ShardSet, private readonly journal: Pick<JournalStore, "prune">, private readonly logger: Logger, private readonly policy: RetentionPolicy) {}
 
   start(intervalMs: number): void {
     this.timer = setInterval(() => void this.run().catch((err: Error) => this.logger.warn({ err: err.message }, "retention pass failed")), intervalMs);
@@ -36,7 +37,7 @@ export class RetentionJob {
       const [rows] = await this.shards.shard(id).query<RowDataPacket[]>("SELECT namespace_id FROM namespace_state WHERE state = 'active'");
       for (const r of rows) {
         try {
-          const n = await this.files.prune(BigInt(r.namespace_id), this.policy);
+          const n = await this.journal.prune(BigInt(r.namespace_id), this.policy);
           report.versionsPruned += n.versions;
           report.entriesPurged += n.purged;
           report.journalCompacted += n.journal;

@@ -15,7 +15,7 @@ export function adminRoutes(ctx: MetaserverContext) {
         return { blocksChecked: BigInt(r.blocksChecked), blocksDrifted: BigInt(r.blocksDrifted), totalDrift: BigInt(r.totalDrift) };
       }),
       moveNamespace: guarded("MoveNamespace", async (req) => {
-        const r = await moveNamespace(ctx.shards, ctx.namespaces, ctx.logger, req.namespaceId, req.targetShardId, (ns) => ctx.publisher.shardMoved(ns));
+        const r = await moveNamespace(ctx.shards, ctx.placement, ctx.logger, req.namespaceId, req.targetShardId, (ns) => ctx.publisher.shardMoved(ns));
         return { sourceShardId: r.sourceShardId, targetShardId: r.targetShardId, rowsCopied: BigInt(r.rowsCopied), writesHeldMs: r.writesHeldMs };
       }),
       setQuota: guarded("SetQuota", async (req) => {
@@ -29,7 +29,7 @@ export function adminRoutes(ctx: MetaserverContext) {
         return { versionsPruned: BigInt(r.versionsPruned), entriesPurged: BigInt(r.entriesPurged), journalEntriesCompacted: BigInt(r.journalCompacted) };
       }),
       compactJournal: guarded("CompactJournal", async (req) => {
-        return { entriesRemoved: BigInt(await ctx.files.compactJournal(req.namespaceId, req.throughCursor)) };
+        return { entriesRemoved: BigInt(await ctx.journal.compactJournal(req.namespaceId, req.throughCursor)) };
       }),
       verify: guarded("Verify", async (req, hctx) => {
         const r = await ctx.verifier.run({ unthrottled: req.unthrottled, maxFilesListed: req.maxFilesListed, signal: hctx.signal });

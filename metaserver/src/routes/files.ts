@@ -7,7 +7,7 @@ import {
 } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "../context.js";
 import { failedPrecondition, invalidArgument, notFound } from "../errors.js";
-import type { FileRecord } from "../store/files.js";
+import type { FileRecord } from "../store/file-records.js";
 import { outerPath, type Mount } from "../store/namespaces.js";
 import { parentOf, pathKey, ROOT } from "../tree/paths.js";
 import { callerOf, guarded } from "./caller.js";
@@ -195,13 +195,13 @@ export function fileRoutes(ctx: MetaserverContext) {
       }),
       listDelta: guarded("ListDelta", async (req, hctx) => {
         const mount = await mountOf(ctx, callerOf(hctx), req.namespaceId);
-        const state = await ctx.files.cursorState(req.namespaceId);
+        const state = await ctx.journal.cursorState(req.namespaceId);
         if (req.cursor > state.cursor) {
           throw invalidArgument(`cursor ${req.cursor} is ahead of namespace ${req.namespaceId} (latest ${state.cursor}): it did not come from this namespace`);
         }
         if (req.cursor < state.floor) return { entries: [], cursor: state.cursor, hasMore: false, reset: true };
         const pageSize = Math.min(req.pageSize || ctx.config.listPageSize, ctx.config.listPageSize);
-        const page = await ctx.files.delta(req.namespaceId, req.cursor, pageSize);
+        const page = await ctx.journal.delta(req.namespaceId, req.cursor, pageSize);
         const entries = page.entries.map((e): JournalEntry => create(JournalEntrySchema, {
           cursor: e.cursor,
           operation: OPERATIONS[e.operation],

@@ -48,14 +48,14 @@ export function shareRoutes(ctx: MetaserverContext) {
         const key = pathKey(at.path);
         const nested = at.mounts.find((m) => m.key !== ROOT && m.key.startsWith(`${key}/`));
         if (nested) throw failedPrecondition(`"${at.path}" contains the shared folder "${nested.path}"; shared folders cannot be nested`);
-        const shardId = await ctx.namespaces.shardIdOf(at.mount.namespaceId);
+        const shardId = await ctx.placement.shardIdOf(at.mount.namespaceId);
         const conn = await ctx.namespaces.directory.getConnection();
         try {
           namespaceId = await ctx.namespaces.insertNamespace(conn, shardId, at.caller.userId, "shared");
         } finally {
           conn.release();
         }
-        await splitOutNamespace(ctx.files, at.mount.namespaceId, at.inner, namespaceId);
+        await splitOutNamespace(ctx.txns, at.mount.namespaceId, at.inner, namespaceId);
         await ctx.namespaces.addMount(ctx.namespaces.directory, at.caller.userId, namespaceId, at.path, "owner");
       } else {
         throw failedPrecondition(`"${at.path}" is inside the shared folder "${at.mount.path}"; share that folder instead`);

@@ -1,6 +1,6 @@
 import type { Logger } from "@satchel/proto";
 import { failedPrecondition, invalidArgument } from "../errors.js";
-import { PLACEMENT_CACHE_MS, type NamespaceStore } from "../store/namespaces.js";
+import { PLACEMENT_CACHE_MS, type NamespacePlacement } from "../store/placement.js";
 import { inTransaction, type Pool, type RowDataPacket, type ShardSet } from "../store/shards.js";
 
 /**
@@ -30,11 +30,11 @@ export interface MoveReport {
  * failure before the switch puts the namespace back as it was; the source copy is removed after.
  */
 export async function moveNamespace(
-  shards: ShardSet, namespaces: NamespaceStore, logger: Logger, ns: bigint, targetShardId: number, announce: (ns: bigint) => Promise<void>,
+  shards: ShardSet, placement: NamespacePlacement, logger: Logger, ns: bigint, targetShardId: number, announce: (ns: bigint) => Promise<void>,
 ): Promise<MoveReport> {
   if (!shards.shardIds.includes(targetShardId)) throw invalidArgument(`shard ${targetShardId} is not in the shard map (shards: ${shards.shardIds.join(", ")})`);
-  namespaces.forgetPlacement(ns);
-  const sourceShardId = await namespaces.shardIdOf(ns);
+  placement.forgetPlacement(ns);
+  const sourceShardId = await placement.shardIdOf(ns);
   if (sourceShardId === targetShardId) throw failedPrecondition(`namespace ${ns} is on shard ${targetShardId} already`);
   const src = shards.shard(sourceShardId);
   const dst = shards.shard(targetShardId);
@@ -64,7 +64,7 @@ export async function moveNamespace(
         [ns, rows[0].cursor_position, rows[0].used_bytes, rows[0].journal_floor],
       );
     });
-    await namespaces.setShard(ns, targetShardId);
+    await placement.setShard(ns, targetShardId);
     switched = true;
     await src.query("UPDATE namespace_state SET state = 'moved' WHERE namespace_id = ?", [ns]);
   } catch (err) {

@@ -1,6 +1,6 @@
 import type { RowDataPacket } from "mysql2/promise";
 import { notFound } from "../errors.js";
-import type { NamespaceStore } from "./namespaces.js";
+import type { NamespacePlacement } from "./placement.js";
 
 /** A namespace's journal position, its oldest kept entry and the bytes its current files use. */
 export interface CursorState {
@@ -14,14 +14,14 @@ export interface CursorState {
  * and what changes it (the file tree) both take it in their constructors, neither the other.
  */
 export class CursorStates {
-  constructor(private readonly namespaces: NamespaceStore) {}
+  constructor(private readonly placement: Pick<NamespacePlacement, "shardFor" | "forgetPlacement">) {}
 
   async of(ns: bigint, retried = false): Promise<CursorState> {
-    const pool = await this.namespaces.shardFor(ns);
+    const pool = await this.placement.shardFor(ns);
     const [rows] = await pool.query<RowDataPacket[]>("SELECT cursor_position, journal_floor, used_bytes, state FROM namespace_state WHERE namespace_id = ?", [ns]);
     if ((rows.length === 0 || rows[0].state === "moved") && !retried) {
       // Our idea of the namespace's shard is stale: it moved.
-      this.namespaces.forgetPlacement(ns);
+      this.placement.forgetPlacement(ns);
       return this.of(ns, true);
     }
     if (rows.length === 0) throw notFound(`namespace ${ns} has no state on its shard`);

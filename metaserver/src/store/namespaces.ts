@@ -1,6 +1,7 @@
 import type { ResultSetHeader, RowDataPacket } from "mysql2/promise";
 import { alreadyExists, notFound } from "../errors.js";
 import { pathKey, ROOT } from "../tree/paths.js";
+import type { NamespacePlacement } from "./placement.js";
 import { inTransaction, type Pool, type PoolConnection, type ShardSet } from "./shards.js";
 
 export interface UserRecord {
@@ -33,20 +34,14 @@ export interface DeviceRecord {
 /** How long a user's mounts are cached; share changes made here invalidate at once. */
 const MOUNT_CACHE_MS = 2000;
 /**
- * How long a namespace's shard is cached. A move tells every metaserver through Redis; this bounds
- * how long one that missed the message reads the old shard (which keeps its copy that long).
- */
-export const PLACEMENT_CACHE_MS = 2000;
-
-/**
- * The directory: users, devices, namespaces and the shard map (namespace -> shard), and the
- * mounts that place namespaces in users' trees.
+ * The directory: users, devices and their refresh tokens, namespaces, the mounts that place
+ * namespaces in users' trees, members and share links. Which shard holds a namespace is
+ * placement's (placement.ts).
  */
 export class NamespaceStore {
-  private readonly shardOfNamespace = new Map<bigint, { shardId: number; at: number }>();
   private readonly mountCache = new Map<bigint, { at: number; mounts: Mount[] }>();
 
-  constructor(private readonly shards: ShardSet) {}
+  constructor(private readonly shards: ShardSet, private readonly placement: Pick<NamespacePlacement, "placeNewNamespace" | "remember">) {}
 
   get directory(): Pool {
     return this.shards.directory;
@@ -58,7 +53,7 @@ export class NamespaceStore {
       const [res] = await conn.query<ResultSetHeader>("INSERT IGNORE INTO users (username, password_hash) VALUES (?, ?)", [username, passwordHash]);
       if (res.affectedRows === 0) throw alreadyExists(`the username "${username}" is taken`);
       const userId = BigInt(res.insertId);
-      const shardId = this.placeNewNamespace(userId);
+      const shardId = this.placement.placeNewNamespace(userId);
       const namespaceId = await this.insertNamespace(conn, shardId, userId, "root");
       await conn.query("UPDATE users SET root_namespace_id = ? WHERE user_id = ?", [namespaceId, userId]);
       await conn.query("INSERT INTO mounts (user_id, namespace_id, path, path_key, role) VALUES (?, ?, '/', '/', 'owner')", [userId, namespaceId]);
@@ -71,7 +66,7 @@ export class NamespaceStore {
   async insertNamespace(conn: PoolConnection, shardId: number, ownerId: bigint, kind: "root" | "shared"): Promise<bigint> {
     const [res] = await conn.query<ResultSetHeader>("INSERT INTO namespaces (shard_id, owner_user_id, kind) VALUES (?, ?, ?)", [shardId, ownerId, kind]);
     const namespaceId = BigInt(res.insertId);
-    this.shardOfNamespace.set(namespaceId, { shardId, at: performance.now() });
+    this.placement.remember(namespaceId, shardId);
     return namespaceId;
   }
 
@@ -212,39 +207,6 @@ export class NamespaceStore {
       "UPDATE share_links SET revoked_at = CURRENT_TIMESTAMP(3) WHERE link_id = ? AND user_id = ? AND revoked_at IS NULL", [linkId, userId],
     );
     return res.affectedRows > 0;
-  }
-
-  // The shard map.
-
-  /** New namespaces spread over shards by owner; the shard map, not this rule, is the truth afterwards. */
-  placeNewNamespace(ownerId: bigint): number {
-    const ids = this.shards.shardIds;
-    return ids[Number(ownerId % BigInt(ids.length))];
-  }
-
-  async shardIdOf(namespaceId: bigint): Promise<number> {
-    const cached = this.shardOfNamespace.get(namespaceId);
-    if (cached && performance.now() - cached.at < PLACEMENT_CACHE_MS) return cached.shardId;
-    const [rows] = await this.directory.query<RowDataPacket[]>("SELECT shard_id FROM namespaces WHERE namespace_id = ?", [namespaceId]);
-    if (rows.length === 0) throw notFound(`namespace ${namespaceId} does not exist`);
-    const shardId = Number(rows[0].shard_id);
-    this.shardOfNamespace.set(namespaceId, { shardId, at: performance.now() });
-    return shardId;
-  }
-
-  /** The pool of the shard that holds a namespace. */
-  async shardFor(namespaceId: bigint): Promise<Pool> {
-    return this.shards.shard(await this.shardIdOf(namespaceId));
-  }
-
-  /** Forget a cached placement (the namespace moved). */
-  forgetPlacement(namespaceId: bigint): void {
-    this.shardOfNamespace.delete(namespaceId);
-  }
-
-  async setShard(namespaceId: bigint, shardId: number): Promise<void> {
-    await this.directory.query("UPDATE namespaces SET shard_id = ? WHERE namespace_id = ?", [shardId, namespaceId]);
-    this.shardOfNamespace.set(namespaceId, { shardId, at: performance.now() });
   }
 }
 

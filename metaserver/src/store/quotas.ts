@@ -1,5 +1,5 @@
 import type { CursorStates } from "./cursor-state.js";
-import type { QuotaPolicy } from "./files.js";
+import type { QuotaPolicy } from "./file-records.js";
 import type { NamespaceStore } from "./namespaces.js";
 
 /** How long a namespace's ownership and quota are cached on the commit path. */

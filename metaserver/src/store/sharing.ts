@@ -1,7 +1,8 @@
 import type { ResultSetHeader, RowDataPacket } from "mysql2/promise";
 import { failedPrecondition, notFound } from "../errors.js";
 import { descendantRange, pathKey } from "../tree/paths.js";
-import { PARENT_KEY_SQL, type FileStore } from "./files.js";
+import { PARENT_KEY_SQL } from "./file-records.js";
+import type { NamespaceTxns } from "./namespace-txn.js";
 
 /**
  * Turns a folder of a namespace into a namespace of its own (to share it), in one transaction on
@@ -10,8 +11,8 @@ import { PARENT_KEY_SQL, type FileStore } from "./files.js";
  * lists every entry, so members catch up from cursor 0. The new namespace's cursors start above
  * the old one's, so the revisions that moved stay unique in it.
  */
-export async function splitOutNamespace(files: FileStore, from: bigint, folder: string, into: bigint): Promise<{ entries: number }> {
-  return files.mutate(from, async (t) => {
+export async function splitOutNamespace(txns: NamespaceTxns, from: bigint, folder: string, into: bigint): Promise<{ entries: number }> {
+  return txns.mutate(from, async (t) => {
     const row = await t.row(folder);
     if (!row || row.deleted) throw notFound(`"${folder}" does not exist`);
     if (!row.is_folder) throw failedPrecondition(`"${row.path}" is a file; only folders can be shared`);

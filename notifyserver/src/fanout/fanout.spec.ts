@@ -14,6 +14,21 @@ describe("fan-out", () => {
     expect(sub.coalesced).toBe(999);
   });
 
+  it("makes one message per advance, shared by every subscriber; a slow one holds the latest", async () => {
+    let made = 0;
+    const fanout = new Fanout((ns, cursor) => ({ ns, cursor, n: ++made }));
+    const subs = Array.from({ length: 100 }, () => new Subscriber<{ ns: bigint; cursor: bigint; n: number }>(new Set([1n])));
+    for (const sub of subs) fanout.add(sub);
+    fanout.publish(1n, 10n);
+    const first = await Promise.all(subs.map((s) => s.take()));
+    expect(made).toBe(1);
+    expect(new Set(first.map((m) => m.get(1n)!.message)).size).toBe(1);
+    fanout.publish(1n, 11n);
+    fanout.publish(1n, 12n);
+    const slow = await subs[0].take();
+    expect(slow.get(1n)).toMatchObject({ cursor: 12n, message: { cursor: 12n, n: 3 } });
+  });
+
   it("wakes a waiting subscriber as soon as its namespace advances", async () => {
     const fanout = new Fanout();
     const sub = new Subscriber(new Set([5n]));

@@ -1,8 +1,10 @@
 /** What a subscriber is told about one namespace: its latest cursor, and when the oldest untold advance was published. */
-export interface Pending {
+export interface Pending<M = unknown> {
   cursor: bigint;
   /** Publish time (ms since the epoch) of the oldest advance folded into this one; 0 when unknown. */
   publishedAt: number;
+  /** The message of the latest advance, made once per publish and shared by every subscriber. */
+  message?: M;
 }
 
 /**
@@ -10,8 +12,8 @@ export interface Pending {
  * namespace, so a slow consumer costs one map entry per namespace and never blocks delivery to
  * the others.
  */
-export class Subscriber {
-  private readonly pending = new Map<bigint, Pending>();
+export class Subscriber<M = unknown> {
+  private readonly pending = new Map<bigint, Pending<M>>();
   private wake?: () => void;
   /** Advances folded into one already pending (the consumer had not taken it yet). */
   coalesced = 0;
@@ -27,7 +29,7 @@ export class Subscriber {
     if (h === undefined || cursor > h) this.highest.set(namespaceId, cursor);
   }
 
-  offer(namespaceId: bigint, cursor: bigint, publishedAt = 0): void {
+  offer(namespaceId: bigint, cursor: bigint, publishedAt = 0, message?: M): void {
     // Concurrent commits publish in any order: an advance at or below what was offered is stale.
     const h = this.highest.get(namespaceId);
     if (h !== undefined && cursor <= h) {
@@ -36,10 +38,11 @@ export class Subscriber {
     }
     this.highest.set(namespaceId, cursor);
     const prev = this.pending.get(namespaceId);
-    if (prev === undefined) this.pending.set(namespaceId, { cursor, publishedAt });
+    if (prev === undefined) this.pending.set(namespaceId, { cursor, publishedAt, message });
     else {
       this.coalesced++;
-      if (cursor > prev.cursor) prev.cursor = cursor;
+      prev.cursor = cursor;
+      prev.message = message;
     }
     this.wake?.();
   }
@@ -49,7 +52,7 @@ export class Subscriber {
    * stream's heartbeat timer, or when it ends). No timer or listener per call: a busy stream
    * takes thousands of times a second.
    */
-  async take(): Promise<Map<bigint, Pending>> {
+  async take(): Promise<Map<bigint, Pending<M>>> {
     if (this.pending.size === 0 && !this.closed) {
       await new Promise<void>((resolve) => {
         this.wake = () => {
@@ -77,11 +80,17 @@ export class Subscriber {
   }
 }
 
-export class Fanout {
-  private readonly byNamespace = new Map<bigint, Set<Subscriber>>();
+/**
+ * Delivers namespace advances to the subscribers watching them. With a message factory, each
+ * advance becomes one message shared by every subscriber (encoded once for all their streams).
+ */
+export class Fanout<M = unknown> {
+  private readonly byNamespace = new Map<bigint, Set<Subscriber<M>>>();
   private subscribers = 0;
 
-  add(sub: Subscriber): void {
+  constructor(private readonly message?: (namespaceId: bigint, cursor: bigint) => M) {}
+
+  add(sub: Subscriber<M>): void {
     this.subscribers++;
     for (const ns of sub.namespaces) {
       let set = this.byNamespace.get(ns);
@@ -90,7 +99,7 @@ export class Fanout {
     }
   }
 
-  remove(sub: Subscriber): void {
+  remove(sub: Subscriber<M>): void {
     this.subscribers--;
     for (const ns of sub.namespaces) {
       const set = this.byNamespace.get(ns);
@@ -103,7 +112,8 @@ export class Fanout {
   publish(namespaceId: bigint, cursor: bigint, publishedAt = 0): number {
     const set = this.byNamespace.get(namespaceId);
     if (!set) return 0;
-    for (const sub of set) sub.offer(namespaceId, cursor, publishedAt);
+    const message = this.message?.(namespaceId, cursor);
+    for (const sub of set) sub.offer(namespaceId, cursor, publishedAt, message);
     return set.size;
   }
 

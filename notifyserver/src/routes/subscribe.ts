@@ -3,6 +3,7 @@ import { principalKey, type ServiceRouter } from "@satchel/proto";
 import { NotifyService, type SubscribeResponse } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { NotifyserverContext } from "../context.js";
 import { ConnectError, guarded, guardedStream, invalidArgument, permissionDenied, unauthenticated } from "../errors.js";
+import { advancedMessage } from "../fanout/advanced-message.js";
 import { Subscriber, type Pending } from "../fanout/fanout.js";
 
 const MAX_NAMESPACES = 10_000;
@@ -42,7 +43,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
   };
 
   /** Counts what a subscriber delivers: notifications, fan-out latency, coalesced advances. */
-  const delivered = (sub: Subscriber, advanced: Map<bigint, Pending>) => {
+  const delivered = (sub: Subscriber<SubscribeResponse>, advanced: Map<bigint, Pending>) => {
     const now = Date.now();
     for (const p of advanced.values()) {
       ctx.notifyMetrics.notificationsSent.inc();
@@ -59,7 +60,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
       subscribe: guardedStream("Subscribe", async function* (req, hctx) {
         const { caller, namespaces } = await watched(hctx, req.namespaceIds);
         const release = admit(caller);
-        const sub = new Subscriber(namespaces);
+        const sub = new Subscriber<SubscribeResponse>(namespaces);
         ctx.fanout.add(sub);
         ctx.notifyMetrics.openStreams.inc();
         const draining = lifecycle.drain();
@@ -87,9 +88,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
             const advanced = await sub.take();
             if (hctx.signal.aborted) return;
             delivered(sub, advanced);
-            for (const [namespaceId, p] of advanced) {
-              yield { event: { case: "advanced", value: { $typeName: "satchel.notify.v1.NamespaceAdvanced", namespaceId, cursor: p.cursor } } };
-            }
+            for (const [namespaceId, p] of advanced) yield p.message ?? advancedMessage(namespaceId, p.cursor);
             if (advanced.size === 0 && !signal.aborted) yield { event: heartbeat };
             lastSent = Date.now();
           }
@@ -114,7 +113,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
         const draining = lifecycle.drain();
         if (draining.aborted) return { advanced: [], timeoutSeconds, retryAfterSeconds: 1 + Math.floor(Math.random() * 5) };
         const release = admit(caller);
-        const sub = new Subscriber(namespaces);
+        const sub = new Subscriber<SubscribeResponse>(namespaces);
         ctx.fanout.add(sub);
         ctx.notifyMetrics.openPolls.inc();
         let cleanup = () => {};
