@@ -12,10 +12,12 @@ import { JournalStore } from "./store/journal-store.js";
 import { NamespaceTxns } from "./store/namespace-txn.js";
 import { NamespaceStore } from "./store/namespaces.js";
 import { NamespacePlacement } from "./store/placement.js";
+import { ReferenceOutbox } from "./store/reference-outbox.js";
 import { Quotas } from "./store/quotas.js";
 import { CursorStates } from "./store/cursor-state.js";
 import { probeShards } from "./store/shard-probe.js";
 import { openShardSet, type ShardSet } from "./store/shards.js";
+import { VersionReads } from "./store/version-reads.js";
 import { Verifier } from "./verify/verifier.js";
 
 /** Every long-lived client of the metaserver, built once; close() releases them. */
@@ -39,6 +41,7 @@ export interface MetaserverContext {
   publisher: CommitPublisher;
   cursors: CursorWatcher;
   relay: ReferenceRelay;
+  outbox: ReferenceOutbox;
   retention: RetentionJob;
   verifier: Verifier;
   close(): Promise<void>;
@@ -62,17 +65,18 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   const metrics = new ServiceMetrics("metaserver");
   const metaMetrics = createMetaMetrics(metrics.registry, { shards, unpublished: () => publisher.unpublishedCount });
   const stopProbe = probeShards(shards, metaMetrics, 5000);
-  const relay = new ReferenceRelay(shards, blocks, logger, metrics.registry);
+  const outbox = new ReferenceOutbox(shards);
+  const relay = new ReferenceRelay(outbox, blocks, logger, metrics.registry);
   relay.start(1000);
-  const retention = new RetentionJob(shards, journal, logger, {
+  const retention = new RetentionJob(placement, journal, logger, {
     retentionDays: config.retentionDays, versionsKept: config.versionsKept, journalDays: config.journalRetentionDays,
   });
   if (config.pruneIntervalSeconds > 0) retention.start(config.pruneIntervalSeconds * 1000);
-  const verifier = new Verifier(shards, blockAdmin, logger, metaMetrics.verify);
+  const verifier = new Verifier(new VersionReads(shards), blockAdmin, logger, metaMetrics.verify);
   if (config.verifyIntervalSeconds > 0) verifier.start(config.verifyIntervalSeconds * 1000);
   return {
     config, logger, metrics, metaMetrics, shards, namespaces, placement, files, journal, txns, quotas, accessTokens: new AccessTokens(config.tokenKeys),
-    blocks, blockAdmin, publisher, cursors, relay, retention, verifier,
+    blocks, blockAdmin, publisher, cursors, relay, outbox, retention, verifier,
     close: async () => {
       stopProbe();
       retention.stop();

@@ -6,6 +6,7 @@ import { BlockAdminService } from "@satchel/proto/gen/satchel/block/v1/block_pb.
 import { MetaAdminService, type VerifiedBlock, type VerifyResponse } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { cliEnv, createAccount, deviceOf, runCli, failure, minioClient, readBack, storeBlocks, type Device, type TestAccount } from "@satchel/ops";
 import { openShardSet } from "./store/shards.js";
+import { VersionReads } from "./store/version-reads.js";
 import { verify as verifyInProcess } from "./verify/verifier.js";
 
 const { endpoints } = inject("cluster");
@@ -201,7 +202,7 @@ describe("the verifier (MetaAdminService/Verify, satchel admin verify)", () => {
     const shards = await openShardSet(endpoints.directoryUrl, 2);
     try {
       const blockAdmin = createClient(BlockAdminService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken }));
-      const split = await verifyInProcess(shards, blockAdmin, createLogger("verify-test", "silent"), { unthrottled: true, hashesInMemory: 4 });
+      const split = await verifyInProcess(new VersionReads(shards), blockAdmin, createLogger("verify-test", "silent"), { unthrottled: true, hashesInMemory: 4 });
       expect(split.blocksChecked).toBe(Number(after.blocksChecked));
       expect(split.versionsChecked).toBe(Number(after.versionsChecked));
       expect(split.blocksLost).toBe(Number(after.blocksLost));

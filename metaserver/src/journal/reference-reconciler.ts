@@ -2,8 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import type { Logger } from "@satchel/proto";
 import { BlockReferenceCountSchema, type BlockAdminService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { unpackBlockList } from "../tree/block-list.js";
-import type { RowDataPacket, ShardSet } from "../store/shards.js";
+import type { ReferenceOutbox } from "../store/reference-outbox.js";
 import type { ReferenceRelay } from "./reference-relay.js";
 
 export interface ReconcileReport {
@@ -20,27 +19,12 @@ export interface ReconcileReport {
  * (and so to garbage collection after their grace period).
  */
 export async function reconcileReferences(
-  shards: ShardSet, relay: ReferenceRelay, admin: Client<typeof BlockAdminService>, logger: Logger,
+  outbox: ReferenceOutbox, relay: ReferenceRelay, admin: Client<typeof BlockAdminService>, logger: Logger,
 ): Promise<ReconcileReport> {
   return relay.pause(async () => {
     await relay.drain();
     const expected = new Map<string, number>();
-    const add = (hex: string, n: number) => expected.set(hex, (expected.get(hex) ?? 0) + n);
-    for (const id of shards.shardIds) {
-      const conn = await shards.shard(id).getConnection();
-      try {
-        await conn.query("START TRANSACTION WITH CONSISTENT SNAPSHOT");
-        const [versions] = await conn.query<RowDataPacket[]>("SELECT block_list FROM file_versions");
-        for (const v of versions) {
-          for (const hex of new Set(unpackBlockList(v.block_list as Buffer).map((b) => Buffer.from(b.hash).toString("hex")))) add(hex, 1);
-        }
-        const [pending] = await conn.query<RowDataPacket[]>("SELECT hash, SUM(delta) AS d FROM block_reference_outbox GROUP BY hash");
-        for (const p of pending) add((p.hash as Buffer).toString("hex"), -Number(p.d));
-        await conn.query("COMMIT");
-      } finally {
-        conn.release();
-      }
-    }
+    for (const id of outbox.shardIds) await outbox.referencesOn(id, expected);
     const report: ReconcileReport = { blocksChecked: 0, blocksDrifted: 0, totalDrift: 0 };
     const fixes: { hash: Buffer; refCount: number }[] = [];
     const seen = new Set<string>();

@@ -2,7 +2,7 @@ import type { Client } from "@connectrpc/connect";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { Logger } from "@satchel/proto";
 import type { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import type { RowDataPacket, ShardSet } from "../store/shards.js";
+import type { ReferenceOutbox } from "../store/reference-outbox.js";
 
 const BATCH = 500;
 /** How long a commit's wake-up waits, gathering the references of the commits that follow. */
@@ -25,7 +25,7 @@ export class ReferenceRelay {
   private readonly relayed: Counter;
 
   constructor(
-    private readonly shards: ShardSet,
+    private readonly outbox: ReferenceOutbox,
     private readonly blocks: Client<typeof BlockService>,
     private readonly logger: Logger,
     registry: Registry,
@@ -76,7 +76,7 @@ export class ReferenceRelay {
       let sent = 0;
       do {
         this.again = false;
-        for (const id of this.shards.shardIds) sent += await this.relayShard(id);
+        for (const id of this.outbox.shardIds) sent += await this.relayShard(id);
       } while (this.again);
       return sent;
     })().finally(() => (this.running = undefined));
@@ -95,22 +95,16 @@ export class ReferenceRelay {
   }
 
   private async relayShard(shardId: number): Promise<number> {
-    const pool = this.shards.shard(shardId);
     let sent = 0;
     for (;;) {
-      const [rows] = await pool.query<RowDataPacket[]>(
-        "SELECT outbox_id, hash, delta, TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) / 1e6 AS age FROM block_reference_outbox ORDER BY outbox_id LIMIT ?", [BATCH],
-      );
-      this.oldestAge.set({ shard: String(shardId) }, rows.length ? Number(rows[0].age) : 0);
-      if (rows.length === 0) return sent;
-      await this.blocks.adjustReferences({
-        source: sourceOf(shardId),
-        changes: rows.map((r) => ({ sequence: BigInt(r.outbox_id), hash: r.hash as Buffer, delta: Number(r.delta) })),
-      });
-      await pool.query("DELETE FROM block_reference_outbox WHERE outbox_id <= ?", [rows[rows.length - 1].outbox_id]);
-      this.relayed.inc(rows.length);
-      sent += rows.length;
-      if (rows.length < BATCH) return sent;
+      const { changes, oldestAgeSeconds } = await this.outbox.pending(shardId, BATCH);
+      this.oldestAge.set({ shard: String(shardId) }, oldestAgeSeconds);
+      if (changes.length === 0) return sent;
+      await this.blocks.adjustReferences({ source: sourceOf(shardId), changes });
+      await this.outbox.acknowledge(shardId, changes[changes.length - 1].sequence);
+      this.relayed.inc(changes.length);
+      sent += changes.length;
+      if (changes.length < BATCH) return sent;
     }
   }
 }

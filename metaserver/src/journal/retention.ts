@@ -1,7 +1,7 @@
 import type { Logger } from "@satchel/proto";
 import type { RetentionPolicy } from "../store/file-records.js";
 import type { JournalStore } from "../store/journal-store.js";
-import type { RowDataPacket, ShardSet } from "../store/shards.js";
+import type { NamespacePlacement } from "../store/placement.js";
 
 export interface RetentionReport {
   versionsPruned: number;
@@ -14,7 +14,7 @@ export class RetentionJob {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<RetentionReport> | undefined;
 
-  constructor(private readonly shards: ShardSet, private readonly journal: Pick<JournalStore, "prune">, private readonly logger: Logger, private readonly policy: RetentionPolicy) {}
+  constructor(private readonly placement: Pick<NamespacePlacement, "shardIds" | "activeNamespacesOn">, private readonly journal: Pick<JournalStore, "prune">, private readonly logger: Logger, private readonly policy: RetentionPolicy) {}
 
   start(intervalMs: number): void {
     this.timer = setInterval(() => void this.run().catch((err: Error) => this.logger.warn({ err: err.message }, "retention pass failed")), intervalMs);
@@ -33,17 +33,16 @@ export class RetentionJob {
 
   private async pass(): Promise<RetentionReport> {
     const report: RetentionReport = { versionsPruned: 0, entriesPurged: 0, journalCompacted: 0 };
-    for (const id of this.shards.shardIds) {
-      const [rows] = await this.shards.shard(id).query<RowDataPacket[]>("SELECT namespace_id FROM namespace_state WHERE state = 'active'");
-      for (const r of rows) {
+    for (const id of this.placement.shardIds) {
+      for (const ns of await this.placement.activeNamespacesOn(id)) {
         try {
-          const n = await this.journal.prune(BigInt(r.namespace_id), this.policy);
+          const n = await this.journal.prune(ns, this.policy);
           report.versionsPruned += n.versions;
           report.entriesPurged += n.purged;
           report.journalCompacted += n.journal;
         } catch (err) {
           // A namespace that moved or is moving is pruned on its new shard next time.
-          this.logger.debug({ namespaceId: String(r.namespace_id), err: (err as Error).message }, "retention skipped a namespace");
+          this.logger.debug({ namespaceId: String(ns), err: (err as Error).message }, "retention skipped a namespace");
         }
       }
     }

@@ -49,21 +49,16 @@ export function shareRoutes(ctx: MetaserverContext) {
         const nested = at.mounts.find((m) => m.key !== ROOT && m.key.startsWith(`${key}/`));
         if (nested) throw failedPrecondition(`"${at.path}" contains the shared folder "${nested.path}"; shared folders cannot be nested`);
         const shardId = await ctx.placement.shardIdOf(at.mount.namespaceId);
-        const conn = await ctx.namespaces.directory.getConnection();
-        try {
-          namespaceId = await ctx.namespaces.insertNamespace(conn, shardId, at.caller.userId, "shared");
-        } finally {
-          conn.release();
-        }
+        namespaceId = await ctx.namespaces.insertNamespace(shardId, at.caller.userId, "shared");
         await splitOutNamespace(ctx.txns, at.mount.namespaceId, at.inner, namespaceId);
-        await ctx.namespaces.addMount(ctx.namespaces.directory, at.caller.userId, namespaceId, at.path, "owner");
+        await ctx.namespaces.addMount(at.caller.userId, namespaceId, at.path, "owner");
       } else {
         throw failedPrecondition(`"${at.path}" is inside the shared folder "${at.mount.path}"; share that folder instead`);
       }
       const existing = (await ctx.namespaces.mountsOf(member.userId)).find((m) => m.namespaceId === namespaceId);
       const name = nameOf(at.mount.path !== ROOT && at.inner === ROOT ? at.mount.path : at.path);
       const path = existing?.path ?? (await freeMountPath(member.userId, member.rootNamespaceId, name));
-      await ctx.namespaces.addMount(ctx.namespaces.directory, member.userId, namespaceId, path, role);
+      await ctx.namespaces.addMount(member.userId, namespaceId, path, role);
       return { namespaceId, member: { username: member.username, role: ROLES[role] } };
     }),
     unshare: guarded("Unshare", async (req: UnshareRequest, hctx: HandlerContext) => {

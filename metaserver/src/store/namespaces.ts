@@ -54,7 +54,7 @@ export class NamespaceStore {
       if (res.affectedRows === 0) throw alreadyExists(`the username "${username}" is taken`);
       const userId = BigInt(res.insertId);
       const shardId = this.placement.placeNewNamespace(userId);
-      const namespaceId = await this.insertNamespace(conn, shardId, userId, "root");
+      const namespaceId = await this.insertNamespace(shardId, userId, "root", conn);
       await conn.query("UPDATE users SET root_namespace_id = ? WHERE user_id = ?", [namespaceId, userId]);
       await conn.query("INSERT INTO mounts (user_id, namespace_id, path, path_key, role) VALUES (?, ?, '/', '/', 'owner')", [userId, namespaceId]);
       return { userId, namespaceId, shardId };
@@ -63,7 +63,8 @@ export class NamespaceStore {
     return { userId: created.userId, username, rootNamespaceId: created.namespaceId, passwordHash, quotaBytes: null };
   }
 
-  async insertNamespace(conn: PoolConnection, shardId: number, ownerId: bigint, kind: "root" | "shared"): Promise<bigint> {
+  /** A new namespace on a shard (in the caller's directory transaction, if given). */
+  async insertNamespace(shardId: number, ownerId: bigint, kind: "root" | "shared", conn: PoolConnection | Pool = this.directory): Promise<bigint> {
     const [res] = await conn.query<ResultSetHeader>("INSERT INTO namespaces (shard_id, owner_user_id, kind) VALUES (?, ?, ?)", [shardId, ownerId, kind]);
     const namespaceId = BigInt(res.insertId);
     this.placement.remember(namespaceId, shardId);
@@ -143,8 +144,8 @@ export class NamespaceStore {
     else this.mountCache.delete(userId);
   }
 
-  async addMount(conn: PoolConnection | Pool, userId: bigint, namespaceId: bigint, path: string, role: Role): Promise<void> {
-    await conn.query(
+  async addMount(userId: bigint, namespaceId: bigint, path: string, role: Role): Promise<void> {
+    await this.directory.query(
       "INSERT INTO mounts (user_id, namespace_id, path, path_key, role) VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE role = VALUES(role)",
       [userId, namespaceId, path, pathKey(path), role],
     );

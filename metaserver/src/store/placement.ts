@@ -48,6 +48,16 @@ export class NamespacePlacement {
     this.remember(namespaceId, shardId);
   }
 
+  get shardIds(): number[] {
+    return this.shards.shardIds;
+  }
+
+  /** The namespaces a shard holds and serves (not moving away or gone). */
+  async activeNamespacesOn(shardId: number): Promise<bigint[]> {
+    const [rows] = await this.shards.shard(shardId).query<RowDataPacket[]>("SELECT namespace_id FROM namespace_state WHERE state = 'active'");
+    return rows.map((r) => BigInt(r.namespace_id));
+  }
+
   /** Caches where a namespace is (just created or moved there). */
   remember(namespaceId: bigint, shardId: number): void {
     this.shardOfNamespace.set(namespaceId, { shardId, at: performance.now() });

@@ -3,17 +3,12 @@ import type { Counter, Gauge } from "prom-client";
 import type { Logger } from "@satchel/proto";
 import type { BlockAdminService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { failedPrecondition } from "../errors.js";
-import type { RowDataPacket, ShardSet } from "../store/shards.js";
-import { unpackBlockList } from "../tree/block-list.js";
+import type { VersionReads } from "../store/version-reads.js";
 import {
   BUCKETS, ProblemList, bucketOf, count, emptyCounts, isUnreadable, planRanges,
   type AffectedFileRef, type Problem, type ProblemKind, type VerifyCounts,
 } from "./findings.js";
 
-/** Version keys read per query while walking a shard. */
-const VERSION_PAGE = 1000;
-/** Block-list bytes fetched per query (one version's list is at most 16 MiB, a MEDIUMBLOB). */
-const BLOCK_LIST_BYTES = 8 << 20;
 /** Hashes per InspectBlocks call (the blockserver takes up to 1,000). */
 const INSPECT_BATCH = 500;
 /** Longest single InspectBlocks call: 500 blocks of up to 16 MiB at a slow scrub rate. */
@@ -83,7 +78,7 @@ export class Verifier {
   private running?: { startedAt: Date };
 
   constructor(
-    private readonly shards: ShardSet,
+    private readonly reads: VersionReads,
     private readonly blockAdmin: Client<typeof BlockAdminService>,
     private readonly logger: Logger,
     private readonly metrics: VerifyMetrics,
@@ -113,7 +108,7 @@ export class Verifier {
     if (this.running) throw failedPrecondition(`a verify run has been going since ${this.running.startedAt.toISOString()}; wait for it to finish`);
     this.running = { startedAt: new Date() };
     try {
-      const report = await verify(this.shards, this.blockAdmin, this.logger, opts);
+      const report = await verify(this.reads, this.blockAdmin, this.logger, opts);
       this.metrics.unreadableBlocks.set(report.blocksUnreadable);
       this.metrics.lostBlocks.set(report.blocksLost);
       this.metrics.belowFullRedundancyBlocks.set(report.blocksBelowFullRedundancy);
@@ -140,7 +135,7 @@ export class Verifier {
  * Walks read the versions in key order, a page at a time; only the metadata is read more than once.
  */
 export async function verify(
-  shards: ShardSet, blockAdmin: Client<typeof BlockAdminService>, logger: Logger, opts: VerifyOptions = {},
+  reads: VersionReads, blockAdmin: Client<typeof BlockAdminService>, logger: Logger, opts: VerifyOptions = {},
 ): Promise<VerifyReport> {
   const started = performance.now();
   const signal = opts.signal;
@@ -150,7 +145,7 @@ export async function verify(
 
   const referencesPerBucket = new Float64Array(BUCKETS);
   let versionsChecked = 0;
-  for await (const page of walkVersions(shards, signal)) {
+  for await (const page of reads.walk(signal)) {
     versionsChecked += page.length;
     for (const v of page) for (const h of v.hashes.values()) referencesPerBucket[bucketOf(h)]++;
   }
@@ -168,7 +163,7 @@ export async function verify(
   for (const [from, to] of ranges) {
     const seen = new Set<string>();
     let batch: Buffer[] = [];
-    for await (const page of walkVersions(shards, signal)) {
+    for await (const page of reads.walk(signal)) {
       for (const v of page) {
         for (const [hex, h] of v.hashes) {
           const bucket = bucketOf(h);
@@ -186,9 +181,9 @@ export async function verify(
   }
 
   const limit = opts.maxFilesListed || DEFAULT_FILES_LISTED;
-  if (problems.byHex.size > 0) await collectFiles(shards, problems, limit, signal);
+  if (problems.byHex.size > 0) await collectFiles(reads, problems, limit, signal);
   const listed = problems.sorted();
-  const files = await describeFiles(shards, listed);
+  const files = await describeFiles(reads, listed);
   const report: VerifyReport = {
     ...counts,
     versionsChecked,
@@ -216,9 +211,9 @@ export async function verify(
  * otherwise. A namespace in the middle of a move can be on two shards at once: listed files are
  * kept distinct, the count of the others may include such a version twice.
  */
-async function collectFiles(shards: ShardSet, problems: ProblemList, limit: number, signal?: AbortSignal): Promise<void> {
+async function collectFiles(reads: VersionReads, problems: ProblemList, limit: number, signal?: AbortSignal): Promise<void> {
   const listed = { unreadable: 0, degraded: 0 };
-  for await (const page of walkVersions(shards, signal)) {
+  for await (const page of reads.walk(signal)) {
     for (const v of page) {
       for (const hex of v.hashes.keys()) {
         const p = problems.byHex.get(hex);
@@ -250,99 +245,18 @@ async function collectFiles(shards: ShardSet, problems: ProblemList, limit: numb
  * Names the listed files: the display path from `files` when the version is still at its file's
  * path (else the version's path key), and the username of the namespace's owner.
  */
-async function describeFiles(shards: ShardSet, problems: Problem[]): Promise<(f: AffectedFileRef) => AffectedFile> {
+async function describeFiles(reads: VersionReads, problems: Problem[]): Promise<(f: AffectedFileRef) => AffectedFile> {
   const refs = problems.flatMap((p) => p.files);
   const pathOf = new Map<string, string>();
   const ownerOf = new Map<string, string>();
   const byShard = new Map<number, AffectedFileRef[]>();
   for (const r of refs) byShard.set(r.shardId, [...(byShard.get(r.shardId) ?? []), r]);
-  for (const [shardId, list] of byShard) {
-    for (let i = 0; i < list.length; i += 500) {
-      const [rows] = await shards.shard(shardId).query<RowDataPacket[]>(
-        "SELECT namespace_id, path_key, path FROM files WHERE (namespace_id, path_key) IN (?)",
-        [list.slice(i, i + 500).map((r) => [r.namespaceId, r.pathKey])],
-      );
-      for (const row of rows) pathOf.set(`${row.namespace_id}/${(row.path_key as Buffer).toString("hex")}`, row.path);
-    }
-  }
-  const namespaces = [...new Set(refs.map((r) => r.namespaceId))];
-  for (let i = 0; i < namespaces.length; i += 500) {
-    const [rows] = await shards.directory.query<RowDataPacket[]>(
-      "SELECT n.namespace_id, u.username FROM namespaces n JOIN users u ON u.user_id = n.owner_user_id WHERE n.namespace_id IN (?)",
-      [namespaces.slice(i, i + 500)],
-    );
-    for (const row of rows) ownerOf.set(String(row.namespace_id), row.username);
-  }
+  for (const [shardId, list] of byShard) for (const [k, v] of await reads.displayPaths(shardId, list)) pathOf.set(k, v);
+  for (const [k, v] of await reads.owners([...new Set(refs.map((r) => r.namespaceId))])) ownerOf.set(k, v);
   return (f) => ({
     namespaceId: f.namespaceId,
     path: pathOf.get(`${f.namespaceId}/${f.pathKey.toString("hex")}`) ?? f.pathKey.toString("utf8"),
     revision: f.revision,
     owner: ownerOf.get(String(f.namespaceId)) ?? "",
   });
-}
-
-interface VersionBlocks extends AffectedFileRef {
-  /** The distinct block hashes of the version, by hex. */
-  hashes: Map<string, Buffer>;
-}
-
-type VersionKey = [bigint, Buffer, bigint];
-
-/** Rows after `k` in (namespace_id, path_key, revision) order, as a range the primary key serves. */
-const after = (k: VersionKey) => ({
-  sql: "(v.namespace_id > ? OR (v.namespace_id = ? AND (v.path_key > ? OR (v.path_key = ? AND v.revision > ?))))",
-  args: [k[0], k[0], k[1], k[1], k[2]],
-});
-const upTo = (k: VersionKey) => ({
-  sql: "(v.namespace_id < ? OR (v.namespace_id = ? AND (v.path_key < ? OR (v.path_key = ? AND v.revision <= ?))))",
-  args: [k[0], k[0], k[1], k[1], k[2]],
-});
-/** Only namespaces this shard serves: a namespace moved away (or not yet moved in) is skipped. */
-const SERVED = "JOIN namespace_state s ON s.namespace_id = v.namespace_id AND s.state IN ('active', 'moving')";
-
-/**
- * Every live file version on every shard, a page at a time, in key order. Keys (and block-list
- * lengths) come first; the block lists follow in runs of at most BLOCK_LIST_BYTES, so a page of
- * huge files stays small in memory.
- */
-async function* walkVersions(shards: ShardSet, signal?: AbortSignal): AsyncGenerator<VersionBlocks[]> {
-  for (const shardId of shards.shardIds) {
-    const pool = shards.shard(shardId);
-    let last: VersionKey | undefined;
-    for (;;) {
-      signal?.throwIfAborted();
-      const from = last ? after(last) : undefined;
-      const [keys] = await pool.query<RowDataPacket[]>(
-        `SELECT v.namespace_id, v.path_key, v.revision, LENGTH(v.block_list) AS bytes FROM file_versions v ${SERVED}
-          ${from ? `WHERE ${from.sql}` : ""} ORDER BY v.namespace_id, v.path_key, v.revision LIMIT ?`,
-        [...(from?.args ?? []), VERSION_PAGE],
-      );
-      if (keys.length === 0) break;
-      const page: VersionBlocks[] = [];
-      let runStart = last;
-      let runBytes = 0;
-      for (let i = 0; i < keys.length; i++) {
-        runBytes += Number(keys[i].bytes);
-        if (runBytes < BLOCK_LIST_BYTES && i < keys.length - 1) continue;
-        const end: VersionKey = [BigInt(keys[i].namespace_id), keys[i].path_key as Buffer, BigInt(keys[i].revision)];
-        const lower = runStart ? after(runStart) : undefined;
-        const upper = upTo(end);
-        const [rows] = await pool.query<RowDataPacket[]>(
-          `SELECT v.namespace_id, v.path_key, v.revision, v.block_list FROM file_versions v ${SERVED}
-            WHERE ${lower ? `${lower.sql} AND ` : ""}${upper.sql} ORDER BY v.namespace_id, v.path_key, v.revision`,
-          [...(lower?.args ?? []), ...upper.args],
-        );
-        for (const r of rows) {
-          const hashes = new Map<string, Buffer>();
-          for (const b of unpackBlockList(r.block_list as Buffer)) hashes.set(Buffer.from(b.hash).toString("hex"), Buffer.from(b.hash));
-          page.push({ shardId, namespaceId: BigInt(r.namespace_id), pathKey: r.path_key as Buffer, revision: BigInt(r.revision), hashes });
-        }
-        runStart = end;
-        runBytes = 0;
-      }
-      yield page;
-      last = runStart;
-      if (keys.length < VERSION_PAGE) break;
-    }
-  }
 }

@@ -1,7 +1,7 @@
 import type { Logger } from "@satchel/proto";
 import { failedPrecondition, invalidArgument } from "../errors.js";
-import { PLACEMENT_CACHE_MS, type NamespacePlacement } from "../store/placement.js";
-import { inTransaction, type Pool, type RowDataPacket, type ShardSet } from "../store/shards.js";
+import { PLACEMENT_CACHE_MS, type NamespacePlacement } from "./placement.js";
+import { inTransaction, type Pool, type RowDataPacket, type ShardSet } from "./shards.js";
 
 /**
  * The per-namespace tables a move copies, each with its key (within the namespace) and, for rows
