@@ -43,7 +43,11 @@ export class StorageNode {
   readonly bucket: string;
   /** False after a connection failure, until a health probe answers again. */
   healthy = true;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  /**
+   * Idle sockets are dropped after 20 s, before MinIO's own idle timeout (30 s) closes them under
+   * a request; the race that remains is retried once (see `again`).
+   */
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 20_000 });
 
   constructor(config: StorageNodeConfig, private readonly timeoutMs: number) {
     const url = new URL(config.endpoint);
@@ -69,7 +73,7 @@ export class StorageNode {
    * keep-alive HTTP PUT of a presigned URL, the parts written one after the other.
    */
   async put(key: string, parts: Uint8Array[]): Promise<void> {
-    await this.withTimeout(`put ${key}`, this.sendObject(key, parts));
+    await this.withTimeout(`put ${key}`, again(() => this.sendObject(key, parts)));
   }
 
   private async sendObject(key: string, parts: Uint8Array[]): Promise<void> {
@@ -86,7 +90,7 @@ export class StorageNode {
         });
         res.on("error", reject);
       });
-      req.on("error", reject);
+      req.on("error", (err) => reject(staleOr(req, err)));
       for (const [i, part] of parts.entries()) {
         if (i < parts.length - 1) req.write(part);
         else req.end(part);
@@ -97,7 +101,7 @@ export class StorageNode {
 
   /** A shard object's bytes; timeoutMs lets a hedged read give up on a slow node early. */
   async get(key: string, timeoutMs?: number): Promise<Buffer> {
-    return this.withTimeout(`get ${key}`, this.fetchObject(key), timeoutMs);
+    return this.withTimeout(`get ${key}`, again(() => this.fetchObject(key)), timeoutMs);
   }
 
   /**
@@ -145,7 +149,7 @@ export class StorageNode {
         // MinIO cuts the connection when a later block of the object fails its bitrot check.
         res.on("error", (err) => reject(new ShardUnreadableError(this.name, key, `the body was cut after ${offset} bytes (${err.message})`)));
       });
-      req.on("error", (err: NodeJS.ErrnoException) => reject(err));
+      req.on("error", (err) => reject(staleOr(req, err)));
     });
   }
 
@@ -165,7 +169,7 @@ export class StorageNode {
 
   /** True when the node serves its identity object: it and its drive answer. */
   async answers(timeoutMs = 1000): Promise<boolean> {
-    return this.withTimeout("identity", this.fetchObject(IDENTITY_KEY), timeoutMs).then(() => true, () => false);
+    return this.withTimeout("identity", again(() => this.fetchObject(IDENTITY_KEY)), timeoutMs).then(() => true, () => false);
   }
 
   /**
@@ -175,7 +179,7 @@ export class StorageNode {
    */
   async probe(timeoutMs = 1000): Promise<ProbeResult> {
     try {
-      await this.withTimeout("probe", this.fetchObject(IDENTITY_KEY), timeoutMs);
+      await this.withTimeout("probe", again(() => this.fetchObject(IDENTITY_KEY)), timeoutMs);
       this.healthy = true;
       return "up";
     } catch (err) {
@@ -205,6 +209,36 @@ export class StorageNode {
       throw err;
     } finally {
       clearTimeout(timer);
+    }
+  }
+}
+
+/** A request that failed on a kept-alive socket the node had closed while it sat idle. */
+class StaleSocketError extends Error {
+  constructor(readonly original: Error) {
+    super(original.message);
+  }
+}
+
+function staleOr(req: http.ClientRequest, err: NodeJS.ErrnoException): Error {
+  return req.reusedSocket && err.code === "ECONNRESET" ? new StaleSocketError(err) : err;
+}
+
+/**
+ * Runs an exchange again once when it failed only because its reused socket had been closed by the
+ * node (its idle timeout racing the reuse; Node's documented remedy). Shard PUTs and GETs are
+ * idempotent, so a second try is safe even if the first reached the node. A reset on a fresh
+ * socket, or on the second try, is the node's failure and is reported as such.
+ */
+async function again<T>(exchange: () => Promise<T>): Promise<T> {
+  try {
+    return await exchange();
+  } catch (err) {
+    if (!(err instanceof StaleSocketError)) throw err;
+    try {
+      return await exchange();
+    } catch (second) {
+      throw second instanceof StaleSocketError ? second.original : second;
     }
   }
 }
