@@ -5,15 +5,17 @@
  * connect-node on node:http2 (what they ran before), each in a server process of its own, driven
  * alternately in the same run by stock grpc-js clients (4 connections, 64 calls in flight).
  * Reports the server's CPU per call (from /proc) and calls/s. Then the client side, for the SDK's
- * choice of transport: the CPU the calling process spends per call with a grpc-js client and with
- * connect-node's gRPC transport (the SDK's), against the grpc-js server. Needs no cluster.
+ * choice of transport: the CPU the calling process spends per call with a bare grpc-js client, with
+ * Connect's typed client on Satchel's transport (grpc-js underneath: what the SDK and services use)
+ * and on connect-node's gRPC transport (what they used before), against the grpc-js server.
+ * Needs no cluster.
  *   node ops/dist/bench/rpc-runtime.js [rounds=3] [seconds per round=4] [in flight=64]
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { createClient } from "@connectrpc/connect";
 import { CallPipeline, createLogger, createSatchelTransport, pipelineInterceptor, ServiceMetrics, ServiceRegistry, startRpcServer, type ServiceRouter } from "@satchel/proto";
@@ -59,7 +61,10 @@ function cpuSeconds(pid: number): number {
 const REQUEST = create(PollRequestSchema, { cursors: [{ namespaceId: 7n, cursor: 41n }] });
 
 /** Calls Poll from inFlight loops over 4 connections for `seconds`; returns the calls made. */
-async function drive(port: number, seconds: number, inFlight: number, client: "grpc-js" | "connect-node" = "grpc-js"): Promise<number> {
+const CLIENTS = ["grpc-js", "satchel", "connect-node"] as const;
+type ClientKind = (typeof CLIENTS)[number];
+
+async function drive(port: number, seconds: number, inFlight: number, client: ClientKind = "grpc-js"): Promise<number> {
   let call: (i: number) => Promise<unknown>;
   let close: () => void;
   if (client === "grpc-js") {
@@ -72,7 +77,11 @@ async function drive(port: number, seconds: number, inFlight: number, client: "g
     });
     close = () => clients.forEach((c) => c.close());
   } else {
-    const clients = Array.from({ length: 4 }, () => createClient(NotifyService, createSatchelTransport({ baseUrl: `http://127.0.0.1:${port}`, token: TOKEN })));
+    const baseUrl = `http://127.0.0.1:${port}`;
+    const transport = () => client === "satchel"
+      ? createSatchelTransport({ baseUrl, token: TOKEN })
+      : createGrpcTransport({ baseUrl, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${TOKEN}`), next(req))] });
+    const clients = Array.from({ length: 4 }, () => createClient(NotifyService, transport()));
     call = (i) => clients[i % clients.length].poll(REQUEST);
     close = () => undefined;
   }
@@ -117,16 +126,18 @@ async function main(): Promise<void> {
     const [before, after] = RUNTIMES.map((r) => servers.get(r)!);
     console.log(`connect-node/grpc-js: CPU per call ${((before.cpu / before.calls) / (after.cpu / after.calls)).toFixed(2)}×, calls/s ${((after.calls / after.s) / (before.calls / before.s)).toFixed(2)}× in grpc-js's favour`);
     // The client side, against the grpc-js server.
-    const clientCost = { "grpc-js": { cpu: 0, calls: 0 }, "connect-node": { cpu: 0, calls: 0 } };
+    const clientCost = Object.fromEntries(CLIENTS.map((c) => [c, { cpu: 0, calls: 0 }])) as Record<ClientKind, { cpu: number; calls: number }>;
+    for (const c of CLIENTS) await drive(after.port, 1, inFlight, c); // warm up (JIT)
     for (let round = 0; round < rounds; round++) {
-      for (const c of round % 2 === 0 ? (["grpc-js", "connect-node"] as const) : (["connect-node", "grpc-js"] as const)) {
+      for (const c of round % 2 === 0 ? CLIENTS : [...CLIENTS].reverse()) {
         const used = process.cpuUsage();
         clientCost[c].calls += await drive(after.port, seconds, inFlight, c);
         const d = process.cpuUsage(used);
         clientCost[c].cpu += (d.user + d.system) / 1e6;
       }
     }
-    for (const [c, v] of Object.entries(clientCost)) console.log(`client ${c.padEnd(13)} CPU ${((v.cpu / v.calls) * 1e6).toFixed(0)} µs per call`);
+    const label: Record<ClientKind, string> = { "grpc-js": "bare grpc-js", satchel: "Connect client, Satchel transport", "connect-node": "Connect client, connect-node transport" };
+    for (const c of CLIENTS) console.log(`client ${label[c].padEnd(40)} CPU ${((clientCost[c].cpu / clientCost[c].calls) * 1e6).toFixed(0)} µs per call`);
   } finally {
     for (const s of servers.values()) s.child.kill();
   }

@@ -61,8 +61,8 @@ function definitionOf(desc: DescService): grpc.ServiceDefinition {
 type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 
 /** The status grpc-js sends for a failed call, with the error's metadata as trailers. */
-function serviceError(status: ConnectError): Partial<grpc.StatusObject> {
-  const metadata = new grpc.Metadata();
+function serviceError(status: ConnectError, ctx: GrpcHandlerContext): Partial<grpc.StatusObject> {
+  const metadata = ctx.trailerMetadata() ?? new grpc.Metadata();
   status.metadata.forEach((value, key) => metadata.add(key, value));
   return { code: status.code as number as grpc.status, details: status.rawMessage, metadata };
 }
@@ -81,8 +81,8 @@ class GrpcHandlerContext implements HandlerContext {
   /** The client went away, or the deadline passed: nothing more can be sent. */
   cancelled = false;
   private dispose?: () => void;
-  responseHeader = new Headers();
-  responseTrailer = new Headers();
+  private outHeader?: Headers;
+  private outTrailer?: Headers;
 
   constructor(readonly service: DescService, readonly method: DescMethod, private readonly call: AnyCall, private readonly shutdown: AbortSignal) {
     (call as grpc.ServerUnaryCall<unknown, unknown>).once("cancelled", () => {
@@ -134,6 +134,29 @@ class GrpcHandlerContext implements HandlerContext {
     return this.headers;
   }
 
+  /** Headers a handler sends before its response; made only when it asks. */
+  get responseHeader(): Headers {
+    return (this.outHeader ??= new Headers());
+  }
+
+  /** Headers a handler sends with the call's status; made only when it asks. */
+  get responseTrailer(): Headers {
+    return (this.outTrailer ??= new Headers());
+  }
+
+  /** The response headers a handler set, onto the metadata sent before the response. */
+  addResponseHeaders(md: grpc.Metadata): void {
+    this.outHeader?.forEach((value, key) => md.set(key, value));
+  }
+
+  /** The trailers a handler set, as the metadata sent with the status; none when it set none. */
+  trailerMetadata(): grpc.Metadata | undefined {
+    if (!this.outTrailer) return undefined;
+    const md = new grpc.Metadata();
+    this.outTrailer.forEach((value, key) => md.set(key, value));
+    return md;
+  }
+
   /** The first value of a request header (metadata), without building Headers. */
   header(name: string): string | undefined {
     const v = this.call.metadata.get(name)[0];
@@ -145,7 +168,7 @@ class GrpcHandlerContext implements HandlerContext {
 function sendHeaders(call: AnyCall, ctx: GrpcHandlerContext, open: OpenCall): void {
   const md = new grpc.Metadata();
   md.set(REQUEST_ID_HEADER, open.requestId);
-  ctx.responseHeader.forEach((value, key) => md.set(key, value));
+  ctx.addResponseHeaders(md);
   call.sendMetadata(md);
 }
 
@@ -197,11 +220,11 @@ function handlersOf(desc: DescService, impl: Partial<ServiceImpl<DescService>>, 
               ctx.done();
               open.end();
               sendHeaders(call, ctx, open);
-              callback(null, res);
+              callback(null, res, ctx.trailerMetadata());
             },
             (err: unknown) => {
               ctx.done();
-              callback(serviceError(open.end(err)!));
+              callback(serviceError(open.end(err)!, ctx));
             },
           );
         };
@@ -223,12 +246,12 @@ function handlersOf(desc: DescService, impl: Partial<ServiceImpl<DescService>>, 
             () => {
               ctx.done();
               open.end();
-              if (!ctx.cancelled) call.end();
+              if (!ctx.cancelled) call.end(ctx.trailerMetadata());
             },
             (err: unknown) => {
               ctx.done();
               const status = open.end(err)!;
-              if (!ctx.cancelled) call.emit("error", serviceError(status));
+              if (!ctx.cancelled) call.emit("error", serviceError(status, ctx));
             },
           );
         };

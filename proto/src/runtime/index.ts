@@ -11,6 +11,7 @@ export * from "./grpc-server.js";
 export * from "./call-pipeline.js";
 export * from "./tokens.js";
 export * from "./transport.js";
+export * from "./grpc-transport.js";
 export * from "./transaction.js";
 export * from "./errors.js";
 export * from "./shard-pools.js";
