@@ -1,4 +1,4 @@
-import { createLogger, type Logger } from "@satchel/proto";
+import { BlockGrants, createLogger, type Logger } from "@satchel/proto";
 import { BlockStore } from "./block-store.js";
 import { ErasureCodec } from "./codec/erasure.js";
 import type { BlockserverConfig } from "./config.js";
@@ -24,6 +24,8 @@ export interface BlockserverContext {
   repairer: Repairer;
   scrubber: Scrubber;
   collector: Collector;
+  /** Verifies users' block grants and issues them to uploaders. */
+  grants: BlockGrants;
   /** Re-reads which storage nodes an operator declared dead. */
   refreshNodeStates(): Promise<void>;
   close(): Promise<void>;
@@ -49,7 +51,8 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   const collector = new Collector(shards, index, metrics, logger, config.gc.graceSeconds);
   collector.start(config.gc.intervalMs);
   return {
-    config, logger, metrics, index, nodes, shards, store, repairer, scrubber, collector, refreshNodeStates: deadNodes.refresh,
+    config, logger, metrics, index, nodes, shards, store, repairer, scrubber, collector,
+    grants: new BlockGrants(config.tokenKeys, config.blockGrantSeconds), refreshNodeStates: deadNodes.refresh,
     close: async () => {
       collector.stop();
       deadNodes.stop();

@@ -34,8 +34,9 @@ export type ProgressListener = (p: TransferProgress) => void;
 const READ_BUFFER_BYTES = 8 * 1024 * 1024;
 /** Commits tried before giving up when blocks keep vanishing (collected) between upload and commit. */
 const MAX_COMMIT_ATTEMPTS = 5;
-/** Hashes asked about per HasBlocks call while uploading. */
-const HAS_BATCH = 4;
+/** Blocks the uploader holds a grant for, or that the parent revision holds (empty grant), by hex hash. */
+type HeldBlocks = Map<string, Uint8Array>;
+const NO_GRANT = new Uint8Array(0);
 
 /**
  * The typed client of Satchel: uploads follow the write path (content-defined chunks, SHA-256,
@@ -70,86 +71,89 @@ export class SatchelClient {
 
   /** Uploads a local file to a remote path, replacing the current version if there is one. */
   async upload(localPath: string, remotePath: string, onProgress?: ProgressListener): Promise<FileMetadata> {
-    const parentRevision = (await this.currentVersion(remotePath))?.revision ?? 0n;
-    return (await this.uploadAs(localPath, remotePath, parentRevision, randomUUID(), onProgress)).file;
+    const current = await this.currentVersion(remotePath);
+    return (await this.uploadAs(localPath, remotePath, current?.revision ?? 0n, randomUUID(), onProgress, current?.blocks)).file;
   }
 
   /**
    * Uploads a local file as a new version of remotePath derived from parentRevision (0: a new
-   * file). Only blocks the platform lacks are sent; a stale parent makes the server keep this
-   * upload as a conflicted copy (conflict: true). Retrying with the same request id is safe.
+   * file); a stale parent makes the server keep this upload as a conflicted copy (conflict: true).
+   * Retrying with the same request id is safe.
+   *
+   * A hash is not a claim on content: the platform takes a block only from someone who has shown
+   * it holds it. Blocks of the parent revision (parentBlocks: its block refs, or their hex hashes)
+   * are not sent again; every other block is sent once — the blockserver verifies the bytes, keeps
+   * one copy however many users send them, and answers with a grant that the commit presents.
    */
   async uploadAs(
     localPath: string, remotePath: string, parentRevision: bigint, requestId: string, onProgress?: ProgressListener,
+    parentBlocks?: Iterable<BlockRef | string>,
   ): Promise<{ file: FileMetadata; conflict: boolean; progress: TransferProgress }> {
     const { size } = await stat(localPath);
     const progress: TransferProgress = { bytesDone: 0, bytesTotal: size, bytesTransferred: 0 };
-    const refs = await this.sendBlocks(localPath, progress, onProgress);
+    const held: HeldBlocks = new Map();
+    if (parentRevision > 0n) {
+      for (const b of parentBlocks ?? []) {
+        if (typeof b === "string") held.set(b, NO_GRANT);
+        else held.set(Buffer.from(b.hash).toString("hex"), b.grant);
+      }
+    }
+    let refs = await this.sendBlocks(localPath, progress, held, onProgress);
     for (let attempt = 0; ; attempt++) {
       const res = await this.meta.commitFile({ path: remotePath, blocks: refs, size: BigInt(size), parentRevision, requestId });
       if (res.missingBlocks.length === 0 && res.file) return { file: res.file, conflict: res.conflict, progress };
-      // A block was garbage-collected between upload and commit: send those again.
+      // A block was collected between upload and commit, a grant expired, or the parent no longer
+      // holds a block: send those.
       if (attempt >= MAX_COMMIT_ATTEMPTS - 1) {
         throw new ConnectError(`commit still misses ${res.missingBlocks.length} blocks after ${attempt} re-uploads`, Code.Aborted);
       }
       const wanted = new Set(res.missingBlocks.map((h) => Buffer.from(h).toString("hex")));
-      await this.sendBlocks(localPath, progress, onProgress, wanted);
+      for (const hex of wanted) held.delete(hex);
+      refs = await this.sendBlocks(localPath, progress, held, onProgress, wanted);
     }
   }
 
   /**
-   * Chunks and hashes the file once, asking in small batches which blocks are missing and uploading
-   * those with bounded concurrency while chunking goes on. Memory stays at a few chunks.
+   * Chunks and hashes the file once, uploading the blocks not held yet with bounded concurrency
+   * while chunking goes on; memory stays at a few chunks. Each upload's grant joins `held`; the
+   * refs carry the grants of every block.
    */
-  private async sendBlocks(localPath: string, progress: TransferProgress, onProgress?: ProgressListener, only?: Set<string>): Promise<BlockRef[]> {
+  private async sendBlocks(localPath: string, progress: TransferProgress, held: HeldBlocks, onProgress?: ProgressListener, only?: Set<string>): Promise<BlockRef[]> {
     const refs: BlockRef[] = [];
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
-    let batch: { hash: Buffer; data: Buffer }[] = [];
-    const flush = async () => {
-      const current = batch;
-      batch = [];
-      if (current.length === 0) return;
-      let send = current;
-      if (!only) {
-        const { present } = await this.blocks.hasBlocks({ hashes: current.map((c) => c.hash) });
-        send = current.filter((_, i) => !present[i]);
-      } else {
-        send = current.filter((c) => only.has(c.hash.toString("hex")));
-      }
-      for (const c of send) {
-        while (inFlight.size >= this.concurrency) await Promise.race(inFlight);
-        if (failure) throw failure;
-        const p: Promise<void> = withRetry(() => this.blocks.putBlock({ hash: c.hash, data: c.data }))
-          .then(() => {
-            progress.bytesTransferred += c.data.length;
-            onProgress?.(progress);
-          })
-          .catch((err) => {
-            failure ??= err;
-          })
-          .finally(() => inFlight.delete(p));
-        inFlight.add(p);
-      }
+    const send = async (hash: Buffer, hex: string, data: Buffer) => {
+      while (inFlight.size >= this.concurrency) await Promise.race(inFlight);
+      if (failure) throw failure;
+      const p: Promise<void> = withRetry(() => this.blocks.putBlock({ hash, data }))
+        .then((res) => {
+          held.set(hex, res.grant);
+          progress.bytesTransferred += data.length;
+          onProgress?.(progress);
+        })
+        .catch((err) => {
+          failure ??= err;
+        })
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
     };
-    const seen = new Set<string>();
+    const sent = new Set<string>();
     const source = createReadStream(localPath, { highWaterMark: READ_BUFFER_BYTES });
     for await (const chunk of chunkStream(source, this.chunker)) {
       const hash = createHash("sha256").update(chunk).digest();
-      refs.push({ $typeName: "satchel.meta.v1.BlockRef", hash, size: chunk.length });
+      refs.push({ $typeName: "satchel.meta.v1.BlockRef", hash, size: chunk.length, grant: NO_GRANT });
       progress.bytesDone += chunk.length;
       const hex = hash.toString("hex");
-      if (!seen.has(hex)) {
-        seen.add(hex);
-        batch.push({ hash, data: chunk });
-        if (batch.length >= HAS_BATCH) await flush();
+      if (!held.has(hex) && !sent.has(hex) && (!only || only.has(hex))) {
+        sent.add(hex);
+        await send(hash, hex, chunk);
       }
       onProgress?.(progress);
       if (failure) throw failure;
     }
-    await flush();
     await Promise.all(inFlight);
     if (failure) throw failure;
+    for (const r of refs) r.grant = held.get(Buffer.from(r.hash).toString("hex")) ?? NO_GRANT;
     return refs;
   }
 
@@ -193,10 +197,27 @@ export class SatchelClient {
     try {
       const verified = (ref: BlockRef, data: Uint8Array | undefined) =>
         data !== undefined && data.length === ref.size && createHash("sha256").update(data).digest().equals(ref.hash);
+      // Grants last minutes: a long download (or one queued behind others) asks for fresh ones
+      // once, which also checks again that the caller may still read the file.
+      let fresh: Promise<Map<string, Uint8Array>> | undefined;
+      const freshGrant = async (ref: BlockRef) => {
+        fresh ??= this.meta.getFileMetadata({ path: remotePath, revision: file.revision })
+          .then((res) => new Map((res.file?.blocks ?? []).map((b) => [Buffer.from(b.hash).toString("hex"), b.grant])));
+        return (await fresh).get(Buffer.from(ref.hash).toString("hex")) ?? ref.grant;
+      };
+      const getBlock = async (ref: BlockRef) => {
+        try {
+          return await withRetry(() => this.blocks.getBlock({ hash: ref.hash, grant: ref.grant }));
+        } catch (err) {
+          if (ConnectError.from(err).code !== Code.PermissionDenied) throw err;
+          const grant = await freshGrant(ref);
+          return withRetry(() => this.blocks.getBlock({ hash: ref.hash, grant }));
+        }
+      };
       const fetchBlock = async (ref: BlockRef) => {
         const local = await opts.localBlock?.(ref).catch(() => undefined);
         if (verified(ref, local)) return local!;
-        const { data } = await withRetry(() => this.blocks.getBlock({ hash: ref.hash }));
+        const { data } = await getBlock(ref);
         if (!verified(ref, data)) {
           throw new ConnectError(`block ${Buffer.from(ref.hash).toString("hex")} of "${remotePath}" failed verification`, Code.DataLoss);
         }

@@ -1,5 +1,5 @@
 import { createClient, type Client } from "@connectrpc/connect";
-import { AccessTokens, createLogger, createSatchelTransport, ServiceMetrics, type Logger } from "@satchel/proto";
+import { AccessTokens, BlockGrants, createLogger, createSatchelTransport, ServiceMetrics, type Logger } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { MetaserverConfig } from "./config.js";
 import { createMetaMetrics, type MetaMetrics } from "./metrics.js";
@@ -36,6 +36,8 @@ export interface MetaserverContext {
   txns: NamespaceTxns;
   quotas: Quotas;
   accessTokens: AccessTokens;
+  /** Issues the block grants of every block list shown to a user, and checks those a commit brings. */
+  grants: BlockGrants;
   blocks: Client<typeof BlockService>;
   blockAdmin: Client<typeof BlockAdminService>;
   publisher: CommitPublisher;
@@ -76,6 +78,7 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   if (config.verifyIntervalSeconds > 0) verifier.start(config.verifyIntervalSeconds * 1000);
   return {
     config, logger, metrics, metaMetrics, shards, namespaces, placement, files, journal, txns, quotas, accessTokens: new AccessTokens(config.tokenKeys),
+    grants: new BlockGrants(config.tokenKeys, config.blockGrantSeconds),
     blocks, blockAdmin, publisher, cursors, relay, outbox, retention, verifier,
     close: async () => {
       stopProbe();

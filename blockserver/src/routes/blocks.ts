@@ -1,18 +1,44 @@
-import type { ServiceRouter } from "@satchel/proto";
+import type { HandlerContext } from "@connectrpc/connect";
+import { grantRefusal, permissionDenied, principalKey, type BlockGrants, type ServiceRouter } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { BlockserverContext } from "../context.js";
 import { guarded, invalidArgument } from "../errors.js";
 import { checkHash } from "../block-store.js";
 
+/** The user making a call, or undefined for the service token (repair, scrub, GC, the metaserver). */
+function userOf(hctx: HandlerContext): string | undefined {
+  const p = hctx.values.get(principalKey);
+  return p?.kind === "user" ? p.userId : undefined;
+}
+
+/**
+ * A user reads a block only with a grant for it (see proto/src/runtime/block-grants.ts): refused
+ * before the block is looked up, so the answer says nothing about whether it exists.
+ */
+function requireGrant(grants: BlockGrants, user: string, hash: Buffer, grant: Uint8Array): void {
+  const check = grants.check(user, hash, grant);
+  if (check !== "ok") throw permissionDenied(grantRefusal(check, hash.toString("hex")));
+}
+
 export function blockRoutes(ctx: BlockserverContext) {
+  const { grants } = ctx;
   return (router: ServiceRouter) =>
     router.service(BlockService, {
-      putBlock: guarded("PutBlock", async (req) => {
-        const alreadyStored = await ctx.store.put(Buffer.from(req.hash), req.data);
+      putBlock: guarded("PutBlock", async (req, hctx) => {
+        const hash = Buffer.from(req.hash);
+        const alreadyStored = await ctx.store.put(hash, req.data);
+        const user = userOf(hctx);
+        // The bytes were verified against the hash: the uploader holds the block. Whether someone
+        // else stored it first is not the uploader's business.
+        if (user !== undefined) return { alreadyStored: false, size: req.data.length, grant: grants.issue(user, hash) };
         return { alreadyStored, size: req.data.length };
       }),
-      getBlock: guarded("GetBlock", async (req) => {
-        return { data: await ctx.store.get(Buffer.from(req.hash)) };
+      getBlock: guarded("GetBlock", async (req, hctx) => {
+        const hash = Buffer.from(req.hash);
+        checkHash(hash);
+        const user = userOf(hctx);
+        if (user !== undefined) requireGrant(grants, user, hash, req.grant);
+        return { data: await ctx.store.get(hash) };
       }),
       reserveBlocks: guarded("ReserveBlocks", async (req) => {
         const hashes = req.hashes.map((h) => Buffer.from(h));
@@ -35,8 +61,20 @@ export function blockRoutes(ctx: BlockserverContext) {
         }
         return { applied };
       }),
-      hasBlocks: guarded("HasBlocks", async (req) => {
-        return { present: await ctx.store.has(req.hashes.map((h) => Buffer.from(h))) };
+      hasBlocks: guarded("HasBlocks", async (req, hctx) => {
+        const hashes = req.hashes.map((h) => Buffer.from(h));
+        const user = userOf(hctx);
+        if (user === undefined) return { present: await ctx.store.has(hashes) };
+        if (req.grants.length !== 0 && req.grants.length !== hashes.length) {
+          throw invalidArgument(`grants must be empty or one per hash: ${req.grants.length} grants for ${hashes.length} hashes`);
+        }
+        hashes.forEach(checkHash);
+        // Only blocks the caller has shown it holds are looked up; the rest are absent to it.
+        const shown = hashes.map((h, i) => grants.check(user, h, req.grants[i]) === "ok");
+        const asked = hashes.filter((_, i) => shown[i]);
+        const live = asked.length > 0 ? await ctx.store.has(asked) : [];
+        let next = 0;
+        return { present: shown.map((s) => s && live[next++]) };
       }),
     });
 }

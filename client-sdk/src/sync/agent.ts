@@ -361,7 +361,10 @@ export class SyncAgent {
     // Several files at once: small files are bound by round trips, not bytes.
     await inParallel(edits, TRANSFER_CONCURRENCY, ([path, f]) => this.perFile(path, "upload", { local: f }, async () => {
       const synced = this.state.file(path);
-      const { file, conflict, progress } = await this.client.uploadAs(this.local(path), path, BigInt(synced?.revision ?? "0"), randomUUID());
+      // The synced version's blocks are the parent's: the server has them and knows we may use them.
+      const { file, conflict, progress } = await this.client.uploadAs(
+        this.local(path), path, BigInt(synced?.revision ?? "0"), randomUUID(), undefined, synced?.blocks.map(([hex]) => hex),
+      );
       counts.uploads++;
       this.state.setProblem(path, undefined);
       const record = { revision: file.revision.toString(), size: f.size, mtimeMs: f.mtimeMs, ino: f.ino, cursor: file.cursor.toString(), blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]) };

@@ -10,7 +10,7 @@ import { failedPrecondition, invalidArgument, notFound } from "../errors.js";
 import type { FileRecord } from "../store/file-records.js";
 import { outerPath, type Mount } from "../store/namespaces.js";
 import { parentOf, pathKey, ROOT } from "../tree/paths.js";
-import { callerOf, guarded } from "./caller.js";
+import { callerOf, guarded, type Caller } from "./caller.js";
 import { locate, mountOf, ROLES, type Located } from "./located.js";
 import { shareRoutes } from "./sharing.js";
 
@@ -18,7 +18,19 @@ const HASH_BYTES = 32;
 const MAX_REQUEST_ID = 64;
 const MAX_WAIT_NAMESPACES = 1000;
 
-export function toMetadata(f: FileRecord, mount: Pick<Mount, "path">): FileMetadata {
+/**
+ * Issues the caller's block grants for one response (one expiry for all of them). Every block
+ * list shown to a user carries a grant per block: what lets it read them (see block-grants.ts).
+ */
+export type Granter = (hash: Uint8Array) => Uint8Array;
+
+export function granterFor(ctx: Pick<MetaserverContext, "grants">, caller: Caller): Granter {
+  const user = caller.userId.toString();
+  const expiry = ctx.grants.expiryNow();
+  return (hash) => ctx.grants.issue(user, hash, expiry);
+}
+
+export function toMetadata(f: FileRecord, mount: Pick<Mount, "path">, grant?: Granter): FileMetadata {
   const path = outerPath(mount, f.path);
   return create(FileMetadataSchema, {
     path,
@@ -26,7 +38,7 @@ export function toMetadata(f: FileRecord, mount: Pick<Mount, "path">): FileMetad
     isFolder: f.isFolder,
     revision: f.revision,
     size: f.size,
-    blocks: f.blocks.map((b) => ({ hash: b.hash, size: b.size })),
+    blocks: grant ? f.blocks.map((b) => ({ hash: b.hash, size: b.size, grant: grant(b.hash) })) : f.blocks.map((b) => ({ hash: b.hash, size: b.size })),
     modifiedTime: timestampFromDate(f.modifiedAt),
     namespaceId: f.namespaceId,
     cursor: f.cursor,
@@ -52,6 +64,21 @@ export function fileRoutes(ctx: MetaserverContext) {
     if (inside) throw failedPrecondition(`"${at.path}" contains the shared folder "${inside.path}": move that out first`);
   };
 
+  /**
+   * The blocks of a commit the caller has not shown it holds: neither a valid grant of its own
+   * nor in the parent revision it names (a version of this namespace, which it may read).
+   * Checked before anything is reserved, so a guessed hash reveals nothing and claims nothing.
+   */
+  const unprovenBlocks = async (at: Located, blocks: { hash: Uint8Array; grant: Uint8Array }[], parentRevision: bigint): Promise<Uint8Array[]> => {
+    const user = at.caller.userId.toString();
+    const unproven = new Map<string, Uint8Array>();
+    for (const b of blocks) if (ctx.grants.check(user, b.hash, b.grant) !== "ok") unproven.set(Buffer.from(b.hash).toString("hex"), b.hash);
+    if (unproven.size === 0) return [];
+    const parent = parentRevision > 0n ? await ctx.files.version(at.mount.namespaceId, parentRevision) : undefined;
+    for (const b of parent?.blocks ?? []) unproven.delete(Buffer.from(b.hash).toString("hex"));
+    return [...unproven.values()];
+  };
+
   return (router: ServiceRouter) => {
     router.service(MetaService, {
       commitFile: guarded("CommitFile", async (req, hctx) => {
@@ -66,6 +93,9 @@ export function fileRoutes(ctx: MetaserverContext) {
         }
         if (total !== req.size) throw invalidArgument(`size ${req.size} does not equal the sum of the block sizes (${total})`);
         const unique = [...new Map(req.blocks.map((b) => [Buffer.from(b.hash).toString("hex"), b.hash])).values()];
+        // A hash is not a capability: each block must be one the caller has shown it holds.
+        const unproven = await unprovenBlocks(at, req.blocks, req.parentRevision);
+        if (unproven.length > 0) return { missingBlocks: unproven };
         if (unique.length > 0) {
           // Reserve, not just ask: a block about to be referenced must not be collected before the
           // reference (relayed from the outbox after the commit) reaches the blockserver. Only
@@ -83,14 +113,19 @@ export function fileRoutes(ctx: MetaserverContext) {
         });
         ctx.relay.wake();
         if (conflict) ctx.metaMetrics.conflicts.inc();
-        return { missingBlocks: [], file: toMetadata(file, at.mount), conflict };
+        return { missingBlocks: [], file: toMetadata(file, at.mount, granterFor(ctx, at.caller)), conflict };
       }),
       getFileMetadata: guarded("GetFileMetadata", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "read");
+        if (req.revision > 0n) {
+          const version = at.inner === ROOT ? undefined : await ctx.files.version(at.mount.namespaceId, req.revision);
+          if (!version || pathKey(version.path) !== pathKey(at.inner)) throw notFound(`"${at.path}" has no kept revision ${req.revision}`);
+          return { file: toMetadata(version, at.mount, granterFor(ctx, at.caller)) };
+        }
         if (at.inner === ROOT) return { file: mountPoint(at.mount) };
         const file = await ctx.files.get(at.mount.namespaceId, at.inner);
         if (!file || file.deleted) throw notFound(`"${at.path}" does not exist`);
-        return { file: toMetadata(file, at.mount) };
+        return { file: toMetadata(file, at.mount, granterFor(ctx, at.caller)) };
       }),
       listFolder: guarded("ListFolder", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "read");
@@ -109,7 +144,8 @@ export function fileRoutes(ctx: MetaserverContext) {
           recursive: req.recursive, includeDeleted: req.includeDeleted, limit: pageSize, after,
         });
         const last = page.entries.at(-1);
-        const entries = page.entries.map((f) => toMetadata(f, at.mount));
+        const grant = granterFor(ctx, at.caller);
+        const entries = page.entries.map((f) => toMetadata(f, at.mount, grant));
         if (!req.pageToken) {
           // Shared folders mounted here appear as folders (list them by their own path).
           const key = pathKey(at.path);
@@ -131,12 +167,12 @@ export function fileRoutes(ctx: MetaserverContext) {
         refuseMountRoot(at, at.mount.role === "owner" ? "unshare it or delete what is in it" : "leave it with Unshare");
         refuseMountsInside(at);
         const r = await ctx.files.delete(at.mount.namespaceId, at.inner, req.parentRevision, req.seenCursor);
-        return { entry: toMetadata(r, at.mount), entriesKept: BigInt(r.kept), entriesDeleted: BigInt(r.removed) };
+        return { entry: toMetadata(r, at.mount, granterFor(ctx, at.caller)), entriesKept: BigInt(r.kept), entriesDeleted: BigInt(r.removed) };
       }),
       undelete: guarded("Undelete", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "write");
         refuseMountRoot(at, "it is not in the trash");
-        return { entry: toMetadata(await ctx.files.undelete(at.mount.namespaceId, at.inner), at.mount) };
+        return { entry: toMetadata(await ctx.files.undelete(at.mount.namespaceId, at.inner), at.mount, granterFor(ctx, at.caller)) };
       }),
       permanentlyDelete: guarded("PermanentlyDelete", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "write");
@@ -161,7 +197,7 @@ export function fileRoutes(ctx: MetaserverContext) {
         }
         refuseMountsInside(from);
         const { entry, descendants } = await ctx.files.move(from.mount.namespaceId, from.inner, to.inner);
-        return { entry: toMetadata(entry, from.mount), descendantsMoved: BigInt(descendants) };
+        return { entry: toMetadata(entry, from.mount, granterFor(ctx, from.caller)), descendantsMoved: BigInt(descendants) };
       }),
       listRevisions: guarded("ListRevisions", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "read");
@@ -169,7 +205,8 @@ export function fileRoutes(ctx: MetaserverContext) {
         if (!current) throw notFound(`"${at.path}" has no versions`);
         if (current.isFolder) throw invalidArgument(`"${at.path}" is a folder; folders have no versions`);
         const revisions = await ctx.files.revisions(at.mount.namespaceId, current.path, req.limit);
-        return { revisions: revisions.map((r) => toMetadata(r, at.mount)) };
+        const grant = granterFor(ctx, at.caller);
+        return { revisions: revisions.map((r) => toMetadata(r, at.mount, grant)) };
       }),
       restore: guarded("Restore", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "write");
@@ -183,7 +220,7 @@ export function fileRoutes(ctx: MetaserverContext) {
           parentRevision: current?.revision ?? 0n, requestId: "", deviceName: at.caller.deviceName,
         });
         ctx.relay.wake();
-        return { file: toMetadata(file, at.mount) };
+        return { file: toMetadata(file, at.mount, granterFor(ctx, at.caller)) };
       }),
       listNamespaces: guarded("ListNamespaces", async (_req, hctx) => {
         const caller = callerOf(hctx);
@@ -194,7 +231,8 @@ export function fileRoutes(ctx: MetaserverContext) {
         };
       }),
       listDelta: guarded("ListDelta", async (req, hctx) => {
-        const mount = await mountOf(ctx, callerOf(hctx), req.namespaceId);
+        const caller = callerOf(hctx);
+        const mount = await mountOf(ctx, caller, req.namespaceId);
         const state = await ctx.journal.cursorState(req.namespaceId);
         if (req.cursor > state.cursor) {
           throw invalidArgument(`cursor ${req.cursor} is ahead of namespace ${req.namespaceId} (latest ${state.cursor}): it did not come from this namespace`);
@@ -202,12 +240,13 @@ export function fileRoutes(ctx: MetaserverContext) {
         if (req.cursor < state.floor) return { entries: [], cursor: state.cursor, hasMore: false, reset: true };
         const pageSize = Math.min(req.pageSize || ctx.config.listPageSize, ctx.config.listPageSize);
         const page = await ctx.journal.delta(req.namespaceId, req.cursor, pageSize);
+        const grant = granterFor(ctx, caller);
         const entries = page.entries.map((e): JournalEntry => create(JournalEntrySchema, {
           cursor: e.cursor,
           operation: OPERATIONS[e.operation],
           path: outerPath(mount, e.path),
           fromPath: e.fromPath ? outerPath(mount, e.fromPath) : "",
-          file: e.file ? { ...toMetadata(e.file, mount), namespaceId: e.mountedNamespaceId ?? req.namespaceId } : undefined,
+          file: e.file ? { ...toMetadata(e.file, mount, grant), namespaceId: e.mountedNamespaceId ?? req.namespaceId } : undefined,
         }));
         return { entries, cursor: page.entries.at(-1)?.cursor ?? req.cursor, hasMore: page.hasMore, reset: false };
       }),

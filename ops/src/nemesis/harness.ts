@@ -199,8 +199,8 @@ export class Nemesis {
     const local = join(this.workDir, randomUUID());
     writeFileSync(local, data);
     try {
-      const parent = (await client.currentVersion(path))?.revision ?? 0n;
-      const res = await client.uploadAs(local, path, parent, randomUUID());
+      const parent = await client.currentVersion(path);
+      const res = await client.uploadAs(local, path, parent?.revision ?? 0n, randomUUID(), undefined, parent?.blocks);
       // A stale parent (an earlier "failed" commit that did land) keeps this upload as a conflicted
       // copy: the path itself holds what it held.
       if (res.conflict) {
@@ -235,7 +235,7 @@ export class Nemesis {
     const parts: Buffer[] = [];
     for (const b of file.blocks) {
       try {
-        parts.push(Buffer.from((await client.blocks.getBlock({ hash: b.hash })).data));
+        parts.push(Buffer.from((await client.blocks.getBlock({ hash: b.hash, grant: b.grant })).data));
       } catch (err) {
         const code = ConnectError.from(err).code;
         const hex = Buffer.from(b.hash).toString("hex");

@@ -29,13 +29,16 @@ export async function deviceOf(
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
 
-/** Stores content as blocks of at most blockSize bytes and returns their references, in order. */
-export async function storeBlocks(dev: Device, data: Buffer, blockSize = 64 * 1024): Promise<{ hash: Uint8Array; size: number }[]> {
-  const refs: { hash: Uint8Array; size: number }[] = [];
+/**
+ * Stores content as blocks of at most blockSize bytes and returns their references, in order,
+ * each with the grant the upload earned (what a commit presents).
+ */
+export async function storeBlocks(dev: Device, data: Buffer, blockSize = 64 * 1024): Promise<{ hash: Uint8Array; size: number; grant: Uint8Array }[]> {
+  const refs: { hash: Uint8Array; size: number; grant: Uint8Array }[] = [];
   for (let at = 0; at < data.length; at += blockSize) {
     const block = data.subarray(at, at + blockSize);
-    await dev.blocks.putBlock({ hash: sha256(block), data: block });
-    refs.push({ hash: sha256(block), size: block.length });
+    const { grant } = await dev.blocks.putBlock({ hash: sha256(block), data: block });
+    refs.push({ hash: sha256(block), size: block.length, grant });
   }
   return refs;
 }
@@ -43,7 +46,7 @@ export async function storeBlocks(dev: Device, data: Buffer, blockSize = 64 * 10
 /** A version's content, block by block. */
 export async function readBack(dev: Device, blocks: BlockRef[]): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for (const b of blocks) parts.push(Buffer.from((await dev.blocks.getBlock({ hash: b.hash })).data));
+  for (const b of blocks) parts.push(Buffer.from((await dev.blocks.getBlock({ hash: b.hash, grant: b.grant })).data));
   return Buffer.concat(parts);
 }
 

@@ -53,15 +53,18 @@ export interface ServiceBasics {
   rpcMetrics: boolean;
   /** The token Satchel services and operators call each other with. */
   serviceToken: string;
-  /** Access token keys; the first signs, all verify (rotation). */
+  /** Access token keys; the first signs, all verify (rotation). Block grant keys derive from them. */
   tokenKeys: SigningKey[];
+  /** How long a block grant stays valid: how long read access outlives a revoked share. */
+  blockGrantSeconds: number;
 }
 
 /**
  * Reads SATCHEL_HOST, SATCHEL_<SERVICE>_PORT (gRPC), SATCHEL_<SERVICE>_WEB_PORT (Connect and
  * gRPC-Web; not served when unset), SATCHEL_<SERVICE>_METRICS_PORT (default: port + 10),
  * SATCHEL_LOG_LEVEL, SATCHEL_SERVICE_TOKEN (required) and SATCHEL_TOKEN_KEYS (required; JSON
- * [{"kid": "...", "secret": "<base64url, 32+ bytes>"}], newest first).
+ * [{"kid": "...", "secret": "<base64url, 32+ bytes>"}], newest first) and
+ * SATCHEL_BLOCK_GRANT_SECONDS (default 300).
  */
 export function serviceBasics(env: Env, service: string, defaultPort: number): ServiceBasics {
   const prefix = `SATCHEL_${service.toUpperCase()}`;
@@ -75,6 +78,7 @@ export function serviceBasics(env: Env, service: string, defaultPort: number): S
     rpcMetrics: envString(env, "SATCHEL_RPC_METRICS", "on") !== "off",
     serviceToken: envString(env, "SATCHEL_SERVICE_TOKEN", ""),
     tokenKeys: envJson<SigningKey[]>(env, "SATCHEL_TOKEN_KEYS", []),
+    blockGrantSeconds: envInt(env, "SATCHEL_BLOCK_GRANT_SECONDS", 300),
   };
   if (!basics.serviceToken) throw new Error("SATCHEL_SERVICE_TOKEN is required");
   if (basics.tokenKeys.length === 0) throw new Error("SATCHEL_TOKEN_KEYS is required (access token signing keys)");

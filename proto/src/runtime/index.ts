@@ -10,6 +10,7 @@ export * from "./server.js";
 export * from "./grpc-server.js";
 export * from "./call-pipeline.js";
 export * from "./tokens.js";
+export * from "./block-grants.js";
 export * from "./transport.js";
 export * from "./grpc-transport.js";
 export * from "./transaction.js";
