@@ -1,4 +1,4 @@
-import { BlockGrants, createLogger, type Logger } from "@satchel/proto";
+import { BlockGrants, createLogger, userRateLimits, type Logger, type RateLimiter } from "@satchel/proto";
 import { BlockStore } from "./block-store.js";
 import { ErasureCodec } from "./codec/erasure.js";
 import type { BlockserverConfig } from "./config.js";
@@ -26,6 +26,8 @@ export interface BlockserverContext {
   collector: Collector;
   /** Verifies users' block grants and issues them to uploaders. */
   grants: BlockGrants;
+  /** Users' rate limits: admitted by the call pipeline, block bytes charged by the handlers. */
+  limits: RateLimiter;
   /** Re-reads which storage nodes an operator declared dead. */
   refreshNodeStates(): Promise<void>;
   close(): Promise<void>;
@@ -48,11 +50,11 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   repairer.start(config.repairSweepMs);
   const scrubber = new Scrubber(shards, store, index, repairer, metrics, logger, config.scrub);
   scrubber.start();
-  const collector = new Collector(shards, index, metrics, logger, config.gc.graceSeconds);
+  const collector = new Collector(shards, index, metrics, logger, config.gc.graceSeconds, config.gc.reserveLeaseSeconds);
   collector.start(config.gc.intervalMs);
   return {
     config, logger, metrics, index, nodes, shards, store, repairer, scrubber, collector,
-    grants: new BlockGrants(config.tokenKeys, config.blockGrantSeconds), refreshNodeStates: deadNodes.refresh,
+    grants: new BlockGrants(config.tokenKeys, config.blockGrantSeconds), limits: userRateLimits(config.rateLimits, metrics), refreshNodeStates: deadNodes.refresh,
     close: async () => {
       collector.stop();
       deadNodes.stop();

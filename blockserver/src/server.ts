@@ -24,6 +24,7 @@ export function startBlockserver(ctx: BlockserverContext): Promise<RpcServer> {
       verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)),
       // Users move block bytes; only services and operators change what references them.
       serviceOnly: new Set([BlockAdminService.typeName, `${BlockService.typeName}/ReserveBlocks`, `${BlockService.typeName}/AdjustReferences`]),
+      limits: ctx.limits,
     },
   });
 }

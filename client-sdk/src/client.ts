@@ -37,6 +37,8 @@ const MAX_COMMIT_ATTEMPTS = 5;
 /** Blocks the uploader holds a grant for, or that the parent revision holds (empty grant), by hex hash. */
 type HeldBlocks = Map<string, Uint8Array>;
 const NO_GRANT = new Uint8Array(0);
+/** Hashes asked about per HasBlocks call while uploading. */
+const HAS_BATCH = 4;
 
 /**
  * The typed client of Satchel: uploads follow the write path (content-defined chunks, SHA-256,
@@ -82,8 +84,9 @@ export class SatchelClient {
    *
    * A hash is not a claim on content: the platform takes a block only from someone who has shown
    * it holds it. Blocks of the parent revision (parentBlocks: its block refs, or their hex hashes)
-   * are not sent again; every other block is sent once — the blockserver verifies the bytes, keeps
-   * one copy however many users send them, and answers with a grant that the commit presents.
+   * are not sent again, nor blocks this user sent lately (HasBlocks says so: an interrupted upload
+   * resumes); every other block is sent — the blockserver verifies the bytes, keeps one copy
+   * however many users send them, and answers with a grant that the commit presents.
    */
   async uploadAs(
     localPath: string, remotePath: string, parentRevision: bigint, requestId: string, onProgress?: ProgressListener,
@@ -114,21 +117,22 @@ export class SatchelClient {
   }
 
   /**
-   * Chunks and hashes the file once, uploading the blocks not held yet with bounded concurrency
-   * while chunking goes on; memory stays at a few chunks. Each upload's grant joins `held`; the
-   * refs carry the grants of every block.
+   * Chunks and hashes the file once; of the blocks not held yet, asks in small batches which ones
+   * the platform knows this user holds, and uploads the others with bounded concurrency while
+   * chunking goes on; memory stays at a few chunks. Grants join `held`; the refs carry them.
    */
   private async sendBlocks(localPath: string, progress: TransferProgress, held: HeldBlocks, onProgress?: ProgressListener, only?: Set<string>): Promise<BlockRef[]> {
     const refs: BlockRef[] = [];
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
-    const send = async (hash: Buffer, hex: string, data: Buffer) => {
+    let batch: { hash: Buffer; hex: string; data: Buffer }[] = [];
+    const send = async (c: { hash: Buffer; hex: string; data: Buffer }) => {
       while (inFlight.size >= this.concurrency) await Promise.race(inFlight);
       if (failure) throw failure;
-      const p: Promise<void> = withRetry(() => this.blocks.putBlock({ hash, data }))
+      const p: Promise<void> = withRetry(() => this.blocks.putBlock({ hash: c.hash, data: c.data }))
         .then((res) => {
-          held.set(hex, res.grant);
-          progress.bytesTransferred += data.length;
+          held.set(c.hex, res.grant);
+          progress.bytesTransferred += c.data.length;
           onProgress?.(progress);
         })
         .catch((err) => {
@@ -137,20 +141,32 @@ export class SatchelClient {
         .finally(() => inFlight.delete(p));
       inFlight.add(p);
     };
-    const sent = new Set<string>();
+    const flush = async () => {
+      const current = batch;
+      batch = [];
+      if (current.length === 0) return;
+      const known = only ? undefined : await this.blocks.hasBlocks({ hashes: current.map((c) => c.hash) });
+      for (const [i, c] of current.entries()) {
+        if (known?.present[i]) held.set(c.hex, known.grants[i]);
+        else await send(c);
+      }
+    };
+    const seen = new Set<string>();
     const source = createReadStream(localPath, { highWaterMark: READ_BUFFER_BYTES });
     for await (const chunk of chunkStream(source, this.chunker)) {
       const hash = createHash("sha256").update(chunk).digest();
       refs.push({ $typeName: "satchel.meta.v1.BlockRef", hash, size: chunk.length, grant: NO_GRANT });
       progress.bytesDone += chunk.length;
       const hex = hash.toString("hex");
-      if (!held.has(hex) && !sent.has(hex) && (!only || only.has(hex))) {
-        sent.add(hex);
-        await send(hash, hex, chunk);
+      if (!held.has(hex) && !seen.has(hex) && (!only || only.has(hex))) {
+        seen.add(hex);
+        batch.push({ hash, hex, data: chunk });
+        if (batch.length >= HAS_BATCH) await flush();
       }
       onProgress?.(progress);
       if (failure) throw failure;
     }
+    await flush();
     await Promise.all(inFlight);
     if (failure) throw failure;
     for (const r of refs) r.grant = held.get(Buffer.from(r.hash).toString("hex")) ?? NO_GRANT;

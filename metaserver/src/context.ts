@@ -1,5 +1,5 @@
 import { createClient, type Client } from "@connectrpc/connect";
-import { AccessTokens, BlockGrants, createLogger, createSatchelTransport, ServiceMetrics, type Logger } from "@satchel/proto";
+import { AccessTokens, BlockGrants, createLogger, createSatchelTransport, ServiceMetrics, userRateLimits, type Logger, type RateLimiter } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { MetaserverConfig } from "./config.js";
 import { createMetaMetrics, type MetaMetrics } from "./metrics.js";
@@ -38,6 +38,8 @@ export interface MetaserverContext {
   accessTokens: AccessTokens;
   /** Issues the block grants of every block list shown to a user, and checks those a commit brings. */
   grants: BlockGrants;
+  /** Users' rate limits (metadata reads, commits). */
+  limits: RateLimiter;
   blocks: Client<typeof BlockService>;
   blockAdmin: Client<typeof BlockAdminService>;
   publisher: CommitPublisher;
@@ -79,6 +81,7 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   return {
     config, logger, metrics, metaMetrics, shards, namespaces, placement, files, journal, txns, quotas, accessTokens: new AccessTokens(config.tokenKeys),
     grants: new BlockGrants(config.tokenKeys, config.blockGrantSeconds),
+    limits: userRateLimits(config.rateLimits, metrics),
     blocks, blockAdmin, publisher, cursors, relay, outbox, retention, verifier,
     close: async () => {
       stopProbe();

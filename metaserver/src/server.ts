@@ -27,6 +27,7 @@ export async function startMetaserver(ctx: MetaserverContext): Promise<RpcServer
       verify: tokenVerifier(ctx.config.serviceToken, ctx.accessTokens),
       publicMethods: new Set(PUBLIC_AUTH_METHODS),
       serviceOnly: new Set([MetaAdminService.typeName]),
+      limits: ctx.limits,
     },
   });
   return {

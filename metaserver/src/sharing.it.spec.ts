@@ -28,11 +28,11 @@ async function deviceOf(account: TestAccount, name = "laptop"): Promise<Device> 
 
 /** Uploads content as blocks of at most blockSize bytes and commits it as a new file. */
 async function upload(dev: Device, path: string, data: Buffer, blockSize = 64 * 1024) {
-  const blocks: { hash: Uint8Array; size: number }[] = [];
+  const blocks: { hash: Uint8Array; size: number; grant: Uint8Array }[] = [];
   for (let at = 0; at < data.length; at += blockSize) {
     const block = data.subarray(at, at + blockSize);
-    await dev.blocks.putBlock({ hash: sha(block), data: block });
-    blocks.push({ hash: sha(block), size: block.length });
+    const { grant } = await dev.blocks.putBlock({ hash: sha(block), data: block });
+    blocks.push({ hash: sha(block), size: block.length, grant });
   }
   const res = await dev.meta.commitFile({ path, blocks, size: BigInt(data.length), parentRevision: 0n });
   expect(res.missingBlocks).toEqual([]);
@@ -42,7 +42,7 @@ async function upload(dev: Device, path: string, data: Buffer, blockSize = 64 * 
 
 async function readBack(dev: Device, blocks: BlockRef[]): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for (const b of blocks) parts.push(Buffer.from((await dev.blocks.getBlock({ hash: b.hash })).data));
+  for (const b of blocks) parts.push(Buffer.from((await dev.blocks.getBlock({ hash: b.hash, grant: b.grant })).data));
   return Buffer.concat(parts);
 }
 

@@ -40,8 +40,8 @@ async function newUser(prefix: string, metaserver = endpoints.metaserver): Promi
 async function commit(u: User, path: string, contents: Buffer[] = [], parentRevision = 0n): Promise<CommitFileResponse> {
   const blocks = [];
   for (const data of contents) {
-    await u.blocks.putBlock({ hash: sha(data), data });
-    blocks.push({ hash: sha(data), size: data.length });
+    const { grant } = await u.blocks.putBlock({ hash: sha(data), data });
+    blocks.push({ hash: sha(data), size: data.length, grant });
   }
   const size = BigInt(contents.reduce((n, c) => n + c.length, 0));
   const res = await u.meta.commitFile({ path, blocks, size, parentRevision });

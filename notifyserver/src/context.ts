@@ -1,4 +1,4 @@
-import { createLogger, ServiceMetrics, type Logger } from "@satchel/proto";
+import { createLogger, ServiceMetrics, userRateLimits, type Logger, type RateLimiter } from "@satchel/proto";
 import type { SubscribeResponse } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { NotifyserverConfig } from "./config.js";
 import { advancedMessage } from "./fanout/advanced-message.js";
@@ -15,6 +15,8 @@ export interface NotifyserverContext {
   notifyMetrics: NotifyMetrics;
   fanout: Fanout<SubscribeResponse>;
   limits: ConnectionLimits;
+  /** Users' rate limits on Poll and Subscribe calls. */
+  rateLimits: RateLimiter;
   mounts: MountDirectory;
   /** Latest cursors Redis knows (undefined where it does not, or when it is down). */
   latestCursors(namespaceIds: bigint[]): Promise<(bigint | undefined)[]>;
@@ -32,6 +34,7 @@ export async function createContext(config: NotifyserverConfig): Promise<Notifys
   return {
     config, logger, metrics, notifyMetrics, fanout, mounts,
     limits: new ConnectionLimits(config.maxStreamsPerUser, config.maxStreams),
+    rateLimits: userRateLimits(config.rateLimits, metrics),
     latestCursors: (ids) => feed.latestCursors(ids),
     close: async () => {
       feed.close();

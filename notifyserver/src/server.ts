@@ -20,7 +20,7 @@ export async function startNotifyserver(ctx: NotifyserverContext): Promise<RpcSe
     logger: ctx.logger,
     metrics: ctx.metrics,
     drainMs: DRAIN_MS,
-    auth: { verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)) },
+    auth: { verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)), limits: ctx.rateLimits },
   });
   return server;
 }

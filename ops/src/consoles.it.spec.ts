@@ -63,9 +63,9 @@ async function driveTraffic(round: number, clients: Awaited<ReturnType<typeof co
   for (let i = 0; i < 3; i++) {
     const data = randomBytes(150_000);
     const hash = sha(data);
-    await clients.blocks.putBlock({ hash, data });
-    await clients.meta.commitFile({ path: `/consoles/round-${round}-${i}.bin`, blocks: [{ hash, size: data.length }], size: BigInt(data.length) });
-    await clients.blocks.getBlock({ hash });
+    const { grant } = await clients.blocks.putBlock({ hash, data });
+    await clients.meta.commitFile({ path: `/consoles/round-${round}-${i}.bin`, blocks: [{ hash, size: data.length, grant }], size: BigInt(data.length) });
+    await clients.blocks.getBlock({ hash, grant });
     hashes.push(hash);
   }
   await clients.meta.getFileMetadata({ path: "/consoles/nothing-here" }).catch(() => undefined);

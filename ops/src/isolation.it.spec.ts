@@ -72,11 +72,16 @@ describe("a block is readable only by someone who may read a file that holds it"
     expect(hexOf(existing.message)).toBe(hexOf(never.message));
   });
 
-  it("HasBlocks says present only for blocks the caller has shown it holds", async () => {
+  it("HasBlocks says present only for blocks the caller has shown it holds, with a grant for each", async () => {
     const [hash, grant] = [aFile.blocks[0].hash, aFile.blocks[0].grant];
-    expect((await b.blocks.hasBlocks({ hashes: [hash, sha(randomBytes(8))] })).present).toEqual([false, false]);
+    const toB = await b.blocks.hasBlocks({ hashes: [hash, sha(randomBytes(8))] });
+    expect(toB.present).toEqual([false, false]);
+    expect(toB.grants.map((g) => g.length)).toEqual([0, 0]);
     expect((await b.blocks.hasBlocks({ hashes: [hash], grants: [grant] })).present).toEqual([false]);
-    expect((await a.blocks.hasBlocks({ hashes: [hash] })).present).toEqual([false]);
+    // A sent these bytes itself a moment ago: present to A, with a grant it can read with.
+    const toA = await a.blocks.hasBlocks({ hashes: [hash] });
+    expect(toA.present).toEqual([true]);
+    expect(Buffer.from((await a.blocks.getBlock({ hash, grant: toA.grants[0] })).data).equals(aFile.data.subarray(0, aFile.blocks[0].size))).toBe(true);
     expect((await a.blocks.hasBlocks({ hashes: [hash], grants: [grant] })).present).toEqual([true]);
     expect((await outcome(a.blocks.hasBlocks({ hashes: [hash, hash], grants: [grant] }))).code).toBe("InvalidArgument");
   });
@@ -129,20 +134,28 @@ describe("no claim by hash (Dropship)", () => {
     expect((await readBack(b, res.file!.blocks)).equals(aFile.data)).toBe(true);
     const put = await b.blocks.putBlock({ hash: aFile.blocks[0].hash, data: aFile.data.subarray(0, aFile.blocks[0].size) });
     expect(put.alreadyStored).toBe(false);
+    // Having sent them, B is told it holds them; a third user still is not.
+    expect((await b.blocks.hasBlocks({ hashes: [aFile.blocks[0].hash] })).present).toEqual([true]);
+    const carol = await deviceOf(endpoints, await createAccount(endpoints, "carol"), "c-laptop");
+    expect((await carol.blocks.hasBlocks({ hashes: [aFile.blocks[0].hash] })).present).toEqual([false]);
   });
 
   it("the SDK uploads an edit sending only the changed blocks: the parent's blocks need no proof", async () => {
     const sdk = new SatchelClient({ metaserverUrl: endpoints.metaserver, blockserverUrl: endpoints.blockserver, token: a.token });
     const dir = mkdtempSync(join(tmpdir(), "isolation-"));
     const local = join(dir, "big.bin");
-    const original = randomBytes(3 * 1024 * 1024);
+    const original = randomBytes(12 * 1024 * 1024);
     writeFileSync(local, original);
-    await sdk.upload(local, "/big.bin");
+    const first = await sdk.upload(local, "/big.bin");
     const edited = Buffer.concat([original, randomBytes(1000)]);
     writeFileSync(local, edited);
     let sent = 0;
-    await sdk.upload(local, "/big.bin", (p) => (sent = p.bytesTransferred));
-    expect(sent).toBeLessThan(original.length / 2);
+    const second = await sdk.upload(local, "/big.bin", (p) => (sent = p.bytesTransferred));
+    // Exactly the blocks the first version lacks were sent.
+    const before = new Set(first.blocks.map((r) => Buffer.from(r.hash).toString("hex")));
+    const fresh = second.blocks.filter((r) => !before.has(Buffer.from(r.hash).toString("hex")));
+    expect(fresh.length).toBeLessThan(second.blocks.length);
+    expect(sent).toBe(fresh.reduce((n, r) => n + r.size, 0));
     const back = join(dir, "back.bin");
     await sdk.download("/big.bin", back);
     expect(readFileSync(back).equals(edited)).toBe(true);

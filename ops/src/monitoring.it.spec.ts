@@ -57,9 +57,9 @@ describe("Prometheus against the running cluster", () => {
     const blocks = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: await signIn(endpoints, account) }));
     const data = randomBytes(100_000);
     const hash = createHash("sha256").update(data).digest();
-    await blocks.putBlock({ hash, data });
-    await meta.commitFile({ path: "/monitored.bin", blocks: [{ hash, size: data.length }], size: BigInt(data.length) });
-    await blocks.getBlock({ hash });
+    const { grant } = await blocks.putBlock({ hash, data });
+    await meta.commitFile({ path: "/monitored.bin", blocks: [{ hash, size: data.length, grant }], size: BigInt(data.length) });
+    await blocks.getBlock({ hash, grant });
     await meta.getFileMetadata({ path: "/nothing-here" }).catch(() => undefined);
 
     const up = await eventually("all three targets up", 30_000, () => promQuery(prom.url, 'up{job=~"satchel-.*"}'),

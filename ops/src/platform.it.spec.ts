@@ -62,8 +62,9 @@ describe("any stock gRPC client can call every service", () => {
   it("grpc-js: stores a 16 MiB block, commits it, reads it back, and hears the commit on a Subscribe stream", async () => {
     const data = randomBytes(16 * 1024 * 1024);
     const hash = sha(data);
-    const put = await unary<{ size: number }>(block, "PutBlock", { hash, data });
+    const put = await unary<{ size: number; grant: Buffer }>(block, "PutBlock", { hash, data });
     expect(put.size).toBe(data.length);
+    expect(put.grant.length).toBeGreaterThan(0);
 
     const root = await unary<{ file: { namespaceId: string } }>(meta, "GetFileMetadata", { path: "/" });
     const namespaceId = root.file.namespaceId;
@@ -77,7 +78,7 @@ describe("any stock gRPC client can call every service", () => {
     await new Promise((r) => setTimeout(r, 300));
 
     const committed = await unary<{ file: { cursor: string; revision: string } }>(meta, "CommitFile", {
-      path: "/stock-client/big.bin", blocks: [{ hash, size: data.length }], size: data.length, parentRevision: 0,
+      path: "/stock-client/big.bin", blocks: [{ hash, size: data.length, grant: put.grant }], size: data.length, parentRevision: 0,
     });
     const deadline = Date.now() + 10_000;
     while (!events.some((e) => e.advanced?.cursor === committed.file.cursor) && !failedWith && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -85,9 +86,11 @@ describe("any stock gRPC client can call every service", () => {
     expect(events.map((e) => e.advanced?.cursor).filter(Boolean)).toContain(committed.file.cursor);
     stream.cancel();
 
-    const got = await unary<{ file: { size: string; blocks: { hash: Buffer }[] } }>(meta, "GetFileMetadata", { path: "/stock-client/big.bin" });
+    const got = await unary<{ file: { size: string; blocks: { hash: Buffer; grant: Buffer }[] } }>(meta, "GetFileMetadata", { path: "/stock-client/big.bin" });
     expect(got.file.size).toBe(String(data.length));
-    const back = await unary<{ data: Buffer }>(block, "GetBlock", { hash: got.file.blocks[0].hash });
+    // The block's grant comes with the file's metadata; without it the read is refused.
+    expect(await unary(block, "GetBlock", { hash: got.file.blocks[0].hash }).then(() => "ok", (e: grpc.ServiceError) => e.code)).toBe(grpc.status.PERMISSION_DENIED);
+    const back = await unary<{ data: Buffer }>(block, "GetBlock", { hash: got.file.blocks[0].hash, grant: got.file.blocks[0].grant });
     expect(sha(back.data).equals(hash)).toBe(true);
     const listing = await unary<{ entries: { path: string }[] }>(meta, "ListFolder", { path: "/stock-client" });
     expect(listing.entries.map((e) => e.path)).toEqual(["/stock-client/big.bin"]);

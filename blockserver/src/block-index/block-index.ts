@@ -105,6 +105,39 @@ export class BlockIndex {
     return present;
   }
 
+  /** Records that a user sent a block's bytes (verified) just now. */
+  async recordUpload(hash: Buffer, userId: bigint): Promise<void> {
+    await this.shardOf(hash).query(
+      "INSERT INTO block_uploads (hash, user_id) VALUES (?, ?) ON DUPLICATE KEY UPDATE uploaded_at = CURRENT_TIMESTAMP(3)", [hash, userId],
+    );
+  }
+
+  /**
+   * Which of these hashes are live and were sent by this user within the window: blocks it has
+   * shown it holds. One query per shard.
+   */
+  async liveUploadedBy(hashes: Buffer[], userId: bigint, windowSeconds: number): Promise<boolean[]> {
+    const present = new Array<boolean>(hashes.length).fill(false);
+    await Promise.all([...this.byShard(hashes)].map(async ([pool, indexes]) => {
+      const [rows] = await pool.query<RowDataPacket[]>(
+        `SELECT b.hash FROM blocks b JOIN block_uploads u ON u.hash = b.hash AND u.user_id = ?
+           WHERE b.state = 'live' AND b.hash IN (?) AND u.uploaded_at > NOW(3) - INTERVAL ? SECOND`,
+        [userId, indexes.map((i) => hashes[i]), windowSeconds],
+      );
+      const live = new Set(rows.map((r) => (r.hash as Buffer).toString("hex")));
+      for (const i of indexes) present[i] = live.has(hashes[i].toString("hex"));
+    }));
+    return present;
+  }
+
+  /** Forgets uploads older than the window on one index shard; returns how many went. */
+  async sweepUploads(shard: number, windowSeconds: number, limit: number): Promise<number> {
+    const [res] = await this.shards[shard].query<ResultSetHeader>(
+      "DELETE FROM block_uploads WHERE uploaded_at < NOW(3) - INTERVAL ? SECOND LIMIT ?", [windowSeconds, limit],
+    );
+    return res.affectedRows;
+  }
+
   /**
    * Records that a write has begun. A block left in 'writing' (a crashed write) is never served;
    * a later write of the same hash takes it over.
@@ -388,6 +421,7 @@ export class BlockIndex {
       if (res.affectedRows === 1) {
         await conn.query("DELETE FROM block_shards WHERE hash = ?", [hash]);
         await conn.query("DELETE FROM repair_queue WHERE hash = ?", [hash]);
+        await conn.query("DELETE FROM block_uploads WHERE hash = ?", [hash]);
       }
     });
   }

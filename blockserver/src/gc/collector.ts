@@ -29,6 +29,8 @@ export class Collector {
     private readonly metrics: BlockserverMetrics,
     private readonly logger: Logger,
     private readonly graceSeconds: number,
+    /** How long a user's upload of a block counts as proof it holds it (then its row is swept). */
+    private readonly uploadWindowSeconds: number,
   ) {}
 
   start(intervalMs: number): void {
@@ -49,6 +51,7 @@ export class Collector {
   private async collect(graceSeconds: number): Promise<CollectionResult> {
     const result: CollectionResult = { candidates: 0, blocksDeleted: 0, bytesReclaimed: 0 };
     for (let shard = 0; shard < this.index.shardCount; shard++) {
+      while ((await this.index.sweepUploads(shard, this.uploadWindowSeconds, 10_000)) === 10_000);
       // First finish what an earlier run left half-done.
       for (const hash of await this.index.deleting(shard, 10_000)) await this.remove(hash, result);
       for (;;) {

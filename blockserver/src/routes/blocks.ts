@@ -26,19 +26,25 @@ export function blockRoutes(ctx: BlockserverContext) {
     router.service(BlockService, {
       putBlock: guarded("PutBlock", async (req, hctx) => {
         const hash = Buffer.from(req.hash);
-        const alreadyStored = await ctx.store.put(hash, req.data);
         const user = userOf(hctx);
-        // The bytes were verified against the hash: the uploader holds the block. Whether someone
-        // else stored it first is not the uploader's business.
-        if (user !== undefined) return { alreadyStored: false, size: req.data.length, grant: grants.issue(user, hash) };
-        return { alreadyStored, size: req.data.length };
+        if (user !== undefined) ctx.limits.charge(user, "blocks", req.data.length);
+        const alreadyStored = await ctx.store.put(hash, req.data);
+        if (user === undefined) return { alreadyStored, size: req.data.length };
+        // The bytes were verified against the hash: the uploader holds the block (remembered for
+        // the reservation window, so an interrupted upload need not send it again). Whether
+        // someone else stored it first is not the uploader's business.
+        await ctx.index.recordUpload(hash, BigInt(user));
+        return { alreadyStored: false, size: req.data.length, grant: grants.issue(user, hash) };
       }),
       getBlock: guarded("GetBlock", async (req, hctx) => {
         const hash = Buffer.from(req.hash);
         checkHash(hash);
         const user = userOf(hctx);
-        if (user !== undefined) requireGrant(grants, user, hash, req.grant);
-        return { data: await ctx.store.get(hash) };
+        if (user === undefined) return { data: await ctx.store.get(hash) };
+        requireGrant(grants, user, hash, req.grant);
+        const data = await ctx.store.get(hash);
+        ctx.limits.charge(user, "blocks", data.length);
+        return { data };
       }),
       reserveBlocks: guarded("ReserveBlocks", async (req) => {
         const hashes = req.hashes.map((h) => Buffer.from(h));
@@ -69,12 +75,17 @@ export function blockRoutes(ctx: BlockserverContext) {
           throw invalidArgument(`grants must be empty or one per hash: ${req.grants.length} grants for ${hashes.length} hashes`);
         }
         hashes.forEach(checkHash);
-        // Only blocks the caller has shown it holds are looked up; the rest are absent to it.
-        const shown = hashes.map((h, i) => grants.check(user, h, req.grants[i]) === "ok");
-        const asked = hashes.filter((_, i) => shown[i]);
-        const live = asked.length > 0 ? await ctx.store.has(asked) : [];
-        let next = 0;
-        return { present: shown.map((s) => s && live[next++]) };
+        // Present to this caller: live and granted, or live and sent by the caller lately.
+        const granted = hashes.map((h, i) => grants.check(user, h, req.grants[i]) === "ok");
+        const [live, uploaded] = await Promise.all([
+          granted.some(Boolean) ? ctx.store.has(hashes.filter((_, i) => granted[i])) : [],
+          granted.every(Boolean) ? [] : ctx.index.liveUploadedBy(hashes.filter((_, i) => !granted[i]), BigInt(user), ctx.config.gc.reserveLeaseSeconds),
+        ]);
+        let g = 0;
+        let u = 0;
+        const present = granted.map((isGranted) => (isGranted ? live[g++] : uploaded[u++]));
+        const expiry = grants.expiryNow();
+        return { present, grants: present.map((p, i) => (p ? grants.issue(user, hashes[i], expiry) : new Uint8Array(0))) };
       }),
     });
 }

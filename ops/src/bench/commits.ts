@@ -42,7 +42,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import mysql, { type RowDataPacket } from "mysql2/promise";
 import { createSatchelTransport } from "@satchel/proto";
@@ -92,19 +92,22 @@ async function main(): Promise<void> {
   const maxClients = Math.max(...levels);
 
   console.log(`creating ${maxClients} users (scrypt makes this take a few seconds)...`);
-  const clients: { meta: CommitClient }[] = [];
+  const clients: { meta: CommitClient; blocks: Client<typeof BlockService> }[] = [];
   for (let i = 0; i < maxClients; i += 8) {
     clients.push(...(await Promise.all(Array.from({ length: Math.min(8, maxClients - i) }, async () => {
       const token = await signIn(endpoints, await createAccount(endpoints, "bench"), "bench");
-      return { meta: new CommitClient(new URL(endpoints.metaserver).host, token) };
+      return { meta: new CommitClient(new URL(endpoints.metaserver).host, token), blocks: createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token })) };
     }))));
   }
-  // A small block per client, uploaded once, that its one-block commits reference (so commits
-  // measure metadata, and clients do not all contend for one block's row).
-  const uploader = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: await signIn(endpoints, endpoints.devUser, "bench") }));
+  // A small block per client, uploaded once by it, that its one-block commits reference (so
+  // commits measure metadata, and clients do not all contend for one block's row). Its grant is
+  // what a commit presents; HasBlocks renews it before each level (grants last minutes).
   const blocks = Array.from({ length: maxClients }, () => randomBytes(4096));
   const hashes = blocks.map((b) => createHash("sha256").update(b).digest());
-  for (const [i, data] of blocks.entries()) await uploader.putBlock({ hash: hashes[i], data });
+  const grants = await Promise.all(blocks.map(async (data, i) => (await clients[i].blocks.putBlock({ hash: hashes[i], data })).grant));
+  const renewGrants = () => Promise.all(clients.map(async (c, i) => {
+    grants[i] = (await c.blocks.hasBlocks({ hashes: [hashes[i]] })).grants[0];
+  }));
 
   const directory = await mysql.createConnection(endpoints.directoryUrl);
   const [shards] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
@@ -138,8 +141,9 @@ async function main(): Promise<void> {
       }
     });
     console.log(`level ${n}: satchel one-block commits...`);
+    await renewGrants();
     const withBlock = await drive(n, seconds, async (w, i) => {
-      const res = await clients[w].meta.commitFile({ path: `/bench-${run}/b-${n}-${i}`, blocks: [{ hash: hashes[w], size: 4096 }], size: 4096n });
+      const res = await clients[w].meta.commitFile({ path: `/bench-${run}/b-${n}-${i}`, blocks: [{ hash: hashes[w], size: 4096, grant: grants[w] }], size: 4096n });
       if (!res.file) throw new Error("commit answered missing blocks");
     });
     console.log(`level ${n}: satchel empty-file commits...`);

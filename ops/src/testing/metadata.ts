@@ -44,7 +44,7 @@ export async function storeBlocks(dev: Device, data: Buffer, blockSize = 64 * 10
 }
 
 /** A version's content, block by block. */
-export async function readBack(dev: Device, blocks: BlockRef[]): Promise<Buffer> {
+export async function readBack(dev: Device, blocks: Pick<BlockRef, "hash" | "grant">[]): Promise<Buffer> {
   const parts: Buffer[] = [];
   for (const b of blocks) parts.push(Buffer.from((await dev.blocks.getBlock({ hash: b.hash, grant: b.grant })).data));
   return Buffer.concat(parts);

@@ -73,8 +73,8 @@ export class CallPipeline {
 
 /**
  * The one place every RPC is authenticated: a missing, expired, forged or wrongly-signed token is
- * UNAUTHENTICATED; a user calling a service-only method is PERMISSION_DENIED. Public services and
- * methods give no principal (undefined).
+ * UNAUTHENTICATED; a user calling a service-only method is PERMISSION_DENIED; a user over a rate
+ * limit is RESOURCE_EXHAUSTED. Public services and methods give no principal (undefined).
  */
 function authenticate(opts: AuthOptions, call: IncomingCall): Principal | Promise<Principal> | undefined {
   if (PUBLIC_SERVICES.has(call.service) || opts.publicMethods?.has(call.method)) return undefined;
@@ -84,6 +84,7 @@ function authenticate(opts: AuthOptions, call: IncomingCall): Principal | Promis
     if (principal.kind !== "service" && (opts.serviceOnly?.has(call.service) || opts.serviceOnly?.has(call.method))) {
       throw new ConnectError(`${call.method} is for Satchel services and operators: call it with the service token`, Code.PermissionDenied);
     }
+    if (principal.kind === "user") opts.limits?.admit(principal.userId, call.method);
     return principal;
   };
   const invalid = (err: unknown): never => {

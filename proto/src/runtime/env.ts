@@ -1,3 +1,4 @@
+import { rateLimitsFrom, type RateLimitConfig } from "./rate-limits.js";
 import type { SigningKey } from "./tokens.js";
 
 /**
@@ -57,6 +58,8 @@ export interface ServiceBasics {
   tokenKeys: SigningKey[];
   /** How long a block grant stays valid: how long read access outlives a revoked share. */
   blockGrantSeconds: number;
+  /** Per-user rate limits (SATCHEL_RATE_LIMITS). */
+  rateLimits: RateLimitConfig;
 }
 
 /**
@@ -64,7 +67,7 @@ export interface ServiceBasics {
  * gRPC-Web; not served when unset), SATCHEL_<SERVICE>_METRICS_PORT (default: port + 10),
  * SATCHEL_LOG_LEVEL, SATCHEL_SERVICE_TOKEN (required) and SATCHEL_TOKEN_KEYS (required; JSON
  * [{"kid": "...", "secret": "<base64url, 32+ bytes>"}], newest first) and
- * SATCHEL_BLOCK_GRANT_SECONDS (default 300).
+ * SATCHEL_BLOCK_GRANT_SECONDS (default 300) and SATCHEL_RATE_LIMITS (see rate-limits.ts).
  */
 export function serviceBasics(env: Env, service: string, defaultPort: number): ServiceBasics {
   const prefix = `SATCHEL_${service.toUpperCase()}`;
@@ -79,6 +82,7 @@ export function serviceBasics(env: Env, service: string, defaultPort: number): S
     serviceToken: envString(env, "SATCHEL_SERVICE_TOKEN", ""),
     tokenKeys: envJson<SigningKey[]>(env, "SATCHEL_TOKEN_KEYS", []),
     blockGrantSeconds: envInt(env, "SATCHEL_BLOCK_GRANT_SECONDS", 300),
+    rateLimits: rateLimitsFrom(env.SATCHEL_RATE_LIMITS),
   };
   if (!basics.serviceToken) throw new Error("SATCHEL_SERVICE_TOKEN is required");
   if (basics.tokenKeys.length === 0) throw new Error("SATCHEL_TOKEN_KEYS is required (access token signing keys)");

@@ -3,12 +3,16 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescMethodStreaming, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
 import { HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "./limits.js";
+import { RETRY_AFTER_HEADER } from "./rate-limits.js";
 
 /**
  * A Connect `Transport` on a grpc-js channel, so `createClient(Service, transport)` call sites stay
  * as they are while each call costs what grpc-js costs: measured on this machine at 139 µs of
  * client CPU per unary call against 367 µs through connect-node's gRPC transport
  * (`ops/src/bench/rpc-runtime.ts`).
+ *
+ * A unary call a user's rate limit refused is sent again after the wait the server names (see
+ * rate-limits.ts), within the call's deadline.
  *
  * What it does not do, because nothing here needs it: Connect interceptors, and response headers
  * of a stream before its first message (a stream's `header` holds what has arrived so far).
@@ -98,6 +102,25 @@ export function connectErrorOf(err: unknown): ConnectError {
   return ConnectError.from(err);
 }
 
+/** A call a rate limit keeps refusing is given up after waiting this long in all. */
+const RATE_LIMIT_PATIENCE_MS = 60_000;
+
+/**
+ * How long to wait before sending a call a rate limit refused (RESOURCE_EXHAUSTED with a
+ * retry-after-ms trailer: it did nothing, so sending it again is safe), or undefined to give up:
+ * any other error, a cancelled call, a wait past the call's deadline, or a minute of waiting. The
+ * wait is spread (up to twice the server's) so that calls refused together do not return together.
+ */
+function rateLimitWait(err: ConnectError, waited: number, deadline: number | undefined, signal: AbortSignal | undefined): number | undefined {
+  if (err.code !== Code.ResourceExhausted || signal?.aborted) return undefined;
+  const named = Number(err.metadata.get(RETRY_AFTER_HEADER));
+  if (!Number.isFinite(named) || named < 0) return undefined;
+  const wait = Math.ceil(named * (1 + Math.random()));
+  if (waited + wait > RATE_LIMIT_PATIENCE_MS) return undefined;
+  if (deadline !== undefined && Date.now() + wait >= deadline) return undefined;
+  return wait;
+}
+
 function callOptions(timeoutMs: number | undefined): grpc.CallOptions {
   return timeoutMs !== undefined && timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {};
 }
@@ -132,10 +155,11 @@ export function createGrpcJsTransport(opts: GrpcJsTransportOptions): Transport {
     ): Promise<UnaryResponse<I, O>> {
       const codec = codecOf(method);
       const metadata = await metadataFor(header);
+      const options = callOptions(timeoutMs);
       let responseMetadata: grpc.Metadata | undefined;
       let trailerMetadata: grpc.Metadata | undefined;
-      const message = await new Promise<MessageShape<O>>((resolve, reject) => {
-        const call = client.makeUnaryRequest(codec.path, codec.serialize, codec.deserialize, input, metadata, callOptions(timeoutMs), (err, value) => {
+      const attemptCall = () => new Promise<MessageShape<O>>((resolve, reject) => {
+        const call = client.makeUnaryRequest(codec.path, codec.serialize, codec.deserialize, input, metadata, options, (err, value) => {
           undo();
           if (err) reject(connectErrorOf(err));
           else resolve(value as MessageShape<O>);
@@ -144,6 +168,18 @@ export function createGrpcJsTransport(opts: GrpcJsTransportOptions): Transport {
         call.on("metadata", (m) => (responseMetadata = m));
         call.on("status", (s) => (trailerMetadata = s.metadata));
       });
+      let message: MessageShape<O>;
+      for (let waited = 0; ; ) {
+        try {
+          message = await attemptCall();
+          break;
+        } catch (err) {
+          const wait = rateLimitWait(err as ConnectError, waited, options.deadline as number | undefined, signal);
+          if (wait === undefined) throw err;
+          waited += wait;
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
       return {
         stream: false,
         service: method.parent,

@@ -9,6 +9,7 @@ export * from "./reflection.js";
 export * from "./server.js";
 export * from "./grpc-server.js";
 export * from "./call-pipeline.js";
+export * from "./rate-limits.js";
 export * from "./tokens.js";
 export * from "./block-grants.js";
 export * from "./transport.js";

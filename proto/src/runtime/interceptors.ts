@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { CallPipeline } from "./call-pipeline.js";
 import type { Logger } from "./logger.js";
+import type { RateLimiter } from "./rate-limits.js";
 
 /** Who is calling: a user (from an access token) or another Satchel service. */
 export interface Principal {
@@ -36,6 +37,8 @@ export interface AuthOptions {
   publicMethods?: Set<string>;
   /** Services or methods only the service token may call (operators and other Satchel services). */
   serviceOnly?: Set<string>;
+  /** Per-user rate limits, applied once the caller is known to be a user. */
+  limits?: RateLimiter;
 }
 
 /**

@@ -16,6 +16,7 @@ export class ServiceMetrics {
   readonly rpcRequests: Counter<"method" | "code">;
   readonly rpcDuration: Histogram<"method">;
   readonly rpcInFlight: Gauge<"method">;
+  readonly rateLimited: Counter<"class">;
 
   constructor(readonly service: string) {
     collectDefaultMetrics({ register: this.registry });
@@ -37,6 +38,12 @@ export class ServiceMetrics {
       name: `${prefix}_in_flight`,
       help: "RPCs currently being served, by method.",
       labelNames: ["method"],
+      registers: [this.registry],
+    });
+    this.rateLimited = new Counter({
+      name: `satchel_${service}_rate_limited_total`,
+      help: "Calls refused RESOURCE_EXHAUSTED by a user's rate limit, by class (metadata, commits, blocks).",
+      labelNames: ["class"],
       registers: [this.registry],
     });
   }
