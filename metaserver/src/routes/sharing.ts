@@ -15,8 +15,12 @@ const MEMBER_ROLES: Partial<Record<Role, StoredRole>> = { [Role.EDITOR]: "editor
 /** Sharing (shared folders and their members) and share links: part of MetaService. */
 export function shareRoutes(ctx: MetaserverContext) {
   /** A shared folder at exactly this path of the caller's tree. */
-  const sharedFolderAt = (at: Located) => {
-    if (at.inner !== ROOT || at.mount.path === ROOT) throw failedPrecondition(`"${at.path}" is not a shared folder`);
+  const sharedFolderAt = async (at: Located) => {
+    if (at.inner !== ROOT || at.mount.path === ROOT) {
+      const there = at.inner === ROOT ? undefined : await ctx.files.get(at.mount.namespaceId, at.inner);
+      if (at.inner !== ROOT && (!there || there.deleted)) throw notFound(`"${at.path}" does not exist`);
+      throw failedPrecondition(`"${at.path}" is not a shared folder`);
+    }
     return at.mount;
   };
 
@@ -50,7 +54,14 @@ export function shareRoutes(ctx: MetaserverContext) {
         if (nested) throw failedPrecondition(`"${at.path}" contains the shared folder "${nested.path}"; shared folders cannot be nested`);
         const shardId = await ctx.placement.shardIdOf(at.mount.namespaceId);
         namespaceId = await ctx.namespaces.insertNamespace(shardId, at.caller.userId, "shared");
-        await splitOutNamespace(ctx.txns, at.mount.namespaceId, at.inner, namespaceId);
+        try {
+          await splitOutNamespace(ctx.txns, at.mount.namespaceId, at.inner, namespaceId);
+        } catch (err) {
+          // Nothing was split out (no such folder, a file, a conflict): the new namespace holds
+          // nothing and must not linger in the owner's accounts.
+          await ctx.namespaces.dropEmptyNamespace(namespaceId);
+          throw err;
+        }
         await ctx.namespaces.addMount(at.caller.userId, namespaceId, at.path, "owner");
       } else {
         throw failedPrecondition(`"${at.path}" is inside the shared folder "${at.mount.path}"; share that folder instead`);
@@ -63,7 +74,7 @@ export function shareRoutes(ctx: MetaserverContext) {
     }),
     unshare: guarded("Unshare", async (req: UnshareRequest, hctx: HandlerContext) => {
       const at = await locate(ctx, hctx, req.path, "read");
-      const shared = sharedFolderAt(at);
+      const shared = await sharedFolderAt(at);
       const member = await ctx.namespaces.findUser({ username: req.username });
       if (!member) throw notFound(`no user named "${req.username}"`);
       const leaving = member.userId === at.caller.userId;
@@ -73,7 +84,7 @@ export function shareRoutes(ctx: MetaserverContext) {
       return {};
     }),
     listMembers: guarded("ListMembers", async (req: ListMembersRequest, hctx: HandlerContext) => {
-      const shared = sharedFolderAt(await locate(ctx, hctx, req.path, "read"));
+      const shared = await sharedFolderAt(await locate(ctx, hctx, req.path, "read"));
       const members = await ctx.namespaces.members(shared.namespaceId);
       return { namespaceId: shared.namespaceId, members: members.map((m) => ({ username: m.username, role: ROLES[m.role] })) };
     }),

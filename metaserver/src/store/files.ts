@@ -226,7 +226,8 @@ export class FileStore {
   async purge(ns: bigint, path: string): Promise<number> {
     return this.txns.mutate(ns, async (t) => {
       const row = await t.row(path);
-      if (!row || !row.deleted) throw failedPrecondition(`"${path}" is not in the trash: delete it first`);
+      if (!row) throw notFound(`"${path}" does not exist`);
+      if (!row.deleted) throw failedPrecondition(`"${path}" is not in the trash: delete it first`);
       const key = pathKey(path);
       const [lo, hi] = descendantRange(key);
       const [doomed] = await t.query<RowDataPacket[]>(

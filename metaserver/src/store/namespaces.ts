@@ -41,7 +41,7 @@ const MOUNT_CACHE_MS = 2000;
 export class NamespaceStore {
   private readonly mountCache = new Map<bigint, { at: number; mounts: Mount[] }>();
 
-  constructor(private readonly shards: ShardSet, private readonly placement: Pick<NamespacePlacement, "placeNewNamespace" | "remember">) {}
+  constructor(private readonly shards: ShardSet, private readonly placement: Pick<NamespacePlacement, "placeNewNamespace" | "remember" | "forgetPlacement">) {}
 
   get directory(): Pool {
     return this.shards.directory;
@@ -69,6 +69,12 @@ export class NamespaceStore {
     const namespaceId = BigInt(res.insertId);
     this.placement.remember(namespaceId, shardId);
     return namespaceId;
+  }
+
+  /** Removes a namespace that was never given a tree (its split failed): no mounts, no state. */
+  async dropEmptyNamespace(namespaceId: bigint): Promise<void> {
+    await this.directory.query("DELETE FROM namespaces WHERE namespace_id = ? AND kind = 'shared'", [namespaceId]);
+    this.placement.forgetPlacement(namespaceId);
   }
 
   async findUser(by: { username: string } | { userId: bigint }): Promise<UserRecord | undefined> {

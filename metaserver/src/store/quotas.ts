@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { CursorStates } from "./cursor-state.js";
 import type { QuotaPolicy } from "./file-records.js";
 import type { NamespaceStore } from "./namespaces.js";
@@ -30,18 +31,28 @@ export class Quotas implements QuotaPolicy {
     this.cache.clear();
   }
 
+  /** Bytes a namespace holds; one whose creation never finished (no state) holds none. */
+  private async usedIn(ns: bigint): Promise<bigint> {
+    try {
+      return (await this.states.of(ns)).usedBytes;
+    } catch (err) {
+      if (err instanceof ConnectError && err.code === Code.NotFound) return 0n;
+      throw err;
+    }
+  }
+
   async headroom(ns: bigint): Promise<bigint | undefined> {
     const o = await this.ownership(ns);
     if (o.quotaBytes === 0n) return undefined;
     let elsewhere = 0n;
-    for (const other of o.owned) if (other !== ns) elsewhere += (await this.states.of(other)).usedBytes;
+    for (const other of o.owned) if (other !== ns) elsewhere += await this.usedIn(other);
     return o.quotaBytes - elsewhere;
   }
 
   async usage(ns: bigint): Promise<{ usedBytes: bigint; quotaBytes: bigint }> {
     const o = await this.ownership(ns);
     let used = 0n;
-    for (const id of o.owned) used += (await this.states.of(id)).usedBytes;
+    for (const id of o.owned) used += await this.usedIn(id);
     return { usedBytes: used, quotaBytes: o.quotaBytes };
   }
 }

@@ -113,7 +113,9 @@ const RATE_LIMIT_PATIENCE_MS = 60_000;
  */
 function rateLimitWait(err: ConnectError, waited: number, deadline: number | undefined, signal: AbortSignal | undefined): number | undefined {
   if (err.code !== Code.ResourceExhausted || signal?.aborted) return undefined;
-  const named = Number(err.metadata.get(RETRY_AFTER_HEADER));
+  // Only a rate limit names a wait; other RESOURCE_EXHAUSTED (a quota, a message too large) are final.
+  const header = err.metadata.get(RETRY_AFTER_HEADER);
+  const named = header === null ? NaN : Number(header);
   if (!Number.isFinite(named) || named < 0) return undefined;
   const wait = Math.ceil(named * (1 + Math.random()));
   if (waited + wait > RATE_LIMIT_PATIENCE_MS) return undefined;

@@ -89,6 +89,18 @@ describe("rate limits in the call pipeline", () => {
     const err = await user.poll({}, { timeoutMs: 10 }).then(() => undefined, (e) => ConnectError.from(e));
     expect(err?.code).toBe(Code.ResourceExhausted);
     expect(err?.rawMessage).toMatch(/rate limit: too many metadata reads from this user; retry in \d+ ms/);
+    // Another RESOURCE_EXHAUSTED (a quota) names no wait: it reaches the caller at once.
+    const quota = await startRpcServer({
+      name: "quotatest", host: "127.0.0.1", port: 0, metricsPort: 0, services: [NotifyService], logger: createLogger("t", "silent"),
+      auth: { verify: () => ({ kind: "user", userId: "1" }) },
+      routes: (router) => router.service(NotifyService, { poll: () => { throw new ConnectError("over quota", Code.ResourceExhausted); } }),
+    });
+    servers.push(quota);
+    const quotaStarted = Date.now();
+    const final = await createClient(NotifyService, createSatchelTransport({ baseUrl: `http://127.0.0.1:${quota.port}`, token: "1" })).poll({})
+      .then(() => undefined, (e) => ConnectError.from(e));
+    expect(final?.rawMessage).toBe("over quota");
+    expect(Date.now() - quotaStarted).toBeLessThan(1000);
     const service = createClient(NotifyService, createSatchelTransport({ baseUrl: url, token: "svc" }));
     await Promise.all(Array.from({ length: 20 }, () => service.poll({}, { timeoutMs: 50 })));
   });
