@@ -6,6 +6,8 @@
  * mysql2 loop doing one single-row INSERT transaction per "commit" against the same MariaDB
  * shards with the same concurrency.
  *   node ops/dist/bench/commits.js [seconds per level=5] [levels=1,8,64]
+ * One client alone exceeds the default per-user limit on changes (200/s): for capacity figures
+ * start the cluster with it raised, e.g. SATCHEL_RATE_LIMITS='{"commits":{"perSecond":1e6,"burst":1e6}}'.
  * Two kinds of Satchel commit are measured: a one-block file (ReserveBlocks on the blockserver,
  * then the shard transaction) and an empty file (the shard transaction alone). The clients are
  * stock grpc-js clients (the lightest Node gRPC client here), one connection each.
