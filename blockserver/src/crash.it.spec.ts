@@ -5,7 +5,7 @@ import { createClient } from "@connectrpc/connect";
 import { describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { NodeControl, REPO_ROOT, waitServing } from "@satchel/ops";
+import { NodeControl, REPO_ROOT, serviceEnv, waitServing } from "@satchel/ops";
 
 const { endpoints, stateDir } = inject("cluster");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
@@ -14,19 +14,9 @@ describe("a blockserver killed in the middle of writing a block", () => {
   it("leaves no live index entry for an unreadable block, and a retry succeeds", async () => {
     // A second blockserver of our own, so that killing it leaves the cluster's one running.
     const port = Number(new URL(endpoints.blockserver).port) + 50;
-    const env = {
-      ...process.env,
-      SATCHEL_HOST: "127.0.0.1",
-      SATCHEL_BLOCKSERVER_PORT: String(port),
-      SATCHEL_BLOCKSERVER_METRICS_PORT: String(port + 1),
-      SATCHEL_SERVICE_TOKEN: endpoints.serviceToken,
-      SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
-      SATCHEL_DIRECTORY_URL: endpoints.directoryUrl,
-      SATCHEL_STORAGE_NODES: JSON.stringify(endpoints.storageNodes),
-      SATCHEL_LOG_LEVEL: "warn",
-    };
+    const env = { ...process.env, ...serviceEnv(endpoints, "blockserver", port) };
     const victim = spawn(process.execPath, [join(REPO_ROOT, "blockserver", "dist", "bin.js")], { env, stdio: "ignore" });
-    const url = `http://127.0.0.1:${port}`;
+    const url = `${new URL(endpoints.blockserver).protocol}//127.0.0.1:${port}`;
     await waitServing("victim blockserver", url);
     const nodes = new NodeControl(stateDir, endpoints);
     const data = randomBytes(3_000_000);

@@ -5,7 +5,7 @@ import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService, NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { NodeControl, flipBit, minioClient, wipeDisk } from "@satchel/ops";
+import { NodeControl, flipBit, minioClient, mysqlTlsOf, wipeDisk } from "@satchel/ops";
 import { decodeShard } from "./shard-format/shard-format.js";
 import { shardKey } from "./shard-io/shard-io.js";
 
@@ -33,7 +33,7 @@ async function shardRows(hash: Buffer): Promise<{ shard_index: number; node: str
   const [shards] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
   const s = shards[((hash[0] << 8) | hash[1]) % shards.length];
   const url = new URL(endpoints.directoryUrl);
-  const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password) });
+  const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password), ...mysqlTlsOf(endpoints) });
   try {
     const [rows] = await conn.query<RowDataPacket[]>("SELECT shard_index, node, state FROM block_shards WHERE hash = ? ORDER BY shard_index", [hash]);
     return rows as { shard_index: number; node: string; state: string }[];
@@ -70,7 +70,7 @@ async function rowsOnNode(node: string): Promise<number> {
   const url = new URL(endpoints.directoryUrl);
   let n = 0;
   for (const s of shards) {
-    const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password) });
+    const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password), ...mysqlTlsOf(endpoints) });
     // Live blocks' shards: an abandoned write ("writing") is the garbage collector's, not repair's.
     const [rows] = await conn.query<RowDataPacket[]>(
       "SELECT COUNT(*) AS n FROM block_shards s JOIN blocks b ON b.hash = s.hash WHERE s.node = ? AND b.state = 'live'", [node],
@@ -92,7 +92,7 @@ beforeAll(async () => {
   const transport = createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken });
   blocks = createClient(BlockService, transport);
   admin = createClient(BlockAdminService, transport);
-  directory = await mysql.createConnection(endpoints.directoryUrl);
+  directory = await mysql.createConnection({ uri: endpoints.directoryUrl, ...mysqlTlsOf(endpoints) });
 });
 afterAll(async () => {
   await directory.end();

@@ -1,4 +1,4 @@
-import { AccessTokens, startRpcServer, tokenVerifier, type RpcServer } from "@satchel/proto";
+import { AccessTokens, servingTls, startRpcServer, tokenVerifier, type RpcServer } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { BlockserverContext } from "./context.js";
 import { adminRoutes } from "./routes/admin.js";
@@ -18,6 +18,7 @@ export function startBlockserver(ctx: BlockserverContext): Promise<RpcServer> {
     },
     logger: ctx.logger,
     metrics: ctx.metrics,
+    tls: servingTls(ctx.config.tls),
     // Development auth: the cluster's token. Signed user and service tokens replace it with the auth work.
     rpcMetrics: ctx.config.rpcMetrics,
     auth: {

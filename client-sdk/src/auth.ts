@@ -25,8 +25,9 @@ export class AuthSession {
   userId = 0n;
   deviceId = 0n;
 
-  constructor(metaserverUrl: string, private readonly credentials: Credentials) {
-    this.auth = createClient(AuthService, createSatchelTransport({ baseUrl: metaserverUrl }));
+  /** `ca`: the CA an https metaserver's certificate chains to (default: SATCHEL_TLS_CA's file, else the system's roots). */
+  constructor(metaserverUrl: string, private readonly credentials: Credentials, ca?: Buffer) {
+    this.auth = createClient(AuthService, createSatchelTransport({ baseUrl: metaserverUrl, ca }));
   }
 
   get deviceName(): string {

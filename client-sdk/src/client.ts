@@ -10,8 +10,11 @@ import { AuthSession, type Credentials } from "./auth.js";
 import { chunkStream, defaultChunkerOptions, type ChunkerOptions } from "./chunker/fastcdc.js";
 
 export interface SatchelClientOptions {
+  /** https:// URLs (or http:// for a plaintext development cluster). */
   metaserverUrl: string;
   blockserverUrl: string;
+  /** PEM of the CA the services' certificates chain to; default: the file SATCHEL_TLS_CA names, else the system's roots. */
+  ca?: Buffer;
   /** A fixed token: an access token, or the service token for admin calls. */
   token?: string;
   /** Or sign in as a user (tokens are refreshed as they expire). */
@@ -54,17 +57,20 @@ export class SatchelClient {
   private readonly chunker: ChunkerOptions;
   private readonly concurrency: number;
 
+  /** The CA the client trusts for the services' certificates, when given. */
+  readonly ca: Buffer | undefined;
   /** The signed-in device, when the client was made with credentials. */
   readonly session: AuthSession | undefined;
 
   constructor(opts: SatchelClientOptions) {
-    this.session = opts.credentials ? new AuthSession(opts.metaserverUrl, opts.credentials) : undefined;
+    this.ca = opts.ca;
+    this.session = opts.credentials ? new AuthSession(opts.metaserverUrl, opts.credentials, opts.ca) : undefined;
     const token = this.session?.accessToken ?? opts.token;
     if (!token) throw new Error("SatchelClient needs credentials or a token");
-    const metaTransport = createSatchelTransport({ baseUrl: opts.metaserverUrl, token });
+    const metaTransport = createSatchelTransport({ baseUrl: opts.metaserverUrl, token, ca: opts.ca });
     this.meta = createClient(MetaService, metaTransport);
     this.metaAdmin = createClient(MetaAdminService, metaTransport);
-    const blockTransport = createSatchelTransport({ baseUrl: opts.blockserverUrl, token });
+    const blockTransport = createSatchelTransport({ baseUrl: opts.blockserverUrl, token, ca: opts.ca });
     this.blocks = createClient(BlockService, blockTransport);
     this.blockAdmin = createClient(BlockAdminService, blockTransport);
     this.chunker = opts.chunker ?? defaultChunkerOptions;

@@ -42,8 +42,8 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
   const config: MetaserverConfig = {
     ...basics,
     directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
-    redisUrl: envString(env, "SATCHEL_REDIS_URL", "redis://127.0.0.1:7330"),
-    blockserverUrl: envString(env, "SATCHEL_BLOCKSERVER_URL", "http://127.0.0.1:7301"),
+    redisUrl: envString(env, "SATCHEL_REDIS_URL", `${basics.tls ? "rediss" : "redis"}://127.0.0.1:7330`),
+    blockserverUrl: envString(env, "SATCHEL_BLOCKSERVER_URL", `${basics.tls ? "https" : "http"}://127.0.0.1:7301`),
     shardPoolSize: envInt(env, "SATCHEL_SHARD_POOL_SIZE", 16),
     listPageSize: envInt(env, "SATCHEL_LIST_PAGE_SIZE", 1000),
     accessTokenTtlSeconds: envInt(env, "SATCHEL_ACCESS_TOKEN_TTL_SECONDS", 900),
@@ -57,7 +57,7 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
     waitMaxSeconds: envInt(env, "SATCHEL_WAIT_MAX_SECONDS", 30),
     cursorCacheSeconds: envInt(env, "SATCHEL_CURSOR_CACHE_SECONDS", 10),
     linksPort,
-    linksBaseUrl: envString(env, "SATCHEL_LINKS_BASE_URL", `http://${basics.host}:${linksPort}`),
+    linksBaseUrl: envString(env, "SATCHEL_LINKS_BASE_URL", `${basics.tls ? "https" : "http"}://${basics.host}:${linksPort}`),
     shareLinkTtlSeconds: envInt(env, "SATCHEL_SHARE_LINK_TTL_SECONDS", 7 * 86400),
   };
   if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (the shard map database)");

@@ -53,17 +53,17 @@ export interface MetaserverContext {
 
 export async function createContext(config: MetaserverConfig): Promise<MetaserverContext> {
   const logger = createLogger("metaserver", config.logLevel);
-  const shards = await openShardSet(config.directoryUrl, config.shardPoolSize);
+  const shards = await openShardSet(config.directoryUrl, config.shardPoolSize, config.tls);
   const placement = new NamespacePlacement(shards);
   const namespaces = new NamespaceStore(shards, placement);
-  const publisher = new CommitPublisher(config.redisUrl, logger, config.cursorCacheSeconds);
+  const publisher = new CommitPublisher(config.redisUrl, logger, config.cursorCacheSeconds, config.tls);
   const cursorStates = new CursorStates(placement);
   const quotas = new Quotas(namespaces, cursorStates, config.defaultQuotaBytes);
   const txns = new NamespaceTxns(placement, (ns, cursor) => publisher.published(ns, cursor));
   const files = new FileStore(placement, txns, quotas);
   const journal = new JournalStore(placement, txns, cursorStates);
-  const cursors = new CursorWatcher(config.redisUrl, publisher, journal, logger, (ns) => placement.forgetPlacement(ns));
-  const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.serviceToken });
+  const cursors = new CursorWatcher(config.redisUrl, publisher, journal, logger, (ns) => placement.forgetPlacement(ns), config.tls);
+  const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.serviceToken, ca: config.tls?.ca });
   const blocks = createClient(BlockService, blockTransport);
   const blockAdmin = createClient(BlockAdminService, blockTransport);
   const metrics = new ServiceMetrics("metaserver");

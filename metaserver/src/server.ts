@@ -1,4 +1,4 @@
-import { startRpcServer, tokenVerifier, type RpcServer } from "@satchel/proto";
+import { servingTls, startRpcServer, tokenVerifier, type RpcServer } from "@satchel/proto";
 import { AuthService } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { MetaAdminService, MetaService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "./context.js";
@@ -23,6 +23,7 @@ export async function startMetaserver(ctx: MetaserverContext): Promise<RpcServer
     },
     logger: ctx.logger,
     metrics: ctx.metrics,
+    tls: servingTls(ctx.config.tls),
     auth: {
       verify: tokenVerifier(ctx.config.serviceToken, ctx.accessTokens),
       publicMethods: new Set(PUBLIC_AUTH_METHODS),

@@ -4,7 +4,7 @@ import { describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { MetaService, Operation, Role, type BlockRef } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import { createAccount, signIn, type TestAccount } from "@satchel/ops";
+import { createAccount, httpGet, signIn, type TestAccount } from "@satchel/ops";
 
 const { endpoints } = inject("cluster");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
@@ -62,10 +62,8 @@ async function journalOf(dev: Device, namespaceId: bigint) {
   return res.entries;
 }
 
-async function fetchBytes(url: string): Promise<{ status: number; body: Buffer; type: string }> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(15_000) });
-  return { status: res.status, body: Buffer.from(await res.arrayBuffer()), type: res.headers.get("content-type") ?? "" };
-}
+/** A share-link GET, as a browser would make it (over HTTPS, trusting the cluster's CA). */
+const fetchBytes = (url: string) => httpGet(url);
 
 describe("shared folders", () => {
   it("members see and read a shared folder by role; editors write, viewers cannot; only the owner manages members", async () => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createLogger, createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { MetaAdminService, type VerifiedBlock, type VerifyResponse } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import { cliEnv, createAccount, deviceOf, runCli, failure, minioClient, readBack, storeBlocks, type Device, type TestAccount } from "@satchel/ops";
+import { caOf, cliEnv, createAccount, deviceOf, runCli, failure, minioClient, readBack, storeBlocks, type Device, type TestAccount } from "@satchel/ops";
 import { openShardSet } from "./store/shards.js";
 import { VersionReads } from "./store/version-reads.js";
 import { verify as verifyInProcess } from "./verify/verifier.js";
@@ -199,7 +199,8 @@ describe("the verifier (MetaAdminService/Verify, satchel admin verify)", () => {
 
     // Memory stays bounded by walking the hash space in ranges: a budget of four hashes (many
     // ranges, each a walk of its own) inspects every block once and finds the same loss.
-    const shards = await openShardSet(endpoints.directoryUrl, 2);
+    const ca = caOf(endpoints);
+    const shards = await openShardSet(endpoints.directoryUrl, 2, ca && { ca });
     try {
       const blockAdmin = createClient(BlockAdminService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken }));
       const split = await verifyInProcess(new VersionReads(shards), blockAdmin, createLogger("verify-test", "silent"), { unthrottled: true, hashesInMemory: 4 });

@@ -16,9 +16,10 @@ export interface NotifyserverConfig extends ServiceBasics {
 }
 
 export function loadConfig(env: Env = process.env): NotifyserverConfig {
+  const basics = serviceBasics(env, "notifyserver", 7302);
   const config: NotifyserverConfig = {
-    ...serviceBasics(env, "notifyserver", 7302),
-    redisUrl: envString(env, "SATCHEL_REDIS_URL", "redis://127.0.0.1:7330"),
+    ...basics,
+    redisUrl: envString(env, "SATCHEL_REDIS_URL", `${basics.tls ? "rediss" : "redis"}://127.0.0.1:7330`),
     directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
     heartbeatSeconds: envInt(env, "SATCHEL_HEARTBEAT_SECONDS", 15),
     maxStreamsPerUser: envInt(env, "SATCHEL_NOTIFY_MAX_STREAMS_PER_USER", 32),

@@ -29,8 +29,8 @@ export async function createContext(config: NotifyserverConfig): Promise<Notifys
   const metrics = new ServiceMetrics("notifyserver");
   const notifyMetrics = new NotifyMetrics(metrics.registry);
   const fanout = new Fanout(advancedMessage);
-  const feed = new RedisFeed(config.redisUrl, fanout, notifyMetrics, logger);
-  const mounts = new MountDirectory(config.directoryUrl);
+  const feed = new RedisFeed(config.redisUrl, fanout, notifyMetrics, logger, config.tls);
+  const mounts = new MountDirectory(config.directoryUrl, config.tls);
   return {
     config, logger, metrics, notifyMetrics, fanout, mounts,
     limits: new ConnectionLimits(config.maxStreamsPerUser, config.maxStreams),

@@ -1,7 +1,7 @@
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createSatchelTransport, NAMESPACE_CHANNEL } from "@satchel/proto";
+import { createSatchelTransport, NAMESPACE_CHANNEL, redisTls } from "@satchel/proto";
 import { MetaService, Operation, Role } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { NotifyService, type SubscribeResponse } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import {
@@ -441,7 +441,7 @@ describe("notifyserver", () => {
 
     // Two metaservers finishing concurrent commits publish in either order (the latest-cursor key
     // is raised monotonically, the message carries the commit's own cursor): play that order on the channel.
-    const redis = new Redis(endpoints.redisUrl, { maxRetriesPerRequest: 1 });
+    const redis = new Redis(endpoints.redisUrl, { ...redisTls(endpoints.redisUrl, undefined), maxRetriesPerRequest: 1 });
     try {
       const publish = (cursor: bigint) => redis.publish(NAMESPACE_CHANNEL, JSON.stringify({ namespaceId: root.toString(), cursor: cursor.toString(), at: Date.now() }));
       await publish(1002n);

@@ -1,4 +1,4 @@
-import { AccessTokens, startRpcServer, tokenVerifier, type RpcServer } from "@satchel/proto";
+import { AccessTokens, servingTls, startRpcServer, tokenVerifier, type RpcServer } from "@satchel/proto";
 import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { NotifyserverContext } from "./context.js";
 import { subscribeRoutes } from "./routes/subscribe.js";
@@ -20,6 +20,7 @@ export async function startNotifyserver(ctx: NotifyserverContext): Promise<RpcSe
     logger: ctx.logger,
     metrics: ctx.metrics,
     drainMs: DRAIN_MS,
+    tls: servingTls(ctx.config.tls),
     auth: { verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)), limits: ctx.rateLimits },
   });
   return server;

@@ -29,6 +29,11 @@ export interface ClusterConfig {
   parityShards: number;
   minioBinary: string;
   logLevel: string;
+  /**
+   * TLS on every hop, with a local CA and certificates the launcher makes under <state>/tls; off
+   * only with SATCHEL_PLAINTEXT=on (local development).
+   */
+  tls: boolean;
 }
 
 export function loadClusterConfig(env: Env = process.env): ClusterConfig {
@@ -44,6 +49,7 @@ export function loadClusterConfig(env: Env = process.env): ClusterConfig {
     parityShards: envInt(env, "SATCHEL_EC_PARITY_SHARDS", 2),
     minioBinary: envString(env, "SATCHEL_MINIO_BIN", join(cacheHome, "satchel", "minio", MINIO_VERSION, "minio")),
     logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
+    tls: envString(env, "SATCHEL_PLAINTEXT", "off") !== "on",
   };
 }
 

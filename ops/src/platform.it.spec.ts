@@ -43,15 +43,19 @@ const unary = <T>(client: grpc.Client, method: string, req: object): Promise<T> 
     (client as unknown as Record<string, Function>)[method](req, auth(), (err: Error | null, res: T) => (err ? reject(err) : resolve(res)));
   });
 
-const meta = new pkg.satchel.meta.v1.MetaService(hostPort(endpoints.metaserver), grpc.credentials.createInsecure(), options);
-const block = new pkg.satchel.block.v1.BlockService(hostPort(endpoints.blockserver), grpc.credentials.createInsecure(), options);
-const notify = new pkg.satchel.notify.v1.NotifyService(hostPort(endpoints.notifyserver), grpc.credentials.createInsecure(), options);
+// The suite's cluster runs with TLS on every hop: a stock client needs only the cluster's CA.
+if (!endpoints.ca) throw new Error("the test cluster must run with TLS (SATCHEL_PLAINTEXT is for local development only)");
+const ca = readFileSync(endpoints.ca);
+const credentials = grpc.credentials.createSsl(ca);
+const meta = new pkg.satchel.meta.v1.MetaService(hostPort(endpoints.metaserver), credentials, options);
+const block = new pkg.satchel.block.v1.BlockService(hostPort(endpoints.blockserver), credentials, options);
+const notify = new pkg.satchel.notify.v1.NotifyService(hostPort(endpoints.notifyserver), credentials, options);
 afterAll(() => [meta, block, notify].forEach((c) => c.close()));
 
 describe("any stock gRPC client can call every service", () => {
   it("grpc-js: health of all three services is SERVING", async () => {
     for (const url of [endpoints.metaserver, endpoints.blockserver, endpoints.notifyserver]) {
-      const health = new pkg.grpc.health.v1.Health(hostPort(url), grpc.credentials.createInsecure());
+      const health = new pkg.grpc.health.v1.Health(hostPort(url), credentials);
       const res = await new Promise<{ status: string }>((resolve, reject) =>
         health.Check({ service: "" }, (err: Error | null, r: { status: string }) => (err ? reject(err) : resolve(r))));
       expect(res.status).toBe("SERVING");
@@ -104,7 +108,7 @@ describe("any stock gRPC client can call every service", () => {
     const missing = await unary<{ missingBlocks: Buffer[] }>(meta, "CommitFile", { path: "/x", blocks: [{ hash: randomBytes(32), size: 4 }], size: 4 });
     expect(missing.missingBlocks).toHaveLength(1);
     // A client that allows itself to send more than the server's limit gets RESOURCE_EXHAUSTED from the server.
-    const lax = new pkg.satchel.block.v1.BlockService(hostPort(endpoints.blockserver), grpc.credentials.createInsecure(), {
+    const lax = new pkg.satchel.block.v1.BlockService(hostPort(endpoints.blockserver), credentials, {
       "grpc.max_send_message_length": 64 * 1024 * 1024,
     });
     const big = Buffer.alloc(LIMIT + 1024);
@@ -112,9 +116,9 @@ describe("any stock gRPC client can call every service", () => {
     lax.close();
   });
 
-  it("buf curl --reflect lists and calls every service with no .proto files", async () => {
+  it("buf curl --cacert --reflect lists and calls every service with no .proto files", async () => {
     const buf = join(REPO_ROOT, "node_modules", ".bin", "buf");
-    const base = ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--reflect"];
+    const base = ["curl", "--protocol", "grpc", "--cacert", endpoints.ca!, "--reflect"];
     const services: Record<string, string> = {
       metaserver: "satchel.meta.v1.MetaService",
       blockserver: "satchel.block.v1.BlockService",
@@ -138,10 +142,11 @@ describe("any stock gRPC client can call every service", () => {
 describe("browsers' protocols: Connect and gRPC-Web on each service's web port, from the same handlers", () => {
   it("Connect (HTTP/1.1): health, an authenticated call, and the same statuses as gRPC", async () => {
     for (const url of Object.values(endpoints.web)) {
-      const health = createClient(Health, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+      expect(url).toMatch(/^https:/);
+      const health = createClient(Health, createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions: { ca } }));
       expect((await health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
     }
-    const files = createClient(MetaService, createConnectTransport({ baseUrl: endpoints.web.metaserver, httpVersion: "1.1" }));
+    const files = createClient(MetaService, createConnectTransport({ baseUrl: endpoints.web.metaserver, httpVersion: "1.1", nodeOptions: { ca } }));
     const headers = { authorization: `Bearer ${userToken}` };
     expect((await files.listFolder({ path: "/" }, { headers })).entries.length).toBeGreaterThan(0);
     const denied = await files.listFolder({ path: "/" }).then(() => undefined, (e) => ConnectError.from(e));
@@ -151,13 +156,13 @@ describe("browsers' protocols: Connect and gRPC-Web on each service's web port, 
   });
 
   it("gRPC-Web (HTTP/1.1): a unary call and a Subscribe stream that hears a commit", async () => {
-    const transport = createGrpcWebTransport({ baseUrl: endpoints.web.notifyserver, httpVersion: "1.1" });
+    const transport = createGrpcWebTransport({ baseUrl: endpoints.web.notifyserver, httpVersion: "1.1", nodeOptions: { ca } });
     const headers = { authorization: `Bearer ${userToken}` };
     const notifications = createClient(NotifyService, transport);
     const ac = new AbortController();
     const stream = notifications.subscribe({}, { headers, signal: ac.signal })[Symbol.asyncIterator]();
     expect((await stream.next()).value?.event.case).toBe("heartbeat");
-    const files = createClient(MetaService, createGrpcWebTransport({ baseUrl: endpoints.web.metaserver, httpVersion: "1.1" }));
+    const files = createClient(MetaService, createGrpcWebTransport({ baseUrl: endpoints.web.metaserver, httpVersion: "1.1", nodeOptions: { ca } }));
     const folder = await files.createFolder({ path: `/web-${randomBytes(4).toString("hex")}` }, { headers });
     for (;;) {
       const { value } = await stream.next();
@@ -198,6 +203,7 @@ describe("the satchel CLI", () => {
       SATCHEL_USERNAME: endpoints.devUser.username,
       SATCHEL_PASSWORD: endpoints.devUser.password,
       SATCHEL_SERVICE_TOKEN: endpoints.serviceToken,
+      SATCHEL_TLS_CA: endpoints.ca!,
     };
     const put = await run(process.execPath, [cli, "put", join(dir, "in.bin"), "/cli/in.bin"], { env });
     expect(put.stdout).toMatch(/\/cli\/in\.bin\s+rev \d+/);

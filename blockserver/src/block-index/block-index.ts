@@ -1,5 +1,5 @@
 import type { Pool, ResultSetHeader, RowDataPacket } from "mysql2/promise";
-import { inTransaction, ShardPools } from "@satchel/proto";
+import { inTransaction, ShardPools, type TlsConfig } from "@satchel/proto";
 
 export type BlockState = "writing" | "live" | "deleting";
 
@@ -49,8 +49,8 @@ export class BlockIndex {
     private readonly directory: Pool,
   ) {}
 
-  static async open(directoryUrl: string): Promise<BlockIndex> {
-    const pools = await ShardPools.open(directoryUrl, { shardConnections: 8, directoryConnections: 2 });
+  static async open(directoryUrl: string, tls: TlsConfig | undefined): Promise<BlockIndex> {
+    const pools = await ShardPools.open(directoryUrl, { shardConnections: 8, directoryConnections: 2, tls });
     return new BlockIndex(pools.shards, pools.directory);
   }
 

@@ -9,8 +9,9 @@ export class NodeSet {
   readonly byName = new Map<string, StorageNode>();
   private timer?: NodeJS.Timeout;
 
-  constructor(configs: StorageNodeConfig[], timeoutMs: number) {
-    for (const c of configs) this.byName.set(c.name, new StorageNode(c, timeoutMs));
+  /** `ca`: what the nodes' certificates chain to, for nodes served over https. */
+  constructor(configs: StorageNodeConfig[], timeoutMs: number, ca?: Buffer) {
+    for (const c of configs) this.byName.set(c.name, new StorageNode(c, timeoutMs, ca));
   }
 
   get names(): string[] {

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import * as http from "node:http";
+import * as https from "node:https";
 import * as Minio from "minio";
+import { clientTlsOptions } from "@satchel/proto";
 import type { StorageNodeConfig } from "../config.js";
 
 /** Lifetime of the presigned URL of one shard read (used at once). */
@@ -47,16 +49,25 @@ export class StorageNode {
    * Idle sockets are dropped after 20 s, before MinIO's own idle timeout (30 s) closes them under
    * a request; the race that remains is retried once (see `again`).
    */
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 20_000 });
+  private readonly agent: http.Agent;
+  /** http.request, or https.request for a node served over TLS. */
+  private readonly request: typeof http.request;
 
-  constructor(config: StorageNodeConfig, private readonly timeoutMs: number) {
+  /** `ca`: what an https node's certificate must chain to (default: SATCHEL_TLS_CA's file). */
+  constructor(config: StorageNodeConfig, private readonly timeoutMs: number, ca?: Buffer) {
     const url = new URL(config.endpoint);
+    const useSSL = url.protocol === "https:";
     this.name = config.name;
     this.bucket = config.bucket;
+    const agentOptions = { keepAlive: true, maxSockets: 64, timeout: 20_000 };
+    this.agent = useSSL ? new https.Agent({ ...agentOptions, ...clientTlsOptions(ca) }) : new http.Agent(agentOptions);
+    this.request = useSSL ? https.request : http.request;
     this.client = new Minio.Client({
       endPoint: url.hostname,
       port: Number(url.port),
-      useSSL: false,
+      useSSL,
+      // The SDK's own calls (list, delete, bucket checks) trust the same CA.
+      ...(useSSL ? { transportAgent: new https.Agent({ keepAlive: true, ...clientTlsOptions(ca) }) } : {}),
       accessKey: config.accessKey,
       secretKey: config.secretKey,
       // A fixed region: the SDK would otherwise ask each node for it.
@@ -80,7 +91,7 @@ export class StorageNode {
     const url = await this.client.presignedPutObject(this.bucket, key, PRESIGN_SECONDS);
     const length = parts.reduce((n, p) => n + p.length, 0);
     await new Promise<void>((resolve, reject) => {
-      const req = http.request(url, { method: "PUT", agent: this.agent, headers: { "content-length": length } }, (res) => {
+      const req = this.request(url, { method: "PUT", agent: this.agent, headers: { "content-length": length } }, (res) => {
         const body: Buffer[] = [];
         res.on("data", (c: Buffer) => void (body.length < 8 && body.push(c)));
         res.on("end", () => {
@@ -111,7 +122,7 @@ export class StorageNode {
   private async fetchObject(key: string): Promise<Buffer> {
     const url = await this.client.presignedGetObject(this.bucket, key, PRESIGN_SECONDS);
     return new Promise<Buffer>((resolve, reject) => {
-      const req = http.get(url, { agent: this.agent }, (res) => {
+      const req = this.request(url, { agent: this.agent }, (res) => {
         if (res.statusCode === 404) {
           res.resume();
           reject(new ShardMissingError(this.name, key));
@@ -150,6 +161,7 @@ export class StorageNode {
         res.on("error", (err) => reject(new ShardUnreadableError(this.name, key, `the body was cut after ${offset} bytes (${err.message})`)));
       });
       req.on("error", (err) => reject(staleOr(req, err)));
+      req.end();
     });
   }
 

@@ -80,7 +80,8 @@ program
   .action(async (username: string) => {
     const password = process.env.SATCHEL_PASSWORD;
     if (!password) throw new Error("set SATCHEL_PASSWORD to the new account's password");
-    const { userId } = await new AuthSession(loadCliConfig().metaserverUrl, { username, password }).auth.createAccount({ username, password });
+    const config = loadCliConfig({ ...process.env, SATCHEL_USERNAME: username });
+    const { userId } = await new AuthSession(config.metaserverUrl, { username, password }, config.ca).auth.createAccount({ username, password });
     console.log(`account ${username} created (user ${userId}); sign in with SATCHEL_USERNAME=${username} SATCHEL_PASSWORD=...`);
   });
 

@@ -12,8 +12,9 @@ export function loadCliConfig(env: Env = process.env): SatchelClientOptions & { 
   const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
   const stateDir = envString(env, "SATCHEL_STATE_DIR", join(repoRoot, ".satchel", "dev"));
   const clusterFile = envString(env, "SATCHEL_CLUSTER_FILE", join(stateDir, "cluster.json"));
-  let fromFile: { metaserver?: string; blockserver?: string; notifyserver?: string; serviceToken?: string; devUser?: { username: string; password: string } } = {};
+  let fromFile: { metaserver?: string; blockserver?: string; notifyserver?: string; serviceToken?: string; ca?: string; devUser?: { username: string; password: string } } = {};
   if (existsSync(clusterFile)) fromFile = JSON.parse(readFileSync(clusterFile, "utf8"));
+  const caPath = envString(env, "SATCHEL_TLS_CA", fromFile.ca ?? "");
   const username = envString(env, "SATCHEL_USERNAME", fromFile.devUser?.username ?? "");
   const password = envString(env, "SATCHEL_PASSWORD", fromFile.devUser?.password ?? "");
   const options: SatchelClientOptions & { serviceToken: string; notifyserverUrl: string } = {
@@ -21,6 +22,8 @@ export function loadCliConfig(env: Env = process.env): SatchelClientOptions & { 
     serviceToken: envString(env, "SATCHEL_SERVICE_TOKEN", fromFile.serviceToken ?? ""),
     metaserverUrl: envString(env, "SATCHEL_METASERVER_URL", fromFile.metaserver ?? ""),
     blockserverUrl: envString(env, "SATCHEL_BLOCKSERVER_URL", fromFile.blockserver ?? ""),
+    // The CA of the services' certificates: SATCHEL_TLS_CA, else the local cluster's.
+    ca: caPath ? readFileSync(caPath) : undefined,
     credentials: username && password ? { username, password, deviceName: envString(env, "SATCHEL_DEVICE_NAME", "") || undefined } : undefined,
   };
   if (!options.metaserverUrl || !options.blockserverUrl || !options.credentials) {

@@ -201,7 +201,7 @@ export class SyncAgent {
   /** Hears namespace advances on a Subscribe stream, reconnecting (with back-off) when it drops. */
   private async listen(url: string): Promise<void> {
     const token = this.opts.notifyToken;
-    const notify: Client<typeof NotifyService> = createClient(NotifyService, createSatchelTransport({ baseUrl: url, token }));
+    const notify: Client<typeof NotifyService> = createClient(NotifyService, createSatchelTransport({ baseUrl: url, token, ca: this.client.ca }));
     let backoff = 500;
     while (!this.stopping.signal.aborted) {
       let waitMs = backoff;

@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { NAMESPACE_CHANNEL, type Logger } from "@satchel/proto";
+import { NAMESPACE_CHANNEL, redisTls, type Logger, type TlsConfig } from "@satchel/proto";
 import type { JournalStore } from "../store/journal-store.js";
 import { SHARD_MAP_CHANNEL, type CommitPublisher } from "./publisher.js";
 
@@ -20,8 +20,9 @@ export class CursorWatcher {
     private readonly journal: Pick<JournalStore, "cursorState">,
     private readonly logger: Logger,
     onShardMoved: (namespaceId: bigint) => void,
+    tls: TlsConfig | undefined,
   ) {
-    this.subscriber = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: null });
+    this.subscriber = new Redis(url, { ...redisTls(url, tls), lazyConnect: false, maxRetriesPerRequest: null });
     this.subscriber.on("error", (err) => this.logger.debug({ err: err.message }, "cursor watch: redis unavailable; long polls read MySQL"));
     this.subscriber.subscribe(NAMESPACE_CHANNEL, SHARD_MAP_CHANNEL).catch(() => undefined);
     this.subscriber.on("message", (channel: string, message: string) => {

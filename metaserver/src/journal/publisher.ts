@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { latestCursorKey, NAMESPACE_CHANNEL, type Logger, type NamespaceAdvance } from "@satchel/proto";
+import { latestCursorKey, NAMESPACE_CHANNEL, redisTls, type Logger, type NamespaceAdvance, type TlsConfig } from "@satchel/proto";
 
 /** Where metaservers tell each other that a namespace moved to another shard. */
 export const SHARD_MAP_CHANNEL = "satchel:shard-map";
@@ -33,8 +33,8 @@ export class CommitPublisher {
   private readonly unpublished = new Map<bigint, bigint>();
   private readonly timer: NodeJS.Timeout;
 
-  constructor(url: string, private readonly logger: Logger, private readonly cursorTtlSeconds: number) {
-    this.redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  constructor(url: string, private readonly logger: Logger, private readonly cursorTtlSeconds: number, tls: TlsConfig | undefined) {
+    this.redis = new Redis(url, { ...redisTls(url, tls), lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: false });
     this.redis.on("error", (err) => this.logger.warn({ err: err.message }, "redis unavailable; commits continue without push"));
     this.timer = setInterval(() => void this.republish(), REPUBLISH_MS);
     this.timer.unref();

@@ -1,4 +1,6 @@
 import http from "node:http";
+import https from "node:https";
+import { servingTls } from "@satchel/proto";
 import type { MetaserverContext } from "../context.js";
 import { normalizePath, ROOT } from "../tree/paths.js";
 import { verifyLink } from "./link-tokens.js";
@@ -7,12 +9,13 @@ import { verifyLink } from "./link-tokens.js";
 const FOLDER_PAGE = 1000;
 
 /**
- * The share-link gateway: plain HTTP GETs of /s/<token> download the linked file, or list the
+ * The share-link gateway: HTTPS (plain HTTP only in a plaintext development setup) GETs of /s/<token> download the linked file, or list the
  * linked folder as JSON with a URL for each entry (/s/<token>/<path inside>). Anyone holding the
  * URL may download until the link expires or is revoked; nothing else is reachable through it.
  */
-export async function startLinkGateway(ctx: MetaserverContext): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
+export async function startLinkGateway(ctx: MetaserverContext): Promise<http.Server | https.Server> {
+  const tls = servingTls(ctx.config.tls);
+  const server = (tls ? https.createServer(tls) : http.createServer()).on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
     serve(ctx, req, res).catch((err: Error) => {
       ctx.logger.warn({ err: err.message, url: req.url }, "share link download failed");
       if (!res.headersSent) reply(res, 502, "the file could not be read; try again later");

@@ -1,4 +1,4 @@
-import { inTransaction, ShardPools } from "@satchel/proto";
+import { inTransaction, ShardPools, type TlsConfig } from "@satchel/proto";
 import type { Pool, PoolConnection, RowDataPacket } from "mysql2/promise";
 
 export type { Pool, PoolConnection, RowDataPacket };
@@ -10,8 +10,8 @@ export type { Pool, PoolConnection, RowDataPacket };
  */
 export type ShardSet = ShardPools;
 
-export function openShardSet(directoryUrl: string, poolSize: number): Promise<ShardSet> {
-  return ShardPools.open(directoryUrl, { shardConnections: poolSize, bigNumbers: true, multipleStatements: true });
+export function openShardSet(directoryUrl: string, poolSize: number, tls: TlsConfig | undefined): Promise<ShardSet> {
+  return ShardPools.open(directoryUrl, { shardConnections: poolSize, bigNumbers: true, multipleStatements: true, tls });
 }
 
 export { inTransaction };

@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { latestCursorKey, NAMESPACE_CHANNEL, type Logger, type NamespaceAdvance } from "@satchel/proto";
+import { latestCursorKey, NAMESPACE_CHANNEL, redisTls, type Logger, type NamespaceAdvance, type TlsConfig } from "@satchel/proto";
 import type { NotifyMetrics } from "../metrics.js";
 import type { Fanout } from "./fanout.js";
 
@@ -12,8 +12,8 @@ export class RedisFeed {
   private readonly subscriber: Redis;
   private readonly reader: Redis;
 
-  constructor(redisUrl: string, fanout: Fanout, metrics: Pick<NotifyMetrics, "received">, logger: Logger) {
-    this.subscriber = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  constructor(redisUrl: string, fanout: Fanout, metrics: Pick<NotifyMetrics, "received">, logger: Logger, tls: TlsConfig | undefined) {
+    this.subscriber = new Redis(redisUrl, { ...redisTls(redisUrl, tls), maxRetriesPerRequest: null });
     this.subscriber.on("error", (err) => logger.warn({ err: err.message }, "redis unavailable; devices fall back to polling"));
     this.subscriber.on("message", (_channel: string, raw: string) => {
       const msg = parseAdvance(raw);
@@ -25,7 +25,7 @@ export class RedisFeed {
       fanout.publish(msg.namespaceId, msg.cursor, msg.at);
     });
     this.subscriber.subscribe(NAMESPACE_CHANNEL).catch((err: Error) => logger.warn({ err: err.message }, "redis subscribe failed; retrying"));
-    this.reader = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    this.reader = new Redis(redisUrl, { ...redisTls(redisUrl, tls), maxRetriesPerRequest: 1, enableOfflineQueue: false });
     this.reader.on("error", () => undefined);
   }
 

@@ -1,5 +1,5 @@
 import type { Pool, RowDataPacket } from "mysql2/promise";
-import { directoryPool } from "@satchel/proto";
+import { directoryPool, type TlsConfig } from "@satchel/proto";
 
 /** How long a user's namespaces are cached. */
 const CACHE_MS = 2000;
@@ -9,8 +9,8 @@ export class MountDirectory {
   private readonly pool: Pool;
   private readonly cache = new Map<string, { at: number; namespaces: Set<bigint> }>();
 
-  constructor(directoryUrl: string) {
-    this.pool = directoryPool(directoryUrl, { shardConnections: 4, bigNumbers: true });
+  constructor(directoryUrl: string, tls: TlsConfig | undefined) {
+    this.pool = directoryPool(directoryUrl, { shardConnections: 4, bigNumbers: true, tls });
   }
 
   async namespacesOf(userId: string): Promise<Set<bigint>> {

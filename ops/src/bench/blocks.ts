@@ -17,6 +17,7 @@ import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService, NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { loadClusterConfig } from "../config.js";
 import { minioClient } from "../cluster/minio.js";
+import { readClusterFile } from "../cluster/cluster.js";
 import { NodeControl } from "../testing/node-control.js";
 
 const BLOCK = 4 * 1024 * 1024;
@@ -32,7 +33,7 @@ async function pool<T>(items: T[], fn: (item: T) => Promise<unknown>): Promise<v
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 32);
   const config = loadClusterConfig();
-  const info = JSON.parse(readFileSync(join(config.stateDir, "cluster.json"), "utf8"));
+  const info = readClusterFile(config.stateDir);
   const transport = createSatchelTransport({ baseUrl: info.blockserver, token: info.serviceToken });
   const blocks = createClient(BlockService, transport);
   const admin = createClient(BlockAdminService, transport);

@@ -18,8 +18,8 @@ class CommitClient {
   private readonly client: grpc.Client;
   private readonly metadata = new grpc.Metadata();
 
-  constructor(target: string, token: string) {
-    this.client = new grpc.Client(target, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+  constructor(target: string, token: string, credentials: grpc.ChannelCredentials) {
+    this.client = new grpc.Client(target, credentials, { "grpc.use_local_subchannel_pool": 1 });
     this.metadata.set("authorization", `Bearer ${token}`);
   }
 
@@ -50,7 +50,8 @@ import mysql, { type RowDataPacket } from "mysql2/promise";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { CommitFileRequestSchema, CommitFileResponseSchema, type CommitFileRequest, type CommitFileResponse } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import type { ClusterEndpoints } from "../cluster/cluster.js";
+import { readClusterFile, type ClusterEndpoints } from "../cluster/cluster.js";
+import { grpcCredentialsOf, mysqlTlsOf } from "../cluster/trust.js";
 import { loadClusterConfig } from "../config.js";
 import { createAccount, signIn } from "../testing/accounts.js";
 
@@ -90,7 +91,7 @@ async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 5);
   const levels = (process.argv[3] ?? "1,8,64").split(",").map(Number);
   const config = loadClusterConfig();
-  const endpoints = JSON.parse(readFileSync(join(config.stateDir, "cluster.json"), "utf8")) as ClusterEndpoints;
+  const endpoints = readClusterFile(config.stateDir);
   const maxClients = Math.max(...levels);
 
   console.log(`creating ${maxClients} users (scrypt makes this take a few seconds)...`);
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < maxClients; i += 8) {
     clients.push(...(await Promise.all(Array.from({ length: Math.min(8, maxClients - i) }, async () => {
       const token = await signIn(endpoints, await createAccount(endpoints, "bench"), "bench");
-      return { meta: new CommitClient(new URL(endpoints.metaserver).host, token), blocks: createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token })) };
+      return { meta: new CommitClient(new URL(endpoints.metaserver).host, token, grpcCredentialsOf(endpoints)), blocks: createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token })) };
     }))));
   }
   // A small block per client, uploaded once by it, that its one-block commits reference (so
@@ -111,13 +112,13 @@ async function main(): Promise<void> {
     grants[i] = (await c.blocks.hasBlocks({ hashes: [hashes[i]] })).grants[0];
   }));
 
-  const directory = await mysql.createConnection(endpoints.directoryUrl);
+  const directory = await mysql.createConnection({ uri: endpoints.directoryUrl, ...mysqlTlsOf(endpoints) });
   const [shards] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
   await directory.end();
   const url = new URL(endpoints.directoryUrl);
   const pools = shards.map((s) => mysql.createPool({
     host: s.host, port: Number(s.port), user: decodeURIComponent(url.username), password: decodeURIComponent(url.password),
-    database: s.database_name, connectionLimit: maxClients,
+    database: s.database_name, connectionLimit: maxClients, ...mysqlTlsOf(endpoints),
   }));
   for (const p of pools) {
     await p.query("CREATE TABLE IF NOT EXISTS bench_raw_commits (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, worker INT NOT NULL, body VARBINARY(64) NOT NULL) ENGINE=InnoDB");

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { waitServing, type ClusterEndpoints } from "../cluster/cluster.js";
+import { readClusterFile, waitServing, type ClusterEndpoints } from "../cluster/cluster.js";
 import { ManagedProcess } from "../cluster/process.js";
 import { REPO_ROOT, loadClusterConfig } from "../config.js";
 import { serviceEnv } from "../testing/service-process.js";
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const perRound = Number(process.argv[3] ?? 8);
   const calls = Number(process.argv[4] ?? 1000);
   const config = loadClusterConfig();
-  const e = JSON.parse(readFileSync(join(config.stateDir, "cluster.json"), "utf8")) as ClusterEndpoints;
+  const e = readClusterFile(config.stateDir);
   const base = Number(new URL(e.blockserver).port) + 60;
   const variants: { name: string; proc: ManagedProcess; client: Client<typeof BlockService>; mb: number; s: number; calls: number; callS: number }[] = [];
   for (const [i, metrics] of ["on", "off"].entries()) {

@@ -14,9 +14,10 @@ import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { Redis } from "ioredis";
-import { NAMESPACE_CHANNEL } from "@satchel/proto";
+import { NAMESPACE_CHANNEL, redisTls } from "@satchel/proto";
 import { SubscribeRequestSchema, SubscribeResponseSchema, type SubscribeRequest, type SubscribeResponse } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
-import type { ClusterEndpoints } from "../cluster/cluster.js";
+import { readClusterFile, type ClusterEndpoints } from "../cluster/cluster.js";
+import { grpcCredentialsOf } from "../cluster/trust.js";
 import { loadClusterConfig } from "../config.js";
 
 const STREAMS_PER_CONNECTION = 100;
@@ -38,7 +39,7 @@ async function level(endpoints: ClusterEndpoints, streams: number, rate: number,
   setMaxListeners(0, stop.signal);
   // Stock grpc-js clients (the lightest Node client here): the measurement is of the server.
   const clients = Array.from({ length: Math.ceil(streams / STREAMS_PER_CONNECTION) }, () =>
-    new grpc.Client(new URL(endpoints.notifyserver).host, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }));
+    new grpc.Client(new URL(endpoints.notifyserver).host, grpcCredentialsOf(endpoints), { "grpc.use_local_subchannel_pool": 1 }));
   const md = new grpc.Metadata();
   md.set("authorization", `Bearer ${endpoints.serviceToken}`);
   const calls: grpc.ClientReadableStream<SubscribeResponse>[] = [];
@@ -77,7 +78,7 @@ async function level(endpoints: ClusterEndpoints, streams: number, rate: number,
     return `${String(streams).padStart(6)} streams: only ${opened} opened in 60 s${failed ? ` (${failed})` : ""}`;
   }
   // Publish as metaservers do; the cursor carries the send time so receivers can measure latency.
-  const redis = new Redis(endpoints.redisUrl);
+  const redis = new Redis(endpoints.redisUrl, redisTls(endpoints.redisUrl, undefined));
   let sent = 0;
   const before = await serverUsage(endpoints);
   const started = Date.now();
@@ -117,7 +118,7 @@ async function main(): Promise<void> {
   const rate = Number(process.argv[3] ?? 5000);
   const seconds = Number(process.argv[4] ?? 5);
   const config = loadClusterConfig();
-  const endpoints = JSON.parse(readFileSync(join(config.stateDir, "cluster.json"), "utf8")) as ClusterEndpoints;
+  const endpoints = readClusterFile(config.stateDir);
   for (const n of levels) {
     console.log(await level(endpoints, n, rate, seconds));
     await new Promise((r) => setTimeout(r, 2000));

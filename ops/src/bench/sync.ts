@@ -16,7 +16,7 @@ import { mkdir, open, readFile, rename, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SatchelClient, SyncAgent } from "@satchel/client-sdk";
-import type { ClusterEndpoints } from "../cluster/cluster.js";
+import { readClusterFile, type ClusterEndpoints } from "../cluster/cluster.js";
 import { loadClusterConfig } from "../config.js";
 import { createAccount } from "../testing/accounts.js";
 
@@ -149,7 +149,7 @@ async function peers(endpoints: ClusterEndpoints): Promise<void> {
 
 async function main(): Promise<void> {
   const config = loadClusterConfig();
-  const endpoints = JSON.parse(readFileSync(join(config.stateDir, "cluster.json"), "utf8")) as ClusterEndpoints;
+  const endpoints = readClusterFile(config.stateDir);
   if (process.argv[2] === "peers") await peers(endpoints);
   else await latencies(endpoints, (process.argv[2] ?? "1,1024,10240").split(",").map(Number), Number(process.argv[3] ?? 20));
   process.exit(0);

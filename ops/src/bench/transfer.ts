@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { REPO_ROOT, loadClusterConfig } from "../config.js";
 import { minioClient } from "../cluster/minio.js";
+import { readClusterFile } from "../cluster/cluster.js";
 
 const run = promisify(execFile);
 
@@ -21,7 +22,7 @@ async function main(): Promise<void> {
   const sizeMiB = Number(process.argv[2] ?? 100);
   const rounds = Number(process.argv[3] ?? 3);
   const config = loadClusterConfig();
-  const info = JSON.parse(readFileSync(join(config.stateDir, "cluster.json"), "utf8"));
+  const info = readClusterFile(config.stateDir);
   const idleRss = clusterRss(config.stateDir);
   const dir = mkdtempSync(join(tmpdir(), "satchel-bench-"));
   const file = join(dir, "in.bin");

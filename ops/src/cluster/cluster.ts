@@ -1,16 +1,18 @@
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import mysql from "mysql2/promise";
-import { createSatchelTransport } from "@satchel/proto";
+import { createSatchelTransport, mysqlTls } from "@satchel/proto";
 import { Health, HealthCheckResponse_ServingStatus } from "@satchel/proto/gen/grpc/health/v1/health_pb.js";
 import { AuthService } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { REPO_ROOT, loadOrCreateSecrets, ports, type ClusterConfig } from "../config.js";
+import { ensureClusterCerts, type ClusterCerts } from "./certs.js";
 import { startMariadb, provisionMariadb, type MariadbServer } from "./mariadb.js";
 import { readMigrations, migrateUp } from "./migrate.js";
 import { startMinioNode, type MinioNode } from "./minio.js";
 import { ManagedProcess, WaitAbortedError, waitFor } from "./process.js";
 import { startRedis } from "./redis.js";
+import { trustClusterCa } from "./trust.js";
 
 /** What a client, a test or an operator needs to reach a running cluster; written to <state>/cluster.json. */
 export interface ClusterEndpoints {
@@ -22,6 +24,11 @@ export interface ClusterEndpoints {
   web: { metaserver: string; blockserver: string; notifyserver: string };
   /** Base URL of the share-link gateway. */
   shareLinks: string;
+  /**
+   * The CA file every hop's certificate chains to (services, MariaDB, Redis, MinIO); absent when
+   * the cluster runs in plaintext (SATCHEL_PLAINTEXT=on).
+   */
+  ca?: string;
   /** For services and operators (admin RPCs); it cannot act on users' files. */
   serviceToken: string;
   /** Access-token signing keys (what a second service process of this cluster needs). */
@@ -56,6 +63,9 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
   const secrets = loadOrCreateSecrets(config);
   const p = ports(config);
   const h = config.host;
+  const certs = config.tls ? ensureClusterCerts(config.stateDir, h, certificateNames(config)) : undefined;
+  const tlsOf = (name: string) => certs && { ...certs.server(name), ca: certs.ca };
+  const caPem = certs && readFileSync(certs.ca);
   const stoppers: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stoppers.reverse()) await stop().catch(() => undefined);
@@ -70,10 +80,10 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
         return t;
       });
     const starts = await Promise.allSettled([
-      ...Array.from({ length: config.mariadbServers }, (_, i) => registered(startMariadb(config.stateDir, i, h, p.mariadb(i)), (m) => m.process.stop(30_000))),
-      registered(startRedis(config.stateDir, h, p.redis), (r) => r.stop()),
+      ...Array.from({ length: config.mariadbServers }, (_, i) => registered(startMariadb(config.stateDir, i, h, p.mariadb(i), tlsOf(`mariadb-${i}`)), (m) => m.process.stop(30_000))),
+      registered(startRedis(config.stateDir, h, p.redis, tlsOf("redis")), (r) => r.stop()),
       ...Array.from({ length: config.minioNodes }, (_, i) =>
-        registered(startMinioNode(config.stateDir, config.minioBinary, i, h, p.minio(i), secrets.minio[i]), (n) => n.process.stop())),
+        registered(startMinioNode(config.stateDir, config.minioBinary, i, h, p.minio(i), secrets.minio[i], false, tlsOf(`minio-${i}`)), (n) => n.process.stop())),
     ]);
     const failed = starts.find((r) => r.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
@@ -89,26 +99,29 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       const dbs = Array.from({ length: config.metadataShards }, (_, i) => i).filter((i) => serverOfShard(i) === m).map(shardDatabase);
       return provisionMariadb(m, m.index === 0 ? [DIRECTORY_DATABASE, ...dbs] : dbs, secrets.mysqlPassword);
     }));
-    await migrateAll(config, mariadb, serverOfShard, secrets.mysqlPassword, log);
+    await migrateAll(config, mariadb, serverOfShard, secrets.mysqlPassword, caPem, log);
 
     const directoryUrl = `mysql://satchel:${encodeURIComponent(secrets.mysqlPassword)}@${h}:${mariadb[0].port}/${DIRECTORY_DATABASE}`;
-    const redisUrl = `redis://${h}:${p.redis}`;
+    const redisUrl = `${certs ? "rediss" : "redis"}://${h}:${p.redis}`;
+    // Clients reach the services over TLS unless the cluster runs in plaintext; /metrics stays plain HTTP on loopback.
+    const rpc = certs ? "https" : "http";
     const storageNodes = minio.map((n) => ({ name: n.name, endpoint: n.endpoint, accessKey: n.accessKey, secretKey: n.secretKey, bucket: n.bucket }));
     const endpoints: ClusterEndpoints = {
-      metaserver: `http://${h}:${p.metaserver}`,
-      blockserver: `http://${h}:${p.blockserver}`,
-      notifyserver: `http://${h}:${p.notifyserver}`,
+      metaserver: `${rpc}://${h}:${p.metaserver}`,
+      blockserver: `${rpc}://${h}:${p.blockserver}`,
+      notifyserver: `${rpc}://${h}:${p.notifyserver}`,
       metrics: {
         metaserver: `http://${h}:${p.metaserverMetrics}/metrics`,
         blockserver: `http://${h}:${p.blockserverMetrics}/metrics`,
         notifyserver: `http://${h}:${p.notifyserverMetrics}/metrics`,
       },
       web: {
-        metaserver: `http://${h}:${p.metaserverWeb}`,
-        blockserver: `http://${h}:${p.blockserverWeb}`,
-        notifyserver: `http://${h}:${p.notifyserverWeb}`,
+        metaserver: `${rpc}://${h}:${p.metaserverWeb}`,
+        blockserver: `${rpc}://${h}:${p.blockserverWeb}`,
+        notifyserver: `${rpc}://${h}:${p.notifyserverWeb}`,
       },
-      shareLinks: `http://${h}:${p.shareLinks}`,
+      shareLinks: `${rpc}://${h}:${p.shareLinks}`,
+      ...(certs ? { ca: certs.ca } : {}),
       serviceToken: secrets.serviceToken,
       tokenKeys: secrets.tokenKeys,
       devUser: secrets.devUser,
@@ -125,7 +138,7 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       SATCHEL_REDIS_URL: redisUrl,
     };
     const service = (name: string, env: Record<string, string>) =>
-      new ManagedProcess(name, config.stateDir, process.execPath, [join(REPO_ROOT, name, "dist", "bin.js")], { ...common, ...env });
+      new ManagedProcess(name, config.stateDir, process.execPath, [join(REPO_ROOT, name, "dist", "bin.js")], { ...common, ...tlsEnv(certs, name), ...env });
     const services = {
       blockserver: service("blockserver", {
         SATCHEL_BLOCKSERVER_PORT: String(p.blockserver),
@@ -152,8 +165,8 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       services[name].start();
       stoppers.push(() => services[name].stop());
     }
-    await Promise.all(SERVICE_NAMES.map((name) => waitServing(name, endpoints[name], services[name])));
-    await ensureAccount(endpoints.metaserver, secrets.devUser);
+    await Promise.all(SERVICE_NAMES.map((name) => waitServing(name, endpoints[name], services[name], 60_000, caPem)));
+    await ensureAccount(endpoints.metaserver, secrets.devUser, caPem);
     const cluster: Cluster = {
       config, endpoints, mariadb, redis, minio, services,
       startMs: Date.now() - started,
@@ -170,12 +183,30 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
   }
 }
 
+/** The certificates a cluster of this shape serves with: one per server process. */
+function certificateNames(config: ClusterConfig): string[] {
+  return [
+    ...SERVICE_NAMES,
+    ...Array.from({ length: config.mariadbServers }, (_, i) => `mariadb-${i}`),
+    "redis",
+    ...Array.from({ length: config.minioNodes }, (_, i) => `minio-${i}`),
+  ];
+}
+
+/** A service process's TLS settings: its own certificate and the cluster's CA, or the explicit plaintext setting. */
+export function tlsEnv(certs: ClusterCerts | undefined, service: string): Record<string, string> {
+  if (!certs) return { SATCHEL_PLAINTEXT: "on" };
+  const own = certs.server(service);
+  return { SATCHEL_TLS_CA: certs.ca, SATCHEL_TLS_CERT: own.cert, SATCHEL_TLS_KEY: own.key };
+}
+
 async function migrateAll(
-  config: ClusterConfig, mariadb: MariadbServer[], serverOfShard: (i: number) => MariadbServer, password: string, log: (l: string) => void,
+  config: ClusterConfig, mariadb: MariadbServer[], serverOfShard: (i: number) => MariadbServer, password: string, ca: Buffer | undefined,
+  log: (l: string) => void,
 ): Promise<void> {
   const dir = join(REPO_ROOT, "ops", "migrations");
   const connect = (m: MariadbServer, database: string) =>
-    mysql.createConnection({ host: config.host, port: m.port, user: "satchel", password, database });
+    mysql.createConnection({ host: config.host, port: m.port, user: "satchel", password, database, ...mysqlTls(ca && { ca }) });
   const directory = await connect(mariadb[0], DIRECTORY_DATABASE);
   try {
     const applied = await migrateUp(directory, readMigrations(join(dir, "directory")));
@@ -199,9 +230,21 @@ async function migrateAll(
   }
 }
 
+/**
+ * The endpoints a running cluster wrote to <state>/cluster.json, for tools and benchmarks that
+ * attach to it; this process then trusts the cluster's CA by default (see trustClusterCa).
+ */
+export function readClusterFile(stateDir: string): ClusterEndpoints & { pid: number; startMs: number } {
+  const file = join(stateDir, "cluster.json");
+  if (!existsSync(file)) throw new Error(`no cluster is running from ${stateDir} (no ${file}): start one with "bash ops/up.sh"`);
+  const endpoints = JSON.parse(readFileSync(file, "utf8")) as ClusterEndpoints & { pid: number; startMs: number };
+  trustClusterCa(endpoints);
+  return endpoints;
+}
+
 /** Creates an account unless it exists (the development account, on every start). */
-export async function ensureAccount(metaserver: string, user: { username: string; password: string }): Promise<void> {
-  const auth = createClient(AuthService, createSatchelTransport({ baseUrl: metaserver }));
+export async function ensureAccount(metaserver: string, user: { username: string; password: string }, ca?: Buffer): Promise<void> {
+  const auth = createClient(AuthService, createSatchelTransport({ baseUrl: metaserver, ca }));
   try {
     await auth.createAccount(user);
   } catch (err) {
@@ -210,8 +253,8 @@ export async function ensureAccount(metaserver: string, user: { username: string
 }
 
 /** Waits until the service's grpc.health.v1 reports SERVING. */
-export async function waitServing(name: string, baseUrl: string, proc?: ManagedProcess, timeoutMs = 60_000): Promise<void> {
-  const health = createClient(Health, createSatchelTransport({ baseUrl }));
+export async function waitServing(name: string, baseUrl: string, proc?: ManagedProcess, timeoutMs = 60_000, ca?: Buffer): Promise<void> {
+  const health = createClient(Health, createSatchelTransport({ baseUrl, ca }));
   await waitFor(`${name} to report SERVING at ${baseUrl}`, timeoutMs, async () => {
     if (proc && !proc.running) throw new WaitAbortedError(`${name} exited:\n${proc.tail()}`);
     const res = await health.check({ service: "" }, { timeoutMs: 1000 });

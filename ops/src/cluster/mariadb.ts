@@ -3,6 +3,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import mysql from "mysql2/promise";
+import type { CertFiles } from "./certs.js";
 import { ManagedProcess, WaitAbortedError, waitFor } from "./process.js";
 
 const run = promisify(execFile);
@@ -18,7 +19,7 @@ export interface MariadbServer {
  * One mariadbd with its own data directory and port. Initialised on first start; later starts
  * reuse the data. Memory is kept small: this is a development cluster on a 2-core machine.
  */
-export async function startMariadb(stateDir: string, index: number, host: string, port: number): Promise<MariadbServer> {
+export async function startMariadb(stateDir: string, index: number, host: string, port: number, tls?: CertFiles & { ca: string }): Promise<MariadbServer> {
   const dir = join(stateDir, `mariadb-${index}`);
   const dataDir = join(dir, "data");
   const socket = join(dir, "mysqld.sock");
@@ -55,6 +56,8 @@ export async function startMariadb(stateDir: string, index: number, host: string
     "--performance-schema=OFF",
     "--character-set-server=utf8mb4",
     "--collation-server=utf8mb4_bin",
+    // With TLS, a TCP client that does not use it is refused (the local socket stays for setup).
+    ...(tls ? [`--ssl-ca=${tls.ca}`, `--ssl-cert=${tls.cert}`, `--ssl-key=${tls.key}`, "--require-secure-transport=ON"] : []),
   ]);
   proc.start();
   await waitFor(`mariadb-${index} on port ${port}`, 60_000, async () => {

@@ -3,12 +3,13 @@ import mysql from "mysql2/promise";
 import { describe, expect, inject, it } from "vitest";
 import { REPO_ROOT } from "../config.js";
 import { migrateDown, migrateUp, readMigrations } from "./migrate.js";
+import { mysqlTlsOf } from "./trust.js";
 
 const { endpoints } = inject("cluster");
 
 describe("schema migrations on the real MariaDB", () => {
   it("are re-runnable: a second run applies nothing", async () => {
-    const conn = await mysql.createConnection(endpoints.directoryUrl);
+    const conn = await mysql.createConnection({ uri: endpoints.directoryUrl, ...mysqlTlsOf(endpoints) });
     try {
       expect(await migrateUp(conn, readMigrations(join(REPO_ROOT, "ops", "migrations", "directory")))).toEqual([]);
       const [rows] = await conn.query("SELECT COUNT(*) AS n FROM shards");
@@ -22,6 +23,7 @@ describe("schema migrations on the real MariaDB", () => {
     const url = new URL(endpoints.directoryUrl);
     const conn = await mysql.createConnection({
       host: url.hostname, port: Number(url.port), user: decodeURIComponent(url.username), password: decodeURIComponent(url.password),
+      ...mysqlTlsOf(endpoints),
     });
     try {
       await conn.query("CREATE DATABASE IF NOT EXISTS satchel_scratch_migrations");

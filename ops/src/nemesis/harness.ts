@@ -6,7 +6,8 @@ import mysql from "mysql2/promise";
 import type { RowDataPacket } from "mysql2/promise";
 import { SatchelClient } from "@satchel/client-sdk";
 import { startCluster, waitServing, type Cluster } from "../cluster/cluster.js";
-import { minioClient, type MinioNode } from "../cluster/minio.js";
+import { liveness, minioClient, type MinioNode } from "../cluster/minio.js";
+import { caOf, mysqlTlsOf } from "../cluster/trust.js";
 import { killLeftovers, waitFor } from "../cluster/process.js";
 import { loadClusterConfig } from "../config.js";
 import { createAccount } from "../testing/accounts.js";
@@ -68,13 +69,14 @@ export class Nemesis {
   async open(): Promise<void> {
     mkdirSync(this.workDir, { recursive: true });
     const e = this.cluster.endpoints;
-    this.directory = mysql.createPool({ uri: e.directoryUrl, connectionLimit: 2 });
+    this.directory = mysql.createPool({ uri: e.directoryUrl, connectionLimit: 2, ...mysqlTlsOf(e) });
     const [shards] = await this.directory.query<RowDataPacket[]>("SELECT host, port, database_name FROM shards ORDER BY shard_id");
     const url = new URL(e.directoryUrl);
     this.indexShards = shards.map((s) => mysql.createPool({
       host: s.host, port: s.port, database: s.database_name, user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), connectionLimit: 2,
+      ...mysqlTlsOf(e),
     }));
-    this.admin = new SatchelClient({ metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, token: e.serviceToken });
+    this.admin = new SatchelClient({ metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, token: e.serviceToken, ca: caOf(e) });
   }
 
   async close(): Promise<void> {
@@ -97,7 +99,7 @@ export class Nemesis {
     const e = this.cluster.endpoints;
     const account = await createAccount(e, `nemesis${seed}`);
     const clients = Array.from({ length: this.opts.clients }, (_, i) => new SatchelClient({
-      metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, credentials: { ...account, deviceName: `nemesis-${i}` }, concurrency: 2,
+      metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, credentials: { ...account, deviceName: `nemesis-${i}` }, concurrency: 2, ca: caOf(e),
     }));
     const files = new Map<string, Possible>();
     const faults = new FaultState();
@@ -268,7 +270,7 @@ export class Nemesis {
         faults.down(step.node);
         return node(step.node).process.kill();
       case "start-node":
-        await startNode(node(step.node));
+        await startNode(node(step.node), caOf(this.cluster.endpoints));
         faults.up(step.node);
         return;
       case "pause-node":
@@ -287,7 +289,7 @@ export class Nemesis {
           await n.process.kill();
         }
         wipeDisk(this.cluster.config.stateDir, step.node);
-        await startNode(n);
+        await startNode(n, caOf(this.cluster.endpoints));
         faults.up(step.node);
         return;
       }
@@ -296,7 +298,7 @@ export class Nemesis {
         if (step.signal === "SIGKILL") await svc.kill();
         else await svc.stop();
         svc.start();
-        await waitServing(step.service, this.cluster.endpoints[step.service], svc);
+        await waitServing(step.service, this.cluster.endpoints[step.service], svc, 60_000, caOf(this.cluster.endpoints));
         return;
       }
       case "pause-service": {
@@ -399,7 +401,7 @@ export class Nemesis {
   /** The shard keys some node still holds (a node that does not answer counts as holding them). */
   private async keysStillStored(keys: string[]): Promise<string[]> {
     const held = await Promise.all(keys.map(async (key) => {
-      const found = await Promise.all(this.cluster.minio.map((n) => minioClient(n).statObject(n.bucket, key).then(
+      const found = await Promise.all(this.cluster.minio.map((n) => minioClient(n, caOf(this.cluster.endpoints)).statObject(n.bucket, key).then(
         () => true,
         (err: { code?: string }) => err.code !== "NotFound" && err.code !== "NoSuchKey" && err.code !== "NoSuchBucket",
       )));
@@ -414,7 +416,7 @@ export class Nemesis {
       if (n.process.running) {
         try { process.kill(n.process.pid!, "SIGCONT"); } catch { /* gone */ }
       } else {
-        await startNode(n);
+        await startNode(n, caOf(this.cluster.endpoints));
       }
       faults.up(n.index);
     }
@@ -422,7 +424,7 @@ export class Nemesis {
       const svc = this.cluster.services[name];
       if (svc.pid) try { process.kill(svc.pid, "SIGCONT"); } catch { /* gone */ }
       if (!svc.running) svc.start();
-      await waitServing(name, this.cluster.endpoints[name], svc);
+      await waitServing(name, this.cluster.endpoints[name], svc, 60_000, caOf(this.cluster.endpoints));
     }
   }
 
@@ -514,10 +516,10 @@ class FaultState {
 }
 
 /** Starts a stopped node's process without touching its bucket: a new disk stays empty for the blockserver to notice. */
-async function startNode(n: MinioNode): Promise<void> {
+async function startNode(n: MinioNode, ca: Buffer | undefined): Promise<void> {
   if (n.process.running) return;
   n.process.start();
-  await waitFor(`${n.name} to answer`, 60_000, async () => (await fetch(`${n.endpoint}/minio/health/live`)).ok);
+  await waitFor(`${n.name} to answer`, 60_000, async () => (await liveness(n.endpoint, ca)) === 200);
 }
 
 /** File contents from the client's PRNG: mostly small files, some of a few MiB (several blocks). */
@@ -564,7 +566,7 @@ export async function startNemesisCluster(stateDir: string, portBase: number, lo
 export async function measureDiskRebuild(cluster: Cluster, nemesis: Nemesis, mib: number, node = 4): Promise<{ storedBytes: number; seconds: number; secondsPerGiB: number }> {
   const e = cluster.endpoints;
   const account = await createAccount(e, "rebuild");
-  const client = new SatchelClient({ metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, credentials: { ...account, deviceName: "rebuild" } });
+  const client = new SatchelClient({ metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, credentials: { ...account, deviceName: "rebuild" }, ca: caOf(e) });
   const dir = join(cluster.config.stateDir, "rebuild-work");
   mkdirSync(dir, { recursive: true });
   const rnd = prng(mib);
@@ -586,12 +588,12 @@ export async function measureDiskRebuild(cluster: Cluster, nemesis: Nemesis, mib
   await n.process.kill();
   wipeDisk(cluster.config.stateDir, node);
   const started = Date.now();
-  await startNode(n);
+  await startNode(n, caOf(cluster.endpoints));
   // The clock runs from the node's start: noticing the new disk (its identity object is written
   // by the blockserver's probe) is part of the recovery.
   const identity = `${n.endpoint}/${n.bucket}/satchel-node/identity`;
   await waitFor("the blockserver to notice the new disk", 60_000, async () => {
-    const client = minioClient(n);
+    const client = minioClient(n, caOf(cluster.endpoints));
     return client.statObject(n.bucket, "satchel-node/identity").then(() => true, () => false);
   }, () => identity);
   await nemesis.waitFullRedundancy(30 * 60_000, 0);

@@ -22,6 +22,7 @@ export function cliEnv(endpoints: ClusterEndpoints, account: { username: string;
     SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
     SATCHEL_USERNAME: account.username,
     SATCHEL_PASSWORD: account.password,
+    ...(endpoints.ca ? { SATCHEL_TLS_CA: endpoints.ca } : {}),
     ...extra,
   };
 }

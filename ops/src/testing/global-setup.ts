@@ -1,7 +1,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { REPO_ROOT, killLeftovers, loadClusterConfig, startCluster, type Cluster } from "../index.js";
+import { REPO_ROOT, killLeftovers, loadClusterConfig, startCluster, trustClusterCa, type Cluster } from "../index.js";
 
 let cluster: Cluster | undefined;
 
@@ -20,7 +20,9 @@ export async function setup(project: TestProject): Promise<void> {
     SATCHEL_LOG_LEVEL: "warn",
   });
   cluster = await startCluster(config, (line) => console.log(`[cluster] ${line}`));
-  console.log(`[cluster] up in ${cluster.startMs} ms`);
+  console.log(`[cluster] up in ${cluster.startMs} ms${cluster.endpoints.ca ? ", TLS on every hop" : ", in plaintext"}`);
+  // Test files run in workers started after this: they trust the cluster's CA wherever no CA is passed.
+  trustClusterCa(cluster.endpoints);
   project.provide("cluster", { stateDir, endpoints: cluster.endpoints });
 }
 

@@ -5,6 +5,7 @@ import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { MetaService, type BlockRef } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { ClusterEndpoints } from "../cluster/cluster.js";
+import { mysqlTlsOf } from "../cluster/trust.js";
 import { signIn } from "./accounts.js";
 import { ServiceProcesses } from "./service-process.js";
 
@@ -74,7 +75,7 @@ export async function codeOf(call: Promise<unknown>): Promise<string> {
 
 const dbOptions = (endpoints: ClusterEndpoints) => {
   const url = new URL(endpoints.directoryUrl);
-  return { user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), supportBigNumbers: true, bigNumberStrings: true };
+  return { user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), supportBigNumbers: true, bigNumberStrings: true, ...mysqlTlsOf(endpoints) };
 };
 
 export async function openDirectory(endpoints: ClusterEndpoints): Promise<Connection> {

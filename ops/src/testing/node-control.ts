@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterEndpoints } from "../cluster/cluster.js";
+import { clusterCertsAt } from "../cluster/certs.js";
 import { startMinioNode, type MinioNode } from "../cluster/minio.js";
 import { loadClusterConfig } from "../config.js";
 
@@ -39,7 +40,9 @@ export class NodeControl {
     const node = this.endpoints.storageNodes[i];
     const port = Number(new URL(node.endpoint).port);
     const config = loadClusterConfig();
-    this.restarted.set(i, await startMinioNode(this.stateDir, config.minioBinary, i, "127.0.0.1", port, node, true));
+    const certs = this.endpoints.ca ? clusterCertsAt(this.endpoints.ca) : undefined;
+    const tls = certs && { ...certs.server(`minio-${i}`), ca: certs.ca };
+    this.restarted.set(i, await startMinioNode(this.stateDir, config.minioBinary, i, "127.0.0.1", port, node, true, tls));
   }
 }
 

@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import type { ClusterEndpoints } from "../cluster/cluster.js";
-import { waitServing } from "../cluster/cluster.js";
+import { tlsEnv, waitServing } from "../cluster/cluster.js";
+import { clusterCertsAt } from "../cluster/certs.js";
+import { caOf } from "../cluster/trust.js";
 import { ManagedProcess } from "../cluster/process.js";
 import { REPO_ROOT } from "../config.js";
 
@@ -31,6 +33,7 @@ export function serviceEnv(e: ClusterEndpoints, service: ServiceName, port: numb
     SATCHEL_DIRECTORY_URL: e.directoryUrl,
     SATCHEL_REDIS_URL: e.redisUrl,
     SATCHEL_LOG_LEVEL: "warn",
+    ...tlsEnv(e.ca ? clusterCertsAt(e.ca) : undefined, service),
   };
 }
 
@@ -51,8 +54,8 @@ export class ServiceProcesses {
     });
     proc.start();
     this.started.push(proc);
-    const url = `http://127.0.0.1:${port}`;
-    await waitServing(name, url, proc);
+    const url = `${new URL(this.endpoints[this.service]).protocol}//127.0.0.1:${port}`;
+    await waitServing(name, url, proc, 60_000, caOf(this.endpoints));
     return { proc, url, metricsUrl: `http://127.0.0.1:${port + 1}/metrics` };
   }
 

@@ -1,5 +1,6 @@
 import { rateLimitsFrom, type RateLimitConfig } from "./rate-limits.js";
 import type { SigningKey } from "./tokens.js";
+import { tlsFromEnv, type TlsConfig } from "./tls.js";
 
 /**
  * Typed readers for environment variables. Only the services' config.ts files call these, so that
@@ -60,6 +61,8 @@ export interface ServiceBasics {
   blockGrantSeconds: number;
   /** Per-user rate limits (SATCHEL_RATE_LIMITS). */
   rateLimits: RateLimitConfig;
+  /** What the service serves with and trusts (see tls.ts); undefined only with SATCHEL_PLAINTEXT=on. */
+  tls: TlsConfig | undefined;
 }
 
 /**
@@ -67,7 +70,8 @@ export interface ServiceBasics {
  * gRPC-Web; not served when unset), SATCHEL_<SERVICE>_METRICS_PORT (default: port + 10),
  * SATCHEL_LOG_LEVEL, SATCHEL_SERVICE_TOKEN (required) and SATCHEL_TOKEN_KEYS (required; JSON
  * [{"kid": "...", "secret": "<base64url, 32+ bytes>"}], newest first) and
- * SATCHEL_BLOCK_GRANT_SECONDS (default 300) and SATCHEL_RATE_LIMITS (see rate-limits.ts).
+ * SATCHEL_BLOCK_GRANT_SECONDS (default 300), SATCHEL_RATE_LIMITS (see rate-limits.ts), and
+ * SATCHEL_TLS_CA, SATCHEL_TLS_CERT, SATCHEL_TLS_KEY or SATCHEL_PLAINTEXT=on (see tls.ts).
  */
 export function serviceBasics(env: Env, service: string, defaultPort: number): ServiceBasics {
   const prefix = `SATCHEL_${service.toUpperCase()}`;
@@ -83,6 +87,7 @@ export function serviceBasics(env: Env, service: string, defaultPort: number): S
     tokenKeys: envJson<SigningKey[]>(env, "SATCHEL_TOKEN_KEYS", []),
     blockGrantSeconds: envInt(env, "SATCHEL_BLOCK_GRANT_SECONDS", 300),
     rateLimits: rateLimitsFrom(env.SATCHEL_RATE_LIMITS),
+    tls: tlsFromEnv(env, true),
   };
   if (!basics.serviceToken) throw new Error("SATCHEL_SERVICE_TOKEN is required");
   if (basics.tokenKeys.length === 0) throw new Error("SATCHEL_TOKEN_KEYS is required (access token signing keys)");

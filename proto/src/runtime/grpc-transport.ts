@@ -1,9 +1,12 @@
 import { once } from "node:events";
+import { isIP } from "node:net";
+import { checkServerIdentity } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescMethodStreaming, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
 import { HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "./limits.js";
 import { RETRY_AFTER_HEADER } from "./rate-limits.js";
+import { defaultTrust } from "./tls.js";
 
 /**
  * A Connect `Transport` on a grpc-js channel, so `createClient(Service, transport)` call sites stay
@@ -18,8 +21,10 @@ import { RETRY_AFTER_HEADER } from "./rate-limits.js";
  * of a stream before its first message (a stream's `header` holds what has arrived so far).
  */
 export interface GrpcJsTransportOptions {
-  /** e.g. "http://127.0.0.1:7301" */
+  /** e.g. "https://127.0.0.1:7301" (TLS) or "http://…" (plaintext) */
   baseUrl: string;
+  /** PEM of the CA an https server's certificate must chain to; default: SATCHEL_TLS_CA's file, else the system's roots. */
+  ca?: Buffer;
   /** Metadata added to every call, given the caller's; may wait (a token being refreshed). */
   decorate?: (metadata: grpc.Metadata) => void | Promise<void>;
 }
@@ -66,13 +71,28 @@ function codecOf(method: DescMethod): MethodCodec {
   return codec;
 }
 
-function targetOf(baseUrl: string): { target: string; credentials: grpc.ChannelCredentials } {
+function targetOf(baseUrl: string, ca: Buffer | undefined): { target: string; credentials: grpc.ChannelCredentials; options: grpc.ChannelOptions } {
   const url = new URL(baseUrl);
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error(`${baseUrl}: a Satchel service URL starts with https:// (or http:// in plaintext)`);
   const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  const target = `${url.hostname}:${port}`;
+  if (url.protocol === "http:") return { target, credentials: grpc.credentials.createInsecure(), options: CLIENT_CHANNEL_OPTIONS };
+  const roots = ca ?? defaultTrust() ?? null;
+  if (!isLoopbackIp(url.hostname)) return { target, credentials: grpc.credentials.createSsl(roots), options: CLIENT_CHANNEL_OPTIONS };
+  // grpc-js names the server in TLS SNI by the target's host even when it is an IP address, which
+  // RFC 6066 forbids (Node warns on every CLI run). A loopback server is "localhost": name it so,
+  // and still check its certificate against the address itself.
+  const address = url.hostname.replace(/^\[|\]$/g, "");
   return {
-    target: `${url.hostname}:${port}`,
-    credentials: url.protocol === "https:" ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(),
+    target,
+    credentials: grpc.credentials.createSsl(roots, null, null, { checkServerIdentity: (_name, cert) => checkServerIdentity(address, cert) }),
+    options: { ...CLIENT_CHANNEL_OPTIONS, "grpc.ssl_target_name_override": "localhost" },
   };
+}
+
+function isLoopbackIp(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, "");
+  return (isIP(bare) === 4 && bare.startsWith("127.")) || bare === "::1";
 }
 
 function metadataOf(header: CallHeader): grpc.Metadata {
@@ -96,7 +116,10 @@ export function connectErrorOf(err: unknown): ConnectError {
   const e = err as Partial<grpc.ServiceError>;
   if (typeof e.code === "number" && e.code > 0 && e.code <= 16) {
     // grpc-js ends a connection failure's message with an empty "Resolution note: ".
-    const message = (e.details ?? e.message ?? "").replace(/\s*Resolution note:\s*$/, "");
+    let message = (e.details ?? e.message ?? "").replace(/\s*Resolution note:\s*$/, "");
+    if (e.code === grpc.status.UNAVAILABLE && /certificate|self[- ]signed|local issuer/i.test(message)) {
+      message += " (the server's TLS certificate is not trusted here: give the CA that signed it, e.g. SATCHEL_TLS_CA=<state dir>/tls/ca.crt)";
+    }
     return new ConnectError(message, e.code as number as Code, headersOf(e.metadata));
   }
   return ConnectError.from(err);
@@ -137,8 +160,8 @@ function cancelOn(signal: AbortSignal | undefined, call: grpc.Call): () => void 
 }
 
 export function createGrpcJsTransport(opts: GrpcJsTransportOptions): Transport {
-  const { target, credentials } = targetOf(opts.baseUrl);
-  const client = new grpc.Client(target, credentials, CLIENT_CHANNEL_OPTIONS);
+  const { target, credentials, options } = targetOf(opts.baseUrl, opts.ca);
+  const client = new grpc.Client(target, credentials, options);
   const decorate = opts.decorate;
 
   async function metadataFor(header: CallHeader): Promise<grpc.Metadata> {

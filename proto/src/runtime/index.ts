@@ -17,3 +17,4 @@ export * from "./grpc-transport.js";
 export * from "./transaction.js";
 export * from "./errors.js";
 export * from "./shard-pools.js";
+export * from "./tls.js";

@@ -1,5 +1,6 @@
 import { setMaxListeners } from "node:events";
 import * as http from "node:http";
+import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
@@ -16,6 +17,7 @@ import type { Logger } from "./logger.js";
 import { HTTP2_SESSION_MEMORY_MB, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "./limits.js";
 import { ServiceMetrics, startMetricsServer } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
+import type { ServingTls } from "./tls.js";
 
 export interface RpcServerOptions {
   /** Service process name, used in metric names and logs ("blockserver"). */
@@ -37,6 +39,8 @@ export interface RpcServerOptions {
   auth: AuthOptions;
   logger: Logger;
   metrics?: ServiceMetrics;
+  /** The certificate gRPC and the web port serve with; absent: plaintext (local development only). */
+  tls?: ServingTls;
 }
 
 export interface RpcServer {
@@ -87,7 +91,10 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     maxMessageBytes: MAX_MESSAGE_BYTES, windowBytes: HTTP2_WINDOW_BYTES, sessionMemoryMb: HTTP2_SESSION_MEMORY_MB,
   });
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${opts.host}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    const credentials = opts.tls
+      ? grpc.ServerCredentials.createSsl(null, [{ private_key: opts.tls.key, cert_chain: opts.tls.cert }], false)
+      : grpc.ServerCredentials.createInsecure();
+    server.bindAsync(`${opts.host}:${opts.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
   });
   if (!widenWindows(server, HTTP2_WINDOW_BYTES)) opts.logger.warn("could not widen the HTTP/2 windows of the gRPC server (grpc-js changed?): large messages will cross more slowly");
 
@@ -129,8 +136,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   };
 }
 
-/** Connect and gRPC-Web over HTTP/1.1 (what browsers speak without TLS), from the registered handlers. */
-async function startWebServer(opts: RpcServerOptions, registry: ServiceRegistry, pipeline: CallPipeline, shutdown: AbortSignal): Promise<{ port: number; server: http.Server }> {
+/** Connect and gRPC-Web over HTTP/1.1 (HTTPS unless in plaintext), from the registered handlers. */
+async function startWebServer(opts: RpcServerOptions, registry: ServiceRegistry, pipeline: CallPipeline, shutdown: AbortSignal): Promise<{ port: number; server: http.Server | https.Server }> {
   const handler = connectNodeAdapter({
     routes: (router) => {
       for (const { desc, impl } of registry.services) router.service(desc, impl);
@@ -142,7 +149,7 @@ async function startWebServer(opts: RpcServerOptions, registry: ServiceRegistry,
     shutdownSignal: shutdown,
     interceptors: [pipelineInterceptor(pipeline)],
   });
-  const server = http.createServer(handler);
+  const server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : http.createServer(handler);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(opts.webPort, opts.host, () => resolve());

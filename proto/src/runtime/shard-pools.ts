@@ -1,5 +1,6 @@
 import mysql from "mysql2/promise";
 import type { Pool, RowDataPacket } from "mysql2/promise";
+import { mysqlTls, type TlsConfig } from "./tls.js";
 
 export interface ShardPoolOptions {
   /** Connections per shard pool. */
@@ -9,6 +10,8 @@ export interface ShardPoolOptions {
   /** BIGINT columns as exact strings (the metaserver's ids and cursors) rather than numbers. */
   bigNumbers?: boolean;
   multipleStatements?: boolean;
+  /** TLS to every MariaDB server, checked against this CA; absent: plaintext (local development only). */
+  tls?: TlsConfig;
 }
 
 /** The connection settings every pool of a directory shares: its credentials and options. */
@@ -19,6 +22,7 @@ function common(directoryUrl: string, opts: ShardPoolOptions, connectionLimit: n
     password: decodeURIComponent(url.password),
     connectionLimit,
     enableKeepAlive: true,
+    ...mysqlTls(opts.tls),
     ...(opts.bigNumbers ? { supportBigNumbers: true, bigNumberStrings: true } : {}),
     ...(opts.multipleStatements ? { multipleStatements: true } : {}),
   };

@@ -3,8 +3,10 @@ import { createGrpcJsTransport } from "./grpc-transport.js";
 import { currentRequest, REQUEST_ID_HEADER } from "./interceptors.js";
 
 export interface TransportOptions {
-  /** e.g. "http://127.0.0.1:7301" */
+  /** e.g. "https://127.0.0.1:7301" (or "http://…" for a plaintext development cluster) */
   baseUrl: string;
+  /** PEM of the CA the service's certificate chains to; default: the file SATCHEL_TLS_CA names, else the system's roots. */
+  ca?: Buffer;
   /** Bearer token sent with every call, or a function that yields a current one (refreshing tokens). */
   token?: string | (() => Promise<string>);
 }
@@ -18,6 +20,7 @@ export function createSatchelTransport(opts: TransportOptions): Transport {
   const token = opts.token;
   return createGrpcJsTransport({
     baseUrl: opts.baseUrl,
+    ca: opts.ca,
     decorate(metadata) {
       const current = currentRequest.getStore();
       if (current && metadata.get(REQUEST_ID_HEADER).length === 0) metadata.set(REQUEST_ID_HEADER, current.requestId);
