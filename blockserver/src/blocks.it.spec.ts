@@ -3,7 +3,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { listShardObjects } from "@satchel/ops";
+import { caOf, listShardObjects } from "@satchel/ops";
 
 const { endpoints } = inject("cluster");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
@@ -77,7 +77,7 @@ describe("blockserver against real MinIO nodes and MariaDB shards", () => {
     const { createGrpcTransport } = await import("@connectrpc/connect-node");
     const unlimited = createClient(BlockService, createGrpcTransport({
       baseUrl: endpoints.blockserver,
-      nodeOptions: { maxSessionMemory: 256 },
+      nodeOptions: { maxSessionMemory: 256, ca: caOf(endpoints) },
       interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${endpoints.serviceToken}`), next(req))],
     }));
     const big = randomBytes(17 * 1024 * 1024);

@@ -1,5 +1,5 @@
 import { defaultWriteQuorum, validateWriteQuorum } from "./quorum.js";
-import { envInt, envJson, envString, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
+import { envInt, envJson, envString, secureUrl, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
 
 export interface StorageNodeConfig {
   name: string;
@@ -74,5 +74,6 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
         `SATCHEL_STORAGE_NODES has ${config.storageNodes.length}`,
     );
   }
+  for (const node of config.storageNodes) secureUrl(`SATCHEL_STORAGE_NODES (${node.name})`, node.endpoint, config.tls);
   return config;
 }

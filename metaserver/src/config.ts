@@ -1,4 +1,4 @@
-import { envInt, envString, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
+import { envInt, envString, secureUrl, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
 
 export interface MetaserverConfig extends ServiceBasics {
   directoryUrl: string;
@@ -42,8 +42,8 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
   const config: MetaserverConfig = {
     ...basics,
     directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
-    redisUrl: envString(env, "SATCHEL_REDIS_URL", `${basics.tls ? "rediss" : "redis"}://127.0.0.1:7330`),
-    blockserverUrl: envString(env, "SATCHEL_BLOCKSERVER_URL", `${basics.tls ? "https" : "http"}://127.0.0.1:7301`),
+    redisUrl: secureUrl("SATCHEL_REDIS_URL", envString(env, "SATCHEL_REDIS_URL", `${basics.tls ? "rediss" : "redis"}://127.0.0.1:7330`), basics.tls),
+    blockserverUrl: secureUrl("SATCHEL_BLOCKSERVER_URL", envString(env, "SATCHEL_BLOCKSERVER_URL", `${basics.tls ? "https" : "http"}://127.0.0.1:7301`), basics.tls),
     shardPoolSize: envInt(env, "SATCHEL_SHARD_POOL_SIZE", 16),
     listPageSize: envInt(env, "SATCHEL_LIST_PAGE_SIZE", 1000),
     accessTokenTtlSeconds: envInt(env, "SATCHEL_ACCESS_TOKEN_TTL_SECONDS", 900),

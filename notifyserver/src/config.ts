@@ -1,4 +1,4 @@
-import { envInt, envString, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
+import { envInt, envString, secureUrl, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
 
 export interface NotifyserverConfig extends ServiceBasics {
   redisUrl: string;
@@ -19,7 +19,7 @@ export function loadConfig(env: Env = process.env): NotifyserverConfig {
   const basics = serviceBasics(env, "notifyserver", 7302);
   const config: NotifyserverConfig = {
     ...basics,
-    redisUrl: envString(env, "SATCHEL_REDIS_URL", `${basics.tls ? "rediss" : "redis"}://127.0.0.1:7330`),
+    redisUrl: secureUrl("SATCHEL_REDIS_URL", envString(env, "SATCHEL_REDIS_URL", `${basics.tls ? "rediss" : "redis"}://127.0.0.1:7330`), basics.tls),
     directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
     heartbeatSeconds: envInt(env, "SATCHEL_HEARTBEAT_SECONDS", 15),
     maxStreamsPerUser: envInt(env, "SATCHEL_NOTIFY_MAX_STREAMS_PER_USER", 32),

@@ -42,6 +42,7 @@ async function main(): Promise<void> {
   dev account   ${e.devUser.username} (password in ${stateFile})
   service token ${e.serviceToken.slice(0, 8)}… (admin commands; in the same file)
   endpoints     ${stateFile}
+  TLS           ${e.ca ? `on every hop; CA ${e.ca} (buf curl --cacert, SATCHEL_TLS_CA)` : "OFF (SATCHEL_PLAINTEXT=on: local development only)"}
 
   Try:  npx satchel put ./some-file /some-file && npx satchel ls /
   Stop: Ctrl-C, or "bash ops/up.sh stop" from another terminal

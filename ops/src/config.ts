@@ -49,8 +49,14 @@ export function loadClusterConfig(env: Env = process.env): ClusterConfig {
     parityShards: envInt(env, "SATCHEL_EC_PARITY_SHARDS", 2),
     minioBinary: envString(env, "SATCHEL_MINIO_BIN", join(cacheHome, "satchel", "minio", MINIO_VERSION, "minio")),
     logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
-    tls: envString(env, "SATCHEL_PLAINTEXT", "off") !== "on",
+    tls: plaintextSetting(env) === "off",
   };
+}
+
+function plaintextSetting(env: Env): "on" | "off" {
+  const value = envString(env, "SATCHEL_PLAINTEXT", "off");
+  if (value !== "on" && value !== "off") throw new Error(`SATCHEL_PLAINTEXT must be "on" or "off", got "${value}"`);
+  return value;
 }
 
 export const ports = (c: ClusterConfig) => ({

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { RETRY_AFTER_HEADER } from "@satchel/proto";
 import { MetaService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { SatchelClient } from "@satchel/client-sdk";
-import { createAccount, MetaserverProcesses, signIn, type ServiceProcess } from "./index.js";
+import { caOf, createAccount, MetaserverProcesses, signIn, type ServiceProcess } from "./index.js";
 
 /**
  * Per-user rate limits (issue 14) on the real cluster: a metaserver of its own with a tight limit
@@ -28,7 +28,7 @@ describe("per-user rate limits", () => {
     const [alice, bob] = await Promise.all([createAccount(endpoints, "ratelimit"), createAccount(endpoints, "ratelimit")]);
     // connect-node's own transport: it does not wait and resend as Satchel's does.
     const stock = (token: string) => createClient(MetaService, createGrpcTransport({
-      baseUrl: limited.url, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))],
+      baseUrl: limited.url, nodeOptions: { ca: caOf(endpoints) }, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))],
     }));
     const a = stock(await signIn(endpoints, alice));
     const outcomes = await Promise.all(Array.from({ length: 12 }, (_, i) => a.createFolder({ path: `/burst-${i}` }).then(() => undefined, (e) => ConnectError.from(e))));

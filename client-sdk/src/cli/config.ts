@@ -14,7 +14,8 @@ export function loadCliConfig(env: Env = process.env): SatchelClientOptions & { 
   const clusterFile = envString(env, "SATCHEL_CLUSTER_FILE", join(stateDir, "cluster.json"));
   let fromFile: { metaserver?: string; blockserver?: string; notifyserver?: string; serviceToken?: string; ca?: string; devUser?: { username: string; password: string } } = {};
   if (existsSync(clusterFile)) fromFile = JSON.parse(readFileSync(clusterFile, "utf8"));
-  const caPath = envString(env, "SATCHEL_TLS_CA", fromFile.ca ?? "");
+  // The local cluster's CA goes with the local cluster's URLs, not with a server named elsewhere.
+  const caPath = envString(env, "SATCHEL_TLS_CA", env.SATCHEL_METASERVER_URL ? "" : (fromFile.ca ?? ""));
   const username = envString(env, "SATCHEL_USERNAME", fromFile.devUser?.username ?? "");
   const password = envString(env, "SATCHEL_PASSWORD", fromFile.devUser?.password ?? "");
   const options: SatchelClientOptions & { serviceToken: string; notifyserverUrl: string } = {

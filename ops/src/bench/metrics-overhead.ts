@@ -42,7 +42,7 @@ async function main(): Promise<void> {
       SATCHEL_RPC_METRICS: metrics,
     });
     proc.start();
-    const url = `http://127.0.0.1:${port}`;
+    const url = `${new URL(e.blockserver).protocol}//127.0.0.1:${port}`;
     await waitServing(proc.name, url, proc);
     variants.push({ name: i === 0 ? "with metrics" : "without metrics", proc, client: createClient(BlockService, createSatchelTransport({ baseUrl: url, token: e.serviceToken })), mb: 0, s: 0, calls: 0, callS: 0 });
   }

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 
@@ -31,10 +31,17 @@ function openssl(args: string[], cwd: string): void {
   }
 }
 
-function valid(certPath: string, now = Date.now()): boolean {
-  if (!existsSync(certPath)) return false;
-  const cert = new X509Certificate(readFileSync(certPath));
-  return Date.parse(cert.validTo) - now > RENEW_BEFORE_MS;
+/** A certificate that is there, valid for a while yet, and (for a leaf) signed by `ca`, for `host`, with its key. */
+function usable(certPath: string, keyPath: string, ca?: { cert: X509Certificate; host: string }): boolean {
+  if (!existsSync(certPath) || !existsSync(keyPath)) return false;
+  try {
+    const cert = new X509Certificate(readFileSync(certPath));
+    if (Date.parse(cert.validTo) - Date.now() < RENEW_BEFORE_MS) return false;
+    if (!cert.checkPrivateKey(createPrivateKey(readFileSync(keyPath)))) return false;
+    return !ca || (cert.checkIssued(ca.cert) && cert.verify(ca.cert.publicKey) && cert.checkIP(ca.host) !== undefined);
+  } catch {
+    return false;
+  }
 }
 
 /** The certificates of a running cluster, found beside its CA file (ClusterEndpoints.ca). */
@@ -55,8 +62,7 @@ export function ensureClusterCerts(stateDir: string, host: string, servers: stri
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ca = join(dir, "ca.crt");
   const caKey = join(dir, "ca.key");
-  let caMade = false;
-  if (!valid(ca) || !existsSync(caKey)) {
+  if (!usable(ca, caKey)) {
     openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", caKey], dir);
     chmodSync(caKey, 0o600);
     openssl([
@@ -64,12 +70,14 @@ export function ensureClusterCerts(stateDir: string, host: string, servers: stri
       "-subj", "/O=Satchel development/CN=Satchel local CA",
       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
     ], dir);
-    caMade = true;
   }
+  const caCert = { cert: new X509Certificate(readFileSync(ca)), host };
   const files = clusterCertsAt(ca).server;
   for (const name of servers) {
     const { cert, key } = files(name);
-    if (!caMade && valid(cert) && existsSync(key)) continue;
+    // Made again unless it still fits: a run cut short between a new CA and its leaves, or between
+    // a new key and its certificate, leaves nothing half-made in use.
+    if (usable(cert, key, caCert)) continue;
     const csr = join(dir, `${name}.csr`);
     const ext = join(dir, `${name}.ext`);
     writeFileSync(ext, [

@@ -195,9 +195,10 @@ function certificateNames(config: ClusterConfig): string[] {
 
 /** A service process's TLS settings: its own certificate and the cluster's CA, or the explicit plaintext setting. */
 export function tlsEnv(certs: ClusterCerts | undefined, service: string): Record<string, string> {
-  if (!certs) return { SATCHEL_PLAINTEXT: "on" };
+  // Both ways are spelled out, so that settings inherited from the launcher's shell cannot mix in.
+  if (!certs) return { SATCHEL_PLAINTEXT: "on", SATCHEL_TLS_CA: "", SATCHEL_TLS_CERT: "", SATCHEL_TLS_KEY: "" };
   const own = certs.server(service);
-  return { SATCHEL_TLS_CA: certs.ca, SATCHEL_TLS_CERT: own.cert, SATCHEL_TLS_KEY: own.key };
+  return { SATCHEL_PLAINTEXT: "off", SATCHEL_TLS_CA: certs.ca, SATCHEL_TLS_CERT: own.cert, SATCHEL_TLS_KEY: own.key };
 }
 
 async function migrateAll(

@@ -1,4 +1,5 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import type * as https from "node:https";
 import { join } from "node:path";
 import * as Minio from "minio";
 import { httpsAgent } from "@satchel/proto";
@@ -76,6 +77,15 @@ export async function liveness(endpoint: string, ca?: Buffer): Promise<number> {
   return (await httpGet(`${endpoint}/minio/health/live`, ca, 5000)).status;
 }
 
+const agents = new Map<Buffer | undefined, https.Agent>();
+
+/** One keep-alive HTTPS agent per trusted CA, shared by every client made here (tests make many). */
+function sharedAgent(ca: Buffer | undefined): https.Agent {
+  let agent = agents.get(ca);
+  if (!agent) agents.set(ca, (agent = httpsAgent(ca, { keepAlive: true })));
+  return agent;
+}
+
 /** An S3 client of a node; `ca` (default: SATCHEL_TLS_CA's file) is trusted for an https endpoint. */
 export function minioClient(node: { endpoint: string; accessKey: string; secretKey: string }, ca?: Buffer): Minio.Client {
   const url = new URL(node.endpoint);
@@ -84,7 +94,7 @@ export function minioClient(node: { endpoint: string; accessKey: string; secretK
     endPoint: url.hostname,
     port: Number(url.port),
     useSSL,
-    ...(useSSL ? { transportAgent: httpsAgent(ca, { keepAlive: true }) } : {}),
+    ...(useSSL ? { transportAgent: sharedAgent(ca) } : {}),
     accessKey: node.accessKey,
     secretKey: node.secretKey,
   });

@@ -356,10 +356,10 @@ export class Nemesis {
       const key = shardKey(hex, target.index);
       const n = this.cluster.minio[target.node];
       try {
-        if (damage === "delete") await deleteShardViaS3(n, key);
+        if (damage === "delete") await deleteShardViaS3(n, key, caOf(this.cluster.endpoints));
         else if (damage === "truncate") truncateShard(this.cluster.config.stateDir, target.node, key);
         else if (pick % 2 === 0) flipBit(this.cluster.config.stateDir, target.node, key, { seed: pick });
-        else await flipBitViaS3(n, key, { seed: pick });
+        else await flipBitViaS3(n, key, { seed: pick }, caOf(this.cluster.endpoints));
         report.shardsDamaged++;
       } catch (err) {
         // The object may have moved or been rebuilt a moment ago; that damage simply did not happen.
@@ -391,7 +391,7 @@ export class Nemesis {
     let left = keys;
     for (let round = 0; left.length > 0; round++) {
       if (round === 5) throw new Error(`shards ${left.join(", ")} keep coming back after being deleted`);
-      await Promise.all(left.flatMap((key) => this.cluster.minio.map((n) => deleteShardViaS3(n, key).catch(() => undefined))));
+      await Promise.all(left.flatMap((key) => this.cluster.minio.map((n) => deleteShardViaS3(n, key, caOf(this.cluster.endpoints)).catch(() => undefined))));
       await sleep(1500);
       await this.waitRepairsIdle(60_000).catch(() => undefined);
       left = await this.keysStillStored(left);

@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { chunkBuffer, SatchelClient } from "@satchel/client-sdk";
 import type { FileMetadata } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { ClusterEndpoints } from "../cluster/cluster.js";
+import { caOf } from "../cluster/trust.js";
 import { createAccount, type TestAccount } from "../testing/accounts.js";
 import { CLI_BIN, cliEnv } from "../testing/cli.js";
 import { checkSimulation, FOLDER, treeDiff, type DeviceView, type LoggedEvent, type ServerView, type Tree } from "./checker.js";
@@ -146,7 +147,7 @@ export class SyncSimulation {
     const base = join(this.opts.workDir, `seed-${seed}-${randomBytes(3).toString("hex")}`);
     await mkdir(base, { recursive: true });
     const account = await createAccount(this.endpoints, `sim${seed}`);
-    const client = new SatchelClient({ metaserverUrl: this.endpoints.metaserver, blockserverUrl: this.endpoints.blockserver, credentials: { ...account, deviceName: "checker" } });
+    const client = new SatchelClient({ metaserverUrl: this.endpoints.metaserver, blockserverUrl: this.endpoints.blockserver, credentials: { ...account, deviceName: "checker" }, ca: caOf(this.endpoints) });
     const devices = Array.from({ length: schedule.devices }, (_, i) => {
       const name = String.fromCharCode(65 + i);
       return new SimDevice(name, join(base, name), this.env(account, name), base);

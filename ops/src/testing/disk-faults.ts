@@ -169,9 +169,9 @@ export interface NodeAccess {
   secretKey: string;
 }
 
-/** Deletes the object through S3, as a stray garbage collection or an operator would. */
-export async function deleteShardViaS3(node: NodeAccess, key: string): Promise<void> {
-  await minioClient(node).removeObject(SHARD_BUCKET, key);
+/** Deletes the object through S3 (`ca`: trusted for an https node; default SATCHEL_TLS_CA's file), as a stray garbage collection or an operator would. */
+export async function deleteShardViaS3(node: NodeAccess, key: string, ca?: Buffer): Promise<void> {
+  await minioClient(node, ca).removeObject(SHARD_BUCKET, key);
 }
 
 /**
@@ -179,8 +179,8 @@ export async function deleteShardViaS3(node: NodeAccess, key: string): Promise<v
  * stores (and bitrot-protects) the wrong bytes and serves them with a 200: the one fault that only
  * the shard header's CRC-32s can catch.
  */
-export async function flipBitViaS3(node: NodeAccess, key: string, target: BitTarget): Promise<Omit<BitFlip, "file" | "fileOffset">> {
-  const client = minioClient(node);
+export async function flipBitViaS3(node: NodeAccess, key: string, target: BitTarget, ca?: Buffer): Promise<Omit<BitFlip, "file" | "fileOffset">> {
+  const client = minioClient(node, ca);
   const chunks: Buffer[] = [];
   for await (const chunk of await client.getObject(SHARD_BUCKET, key)) chunks.push(chunk as Buffer);
   const object = Buffer.concat(chunks);

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { isIP } from "node:net";
 import { checkServerIdentity } from "node:tls";
@@ -78,16 +79,34 @@ function targetOf(baseUrl: string, ca: Buffer | undefined): { target: string; cr
   const target = `${url.hostname}:${port}`;
   if (url.protocol === "http:") return { target, credentials: grpc.credentials.createInsecure(), options: CLIENT_CHANNEL_OPTIONS };
   const roots = ca ?? defaultTrust() ?? null;
-  if (!isLoopbackIp(url.hostname)) return { target, credentials: grpc.credentials.createSsl(roots), options: CLIENT_CHANNEL_OPTIONS };
   // grpc-js names the server in TLS SNI by the target's host even when it is an IP address, which
   // RFC 6066 forbids (Node warns on every CLI run). A loopback server is "localhost": name it so,
   // and still check its certificate against the address itself.
-  const address = url.hostname.replace(/^\[|\]$/g, "");
+  const loopback = isLoopbackIp(url.hostname) ? url.hostname.replace(/^\[|\]$/g, "") : undefined;
   return {
     target,
-    credentials: grpc.credentials.createSsl(roots, null, null, { checkServerIdentity: (_name, cert) => checkServerIdentity(address, cert) }),
-    options: { ...CLIENT_CHANNEL_OPTIONS, "grpc.ssl_target_name_override": "localhost" },
+    credentials: sslCredentials(roots, loopback),
+    options: loopback ? { ...CLIENT_CHANNEL_OPTIONS, "grpc.ssl_target_name_override": "localhost" } : CLIENT_CHANNEL_OPTIONS,
   };
+}
+
+const credentialsCache = new Map<string, grpc.ChannelCredentials>();
+
+/**
+ * TLS channel credentials, one object per trusted CA and checked address: grpc-js shares a
+ * connection between clients only when their credentials are the same object, so transports to
+ * one server (an SDK client's, a test's many) share one TLS connection instead of each its own.
+ */
+function sslCredentials(roots: Buffer | null, loopback: string | undefined): grpc.ChannelCredentials {
+  const key = `${roots ? createHash("sha256").update(roots).digest("hex") : "system roots"}|${loopback ?? ""}`;
+  let credentials = credentialsCache.get(key);
+  if (!credentials) {
+    credentials = loopback
+      ? grpc.credentials.createSsl(roots, null, null, { checkServerIdentity: (_name, cert) => checkServerIdentity(loopback, cert) })
+      : grpc.credentials.createSsl(roots);
+    credentialsCache.set(key, credentials);
+  }
+  return credentials;
 }
 
 function isLoopbackIp(host: string): boolean {

@@ -62,6 +62,18 @@ export function tlsFromEnv(env: Env, serving: boolean): TlsConfig | undefined {
   };
 }
 
+/**
+ * The URL of a hop, refused when it is plaintext (http://, redis://) while the process has TLS
+ * settings: a hop is never left in plaintext by a stale setting.
+ */
+export function secureUrl(name: string, url: string, tls: TlsConfig | undefined): string {
+  const scheme = /^([a-z]+):/.exec(url)?.[1];
+  if (tls && (scheme === "http" || scheme === "redis")) {
+    throw new Error(`${name} is ${url}, which is plaintext while TLS is on: use ${scheme}s:// (or ${PLAINTEXT_SETTING}=on, for local development only)`);
+  }
+  return url;
+}
+
 /** The serving half of a TLS config; undefined in plaintext. */
 export function servingTls(tls: TlsConfig | undefined): ServingTls | undefined {
   if (!tls) return undefined;
