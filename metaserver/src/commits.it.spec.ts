@@ -390,7 +390,7 @@ describe("WaitForChange", () => {
 
 describe("with Redis unreachable", () => {
   // Nothing listens here: the metaserver's Redis connections are refused.
-  const closedRedis = () => `redis://127.0.0.1:${Number(new URL(endpoints.metaserver).port) + 89}`;
+  const closedRedis = () => `${new URL(endpoints.redisUrl).protocol}//127.0.0.1:${Number(new URL(endpoints.metaserver).port) + 89}`;
 
   it("a metaserver still commits, reports latest cursors from MySQL, and its long poll notices commits made elsewhere", async () => {
     const isolated = await startMetaserver("metaserver-no-redis", 74, { SATCHEL_REDIS_URL: closedRedis() });
