@@ -49,8 +49,8 @@ export class Subscriber<M = unknown> {
 
   /**
    * Takes everything pending, waiting until something arrives or nudge() is called (by the
-   * stream's heartbeat timer, or when it ends), and then for the end of the current I/O turn. No
-   * timer or listener per call: a busy stream takes thousands of times a second.
+   * stream's heartbeat timer, or when it ends). No timer or listener per call: a busy stream
+   * takes thousands of times a second.
    */
   async take(): Promise<Map<bigint, Pending<M>>> {
     if (this.pending.size === 0 && !this.closed) {
@@ -60,9 +60,6 @@ export class Subscriber<M = unknown> {
           resolve();
         };
       });
-      // Let the rest of this I/O turn land first: a backlog read from Redis over TLS arrives one
-      // record per callback, and advances taken between them would not be folded together.
-      await new Promise<void>((resolve) => setImmediate(resolve));
     }
     const out = new Map(this.pending);
     this.pending.clear();

@@ -11,6 +11,13 @@ import type { Fanout } from "./fanout.js";
 export class RedisFeed {
   private readonly subscriber: Redis;
   private readonly reader: Redis;
+  /**
+   * Advances read in this I/O turn, published together at its end. Over TLS, Redis's messages come
+   * one record per callback, and streams would take each between two callbacks; published together,
+   * a backlog (a stalled server catching up) folds into one advance per namespace, as it does when
+   * one plaintext read brings it all. One deferral per turn, not per stream.
+   */
+  private arrived: { namespaceId: bigint; cursor: bigint; at: number }[] = [];
 
   constructor(redisUrl: string, fanout: Fanout, metrics: Pick<NotifyMetrics, "received">, logger: Logger, tls: TlsConfig | undefined) {
     this.subscriber = new Redis(redisUrl, { ...redisTls(redisUrl, tls), maxRetriesPerRequest: null });
@@ -22,11 +29,18 @@ export class RedisFeed {
         return;
       }
       metrics.received.inc();
-      fanout.publish(msg.namespaceId, msg.cursor, msg.at);
+      this.arrived.push(msg);
+      if (this.arrived.length === 1) setImmediate(() => this.publishArrived(fanout));
     });
     this.subscriber.subscribe(NAMESPACE_CHANNEL).catch((err: Error) => logger.warn({ err: err.message }, "redis subscribe failed; retrying"));
     this.reader = new Redis(redisUrl, { ...redisTls(redisUrl, tls), maxRetriesPerRequest: 1, enableOfflineQueue: false });
     this.reader.on("error", () => undefined);
+  }
+
+  private publishArrived(fanout: Fanout): void {
+    const batch = this.arrived;
+    this.arrived = [];
+    for (const m of batch) fanout.publish(m.namespaceId, m.cursor, m.at);
   }
 
   /** Latest cursors Redis knows (undefined where it does not, or when it is down). */
