@@ -205,10 +205,13 @@ export class SatchelClient {
   /**
    * Writes one version of a file to localPath (through a temporary file renamed into place).
    * localBlock may supply blocks the device already has (from any local file); they are verified
-   * like fetched ones, and only the others are fetched.
+   * like fetched ones, and only the others are fetched. beforeReplace runs just before the rename
+   * into place; when it throws, nothing is replaced (a sync agent checks there that the local file
+   * was not edited while the download ran).
    */
   async downloadVersion(
-    file: FileMetadata, localPath: string, opts: { onProgress?: ProgressListener; localBlock?: (ref: BlockRef) => Promise<Uint8Array | undefined> } = {},
+    file: FileMetadata, localPath: string,
+    opts: { onProgress?: ProgressListener; localBlock?: (ref: BlockRef) => Promise<Uint8Array | undefined>; beforeReplace?: () => Promise<void> } = {},
   ): Promise<TransferProgress> {
     const remotePath = file.path;
     const onProgress = opts.onProgress;
@@ -268,6 +271,7 @@ export class SatchelClient {
       if (position !== total) throw new ConnectError(`"${remotePath}" rebuilt to ${position} bytes, expected ${total}`, Code.DataLoss);
       await handle.sync();
       await handle.close();
+      await opts.beforeReplace?.();
       await rename(temp, localPath);
       return progress;
     } catch (err) {

@@ -112,6 +112,7 @@ function matrix(): Map<DescService, Record<string, Row>> {
       ShareFolder: { theirs: () => m.shareFolder({ path: "/Team", username: alice.username, role: Role.EDITOR }),
         never: () => m.shareFolder({ path: "/Never", username: alice.username, role: Role.EDITOR }), ids: ["/Team", "/Never"] },
       Unshare: { theirs: () => m.unshare({ path: "/Team", username: alice.username }), never: () => m.unshare({ path: "/Never", username: alice.username }), ids: ["/Team", "/Never"] },
+      LeaveSharedFolder: { theirs: () => m.leaveSharedFolder({ path: "/Team" }), never: () => m.leaveSharedFolder({ path: "/Never" }), ids: ["/Team", "/Never"] },
       ListMembers: { theirs: () => m.listMembers({ path: "/Team" }), never: () => m.listMembers({ path: "/Never" }), ids: ["/Team", "/Never"] },
       CreateShareLink: { ...refusedPath((path) => m.createShareLink({ path })), ids: [A.path, "/never/was.bin"] },
       RevokeShareLink: { theirs: () => m.revokeShareLink({ linkId: A.link }), never: () => m.revokeShareLink({ linkId: NEVER }), ids: ns(A.link) },

@@ -227,6 +227,8 @@ program
     for (const p of s.problems) {
       console.log(`  ${p.path}  ${p.direction} failed: ${p.code}: ${p.message}; ${p.attempts} attempt${p.attempts === 1 ? "" : "s"} since ${new Date(p.firstFailedAt).toISOString()}, next ${retryTime(p.nextRetryAt)}`);
     }
+    if (s.skipped.length > 0) console.log(`${s.skipped.length} entries are not synced:`);
+    for (const e of s.skipped) console.log(`  ${e.path}  ${e.reason}`);
   });
 
 const admin = program.command("admin").description("operator commands");

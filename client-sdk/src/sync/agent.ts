@@ -4,7 +4,7 @@ import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/pr
 import { dirname, join } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createSatchelTransport } from "@satchel/proto";
-import { Operation, type BlockRef, type FileMetadata, type JournalEntry } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { Operation, Role, type BlockRef, type FileMetadata, type JournalEntry } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { SatchelClient } from "../client.js";
 import { isIgnored } from "./ignore.js";
@@ -23,6 +23,8 @@ export type SyncEvent =
    */
   | { kind: "delete-remote"; path: string; revision?: string; blocks?: string[]; seenCursor?: string }
   | { kind: "pending"; files: number; bytes: number }
+  /** The shared folder mounted at path was deleted here: this device's account left it (the folder stays for the others). */
+  | { kind: "leave"; path: string }
   | { kind: "synced"; uploads: number; downloads: number; problems: number }
   /** A file could not be synced this time; the others went on, and it is tried again at nextRetryAt. */
   | { kind: "problem"; path: string; direction: ProblemDirection; code: string; message: string; attempts: number; nextRetryAt: number }
@@ -30,6 +32,12 @@ export type SyncEvent =
 
 /** A file that could not be synced, as `status()` reports it. */
 export type ProblemFile = SyncProblem & { path: string };
+
+/** A local entry the agent leaves alone (a link, a pipe, a device, a folder it cannot read), and why. */
+export interface SkippedEntry {
+  path: string;
+  reason: string;
+}
 
 export interface SyncAgentOptions {
   /** Streams "namespace advanced" from here; without it the agent only rescans and polls. */
@@ -44,7 +52,25 @@ export interface SyncAgentOptions {
 }
 
 /** A name in a local folder, and what it is. */
-type LocalEntry = Pick<Dirent, "name" | "isDirectory" | "isFile">;
+type LocalEntry = Pick<Dirent, "name" | "isDirectory" | "isFile" | "isSymbolicLink" | "isFIFO" | "isSocket" | "isBlockDevice" | "isCharacterDevice">;
+
+/**
+ * Why an entry that is neither a file nor a folder is not synced. Links are never followed: a link
+ * may point outside the folder or at itself (a loop), and following it would upload what the user
+ * never put in the folder.
+ */
+async function whySkipped(entry: LocalEntry, at: string): Promise<string> {
+  if (entry.isSymbolicLink()) {
+    const target = await stat(at).then(() => "", (err: NodeJS.ErrnoException) => err.code);
+    if (target === "ELOOP") return "a symbolic link in a loop (links are not synced)";
+    if (target === "ENOENT") return "a symbolic link to nothing (links are not synced)";
+    return "a symbolic link (links are not synced)";
+  }
+  if (entry.isFIFO()) return "a named pipe (only files and folders are synced)";
+  if (entry.isSocket()) return "a socket (only files and folders are synced)";
+  if (entry.isBlockDevice() || entry.isCharacterDevice()) return "a device (only files and folders are synced)";
+  return "not a regular file or folder";
+}
 
 interface LocalFile {
   size: number;
@@ -80,6 +106,8 @@ const codeOf = (err: unknown) => ConnectError.from(err).code;
 export class SyncAgent {
   private state!: SyncState;
   private watcher?: FSWatcher;
+  /** What the last scan left alone, by path. */
+  private skipped: SkippedEntry[] = [];
   private timer?: NodeJS.Timeout;
   private readonly stopping = new AbortController();
   private running?: Promise<void>;
@@ -155,19 +183,46 @@ export class SyncAgent {
   /** Starts syncing continuously: a first pass, then on changes (local or remote) and on a timer. */
   async start(): Promise<void> {
     await this.open();
-    await this.syncNow();
-    this.watcher = watch(this.root, { recursive: true }, (_event, name) => {
-      if (name && (name.startsWith(STATE_DIR) || isIgnored(`/${name.toString().split("\\").join("/")}`))) return;
-      clearTimeout(this.debounce);
-      this.debounce = setTimeout(() => this.schedule(), 100);
-    });
+    // A first pass that fails (the services down, a folder unreadable) is tried again by the timer:
+    // the agent runs on.
+    await this.syncNow().catch((err: Error) => this.emit({ kind: "error", message: err.message }));
+    this.watchFolder();
     this.timer = setInterval(() => this.schedule(), this.opts.scanIntervalMs ?? 30_000);
     if (this.opts.notifyserverUrl) void this.listen(this.opts.notifyserverUrl);
   }
 
+  /**
+   * Watches the folder for changes. The recursive watcher reports entries it cannot follow (a
+   * symbolic link in a loop gives ELOOP, at start and whenever one appears) and goes on watching
+   * the rest: that must never end the agent, so the failure is reported and a scan runs (the
+   * periodic scan covers whatever the watcher misses). A watcher that cannot start at all is tried
+   * again later.
+   */
+  private watchFolder(): void {
+    if (this.stopping.signal.aborted) return;
+    try {
+      this.watcher = watch(this.root, { recursive: true }, (_event, name) => {
+        if (name && (name.startsWith(STATE_DIR) || isIgnored(`/${name.toString().split("\\").join("/")}`))) return;
+        clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => this.schedule(), 100);
+      });
+    } catch (err) {
+      this.emit({ kind: "error", message: `watching ${this.root}: ${(err as Error).message}; the periodic scan goes on` });
+      this.rewatch = setTimeout(() => this.watchFolder(), 5_000);
+      return;
+    }
+    this.watcher.on("error", (err) => {
+      this.emit({ kind: "error", message: `watching ${this.root}: ${err.message}` });
+      this.schedule();
+    });
+  }
+
+  private rewatch?: NodeJS.Timeout;
+
   async stop(): Promise<void> {
     this.stopping.abort();
     this.watcher?.close();
+    clearTimeout(this.rewatch);
     clearInterval(this.timer);
     clearTimeout(this.debounce);
     await this.running?.catch(() => undefined);
@@ -270,8 +325,19 @@ export class SyncAgent {
     const files = new Map<string, LocalFile>();
     const folders = new Set<string>();
     const spellings = new Map<string, string>();
+    const skipped: SkippedEntry[] = [];
     const walk = async (dir: string, prefix: string, spelledPrefix: string) => {
-      for (const d of await this.withoutTwins(dir, prefix, await readdir(dir, { withFileTypes: true }).catch(() => []))) {
+      const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+        if (prefix === "") throw err;
+        // A folder it cannot read is not an empty folder: what was synced in it stays as it was
+        // (nothing there is deleted on the server), and status says why it is not synced.
+        skipped.push({ path: prefix, reason: `a folder that cannot be read (${err.code ?? err.message})` });
+        for (const [p, synced] of this.state.files) if (p.startsWith(`${prefix}/`)) files.set(p, { size: synced.size, mtimeMs: synced.mtimeMs, ino: synced.ino });
+        for (const f of this.state.folders) if (f.startsWith(`${prefix}/`)) folders.add(f);
+        return undefined;
+      });
+      if (!entries) return;
+      for (const d of await this.withoutTwins(dir, prefix, entries)) {
         const name = d.name.normalize("NFC");
         const path = `${prefix}/${name}`;
         const spelled = `${spelledPrefix}/${d.name}`;
@@ -283,11 +349,17 @@ export class SyncAgent {
         } else if (d.isFile()) {
           const s = await stat(join(dir, d.name)).catch(() => undefined);
           if (s) files.set(path, { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino });
+        } else {
+          skipped.push({ path, reason: await whySkipped(d, join(dir, d.name)) });
         }
       }
     };
     await walk(this.root, "", "");
     this.spellings = spellings;
+    this.skipped = skipped.sort((a, b) => (a.path < b.path ? -1 : 1));
+    // An agent from before names were ignored both ways may have synced some: they are forgotten
+    // here (never deleted on the server, whatever happens to them locally).
+    for (const [path] of this.state.files) if (isIgnored(path)) this.state.setFile(path, undefined);
     return { files, folders };
   }
 
@@ -324,7 +396,10 @@ export class SyncAgent {
           await rename(join(dir, twin.name), join(dir, name));
           this.emit({ kind: "conflict", path: `${prefix}/${twin.name.normalize("NFC")}`, to: `${prefix}/${name.normalize("NFC")}` });
           taken.add(foldKey(name));
-          out.push({ name, isDirectory: () => twin.isDirectory(), isFile: () => twin.isFile() });
+          out.push({
+            name, isDirectory: () => twin.isDirectory(), isFile: () => twin.isFile(), isSymbolicLink: () => twin.isSymbolicLink(),
+            isFIFO: () => twin.isFIFO(), isSocket: () => twin.isSocket(), isBlockDevice: () => twin.isBlockDevice(), isCharacterDevice: () => twin.isCharacterDevice(),
+          });
           break;
         }
       }
@@ -347,6 +422,9 @@ export class SyncAgent {
 
   /** Sends local changes: new and edited files, deletions, new and removed folders. */
   private async push(files: Map<string, LocalFile>, folders: Set<string>, counts: { uploads: number }): Promise<void> {
+    const vanished = this.state.files.some(([p]) => !files.has(p)) || [...this.state.folders].some((f) => !folders.has(f));
+    const mounts = vanished ? (await this.client.meta.listNamespaces({})).namespaces : [];
+    await this.pushLeaves(mounts, folders);
     await this.pushRespellings(folders);
     await this.pushMoves(files, folders);
     const at = Date.now();
@@ -355,7 +433,8 @@ export class SyncAgent {
     for (const folder of [...folders].sort()) {
       if (this.state.folders.has(folder)) continue;
       await this.client.meta.createFolder({ path: folder }).catch((err) => {
-        if (codeOf(err) !== Code.AlreadyExists) throw err;
+        // Refused in a folder shared with this account as a viewer: it stays a local folder only.
+        if (![Code.AlreadyExists, Code.PermissionDenied].includes(codeOf(err))) throw err;
       });
     }
     // Several files at once: small files are bound by round trips, not bytes.
@@ -390,7 +469,13 @@ export class SyncAgent {
       this.state.followUp("refetch", path);
     }));
     for (const [path, synced] of this.state.files) {
-      if (files.has(path) || !this.uploadDue(path, undefined, at)) continue;
+      if (files.has(path) || isIgnored(path) || !this.uploadDue(path, undefined, at)) continue;
+      if (this.viewerOf(path, mounts)) {
+        // A viewer cannot delete what is shared with them: the server's version comes back.
+        this.state.setFile(path, undefined);
+        this.state.followUp("refetch", path);
+        continue;
+      }
       // Gone locally: delete remotely, unless it changed there meanwhile (then it comes back).
       await this.perFile(path, "upload", {}, async () => {
         this.emit({ kind: "delete-remote", path, revision: synced.revision, blocks: synced.blocks.map(([hex]) => hex) });
@@ -406,9 +491,14 @@ export class SyncAgent {
       if (problem.direction === "upload" && !files.has(path) && !this.state.file(path)) this.state.setProblem(path, undefined);
     }
     const removed = [...this.state.folders].filter((f) => !folders.has(f)).sort().reverse();
-    const mounts = removed.length > 0 ? (await this.client.meta.listNamespaces({})).namespaces : [];
     for (const folder of removed) {
       if ([...files.keys()].some((p) => p.startsWith(`${folder}/`))) continue;
+      if (this.viewerOf(folder, mounts) || mounts.some((m) => m.path === folder)) {
+        // Not this account's to delete (a viewer's folder, or the root of a mount): it comes back.
+        await this.localDir(folder);
+        folders.add(folder);
+        continue;
+      }
       // A folder delete names what this device saw (its cursor in the folder's namespace): whatever
       // another device created or changed in it since survives, with the folder, and comes back here
       // on the next pull.
@@ -420,6 +510,36 @@ export class SyncAgent {
       });
     }
     this.state.setFolders(folders);
+  }
+
+  /** Whether `path` lies in a folder shared with this account as a viewer (who cannot change it). */
+  private viewerOf(path: string, mounts: { path: string; role: Role }[]): boolean {
+    return mounts.some((m) => m.role === Role.VIEWER && path.startsWith(`${m.path}/`));
+  }
+
+  /**
+   * A shared folder of someone else's deleted here means leaving it, as in Dropbox: the account's
+   * mount goes (on its other devices too), and the folder and everything in it stay for the owner
+   * and the other members. Nothing under it is deleted on the server, and this device forgets it.
+   */
+  private async pushLeaves(mounts: { namespaceId: bigint; path: string; role: Role }[], folders: Set<string>): Promise<void> {
+    const under = (p: string, root: string) => p === root || p.startsWith(`${root}/`);
+    for (const m of mounts) {
+      if (m.path === "/" || m.role === Role.OWNER || folders.has(m.path)) continue;
+      // Only a folder this device had: a mount it never made locally is not a delete.
+      const had = this.state.folders.has(m.path) || this.state.files.some(([p]) => under(p, m.path));
+      if (!had) continue;
+      this.emit({ kind: "leave", path: m.path });
+      await this.client.meta.leaveSharedFolder({ path: m.path }).catch((err) => {
+        // Left already (from another device), or the owner removed this account meanwhile.
+        if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
+      });
+      for (const [p] of this.state.files) if (under(p, m.path)) this.state.setFile(p, undefined);
+      for (const [p] of this.state.problems) if (under(p, m.path)) this.state.setProblem(p, undefined);
+      this.state.applied(m.path);
+      this.state.setFolders([...this.state.folders].filter((f) => !under(f, m.path)));
+      this.state.forgetCursor(m.namespaceId);
+    }
   }
 
   /**
@@ -499,10 +619,19 @@ export class SyncAgent {
 
   /** This device's cursor in the namespace that holds `path` (the deepest mount above it). */
   private seenCursorFor(path: string, mounts: { namespaceId: bigint; path: string }[]): bigint {
-    const holder = mounts
-      .filter((m) => m.path === "/" || path === m.path || path.startsWith(`${m.path}/`))
+    const holderOf = (p: string) => mounts
+      .filter((m) => m.path === "/" || p === m.path || p.startsWith(`${m.path}/`))
       .sort((a, b) => b.path.length - a.path.length)[0];
-    return holder ? this.state.cursor(holder.namespaceId) : 0n;
+    const holder = holderOf(path);
+    if (!holder) return 0n;
+    // The cursor may have passed changes under the folder that this device never applied (a name it
+    // ignores, a download that failed): the server must not trash those, so the delete names a
+    // point before the earliest of them.
+    let seen = this.state.cursor(holder.namespaceId);
+    for (const [p, cursor] of this.state.unapplied) {
+      if (p.startsWith(`${path}/`) && holderOf(p) === holder && cursor - 1n < seen) seen = cursor - 1n;
+    }
+    return seen;
   }
 
   /** Applies every namespace's journal after the stored cursor. */
@@ -512,6 +641,12 @@ export class SyncAgent {
     const { namespaces } = await this.client.meta.listNamespaces({});
     for (const ns of namespaces) {
       let cursor = this.state.cursor(ns.namespaceId);
+      if (ns.path !== "/") {
+        // A shared folder's root is in no journal of this account's: a new mount is made here, and a
+        // mount root the device has is a synced folder (its deletion is a leave, see pushLeaves).
+        if (cursor === 0n) await this.localDir(ns.path);
+        if ((await stat(this.local(ns.path)).catch(() => undefined))?.isDirectory()) this.state.setFolders([...this.state.folders, ns.path]);
+      }
       for (let page = 0; page < 100_000; page++) {
         const res = await this.client.meta.listDelta({ namespaceId: ns.namespaceId, cursor });
         if (res.reset) {
@@ -592,11 +727,17 @@ export class SyncAgent {
         return;
       case Operation.MKDIR:
       case Operation.MOUNT:
+        if (isIgnored(e.path)) {
+          this.state.notApplied(e.path, e.cursor);
+          return;
+        }
         await this.localDir(e.path);
         this.state.setFolders([...this.state.folders, e.path]);
         return;
       case Operation.DELETE:
-        await this.removeLocal(e.path);
+        this.state.applied(e.path);
+        // A local entry of an ignored name is the user's own, never synced: it stays.
+        if (!isIgnored(e.path)) await this.removeLocal(e.path);
         return;
       case Operation.MOVE: {
         // A file that failed to come down is still wanted, under its new name.
@@ -725,6 +866,12 @@ export class SyncAgent {
   /** Brings one version down, unless the device has it already or holds an unsent edit of it. */
   private async download(file: FileMetadata, counts: { downloads: number }): Promise<void> {
     const path = file.path;
+    if (isIgnored(path)) {
+      // Not this device's to sync, either way: never fetched, so never among what it deletes.
+      this.state.setProblem(path, undefined);
+      this.state.notApplied(path, file.cursor);
+      return;
+    }
     const synced = this.state.file(path);
     if (synced?.revision === file.revision.toString()) {
       if (this.state.problem(path)?.direction === "download") this.state.setProblem(path, undefined);
@@ -745,7 +892,28 @@ export class SyncAgent {
     await this.localDir(parentPath(path));
     // Where the folder is now (localDir may have found it under another spelling).
     const into = this.local(path);
-    const progress = await this.client.downloadVersion(file, into, { localBlock: (ref) => this.localBlock(ref) });
+    const read = await stat(into).catch(() => undefined);
+    let edited = false;
+    // The user may edit (or make) the local file while the download runs: checked again just
+    // before the rename, an edit since the check above is never overwritten.
+    const beforeReplace = async () => {
+      const latest = await stat(into).catch(() => undefined);
+      if (read?.size !== latest?.size || read?.mtimeMs !== latest?.mtimeMs || read?.ino !== latest?.ino) {
+        edited = true;
+        throw new Error(`"${path}" was edited locally during its download`);
+      }
+    };
+    const progress = await this.client.downloadVersion(file, into, { localBlock: (ref) => this.localBlock(ref), beforeReplace }).catch((err) => {
+      if (!edited) throw err;
+      return undefined;
+    });
+    if (!progress) {
+      // The edit goes up with the revision it was made from as its parent (a conflicted copy beside
+      // this version, which comes down afterwards).
+      this.again = true;
+      this.state.followUp("refetch", path);
+      return;
+    }
     const written = await stat(into);
     const fresh: SyncedFile = {
       revision: file.revision.toString(), size: written.size, mtimeMs: written.mtimeMs, ino: written.ino, cursor: file.cursor.toString(),
@@ -753,6 +921,7 @@ export class SyncAgent {
     };
     this.state.setFile(path, fresh);
     this.state.setProblem(path, undefined);
+    this.state.applied(path);
     this.indexBlocks(path, fresh);
     counts.downloads++;
     this.emit({ kind: "download", path, bytes: progress.bytesTransferred });
@@ -874,6 +1043,7 @@ export class SyncAgent {
   /** What `satchel status` shows. */
   async status(): Promise<{
     tracked: number; pendingFiles: number; pendingBytes: number; lastSyncAt: number; cursors: Record<string, string>; problems: ProblemFile[];
+    skipped: SkippedEntry[];
   }> {
     if (!this.state) await this.open();
     const { files } = await this.scan();
@@ -886,6 +1056,7 @@ export class SyncAgent {
       lastSyncAt: this.state.lastSyncAt,
       cursors: this.state.cursors,
       problems: this.state.problems.sort(([a], [b]) => (a < b ? -1 : 1)).map(([path, p]) => ({ path, ...p })),
+      skipped: this.skipped,
     };
   }
 }

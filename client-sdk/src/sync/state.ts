@@ -47,6 +47,12 @@ interface StateData {
   /** Remote path -> why it could not be synced, and when it is tried again. */
   problems: Record<string, SyncProblem>;
   followUps: FollowUps;
+  /**
+   * Remote path -> the cursor of a change there this device did not apply (a name it ignores, a
+   * download that failed). A folder delete names a seen cursor below it, so the server never trashes
+   * what this device never had. Absent in states written before it (read as none).
+   */
+  unapplied?: Record<string, string>;
 }
 
 /** Version 2: the same without follow-ups. */
@@ -86,6 +92,11 @@ export class SyncState {
 
   setCursor(namespaceId: bigint, cursor: bigint): void {
     this.data.cursors[namespaceId.toString()] = cursor.toString();
+  }
+
+  /** Forgets a namespace this device no longer sees (it left it): mounted again, it is read from the start. */
+  forgetCursor(namespaceId: bigint): void {
+    delete this.data.cursors[namespaceId.toString()];
   }
 
   file(path: string): SyncedFile | undefined {
@@ -138,6 +149,25 @@ export class SyncState {
     for (const kind of ["movedFrom", "movedTo", "refetch"] as const) {
       this.data.followUps[kind] = this.data.followUps[kind].filter((p) => !done[kind].includes(p));
     }
+  }
+
+  /** Remembers that the change at `cursor` to `path` was not applied here (the earliest one counts). */
+  notApplied(path: string, cursor: bigint): void {
+    const unapplied = (this.data.unapplied ??= {});
+    const known = unapplied[path];
+    if (known === undefined || BigInt(known) > cursor) unapplied[path] = cursor.toString();
+  }
+
+  /** Forgets the unapplied changes at `path` and under it (applied now, or gone from the server). */
+  applied(path: string): void {
+    for (const p of Object.keys(this.data.unapplied ?? {})) {
+      if (p === path || p.startsWith(`${path}/`)) delete this.data.unapplied![p];
+    }
+  }
+
+  /** Unapplied changes, by remote path, with their cursors. */
+  get unapplied(): [string, bigint][] {
+    return Object.entries(this.data.unapplied ?? {}).map(([p, c]) => [p, BigInt(c)]);
   }
 
   get lastSyncAt(): number {

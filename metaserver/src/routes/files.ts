@@ -164,7 +164,7 @@ export function fileRoutes(ctx: MetaserverContext) {
       }),
       delete: guarded("Delete", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "write");
-        refuseMountRoot(at, at.mount.role === "owner" ? "unshare it or delete what is in it" : "leave it with Unshare");
+        refuseMountRoot(at, at.mount.role === "owner" ? "unshare it or delete what is in it" : "leave it with LeaveSharedFolder");
         refuseMountsInside(at);
         const r = await ctx.files.delete(at.mount.namespaceId, at.inner, req.parentRevision, req.seenCursor);
         return { entry: toMetadata(r, at.mount, granterFor(ctx, at.caller)), entriesKept: BigInt(r.kept), entriesDeleted: BigInt(r.removed) };

@@ -1,11 +1,11 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext } from "@connectrpc/connect";
-import { Role, type CreateShareLinkRequest, type ListMembersRequest, type ShareFolderRequest, type UnshareRequest, type RevokeShareLinkRequest } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { Role, type CreateShareLinkRequest, type ListMembersRequest, type ShareFolderRequest, type UnshareRequest, type LeaveSharedFolderRequest, type RevokeShareLinkRequest } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "../context.js";
 import { failedPrecondition, invalidArgument, notFound, permissionDenied } from "../errors.js";
 import { signLink } from "../links/link-tokens.js";
 import type { Role as StoredRole } from "../store/namespaces.js";
-import { splitOutNamespace } from "../store/sharing.js";
+import { journalUnmount, splitOutNamespace } from "../store/sharing.js";
 import { nameOf, pathKey, ROOT } from "../tree/paths.js";
 import { callerOf, guarded } from "./caller.js";
 import { locate, ROLES, type Located } from "./located.js";
@@ -33,6 +33,17 @@ export function shareRoutes(ctx: MetaserverContext) {
       const existing = await ctx.files.get(rootNamespaceId, candidate);
       if (!existing || existing.deleted) return candidate;
     }
+  };
+
+  /**
+   * Ends one membership: the mount goes from the member's tree, and their root journal says so, so
+   * that every device of theirs drops it (nothing in the shared namespace changes).
+   */
+  const endMembership = async (member: { userId: bigint; rootNamespaceId: bigint }, namespaceId: bigint): Promise<boolean> => {
+    const mount = (await ctx.namespaces.mountsOf(member.userId)).find((m) => m.namespaceId === namespaceId);
+    if (!mount || mount.role === "owner" || !(await ctx.namespaces.removeMount(member.userId, namespaceId))) return false;
+    await journalUnmount(ctx.txns, member.rootNamespaceId, mount.path);
+    return true;
   };
 
   return {
@@ -80,8 +91,16 @@ export function shareRoutes(ctx: MetaserverContext) {
       const leaving = member.userId === at.caller.userId;
       if (!leaving && shared.role !== "owner") throw permissionDenied(`only the owner of "${shared.path}" can remove members`);
       if (leaving && shared.role === "owner") throw failedPrecondition("the owner cannot leave their own shared folder");
-      if (!(await ctx.namespaces.removeMount(member.userId, shared.namespaceId))) throw notFound(`"${req.username}" is not a member of "${shared.path}"`);
+      if (!(await endMembership(member, shared.namespaceId))) throw notFound(`"${req.username}" is not a member of "${shared.path}"`);
       return {};
+    }),
+    leaveSharedFolder: guarded("LeaveSharedFolder", async (req: LeaveSharedFolderRequest, hctx: HandlerContext) => {
+      // The path is resolved in the caller's own tree: another user's folder is not there to name.
+      const shared = await sharedFolderAt(await locate(ctx, hctx, req.path, "read"));
+      if (shared.role === "owner") throw failedPrecondition(`you own "${shared.path}": unshare it or delete it instead of leaving it`);
+      const me = await ctx.namespaces.findUser({ userId: callerOf(hctx).userId });
+      if (!me || !(await endMembership(me, shared.namespaceId))) throw notFound(`you are not a member of "${shared.path}"`);
+      return { namespaceId: shared.namespaceId };
     }),
     listMembers: guarded("ListMembers", async (req: ListMembersRequest, hctx: HandlerContext) => {
       const shared = await sharedFolderAt(await locate(ctx, hctx, req.path, "read"));

@@ -51,3 +51,16 @@ export async function splitOutNamespace(txns: NamespaceTxns, from: bigint, folde
     return { entries: journaled.affectedRows };
   });
 }
+
+/**
+ * Records in a member's root journal that the shared folder mounted at `mountPath` left their tree
+ * (they left it, or the owner removed them): a delete of the mount path, so each of the member's
+ * devices drops its local copy when it catches up, as it would for a folder deleted elsewhere. The
+ * folder itself is untouched: it lives in its own namespace, for the owner and the other members.
+ */
+export async function journalUnmount(txns: NamespaceTxns, rootNamespaceId: bigint, mountPath: string): Promise<void> {
+  await txns.mutate(rootNamespaceId, async (t) => {
+    const cursor = t.next();
+    await t.journal("delete", mountPath, cursor);
+  });
+}

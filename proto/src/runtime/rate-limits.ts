@@ -40,7 +40,7 @@ const NOTIFY = "satchel.notify.v1.NotifyService/";
 export const METHOD_CLASSES: ReadonlyMap<string, RateClass> = new Map<string, RateClass>([
   ...["GetFileMetadata", "ListFolder", "ListRevisions", "ListNamespaces", "ListDelta", "WaitForChange", "ListMembers", "GetSpaceUsage"]
     .map((m): [string, RateClass] => [META + m, "metadata"]),
-  ...["CommitFile", "CreateFolder", "Delete", "Undelete", "PermanentlyDelete", "Move", "Restore", "ShareFolder", "Unshare", "CreateShareLink", "RevokeShareLink"]
+  ...["CommitFile", "CreateFolder", "Delete", "Undelete", "PermanentlyDelete", "Move", "Restore", "ShareFolder", "Unshare", "LeaveSharedFolder", "CreateShareLink", "RevokeShareLink"]
     .map((m): [string, RateClass] => [META + m, "commits"]),
   [BLOCK + "HasBlocks", "metadata"],
   [BLOCK + "PutBlock", "blocks"],

@@ -1,0 +1,180 @@
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { createAccount, syncDevice, type SyncDevice, type TestAccount } from "@satchel/ops";
+import { Role } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+
+const { endpoints } = inject("cluster");
+const devices: SyncDevice[] = [];
+afterAll(async () => {
+  for (const d of devices) await d.close();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function device(account: TestAccount, name: string, opts: Parameters<typeof syncDevice>[3] = {}): Promise<SyncDevice> {
+  const d = await syncDevice(endpoints, account, name, opts);
+  devices.push(d);
+  return d;
+}
+
+const live = async (d: SyncDevice, path: string) => (await d.client.list(path, true)).filter((e) => !e.isDeleted).map((e) => e.path).sort();
+
+async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe("a device syncs only what it does not ignore, both ways", () => {
+  it("names the agent ignores, uploaded by another client, are neither downloaded nor deleted from the server", async () => {
+    const account = await createAccount(endpoints, "ignored");
+    const a = await device(account, "laptop");
+    const other = await device(account, "script");
+    await a.agent.syncNow();
+    for (const name of ["report.tmp", "notes~", "video.part"]) {
+      await writeFile(join(other.dir, name), `${name} from elsewhere\n`);
+      await other.client.upload(join(other.dir, name), `/${name}`);
+    }
+    await a.agent.syncNow();
+    await a.agent.syncNow();
+    for (const name of ["report.tmp", "notes~", "video.part"]) expect(existsSync(join(a.dir, name)), name).toBe(false);
+    expect(await live(a, "/")).toEqual(["/notes~", "/report.tmp", "/video.part"]);
+    expect(a.events.filter((e) => e.kind === "delete-remote")).toEqual([]);
+  });
+
+  it("an ignored name this device once downloaded (an older agent did) is never deleted from the server", async () => {
+    const account = await createAccount(endpoints, "ignored-old");
+    const a = await device(account, "laptop");
+    const other = await device(account, "script");
+    await a.agent.syncNow();
+    await writeFile(join(other.dir, "draft.tmp"), "kept on the server\n");
+    const uploaded = await other.client.upload(join(other.dir, "draft.tmp"), "/draft.tmp");
+    // What an agent from before this rule left behind: the file recorded as synced, and no longer here.
+    const statePath = join(a.dir, ".satchel-sync", "state.json");
+    const state = JSON.parse(await readFile(statePath, "utf8"));
+    state.files["/draft.tmp"] = { revision: uploaded.revision.toString(), size: 19, mtimeMs: 1, blocks: [] };
+    await writeFile(statePath, JSON.stringify(state));
+    await a.agent.open();
+    await a.agent.syncNow();
+    expect(await live(a, "/")).toEqual(["/draft.tmp"]);
+    expect(a.events.filter((e) => e.kind === "delete-remote")).toEqual([]);
+  });
+});
+
+describe("leaving a shared folder leaves it, and deletes nothing of the others'", () => {
+  const shared = async (role: Role) => {
+    const ownerAccount = await createAccount(endpoints, "owner");
+    const memberAccount = await createAccount(endpoints, "member");
+    const owner = await device(ownerAccount, "owner");
+    await mkdir(join(owner.dir, "Team"));
+    for (const f of ["a.txt", "b.txt", "c.txt"]) await writeFile(join(owner.dir, "Team", f), `${f} of the owner\n`);
+    await owner.agent.syncNow();
+    await owner.client.meta.shareFolder({ path: "/Team", username: memberAccount.username, role });
+    const member = await device(memberAccount, "member-laptop");
+    const memberDesktop = await device(memberAccount, "member-desktop");
+    await member.agent.syncNow();
+    await memberDesktop.agent.syncNow();
+    expect(await readFile(join(member.dir, "Team", "c.txt"), "utf8")).toBe("c.txt of the owner\n");
+    return { owner, member, memberDesktop, memberAccount };
+  };
+
+  it("a member who deletes the shared folder locally leaves it: the folder and its files stay for the owner, and the member's other devices drop it", async () => {
+    const { owner, member, memberDesktop, memberAccount } = await shared(Role.EDITOR);
+    await rm(join(member.dir, "Team"), { recursive: true });
+    await member.agent.syncNow();
+    await member.agent.syncNow();
+    await owner.agent.syncNow();
+
+    expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/b.txt", "/Team/c.txt"]);
+    expect(await readFile(join(owner.dir, "Team", "a.txt"), "utf8")).toBe("a.txt of the owner\n");
+    const { members } = await owner.client.meta.listMembers({ path: "/Team" });
+    expect(members.map((m) => m.username)).not.toContain(memberAccount.username);
+    expect((await member.client.meta.listNamespaces({})).namespaces.map((n) => n.path)).toEqual(["/"]);
+    expect(member.events.filter((e) => e.kind === "delete-remote")).toEqual([]);
+    expect(existsSync(join(member.dir, "Team"))).toBe(false);
+
+    // The member's other device hears of it from the member's own journal and drops its copy.
+    await memberDesktop.agent.syncNow();
+    expect(existsSync(join(memberDesktop.dir, "Team"))).toBe(false);
+    expect(await live(memberDesktop, "/")).toEqual([]);
+  });
+
+  it("a viewer's local deletes inside the folder come back from the server; the owner keeps everything", async () => {
+    const { owner, member } = await shared(Role.VIEWER);
+    await rm(join(member.dir, "Team", "b.txt"));
+    await member.agent.syncNow();
+    await member.agent.syncNow();
+    expect(await readFile(join(member.dir, "Team", "b.txt"), "utf8")).toBe("b.txt of the owner\n");
+    expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/b.txt", "/Team/c.txt"]);
+    expect((await member.agent.status()).problems).toEqual([]);
+  });
+});
+
+describe("odd entries in the folder are skipped, and never stop the agent", () => {
+  it("a symlink loop, a dangling symlink and a FIFO are skipped with a reason status shows, and files written after still sync", async () => {
+    const account = await createAccount(endpoints, "odd");
+    const a = await device(account, "laptop", { scanIntervalMs: 500 });
+    await mkdir(join(a.dir, "docs"));
+    await symlink("..", join(a.dir, "docs", "loop"));
+    await symlink(join(a.dir, "nowhere"), join(a.dir, "dangling"));
+    execFileSync("mkfifo", [join(a.dir, "pipe")]);
+    await a.agent.start();
+    // Loops made while the watcher runs: it fails with ELOOP on each.
+    await symlink("self", join(a.dir, "self"));
+    await symlink("ping", join(a.dir, "pong"));
+    await symlink("pong", join(a.dir, "ping"));
+    await sleep(500);
+    await writeFile(join(a.dir, "docs", "after.txt"), "written after the watcher met the loop\n");
+    await until("the file written after to be uploaded", async () => (await live(a, "/")).includes("/docs/after.txt"));
+    expect(await live(a, "/")).toEqual(["/docs", "/docs/after.txt"]);
+    const { skipped } = await a.agent.status();
+    expect(skipped.map((s) => s.path)).toEqual(["/dangling", "/docs/loop", "/ping", "/pipe", "/pong", "/self"]);
+    expect(skipped.every((s) => s.reason.length > 0)).toBe(true);
+  });
+});
+
+describe("a download never overwrites a local edit", () => {
+  it("a file edited locally while its new version downloads keeps the edit (a conflicted copy beside the new version), everywhere", async () => {
+    const account = await createAccount(endpoints, "race");
+    const a = await device(account, "laptop");
+    const b = await device(account, "desktop");
+    await writeFile(join(a.dir, "plan.txt"), "v1\n");
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    await writeFile(join(b.dir, "plan.txt"), `v2 from the desktop ${randomBytes(8).toString("hex")}\n`);
+    await b.agent.syncNow();
+
+    // The user saves plan.txt on the laptop while the laptop is fetching the desktop's version.
+    const getBlock = a.client.blocks.getBlock.bind(a.client.blocks);
+    let edited = false;
+    Object.assign(a.client.blocks, {
+      getBlock: async (...args: Parameters<typeof getBlock>) => {
+        if (!edited) {
+          edited = true;
+          await writeFile(join(a.dir, "plan.txt"), "the laptop's edit, typed during the download\n");
+        }
+        return getBlock(...args);
+      },
+    });
+    await a.agent.syncNow();
+    expect(edited).toBe(true);
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+
+    const contents = async (d: SyncDevice) => {
+      const out: string[] = [];
+      for (const p of await live(d, "/")) out.push(await readFile(join(d.dir, p.slice(1)), "utf8"));
+      return out.sort();
+    };
+    const laptop = await contents(a);
+    expect(laptop).toContain("the laptop's edit, typed during the download\n");
+    expect(laptop.some((c) => c.startsWith("v2 from the desktop"))).toBe(true);
+    expect(await contents(b)).toEqual(laptop);
+  });
+});
