@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { createAccount, syncDevice, type SyncDevice, type TestAccount } from "@satchel/ops";
 import { Role } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
@@ -176,5 +177,35 @@ describe("a download never overwrites a local edit", () => {
     expect(laptop).toContain("the laptop's edit, typed during the download\n");
     expect(laptop.some((c) => c.startsWith("v2 from the desktop"))).toBe(true);
     expect(await contents(b)).toEqual(laptop);
+  });
+});
+
+describe("the seen cursor never passes what the device did not apply", () => {
+  it("a folder deleted on a device whose download of a file in it failed keeps that file on the server", async () => {
+    const account = await createAccount(endpoints, "unapplied");
+    const a = await device(account, "laptop");
+    const b = await device(account, "desktop");
+    await mkdir(join(a.dir, "X"));
+    await writeFile(join(a.dir, "X", "f1.txt"), "f1\n");
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    await writeFile(join(b.dir, "X", "new.bin"), randomBytes(5000));
+    await b.agent.syncNow();
+
+    // The laptop cannot fetch new.bin (its blocks unreadable for now): a problem, and the pass goes on.
+    const getBlock = a.client.blocks.getBlock.bind(a.client.blocks);
+    Object.assign(a.client.blocks, {
+      getBlock: async () => {
+        throw new ConnectError("block unreadable for now", Code.DataLoss);
+      },
+    });
+    await a.agent.syncNow();
+    expect((await a.agent.status()).problems.map((p) => p.path)).toEqual(["/X/new.bin"]);
+
+    // The user deletes X on the laptop, which never had new.bin.
+    await rm(join(a.dir, "X"), { recursive: true });
+    await a.agent.syncNow();
+    expect(await live(a, "/X")).toEqual(["/X/new.bin"]);
+    Object.assign(a.client.blocks, { getBlock });
   });
 });

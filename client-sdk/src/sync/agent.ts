@@ -83,7 +83,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TRANSFER_CONCURRENCY = 8;
 
 /** Runs fn over items, at most `width` at a time; the first failure is thrown after the others settle. */
-async function inParallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+async function inParallel<T>(items: T[], width: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
   let failure: unknown;
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, async () => {
@@ -291,9 +291,10 @@ export class SyncAgent {
    * a local I/O error) becomes a problem for its path, retried with back-off, and the pass goes on;
    * one that is about the pass (credentials, a service that does not answer) fails it as before.
    */
-  private async perFile(path: string, direction: ProblemDirection, context: Pick<SyncProblem, "revision" | "local">, transfer: () => Promise<void>): Promise<void> {
+  private async perFile(path: string, direction: ProblemDirection, context: Pick<SyncProblem, "revision" | "local">, transfer: () => Promise<void>): Promise<boolean> {
     try {
       await transfer();
+      return true;
     } catch (err) {
       const scope = failureScope(err);
       if (scope === "pass" || this.stopping.signal.aborted) throw err;
@@ -302,6 +303,7 @@ export class SyncAgent {
       this.state.setProblem(path, problem);
       const { code, message, attempts, nextRetryAt } = problem;
       this.emit({ kind: "problem", path, direction, code, message, attempts, nextRetryAt });
+      return false;
     }
   }
 
@@ -711,10 +713,16 @@ export class SyncAgent {
         const current = await this.client.currentVersion(path);
         if (!current || current.isDeleted || current.isFolder) {
           this.state.setProblem(path, undefined);
+          this.state.applied(path);
           return;
         }
         wanted.revision = current.revision.toString();
-        await this.download(current, counts);
+        try {
+          await this.download(current, counts);
+        } catch (err) {
+          this.state.notApplied(path, current.cursor);
+          throw err;
+        }
       });
     });
   }
@@ -747,6 +755,7 @@ export class SyncAgent {
             this.state.setProblem(`${e.path}${path.slice(e.fromPath.length)}`, problem);
           }
         }
+        this.state.moveUnapplied(e.fromPath, e.path);
         const from = this.local(e.fromPath);
         // A rename in case or Unicode form only: the entry of that key takes the new spelling.
         const respelled = foldKey(e.fromPath) === foldKey(e.path);
@@ -859,8 +868,10 @@ export class SyncAgent {
   }
 
   /** Brings one version down; a failure becomes a problem for its path, retried later, and the pass goes on. */
-  private fetchFile(file: FileMetadata, counts: { downloads: number }): Promise<void> {
-    return this.perFile(file.path, "download", { revision: file.revision.toString() }, () => this.download(file, counts));
+  private async fetchFile(file: FileMetadata, counts: { downloads: number }): Promise<void> {
+    const done = await this.perFile(file.path, "download", { revision: file.revision.toString() }, () => this.download(file, counts));
+    // The cursor moves on past it; a folder delete from this device must not.
+    if (!done) this.state.notApplied(file.path, file.cursor);
   }
 
   /** Brings one version down, unless the device has it already or holds an unsent edit of it. */
@@ -875,6 +886,7 @@ export class SyncAgent {
     const synced = this.state.file(path);
     if (synced?.revision === file.revision.toString()) {
       if (this.state.problem(path)?.direction === "download") this.state.setProblem(path, undefined);
+      this.state.applied(path);
       return;
     }
     const target = this.local(path);
@@ -886,6 +898,7 @@ export class SyncAgent {
         // this version (or a later one) comes down after, unless that edit replaced it.
         this.again = true;
         this.state.followUp("refetch", path);
+        this.state.notApplied(path, file.cursor);
         return;
       }
     }
@@ -912,6 +925,7 @@ export class SyncAgent {
       // this version, which comes down afterwards).
       this.again = true;
       this.state.followUp("refetch", path);
+      this.state.notApplied(path, file.cursor);
       return;
     }
     const written = await stat(into);
@@ -1038,6 +1052,7 @@ export class SyncAgent {
     for (const [path, problem] of this.state.problems) {
       if (problem.direction === "download" && inside(path) && !remote.has(path)) this.state.setProblem(path, undefined);
     }
+    for (const [path] of this.state.unapplied) if (inside(path) && !spelled.has(foldKey(path))) this.state.applied(path);
   }
 
   /** What `satchel status` shows. */

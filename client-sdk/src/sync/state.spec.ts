@@ -104,4 +104,19 @@ describe("sync state file", () => {
     await writeFile(path, JSON.stringify({ version: STATE_VERSION + 1, cursors: {}, files: {}, folders: [], lastSyncAt: 0, problems: {} }));
     await expect(SyncState.open(path)).rejects.toThrow(/unknown sync state version/);
   });
+
+  it("a change the device did not apply is remembered at its earliest cursor, follows a move, survives a save, and is forgotten once applied", async () => {
+    const path = await stateFile();
+    const state = await SyncState.open(path);
+    state.notApplied("/X/new.bin", 30n);
+    state.notApplied("/X/new.bin", 25n);
+    state.notApplied("/X/new.bin", 40n);
+    state.notApplied("/Y/other.tmp", 12n);
+    state.moveUnapplied("/X", "/Z");
+    await state.save();
+    const again = await SyncState.open(path);
+    expect(again.unapplied.sort()).toEqual([["/Y/other.tmp", 12n], ["/Z/new.bin", 25n]]);
+    again.applied("/Z");
+    expect(again.unapplied).toEqual([["/Y/other.tmp", 12n]]);
+  });
 });

@@ -165,6 +165,15 @@ export class SyncState {
     }
   }
 
+  /** What was unapplied under `from` is unapplied under `to` now (the journal moved it there). */
+  moveUnapplied(from: string, to: string): void {
+    for (const [p, c] of Object.entries(this.data.unapplied ?? {})) {
+      if (p !== from && !p.startsWith(`${from}/`)) continue;
+      delete this.data.unapplied![p];
+      this.notApplied(`${to}${p.slice(from.length)}`, BigInt(c));
+    }
+  }
+
   /** Unapplied changes, by remote path, with their cursors. */
   get unapplied(): [string, bigint][] {
     return Object.entries(this.data.unapplied ?? {}).map(([p, c]) => [p, BigInt(c)]);
