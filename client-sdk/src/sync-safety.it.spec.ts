@@ -209,3 +209,29 @@ describe("the seen cursor never passes what the device did not apply", () => {
     Object.assign(a.client.blocks, { getBlock });
   });
 });
+
+describe("a rename needs the same content, not only the same inode", () => {
+  it("a new file that reuses a vanished file's inode, size and mtime but holds other bytes is uploaded, not taken for a move", async () => {
+    const account = await createAccount(endpoints, "inode");
+    const a = await device(account, "laptop");
+    const b = await device(account, "desktop");
+    await writeFile(join(a.dir, "old.txt"), "the old file's bytes\n");
+    await a.agent.syncNow();
+    await rm(join(a.dir, "old.txt"));
+    await writeFile(join(a.dir, "new.txt"), "other bytes, same size\n".slice(0, 21));
+    // The file system gave the new file the old one's inode, and the clock the same mtime.
+    const { stat } = await import("node:fs/promises");
+    const now = await stat(join(a.dir, "new.txt"));
+    const statePath = join(a.dir, ".satchel-sync", "state.json");
+    const state = JSON.parse(await readFile(statePath, "utf8"));
+    Object.assign(state.files["/old.txt"], { ino: now.ino, size: now.size, mtimeMs: now.mtimeMs });
+    await writeFile(statePath, JSON.stringify(state));
+    await a.agent.open();
+    await a.agent.syncNow();
+
+    expect(await live(a, "/")).toEqual(["/new.txt"]);
+    await b.agent.syncNow();
+    expect(await readFile(join(b.dir, "new.txt"), "utf8")).toBe("other bytes, same size\n".slice(0, 21));
+    expect(a.events.filter((e) => e.kind === "move-remote")).toEqual([]);
+  });
+});

@@ -547,7 +547,7 @@ export class SyncAgent {
   /**
    * Local renames and moves go to the server as moves, so that what other devices changed inside
    * meanwhile follows them to the new name. A synced file that vanished and a new file with its
-   * inode, size and mtime are one file renamed; a vanished folder whose files all reappear under one
+   * inode, size and mtime and the synced content are one file renamed; a vanished folder whose files all reappear under one
    * new folder, at the same relative paths, moved as a whole (one Move of the folder). A move the
    * server refuses (the source gone or moved elsewhere, the target taken) falls back to an upload of
    * the new path and a delete of what this device saw at the old one: nothing is lost either way.
@@ -561,7 +561,11 @@ export class SyncAgent {
       if (this.state.file(path) || f.ino === undefined) continue;
       const from = vanished.get(f.ino);
       const synced = from === undefined ? undefined : this.state.file(from);
-      if (from !== undefined && synced && synced.size === f.size && synced.mtimeMs === f.mtimeMs) moves.push([from, path]);
+      if (from === undefined || !synced || synced.size !== f.size || synced.mtimeMs !== f.mtimeMs) continue;
+      // Inode, size and mtime only suggest a rename: a file system reuses a freed inode, and a new
+      // file of the old one's size written within the clock's resolution would pass as it, its new
+      // bytes never sent. The content must be what was synced (one read of a file that moved).
+      if (await this.holdsBlocks(this.local(path), synced.blocks, f.size).catch(() => false)) moves.push([from, path]);
     }
     if (moves.length === 0) return;
     const movedTo = new Map(moves);
@@ -968,7 +972,13 @@ export class SyncAgent {
     }
   }
 
-  private async sameBlocks(localPath: string, blocks: BlockRef[]): Promise<boolean> {
+  /** Whether a local file holds exactly these blocks (hex hash and size, in order) and nothing else. */
+  private async holdsBlocks(localPath: string, blocks: [string, number][], size: number): Promise<boolean> {
+    if (blocks.reduce((n, [, s]) => n + s, 0) !== size) return false;
+    return this.sameBlocks(localPath, blocks.map(([hex, s]) => ({ hash: Buffer.from(hex, "hex"), size: s })));
+  }
+
+  private async sameBlocks(localPath: string, blocks: Pick<BlockRef, "hash" | "size">[]): Promise<boolean> {
     const handle = await open(localPath, "r");
     try {
       let offset = 0;

@@ -7,7 +7,7 @@ export interface SyncedFile {
   revision: string;
   size: number;
   mtimeMs: number;
-  /** The local file's inode when it was synced: a file that vanished and one that appeared with its inode, size and mtime were renamed. */
+  /** The local file's inode when it was synced: a file that vanished and one that appeared with its inode, size, mtime and blocks were renamed. */
   ino?: number;
   /** The namespace cursor of the change that made this version: orders it against journal entries. */
   cursor?: string;
