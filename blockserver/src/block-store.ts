@@ -13,8 +13,11 @@ export const HASH_BYTES = 32;
 /** Where to send blocks whose shards need rebuilding (the repairer). */
 export interface RepairSink {
   enqueue(hash: Buffer, reason: string): void;
-  /** An upload brought a live block's bytes: rewrite the shards the index does not record as stored. */
-  restore(record: BlockRecord, shards: Buffer[]): Promise<void>;
+  /**
+   * An upload brought a live block's bytes: rewrite the shards the index does not record as stored
+   * (every shard of a block recorded lost). Resolves whether the block is readable from what is stored.
+   */
+  restore(record: BlockRecord, shards: Buffer[]): Promise<boolean>;
 }
 
 /**
@@ -37,7 +40,7 @@ export class BlockStore {
     private readonly metrics: BlockserverMetrics,
   ) {}
 
-  /** Stores a block after checking its hash; returns true when it was already stored. */
+  /** Stores a block after checking its hash; returns true when it was already stored (and not lost). */
   async put(hash: Buffer, data: Uint8Array): Promise<boolean> {
     checkHash(hash);
     const actual = createHash("sha256").update(data).digest();
@@ -59,11 +62,18 @@ export class BlockStore {
   private async write(hash: Buffer, data: Uint8Array): Promise<boolean> {
     const existing = await this.index.get(hash);
     if (existing?.state === "live") {
-      // The bytes are in hand: a block whose shards are not all stored (even one proven lost) is
-      // made whole from them rather than waiting for repair.
+      // The bytes are in hand: a block whose shards are not all stored is made whole from them
+      // rather than waiting for repair, and a block proven lost is healed (HasBlocks calls it
+      // missing so that its holders upload it). Encoding is deterministic: the shards are the ones
+      // the block always had.
       const sameCode = existing.dataShards === this.codec.dataShards && existing.parityShards === this.codec.parityShards;
-      if (sameCode && !existing.shards.every((s) => isStored(s.state))) await this.repairs.restore(existing, await this.codec.encode(data));
-      return true;
+      const { lost } = existing;
+      if (!sameCode || (!lost && existing.shards.every((s) => isStored(s.state)))) return true;
+      const readable = await this.repairs.restore(existing, await this.codec.encode(data));
+      if (lost && !readable) {
+        throw unavailable(`block ${hash.toString("hex")} was lost and its bytes could not be stored again yet (storage nodes down, or a repair of it under way); send it again`);
+      }
+      return !lost;
     }
     if (existing?.state === "deleting") {
       // Its shards are being removed right now; writing them again would race that removal.
@@ -98,7 +108,10 @@ export class BlockStore {
           `${outcome.stored.length} stored, the write quorum is ${this.config.writeQuorum}; retry when the storage nodes are back`,
       );
     }
-    await this.index.commitWrite(hash, placements);
+    if (!(await this.index.commitWrite(hash, placements))) {
+      // This write outlived the stale-write bound and its row was swept: what it stored is orphaned.
+      throw unavailable(`block ${hash.toString("hex")} not stored: its write took too long and was abandoned; send it again`);
+    }
     this.metrics.blockBytes.inc({ direction: "written" }, data.length);
     if (outcome.failed.length > 0) this.repairs.enqueue(hash, "written below full redundancy");
     return false;

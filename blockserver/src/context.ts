@@ -11,6 +11,7 @@ import { Repairer } from "./repair/repairer.js";
 import { Scrubber } from "./scrub/scrubber.js";
 import { ShardIO } from "./shard-io/shard-io.js";
 import { Collector } from "./gc/collector.js";
+import { sweepStaleWrites } from "./gc/stale-writes.js";
 
 /** Every long-lived client and worker of the blockserver, built once; close() releases them. */
 export interface BlockserverContext {
@@ -52,11 +53,18 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   scrubber.start();
   const collector = new Collector(shards, index, metrics, logger, config.gc.graceSeconds, config.gc.reserveLeaseSeconds);
   collector.start(config.gc.intervalMs);
+  // Writes that died leave their rows in 'writing': swept on the collector's schedule, once older
+  // than the orphan bound (the orphan sweep then removes their objects).
+  const staleWrites = config.gc.intervalMs > 0 ? setInterval(() => void sweepStaleWrites(index, metrics, logger, config.gc.orphanMinAgeSeconds).catch(
+    (err: Error) => logger.warn({ err: err.message }, "stale-write sweep failed"),
+  ), config.gc.intervalMs) : undefined;
+  staleWrites?.unref();
   return {
     config, logger, metrics, index, nodes, shards, store, repairer, scrubber, collector,
     grants: new BlockGrants(config.tokenKeys, config.blockGrantSeconds), limits: userRateLimits(config.rateLimits, metrics), refreshNodeStates: deadNodes.refresh,
     close: async () => {
       collector.stop();
+      clearInterval(staleWrites);
       deadNodes.stop();
       stopRedundancy();
       scrubber.stop();

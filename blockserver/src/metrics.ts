@@ -66,6 +66,21 @@ export class BlockserverMetrics extends ServiceMetrics {
     help: "Shards rebuilt from the others and rewritten.",
     registers: [this.registry],
   });
+  readonly rebuildsRejected = new Counter({
+    name: "satchel_blockserver_rebuilds_rejected_total",
+    help: "Repairs whose rebuilt shards did not decode to the block hash (a shard passed its checksum with wrong bytes); nothing was written.",
+    registers: [this.registry],
+  });
+  readonly repairClaimsLost = new Counter({
+    name: "satchel_blockserver_repair_claims_lost_total",
+    help: "Repairs that stopped because another repairer had taken their block over (a lease ran out while this one stalled).",
+    registers: [this.registry],
+  });
+  readonly staleWritesSwept = new Counter({
+    name: "satchel_blockserver_stale_writes_swept_total",
+    help: "Blocks left in 'writing' by writes that died, removed from the index (their shard objects become orphans).",
+    registers: [this.registry],
+  });
   readonly scrubBlocks = new Counter({
     name: "satchel_blockserver_scrub_blocks_verified_total",
     help: "Blocks whose every shard the scrubber read and verified.",

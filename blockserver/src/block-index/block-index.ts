@@ -11,6 +11,8 @@ export interface BlockRecord {
   shardSize: number;
   state: BlockState;
   shards: ShardPlacement[];
+  /** Repair proved more than m shards gone (blocks.lost_at): only an upload of its bytes heals it. */
+  lost?: boolean;
 }
 
 /**
@@ -37,6 +39,17 @@ export interface RepairTask {
   hash: Buffer;
   reason: string;
   attempts: number;
+}
+
+/**
+ * A repairer's claim on a queued block: while its generation is the entry's current one, this
+ * repairer alone may record the block's shards and finish or retry the entry. Every claim takes a
+ * new generation, so a holder whose lease ran out and was taken over finds its writes refused.
+ */
+export interface RepairClaim {
+  hash: Buffer;
+  generation: number;
+  holder: string;
 }
 
 /**
@@ -73,7 +86,7 @@ export class BlockIndex {
   async get(hash: Buffer): Promise<BlockRecord | undefined> {
     const pool = this.shardOf(hash);
     const [rows] = await pool.query<RowDataPacket[]>(
-      "SELECT size, data_shards, parity_shards, shard_size, state FROM blocks WHERE hash = ?", [hash],
+      "SELECT size, data_shards, parity_shards, shard_size, state, lost_at FROM blocks WHERE hash = ?", [hash],
     );
     if (rows.length === 0) return undefined;
     const [shardRows] = await pool.query<RowDataPacket[]>(
@@ -88,16 +101,20 @@ export class BlockIndex {
       shardSize: r.shard_size,
       state: r.state,
       shards: shardRows.map((s) => ({ index: s.shard_index, node: s.node, checksum: s.checksum, state: s.state })),
+      lost: r.lost_at !== null,
     };
   }
 
-  /** Which of these hashes are live, answered with one query per shard. */
+  /**
+   * Which of these hashes are live and not recorded lost, answered with one query per shard. A lost
+   * block answers absent, so a client that holds its bytes uploads them (and heals it).
+   */
   async live(hashes: Buffer[]): Promise<boolean[]> {
     const byShard = this.byShard(hashes);
     const present = new Array<boolean>(hashes.length).fill(false);
     await Promise.all([...byShard].map(async ([pool, indexes]) => {
       const [rows] = await pool.query<RowDataPacket[]>(
-        "SELECT hash FROM blocks WHERE state = 'live' AND hash IN (?)", [indexes.map((i) => hashes[i])],
+        "SELECT hash FROM blocks WHERE state = 'live' AND lost_at IS NULL AND hash IN (?)", [indexes.map((i) => hashes[i])],
       );
       const live = new Set(rows.map((r) => (r.hash as Buffer).toString("hex")));
       for (const i of indexes) present[i] = live.has(hashes[i].toString("hex"));
@@ -121,7 +138,7 @@ export class BlockIndex {
     await Promise.all([...this.byShard(hashes)].map(async ([pool, indexes]) => {
       const [rows] = await pool.query<RowDataPacket[]>(
         `SELECT b.hash FROM blocks b JOIN block_uploads u ON u.hash = b.hash AND u.user_id = ?
-           WHERE b.state = 'live' AND b.hash IN (?) AND u.uploaded_at > NOW(3) - INTERVAL ? SECOND`,
+           WHERE b.state = 'live' AND b.lost_at IS NULL AND b.hash IN (?) AND u.uploaded_at > NOW(3) - INTERVAL ? SECOND`,
         [userId, indexes.map((i) => hashes[i]), windowSeconds],
       );
       const live = new Set(rows.map((r) => (r.hash as Buffer).toString("hex")));
@@ -140,20 +157,32 @@ export class BlockIndex {
 
   /**
    * Records that a write has begun. A block left in 'writing' (a crashed write) is never served;
-   * a later write of the same hash takes it over.
+   * a later write of the same hash takes it over and starts its clock again (write_started_at: the
+   * stale-write sweep removes rows whose write began too long ago).
    */
-  async beginWrite(rec: Omit<BlockRecord, "state" | "shards">): Promise<void> {
+  async beginWrite(rec: Omit<BlockRecord, "state" | "shards" | "lost">): Promise<void> {
+    // SET runs left to right: write_started_at still sees the old state.
     await this.shardOf(rec.hash).query(
-      `INSERT INTO blocks (hash, size, data_shards, parity_shards, shard_size, state) VALUES (?, ?, ?, ?, ?, 'writing')
+      `INSERT INTO blocks (hash, size, data_shards, parity_shards, shard_size, state, write_started_at) VALUES (?, ?, ?, ?, ?, 'writing', CURRENT_TIMESTAMP(3))
        ON DUPLICATE KEY UPDATE size = VALUES(size), data_shards = VALUES(data_shards), parity_shards = VALUES(parity_shards),
-         shard_size = VALUES(shard_size), state = IF(state = 'live', 'live', 'writing')`,
+         shard_size = VALUES(shard_size), write_started_at = IF(state = 'live', write_started_at, CURRENT_TIMESTAMP(3)),
+         state = IF(state = 'live', 'live', 'writing')`,
       [rec.hash, rec.size, rec.dataShards, rec.parityShards, rec.shardSize],
     );
   }
 
-  /** Records where every shard went and makes the block live, in one transaction. */
-  async commitWrite(hash: Buffer, shards: ShardPlacement[]): Promise<void> {
-    await inTransaction(this.shardOf(hash), async (conn) => {
+  /**
+   * Records where every shard went and makes the block live, in one transaction; false (nothing
+   * recorded) when the block's row is no longer being written: the stale-write sweep removed it
+   * (this write outlived its bound), so its shards are orphans and the write must be sent again.
+   */
+  async commitWrite(hash: Buffer, shards: ShardPlacement[]): Promise<boolean> {
+    return inTransaction(this.shardOf(hash), async (conn) => {
+      // The block's row first: its lock orders this against the sweep, which deletes under it.
+      const [res] = await conn.query<ResultSetHeader>(
+        "UPDATE blocks SET state = 'live', verified_at = CURRENT_TIMESTAMP(3) WHERE hash = ? AND state IN ('writing', 'live')", [hash],
+      );
+      if (res.affectedRows === 0) return false;
       // An upsert, not delete-then-insert: deleting absent rows takes gap locks that deadlock
       // concurrent writes of neighbouring hashes.
       await conn.query(
@@ -161,16 +190,31 @@ export class BlockIndex {
          ON DUPLICATE KEY UPDATE node = VALUES(node), checksum = VALUES(checksum), state = VALUES(state)`,
         [shards.map((s) => [hash, s.index, s.node, s.checksum, s.state])],
       );
-      await conn.query("UPDATE blocks SET state = 'live', verified_at = CURRENT_TIMESTAMP(3) WHERE hash = ?", [hash]);
+      return true;
     });
   }
 
-  /** Records a shard's home and state (after a repair, or what a read, scrub or repair found). */
-  async setShard(hash: Buffer, shard: ShardPlacement): Promise<void> {
-    await this.shardOf(hash).query(
-      "UPDATE block_shards SET node = ?, checksum = ?, state = ? WHERE hash = ? AND shard_index = ?",
-      [shard.node, shard.checksum, shard.state, hash, shard.index],
-    );
+  /**
+   * Removes up to `limit` blocks of one index shard still in 'writing' whose write began more than
+   * `maxAgeSeconds` ago (writes that died); returns how many went. Each is deleted under the same
+   * condition, re-read under its row lock, so a write that began again meanwhile keeps its row. A
+   * block with references is never removed here (a write never takes any; one would be a bug to see).
+   */
+  async sweepStaleWrites(shard: number, maxAgeSeconds: number, limit: number): Promise<number> {
+    const stale = `state = 'writing' AND ref_count <= 0 AND COALESCE(write_started_at, updated_at) < NOW(3) - INTERVAL ? SECOND`;
+    const [rows] = await this.shards[shard].query<RowDataPacket[]>(`SELECT hash FROM blocks WHERE ${stale} LIMIT ?`, [maxAgeSeconds, limit]);
+    let swept = 0;
+    for (const { hash } of rows) {
+      await inTransaction(this.shards[shard], async (conn) => {
+        const [res] = await conn.query<ResultSetHeader>(`DELETE FROM blocks WHERE hash = ? AND ${stale}`, [hash, maxAgeSeconds]);
+        if (res.affectedRows === 0) return;
+        // A write records no shards before it commits, but a 'deleting' block a write took over has some.
+        await conn.query("DELETE FROM block_shards WHERE hash = ?", [hash]);
+        await conn.query("DELETE FROM repair_queue WHERE hash = ?", [hash]);
+        swept++;
+      });
+    }
+    return swept;
   }
 
   /**
@@ -196,6 +240,7 @@ export class BlockIndex {
   /**
    * Queues every live block with a shard on `node` (all of them, or only those not recorded as
    * stored), and makes the ones already queued due now: a node came back, or its disk was replaced.
+   * An entry claimed meanwhile is marked requeued: its repair started before this news.
    */
   async queueBlocksOnNode(node: string, reason: string, onlyUnhealthy: boolean): Promise<number> {
     let queued = 0;
@@ -205,44 +250,119 @@ export class BlockIndex {
         `INSERT INTO repair_queue (hash, reason)
          SELECT DISTINCT s.hash, ? FROM block_shards s JOIN blocks b ON b.hash = s.hash
           WHERE s.node = ? AND b.state = 'live' AND b.lost_at IS NULL ${filter}
-         ON DUPLICATE KEY UPDATE next_attempt_at = LEAST(next_attempt_at, CURRENT_TIMESTAMP(3))`, [reason, node],
+         ON DUPLICATE KEY UPDATE next_attempt_at = LEAST(next_attempt_at, CURRENT_TIMESTAMP(3)), requeued = 1`, [reason, node],
       );
       queued += res.affectedRows;
     }));
     return queued;
   }
 
-  /** Adds blocks to the repair queue (or makes them due now if queued already). */
+  /**
+   * Adds blocks to the repair queue (or makes them due now if queued already). A finding about a
+   * block whose repair is under way marks its entry requeued, so that repair's finish keeps it.
+   */
   async queueRepair(hashes: Buffer[], reason: string): Promise<void> {
     await Promise.all([...this.byShard(hashes)].map(([pool, indexes]) => pool.query(
       `INSERT INTO repair_queue (hash, reason) VALUES ?
-       ON DUPLICATE KEY UPDATE next_attempt_at = LEAST(next_attempt_at, CURRENT_TIMESTAMP(3))`,
+       ON DUPLICATE KEY UPDATE next_attempt_at = LEAST(next_attempt_at, CURRENT_TIMESTAMP(3)), requeued = 1`,
       [indexes.map((i) => [hashes[i], reason.slice(0, 128)])],
     )));
   }
 
-  /** Queued repairs that are due, oldest first, from every index shard. */
+  /** Queued repairs that are due and not claimed (or whose claim ran out), oldest first, from every index shard. */
   async dueRepairs(limit: number): Promise<RepairTask[]> {
     const found = await Promise.all(this.shards.map(async (pool) => {
       const [rows] = await pool.query<RowDataPacket[]>(
-        "SELECT hash, reason, attempts FROM repair_queue WHERE next_attempt_at <= CURRENT_TIMESTAMP(3) ORDER BY next_attempt_at LIMIT ?", [limit],
+        `SELECT hash, reason, attempts FROM repair_queue WHERE next_attempt_at <= CURRENT_TIMESTAMP(3)
+           AND (claim_until IS NULL OR claim_until < CURRENT_TIMESTAMP(3)) ORDER BY next_attempt_at LIMIT ?`, [limit],
       );
       return rows.map((r) => ({ hash: r.hash as Buffer, reason: r.reason as string, attempts: Number(r.attempts) }));
     }));
     return found.flat().slice(0, limit);
   }
 
-  /** A repair is finished (every shard stored, the block proven lost, or the block gone from the index). */
-  async finishRepair(hash: Buffer): Promise<void> {
-    await this.shardOf(hash).query("DELETE FROM repair_queue WHERE hash = ?", [hash]);
+  /**
+   * Claims a due queue entry for `leaseSeconds` unless another repairer holds it. One atomic UPDATE
+   * takes the claim only if none is current, and LAST_INSERT_ID hands back the generation that
+   * very statement wrote (on this connection), so two claimers can never both believe they hold it.
+   * Generations come from the clock (microseconds, and always above the entry's last one): an entry
+   * finished and queued again starts over, and a counter would hand out again the generation a
+   * stalled holder of the old entry still carries.
+   */
+  async claimRepair(hash: Buffer, holder: string, leaseSeconds: number): Promise<RepairClaim | undefined> {
+    return this.claim(hash, holder, leaseSeconds, "AND next_attempt_at <= CURRENT_TIMESTAMP(3)");
   }
 
-  /** A repair could not finish yet: try again after `delayMs`. */
-  async retryRepair(hash: Buffer, delayMs: number, result: string): Promise<void> {
-    await this.shardOf(hash).query(
-      `UPDATE repair_queue SET attempts = attempts + 1, last_result = ?,
-         next_attempt_at = CURRENT_TIMESTAMP(3) + INTERVAL ? MICROSECOND WHERE hash = ?`,
-      [result.slice(0, 512), Math.round(delayMs * 1000), hash],
+  /**
+   * Queues a block (if it is not queued) and claims it whether due or not (the scrubber or an
+   * upload found work on it now); undefined when another repairer holds it.
+   */
+  async claimRepairNow(hash: Buffer, holder: string, reason: string, leaseSeconds: number): Promise<RepairClaim | undefined> {
+    await this.shardOf(hash).query("INSERT IGNORE INTO repair_queue (hash, reason) VALUES (?, ?)", [hash, reason.slice(0, 128)]);
+    return this.claim(hash, holder, leaseSeconds, "");
+  }
+
+  private async claim(hash: Buffer, holder: string, leaseSeconds: number, due: string): Promise<RepairClaim | undefined> {
+    const [res] = await this.shardOf(hash).query<ResultSetHeader>(
+      `UPDATE repair_queue SET claimed_by = ?,
+         claim_generation = LAST_INSERT_ID(GREATEST(claim_generation + 1, FLOOR(UNIX_TIMESTAMP(NOW(6)) * 1000000))),
+         claim_until = CURRENT_TIMESTAMP(3) + INTERVAL ? SECOND, requeued = 0
+       WHERE hash = ? AND (claim_until IS NULL OR claim_until < CURRENT_TIMESTAMP(3)) ${due}`,
+      [holder.slice(0, 64), leaseSeconds, hash],
+    );
+    return res.affectedRows === 1 ? { hash, generation: Number(res.insertId), holder } : undefined;
+  }
+
+  /** Extends a claim's lease; false when the claim is no longer current (taken over). */
+  async renewRepairClaim(claim: RepairClaim, leaseSeconds: number): Promise<boolean> {
+    const [res] = await this.shardOf(claim.hash).query<ResultSetHeader>(
+      "UPDATE repair_queue SET claim_until = CURRENT_TIMESTAMP(3) + INTERVAL ? SECOND WHERE hash = ? AND claim_generation = ?",
+      [leaseSeconds, claim.hash, claim.generation],
+    );
+    return res.affectedRows === 1;
+  }
+
+  /**
+   * Records a shard's home and state for the holder of a claim, in one statement conditional on the
+   * claim still being current (the entry's row is read under a lock, so a claim taken in between
+   * waits for this statement or makes it match nothing); false when the claim was taken over.
+   */
+  async recordRepairedShard(claim: RepairClaim, shard: ShardPlacement): Promise<boolean> {
+    const [res] = await this.shardOf(claim.hash).query<ResultSetHeader>(
+      `UPDATE block_shards s JOIN repair_queue q ON q.hash = s.hash SET s.node = ?, s.checksum = ?, s.state = ?
+        WHERE s.hash = ? AND s.shard_index = ? AND q.claim_generation = ?`,
+      [shard.node, shard.checksum, shard.state, claim.hash, shard.index, claim.generation],
+    );
+    return res.affectedRows > 0;
+  }
+
+  /**
+   * A claimed repair is finished (every shard stored, the block proven lost, or gone from the
+   * index): its entry goes, unless a finding arrived while it was claimed (then the entry stays,
+   * unclaimed and due now). Nothing happens when the claim is no longer current.
+   */
+  async finishRepair(claim: RepairClaim): Promise<void> {
+    const pool = this.shardOf(claim.hash);
+    const [res] = await pool.query<ResultSetHeader>(
+      "DELETE FROM repair_queue WHERE hash = ? AND claim_generation = ? AND requeued = 0", [claim.hash, claim.generation],
+    );
+    if (res.affectedRows === 1) return;
+    await pool.query(
+      `UPDATE repair_queue SET claimed_by = NULL, claim_until = NULL, next_attempt_at = CURRENT_TIMESTAMP(3)
+        WHERE hash = ? AND claim_generation = ?`, [claim.hash, claim.generation],
+    );
+  }
+
+  /**
+   * A claimed repair could not finish yet: release the claim and try again after `delayMs` (at once
+   * if a finding arrived meanwhile). Nothing happens when the claim is no longer current.
+   */
+  async retryRepair(claim: RepairClaim, delayMs: number, result: string): Promise<void> {
+    await this.shardOf(claim.hash).query(
+      `UPDATE repair_queue SET attempts = attempts + 1, last_result = ?, claimed_by = NULL, claim_until = NULL,
+         next_attempt_at = IF(requeued, CURRENT_TIMESTAMP(3), CURRENT_TIMESTAMP(3) + INTERVAL ? MICROSECOND)
+        WHERE hash = ? AND claim_generation = ?`,
+      [result.slice(0, 512), Math.round(delayMs * 1000), claim.hash, claim.generation],
     );
   }
 
@@ -297,14 +417,32 @@ export class BlockIndex {
     return this.shards.length;
   }
 
-  /** Every shard was found stored (or rewritten): the block is whole. */
-  async markVerified(hash: Buffer): Promise<void> {
-    await this.shardOf(hash).query("UPDATE blocks SET verified_at = CURRENT_TIMESTAMP(3), lost_at = NULL WHERE hash = ?", [hash]);
+  /**
+   * Every shard was found stored (or rewritten): the block is whole. With a claim, only while the
+   * claim is current (a repair taken over says nothing).
+   */
+  async markVerified(hash: Buffer, claim?: RepairClaim): Promise<void> {
+    await this.whileClaimed(hash, claim, "b.verified_at = CURRENT_TIMESTAMP(3), b.lost_at = NULL");
   }
 
-  /** More than m shards are proven gone: sweeps stop re-queueing the block. */
-  async markLost(hash: Buffer): Promise<void> {
-    await this.shardOf(hash).query("UPDATE blocks SET lost_at = COALESCE(lost_at, CURRENT_TIMESTAMP(3)) WHERE hash = ?", [hash]);
+  /** More than m shards are proven gone: sweeps stop re-queueing the block (while the claim is current). */
+  async markLost(claim: RepairClaim): Promise<void> {
+    await this.whileClaimed(claim.hash, claim, "b.lost_at = COALESCE(b.lost_at, CURRENT_TIMESTAMP(3))");
+  }
+
+  /** An upload made a lost block readable again, if not yet whole: sweeps queue the rest (while the claim is current). */
+  async clearLost(claim: RepairClaim): Promise<void> {
+    await this.whileClaimed(claim.hash, claim, "b.lost_at = NULL");
+  }
+
+  private async whileClaimed(hash: Buffer, claim: RepairClaim | undefined, set: string): Promise<void> {
+    if (!claim) {
+      await this.shardOf(hash).query(`UPDATE blocks b SET ${set} WHERE b.hash = ?`, [hash]);
+      return;
+    }
+    await this.shardOf(hash).query(
+      `UPDATE blocks b JOIN repair_queue q ON q.hash = b.hash SET ${set} WHERE b.hash = ? AND q.claim_generation = ?`, [hash, claim.generation],
+    );
   }
 
   /**

@@ -1,11 +1,14 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import type { Logger } from "@satchel/proto";
 import type { RepairSink } from "../block-store.js";
 import type { ErasureCodec } from "../codec/erasure.js";
 import type { ShardIO, ShardSurvey } from "../shard-io/shard-io.js";
-import { isStored, type BlockIndex, type BlockRecord, type ShardPlacement } from "../block-index/block-index.js";
+import { isStored, type BlockIndex, type BlockRecord, type RepairClaim, type ShardPlacement } from "../block-index/block-index.js";
 import type { BlockserverMetrics } from "../metrics.js";
 import { blockVerdict, type BlockVerdict } from "../quorum.js";
 import { repairRetryDelayMs } from "./backoff.js";
+import { rebuiltShardsDecode } from "./rebuild-check.js";
 
 export interface RepairResult {
   /** Shards found missing, corrupt or unreachable. */
@@ -22,12 +25,26 @@ export interface RepairResult {
    */
   waitsForNodes: boolean;
   verdict: BlockVerdict["kind"];
+  /**
+   * Another repairer holds the block (it took this one's claim over, or held it already): this one
+   * recorded nothing more and leaves the queue entry to it.
+   */
+  elsewhere?: boolean;
 }
 
 /** Blocks repaired at once. */
 const CONCURRENCY = 4;
 /** Due repairs fetched from the queue per round. */
 const BATCH = 64;
+/**
+ * How long a claim on a block lasts without renewal. It is renewed before every shard write, so it
+ * only has to outlast one survey and one write (a few node timeouts); a repairer that crashed or
+ * hung loses the block to another after this.
+ */
+export const REPAIR_LEASE_SECONDS = 60;
+
+/** Who holds a claim, for operators reading the queue: host, process and a per-repairer tag. */
+const defaultHolder = () => `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`.slice(0, 64);
 
 /**
  * Rebuilds missing and corrupt shards from the good ones and writes them back: to the node that
@@ -36,6 +53,11 @@ const BATCH = 64;
  * repair; blocks arrive from reads (heal on read), writes below full redundancy, the scrubber, nodes
  * coming back or returning with a new disk, and a periodic sweep of shard states. A repair that
  * cannot finish (a node still down) is retried with back-off.
+ *
+ * Any number of repairers (blockserver processes) share the queue. Each claims a block before it
+ * changes anything (RepairClaim): only the holder of the current claim records shards, marks the
+ * block verified or lost, and finishes or retries the entry, so two repairers never both rebuild a
+ * block, and one that stalls past its lease and was taken over changes nothing when it wakes.
  */
 export class Repairer implements RepairSink {
   private timer?: NodeJS.Timeout;
@@ -49,6 +71,7 @@ export class Repairer implements RepairSink {
     private readonly index: BlockIndex,
     private readonly metrics: BlockserverMetrics,
     private readonly logger: Logger,
+    readonly holder: string = defaultHolder(),
   ) {}
 
   enqueue(hash: Buffer, reason: string): void {
@@ -147,41 +170,71 @@ export class Repairer implements RepairSink {
   }
 
   private async runTask(hash: Buffer, attempts: number): Promise<void> {
-    const hex = hash.toString("hex");
+    // Another repairer may have claimed it since the queue was read: then it is that one's.
+    const claim = await this.index.claimRepair(hash, this.holder, REPAIR_LEASE_SECONDS).catch((err: Error) => {
+      this.logger.warn({ block: hash.toString("hex"), err: err.message }, "could not claim a repair; it stays queued");
+      return undefined;
+    });
+    if (!claim) return;
+    await this.settled(claim, attempts, () => this.repair(hash, claim));
+  }
+
+  /**
+   * Runs a claimed repair and settles its queue entry: finished when nothing is left to do here,
+   * otherwise retried with back-off. A repair taken over leaves the entry to the new holder.
+   */
+  private async settled(claim: RepairClaim, attempts: number, work: () => Promise<RepairResult>): Promise<RepairResult | undefined> {
     try {
-      const result = await this.repair(hash);
-      if (result.complete || result.lost || result.waitsForNodes) {
-        await this.index.finishRepair(hash);
-        return;
-      }
-      await this.index.retryRepair(hash, repairRetryDelayMs(attempts), `${result.verdict}: ${result.rebuilt} of ${result.damaged} damaged shards rebuilt`);
+      const result = await work();
+      if (result.elsewhere) return result;
+      if (result.complete || result.lost || result.waitsForNodes) await this.index.finishRepair(claim);
+      else await this.index.retryRepair(claim, repairRetryDelayMs(attempts), `${result.verdict}: ${result.rebuilt} of ${result.damaged} damaged shards rebuilt`);
+      return result;
     } catch (err) {
-      this.logger.warn({ block: hex, err: (err as Error).message }, "repair failed; it will be retried");
-      await this.index.retryRepair(hash, repairRetryDelayMs(attempts), (err as Error).message).catch(() => undefined);
+      this.logger.warn({ block: claim.hash.toString("hex"), err: (err as Error).message }, "repair failed; it will be retried");
+      await this.index.retryRepair(claim, repairRetryDelayMs(attempts), (err as Error).message).catch(() => undefined);
+      return undefined;
     }
   }
 
-  async repair(hash: Buffer): Promise<RepairResult> {
+  async repair(hash: Buffer, claim: RepairClaim): Promise<RepairResult> {
     const record = await this.index.get(hash);
     if (!record || record.state !== "live") return { damaged: 0, rebuilt: 0, lost: false, complete: true, waitsForNodes: false, verdict: "readable" };
-    return this.rebuild(record, await this.shards.survey(record));
+    return this.rebuild(record, await this.shards.survey(record), claim);
   }
 
   /**
    * Records what a survey of the block's shards found, then rebuilds every shard that is not stored
    * (or sits on a node marked dead) when k good shards exist. Shards whose node is down wait for it.
+   * Without a claim (the scrubber's survey), a block with nothing to change is only marked verified;
+   * otherwise the block is claimed first, and left alone if another repairer holds it.
    */
-  async rebuild(record: BlockRecord, survey: ShardSurvey[]): Promise<RepairResult> {
+  async rebuild(record: BlockRecord, survey: ShardSurvey[], claim?: RepairClaim): Promise<RepairResult> {
+    if (claim) return this.rebuildClaimed(record, survey, claim);
+    const verdict = blockVerdict(survey, record.dataShards, record.parityShards);
+    const nothingToDo = verdict.kind === "readable" && this.findings(record, survey).length === 0 &&
+      survey.every((s) => s.status === "ok" && !this.shards.nodes.isDead(s.node));
+    if (nothingToDo) {
+      await this.index.markVerified(record.hash);
+      return { damaged: 0, rebuilt: 0, lost: false, complete: true, waitsForNodes: false, verdict: verdict.kind };
+    }
+    const own = await this.index.claimRepairNow(record.hash, this.holder, "scrub found damage", REPAIR_LEASE_SECONDS);
+    if (!own) return { damaged: 0, rebuilt: 0, lost: false, complete: false, waitsForNodes: false, verdict: verdict.kind, elsewhere: true };
+    const result = await this.settled(own, 0, () => this.rebuildClaimed(record, survey, own));
+    return result ?? { damaged: 0, rebuilt: 0, lost: false, complete: false, waitsForNodes: false, verdict: verdict.kind };
+  }
+
+  private async rebuildClaimed(record: BlockRecord, survey: ShardSurvey[], claim: RepairClaim): Promise<RepairResult> {
     const hex = record.hash.toString("hex");
     const k = record.dataShards;
-    await this.recordFindings(record, survey);
     const verdict = blockVerdict(survey, k, record.parityShards);
+    if (!(await this.recordFindings(record, survey, claim))) return this.takenOver(claim, verdict.kind);
     const nodes = this.shards.nodes;
     const needed = survey.filter((s) => s.status !== "ok" || nodes.isDead(s.node)).map((s) => s.index);
     const damaged = survey.filter((s) => s.status !== "ok").length;
     if (verdict.kind === "lost") {
       this.metrics.repairs.inc({ result: "lost" });
-      await this.index.markLost(record.hash);
+      await this.index.markLost(claim);
       this.logger.error({ block: hex, good: verdict.good, gone: verdict.gone, needed: k }, "block lost: more than m shards are proven gone");
       return { damaged, rebuilt: 0, lost: true, complete: false, waitsForNodes: false, verdict: verdict.kind };
     }
@@ -193,25 +246,52 @@ export class Repairer implements RepairSink {
       return { damaged, rebuilt: 0, lost: false, complete: false, waitsForNodes, verdict: verdict.kind };
     }
     if (needed.length === 0) {
-      await this.index.markVerified(record.hash);
+      await this.index.markVerified(record.hash, claim);
       return { damaged: 0, rebuilt: 0, lost: false, complete: true, waitsForNodes: false, verdict: verdict.kind };
     }
     const all = await this.codec.reconstructShards(survey.map((s) => s.payload), record.size);
-    return this.rewrite(record, needed, all, damaged);
+    if (!(await rebuiltShardsDecode(this.codec, all, needed, record.size, record.hash))) {
+      // Some shard passed its checksum with wrong bytes: what was rebuilt from it is wrong too, and
+      // writing it would overwrite (or add to) good shards with bad ones. Nothing is written.
+      this.metrics.rebuildsRejected.inc();
+      this.logger.error({ block: hex, shards: needed }, "rebuilt shards do not decode to the block hash; nothing written");
+      return { damaged, rebuilt: 0, lost: false, complete: false, waitsForNodes: false, verdict: verdict.kind };
+    }
+    return this.rewrite(record, needed, all, damaged, claim);
   }
 
   /**
-   * An upload brought a live block's bytes (encoded into `shards`): rewrite every shard the index
-   * does not record as stored, so a block that lost shards, even one proven lost, is whole again.
+   * An upload brought a live block's bytes (encoded into `shards`, from bytes that hash to it): rewrite
+   * every shard the index does not record as stored, or every shard of a block recorded lost (what
+   * the index still calls stored is not to be trusted there), under a claim like any repair. Returns
+   * whether the block is readable from what is stored now; false also when another repairer holds it.
    */
-  async restore(record: BlockRecord, shards: Buffer[]): Promise<void> {
-    const needed = record.shards.filter((p) => !isStored(p.state) || this.shards.nodes.isDead(p.node)).map((p) => p.index);
-    const result = await this.rewrite(record, needed, shards, needed.length);
-    if (result.complete) await this.index.finishRepair(record.hash);
+  async restore(record: BlockRecord, shards: Buffer[]): Promise<boolean> {
+    const claim = await this.index.claimRepairNow(record.hash, this.holder, "an upload brought the bytes", REPAIR_LEASE_SECONDS);
+    if (!claim) {
+      // Being repaired right now: that repair finishes the job (a lost block's uploader is told to retry).
+      if (!record.lost) this.enqueue(record.hash, "an upload found shards not stored");
+      return false;
+    }
+    const nodes = this.shards.nodes;
+    const needed = record.shards.filter((p) => record.lost || !isStored(p.state) || nodes.isDead(p.node)).map((p) => p.index);
+    const result = await this.settled(claim, 0, async () => {
+      const r = await this.rewrite(record, needed, shards, needed.length, claim);
+      const stored = record.shards.filter((p) => isStored(p.state) && !nodes.isDead(p.node)).length;
+      // Readable again though not whole (a node is down): no longer lost, so sweeps queue the rest.
+      if (record.lost && !r.complete && !r.elsewhere && stored >= record.dataShards) await this.index.clearLost(claim);
+      return r;
+    });
+    if (!result || result.elsewhere) return false;
+    return record.shards.filter((p) => isStored(p.state) && !nodes.isDead(p.node)).length >= record.dataShards;
   }
 
-  /** Writes the shards `needed` (payloads in `all`) to their nodes and records them. */
-  private async rewrite(record: BlockRecord, needed: number[], all: Buffer[], damaged: number): Promise<RepairResult> {
+  /**
+   * Writes the shards `needed` (payloads in `all`) to their nodes and records them, as the holder
+   * of `claim`: the claim is renewed before each write and each placement is recorded only while
+   * the claim is current, so a repairer taken over stops at its next step.
+   */
+  private async rewrite(record: BlockRecord, needed: number[], all: Buffer[], damaged: number, claim: RepairClaim): Promise<RepairResult> {
     const hex = record.hash.toString("hex");
     let rebuilt = 0;
     let waiting = 0;
@@ -223,38 +303,53 @@ export class Repairer implements RepairSink {
         waiting++;
         continue;
       }
+      if (!(await this.index.renewRepairClaim(claim, REPAIR_LEASE_SECONDS))) return this.takenOver(claim, "readable", rebuilt);
       const { placement, error } = await this.shards.writeShard(record, i, all[i], target, target === record.shards[i].node ? "ok" : "rebuilt");
       if (error) {
         failed++;
         this.logger.warn({ block: hex, shard: i, node: target, err: error.message }, "rebuilt shard could not be written");
         continue;
       }
+      let recorded: boolean;
       try {
-        await this.index.setShard(record.hash, placement);
-        record.shards[i] = placement;
-        rebuilt++;
+        recorded = await this.index.recordRepairedShard(claim, placement);
       } catch (err) {
         failed++;
         this.logger.warn({ block: hex, shard: i, node: target, err: (err as Error).message }, "rebuilt shard could not be recorded");
+        continue;
       }
+      // The object just written holds the same bytes the new holder writes (or, on another node, is
+      // an orphan the orphan sweep removes).
+      if (!recorded) return this.takenOver(claim, "readable", rebuilt);
+      record.shards[i] = placement;
+      rebuilt++;
     }
     const complete = waiting === 0 && failed === 0;
     this.metrics.repairs.inc({ result: complete ? "repaired" : "partial" });
     this.metrics.shardsRebuilt.inc(rebuilt);
-    if (complete) await this.index.markVerified(record.hash);
+    if (complete) await this.index.markVerified(record.hash, claim);
     this.logger.info({ block: hex, damaged, rebuilt, waiting, failed }, "block repaired");
     return { damaged, rebuilt, lost: false, complete, waitsForNodes: !complete && failed === 0, verdict: "readable" };
   }
 
+  /** Another repairer took the block over: this one stops, having recorded `rebuilt` shards. */
+  private takenOver(claim: RepairClaim, verdict: BlockVerdict["kind"], rebuilt = 0): RepairResult {
+    this.metrics.repairClaimsLost.inc();
+    this.metrics.shardsRebuilt.inc(rebuilt);
+    this.logger.warn({ block: claim.hash.toString("hex"), generation: claim.generation }, "repair taken over by another repairer; stopping");
+    return { damaged: 0, rebuilt, lost: false, complete: false, waitsForNodes: false, verdict, elsewhere: true };
+  }
+
   /**
-   * Writes what the survey learnt back into the index: the index is a hint kept as fresh as we can.
-   * A shard on a node known to be down is recorded unreachable even though it was not tried: a
+   * What the survey learnt that the index does not say yet: the index is a hint kept as fresh as we
+   * can. A shard on a node known to be down is recorded unreachable even though it was not tried: a
    * repair that waits for the node leaves the queue, and the node's return re-checks only shards
    * recorded as not stored (a new disk adopted just before its node died held none of them).
    */
-  private async recordFindings(record: BlockRecord, survey: ShardSurvey[]): Promise<void> {
+  private findings(record: BlockRecord, survey: ShardSurvey[]): ShardPlacement[] {
     const nodes = this.shards.nodes;
-    await Promise.all(survey.map(async (s) => {
+    const out: ShardPlacement[] = [];
+    for (const s of survey) {
       const was = record.shards[s.index];
       let now: ShardPlacement = was;
       if (s.status === "ok") {
@@ -265,11 +360,18 @@ export class Repairer implements RepairSink {
       } else if (isStored(was.state) && (s.tried || !nodes.get(s.node)?.healthy)) {
         now = { ...was, state: "unreachable" };
       }
-      if (now !== was) {
-        await this.index.setShard(record.hash, now);
-        record.shards[s.index] = now;
-      }
-    }));
+      if (now !== was) out.push(now);
+    }
+    return out;
+  }
+
+  /** Records the survey's findings as the holder of `claim`; false when the claim was taken over. */
+  private async recordFindings(record: BlockRecord, survey: ShardSurvey[], claim: RepairClaim): Promise<boolean> {
+    const found = this.findings(record, survey);
+    const recorded = await Promise.all(found.map((p) => this.index.recordRepairedShard(claim, p)));
+    if (recorded.includes(false)) return false;
+    for (const p of found) record.shards[p.index] = p;
+    return true;
   }
 
   /**
