@@ -86,7 +86,9 @@ export class SatchelClient {
   /**
    * Uploads a local file as a new version of remotePath derived from parentRevision (0: a new
    * file); a stale parent makes the server keep this upload as a conflicted copy (conflict: true).
-   * Retrying with the same request id is safe.
+   * Retrying with the same request id is safe. requestId may be a function of the file's blocks
+   * (hashes, in order), called once the file is chunked: a caller that derives the id from what it
+   * sends gets the same id when it sends the same version again, even after a crash.
    *
    * A hash is not a claim on content: the platform takes a block only from someone who has shown
    * it holds it. Blocks of the parent revision (parentBlocks: its block refs, or their hex hashes)
@@ -95,7 +97,7 @@ export class SatchelClient {
    * however many users send them, and answers with a grant that the commit presents.
    */
   async uploadAs(
-    localPath: string, remotePath: string, parentRevision: bigint, requestId: string, onProgress?: ProgressListener,
+    localPath: string, remotePath: string, parentRevision: bigint, requestId: string | ((blocks: BlockRef[]) => string), onProgress?: ProgressListener,
     parentBlocks?: Iterable<BlockRef | string>,
   ): Promise<{ file: FileMetadata; conflict: boolean; progress: TransferProgress }> {
     const { size } = await stat(localPath);
@@ -108,8 +110,9 @@ export class SatchelClient {
       }
     }
     let refs = await this.sendBlocks(localPath, progress, held, onProgress);
+    const id = typeof requestId === "string" ? requestId : requestId(refs);
     for (let attempt = 0; ; attempt++) {
-      const res = await this.meta.commitFile({ path: remotePath, blocks: refs, size: BigInt(size), parentRevision, requestId });
+      const res = await this.meta.commitFile({ path: remotePath, blocks: refs, size: BigInt(size), parentRevision, requestId: id });
       if (res.missingBlocks.length === 0 && res.file) return { file: res.file, conflict: res.conflict, progress };
       // A block was collected between upload and commit, a grant expired, or the parent no longer
       // holds a block: send those.

@@ -235,3 +235,35 @@ describe("a rename needs the same content, not only the same inode", () => {
     expect(a.events.filter((e) => e.kind === "move-remote")).toEqual([]);
   });
 });
+
+describe("a retried upload is the same request", () => {
+  it("an upload whose commit landed but whose answer never reached the device is sent again as the same request: no conflicted copy of itself", async () => {
+    const account = await createAccount(endpoints, "retry");
+    const a = await device(account, "laptop", { retry: { firstDelayMs: 0, maxDelayMs: 0 } });
+    await writeFile(join(a.dir, "notes.txt"), "first\n");
+    await a.agent.syncNow();
+    await writeFile(join(a.dir, "notes.txt"), "second, committed but not recorded\n");
+
+    // The commit reaches the server; the device never learns it (the process died, the answer was lost).
+    const commitFile = a.client.meta.commitFile.bind(a.client.meta);
+    let lost = false;
+    Object.assign(a.client.meta, {
+      commitFile: async (...args: Parameters<typeof commitFile>) => {
+        const res = await commitFile(...args);
+        if (res.file && !lost) {
+          lost = true;
+          throw new ConnectError("connection reset after the commit", Code.Aborted);
+        }
+        return res;
+      },
+    });
+    await a.agent.syncNow();
+    expect(lost).toBe(true);
+    await a.agent.syncNow();
+    await a.agent.syncNow();
+
+    expect(await live(a, "/")).toEqual(["/notes.txt"]);
+    expect((await a.client.meta.listRevisions({ path: "/notes.txt" })).revisions).toHaveLength(2);
+    expect(await readFile(join(a.dir, "notes.txt"), "utf8")).toBe("second, committed but not recorded\n");
+  });
+});

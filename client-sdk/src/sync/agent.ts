@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { watch, type Dirent, type FSWatcher } from "node:fs";
 import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -178,6 +178,11 @@ export class SyncAgent {
   async open(): Promise<void> {
     await mkdir(join(this.root, STATE_DIR), { recursive: true });
     this.state = await SyncState.open(join(this.root, STATE_DIR, "state.json"));
+    if (!this.state.hasDeviceKey) {
+      // Saved before any upload can use it: a request id made from it is the same after a crash.
+      this.state.uploadRequestId("/", 0n, { size: 0, mtimeMs: 0 }, []);
+      await this.state.save();
+    }
   }
 
   /** Starts syncing continuously: a first pass, then on changes (local or remote) and on a timer. */
@@ -444,7 +449,9 @@ export class SyncAgent {
       const synced = this.state.file(path);
       // The synced version's blocks are the parent's: the server has them and knows we may use them.
       const { file, conflict, progress } = await this.client.uploadAs(
-        this.local(path), path, BigInt(synced?.revision ?? "0"), randomUUID(), undefined, synced?.blocks.map(([hex]) => hex),
+        this.local(path), path, BigInt(synced?.revision ?? "0"),
+        (blocks) => this.state.uploadRequestId(path, BigInt(synced?.revision ?? "0"), f, blocks.map((b) => b.hash)),
+        undefined, synced?.blocks.map(([hex]) => hex),
       );
       counts.uploads++;
       this.state.setProblem(path, undefined);

@@ -119,4 +119,23 @@ describe("sync state file", () => {
     again.applied("/Z");
     expect(again.unapplied).toEqual([["/Y/other.tmp", 12n]]);
   });
+
+  it("an upload sent again is the same request; another version, parent, file, path or device is another", async () => {
+    const path = await stateFile();
+    const state = await SyncState.open(path);
+    const local = { size: 3, mtimeMs: 1717171717171.5, ino: 42 };
+    const blocks = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
+    const id = state.uploadRequestId("/a.txt", 5n, local, blocks);
+    expect(id.length).toBeLessThanOrEqual(64);
+    await state.save();
+    expect((await SyncState.open(path)).uploadRequestId("/a.txt", 5n, local, blocks)).toBe(id);
+    const others = [
+      state.uploadRequestId("/a.txt", 5n, local, [blocks[0]]),
+      state.uploadRequestId("/a.txt", 6n, local, blocks),
+      state.uploadRequestId("/a.txt", 5n, { ...local, mtimeMs: local.mtimeMs + 1 }, blocks),
+      state.uploadRequestId("/b.txt", 5n, local, blocks),
+      (await SyncState.open(`${path}.another-device`)).uploadRequestId("/a.txt", 5n, local, blocks),
+    ];
+    expect(new Set([id, ...others]).size).toBe(6);
+  });
 });

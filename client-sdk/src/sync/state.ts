@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { SyncProblem } from "./problems.js";
@@ -53,6 +54,11 @@ interface StateData {
    * what this device never had. Absent in states written before it (read as none).
    */
   unapplied?: Record<string, string>;
+  /**
+   * A random secret of this device's, made once: upload request ids are derived from it and from
+   * what is sent (see SyncState.uploadRequestId). Absent in states written before it.
+   */
+  deviceKey?: string;
 }
 
 /** Version 2: the same without follow-ups. */
@@ -177,6 +183,26 @@ export class SyncState {
   /** Unapplied changes, by remote path, with their cursors. */
   get unapplied(): [string, bigint][] {
     return Object.entries(this.data.unapplied ?? {}).map(([p, c]) => [p, BigInt(c)]);
+  }
+
+  /** Whether this device has its key yet (the agent saves a new one before its first upload). */
+  get hasDeviceKey(): boolean {
+    return this.data.deviceKey !== undefined;
+  }
+
+  /**
+   * The request id of an upload: the same for the same version of the same local file sent again
+   * (path, parent revision, the file's size, mtime and inode, and its block hashes), whatever
+   * happened in between — a commit that landed but whose answer was lost, or whose state was never
+   * saved before a crash, is answered with its first result instead of becoming a conflicted copy of
+   * itself. The local file's identity keeps a file made again with the same bytes (after a delete)
+   * a new request; the device's key keeps two devices' ids apart.
+   */
+  uploadRequestId(path: string, parentRevision: bigint, local: { size: number; mtimeMs: number; ino?: number }, blockHashes: Uint8Array[]): string {
+    this.data.deviceKey ??= randomBytes(16).toString("hex");
+    const h = createHash("sha256").update(`${this.data.deviceKey}\0${path}\0${parentRevision}\0${local.size}\0${local.mtimeMs}\0${local.ino ?? ""}\0`);
+    for (const hash of blockHashes) h.update(hash);
+    return `sync-${h.digest("base64url")}`;
   }
 
   get lastSyncAt(): number {
