@@ -35,6 +35,13 @@ export interface BlockserverConfig extends ServiceBasics {
     reserveLeaseSeconds: number;
     /** A shard object with no index entry is removed only when older than this (an in-flight write is younger). */
     orphanMinAgeSeconds: number;
+    /**
+     * Collection pauses while a source of reference changes (a metadata shard's relay) has not
+     * reported, or holds changes older than this: what waits in its outbox may reference blocks at zero.
+     */
+    relayBoundSeconds: number;
+    /** Clock skew allowed between the blockservers (which stamp the relays' claims) and the index databases. */
+    clockSkewMs: number;
   };
 }
 
@@ -60,6 +67,8 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
       intervalMs: envInt(env, "SATCHEL_GC_INTERVAL_MS", 300_000),
       reserveLeaseSeconds: envInt(env, "SATCHEL_RESERVE_LEASE_SECONDS", 3600),
       orphanMinAgeSeconds: envInt(env, "SATCHEL_ORPHAN_MIN_AGE_SECONDS", 3600),
+      relayBoundSeconds: envInt(env, "SATCHEL_GC_RELAY_BOUND_SECONDS", 120),
+      clockSkewMs: envInt(env, "SATCHEL_GC_CLOCK_SKEW_MS", 1000),
     },
   };
   config.writeQuorum = validateWriteQuorum(

@@ -51,7 +51,12 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   repairer.start(config.repairSweepMs);
   const scrubber = new Scrubber(shards, store, index, repairer, metrics, logger, config.scrub);
   scrubber.start();
-  const collector = new Collector(shards, index, metrics, logger, config.gc.graceSeconds, config.gc.reserveLeaseSeconds);
+  const collector = new Collector(shards, index, metrics, logger, {
+    graceSeconds: config.gc.graceSeconds,
+    uploadWindowSeconds: config.gc.reserveLeaseSeconds,
+    relayBoundSeconds: config.gc.relayBoundSeconds,
+    clockSkewMs: config.gc.clockSkewMs,
+  });
   collector.start(config.gc.intervalMs);
   // Writes that died leave their rows in 'writing': swept on the collector's schedule, once older
   // than the orphan bound (the orphan sweep then removes their objects).

@@ -127,6 +127,23 @@ export class BlockserverMetrics extends ServiceMetrics {
     help: "Logical bytes of deleted blocks.",
     registers: [this.registry],
   });
+  readonly gcPaused = new Gauge({
+    name: "satchel_blockserver_gc_paused",
+    help: "1 while garbage collection takes no new block because a source of reference changes is silent, unknown or holds old changes (its last run).",
+    registers: [this.registry],
+  });
+  readonly gcAwaiting = new Gauge({
+    name: "satchel_blockserver_gc_awaiting_blocks",
+    help: "Unreferenced blocks past their grace kept by the last run: waiting for the reference relays to deliver (reason=relay) or for a node holding a shard to come back (reason=nodes).",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
+  readonly referenceSourceLag = new Gauge({
+    name: "satchel_blockserver_reference_source_lag_seconds",
+    help: "How far behind now each source of reference changes (a metadata shard's relay) has delivered everything it committed, as of the last collection run.",
+    labelNames: ["source"],
+    registers: [this.registry],
+  });
   readonly orphanShardsRemoved = new Counter({
     name: "satchel_blockserver_orphan_shards_removed_total",
     help: "Shard objects on storage nodes that no index entry named, removed by the orphan sweep.",

@@ -25,6 +25,16 @@ export interface MetaserverConfig extends ServiceBasics {
    * a (re)started metaserver does not begin with a full read of the storage.
    */
   verifyIntervalSeconds: number;
+  /**
+   * How often block reference counts are reconciled against the file versions (mark and sweep);
+   * 0 turns the schedule off. A relay that recovers from an outage also asks for a run.
+   */
+  reconcileIntervalSeconds: number;
+  /**
+   * Whether a relay back from an outage asks for a reconciliation (on by default). A fault test
+   * turns it off to see drift that reconciliation would otherwise correct before it is checked.
+   */
+  reconcileAfterRelayOutage: boolean;
   /** How long a latest-cursor key lives in Redis (bounds its staleness when a publish is lost). */
   cursorCacheSeconds: number;
   /** Longest WaitForChange long poll. */
@@ -54,6 +64,8 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
     journalRetentionDays: envInt(env, "SATCHEL_JOURNAL_RETENTION_DAYS", 90),
     pruneIntervalSeconds: envInt(env, "SATCHEL_PRUNE_INTERVAL_SECONDS", 3600),
     verifyIntervalSeconds: envInt(env, "SATCHEL_VERIFY_INTERVAL_SECONDS", 86400),
+    reconcileIntervalSeconds: envInt(env, "SATCHEL_RECONCILE_INTERVAL_SECONDS", 3600),
+    reconcileAfterRelayOutage: envString(env, "SATCHEL_RECONCILE_AFTER_RELAY_OUTAGE", "on") !== "off",
     waitMaxSeconds: envInt(env, "SATCHEL_WAIT_MAX_SECONDS", 30),
     cursorCacheSeconds: envInt(env, "SATCHEL_CURSOR_CACHE_SECONDS", 10),
     linksPort,
@@ -64,6 +76,9 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
   // Node timers hold at most 2^31-1 ms; a longer one would fire at once, starting a verify at boot.
   if (config.verifyIntervalSeconds < 0 || config.verifyIntervalSeconds > 2_147_483) {
     throw new Error(`SATCHEL_VERIFY_INTERVAL_SECONDS must be between 0 (off) and 2147483 (about 24 days), got ${config.verifyIntervalSeconds}`);
+  }
+  if (config.reconcileIntervalSeconds < 0 || config.reconcileIntervalSeconds > 2_147_483) {
+    throw new Error(`SATCHEL_RECONCILE_INTERVAL_SECONDS must be between 0 (off) and 2147483 (about 24 days), got ${config.reconcileIntervalSeconds}`);
   }
   return config;
 }

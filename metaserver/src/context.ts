@@ -5,6 +5,7 @@ import type { MetaserverConfig } from "./config.js";
 import { createMetaMetrics, type MetaMetrics } from "./metrics.js";
 import { CursorWatcher } from "./journal/cursor-watch.js";
 import { CommitPublisher } from "./journal/publisher.js";
+import { ReferenceReconciler } from "./journal/reference-reconciler.js";
 import { ReferenceRelay } from "./journal/reference-relay.js";
 import { RetentionJob } from "./journal/retention.js";
 import { FileStore } from "./store/files.js";
@@ -46,6 +47,7 @@ export interface MetaserverContext {
   cursors: CursorWatcher;
   relay: ReferenceRelay;
   outbox: ReferenceOutbox;
+  reconciler: ReferenceReconciler;
   retention: RetentionJob;
   verifier: Verifier;
   close(): Promise<void>;
@@ -70,8 +72,13 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   const metaMetrics = createMetaMetrics(metrics.registry, { shards, unpublished: () => publisher.unpublishedCount });
   const stopProbe = probeShards(shards, metaMetrics, 5000);
   const outbox = new ReferenceOutbox(shards);
-  const relay = new ReferenceRelay(outbox, blocks, logger, metrics.registry);
+  // A relay back from an outage asks for a reconciliation: counts are checked once it caught up.
+  const relay = new ReferenceRelay(outbox, blocks, logger, metrics.registry, (outageMs) => {
+    if (config.reconcileAfterRelayOutage) reconciler.requestSoon(`the reference relay recovered after ${outageMs} ms`);
+  });
+  const reconciler = new ReferenceReconciler(outbox, relay, blockAdmin, logger, metaMetrics.reconcile);
   relay.start(1000);
+  reconciler.start(config.reconcileIntervalSeconds * 1000);
   const retention = new RetentionJob(placement, journal, logger, {
     retentionDays: config.retentionDays, versionsKept: config.versionsKept, journalDays: config.journalRetentionDays,
   });
@@ -82,12 +89,13 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
     config, logger, metrics, metaMetrics, shards, namespaces, placement, files, journal, txns, quotas, accessTokens: new AccessTokens(config.tokenKeys),
     grants: new BlockGrants(config.tokenKeys, config.blockGrantSeconds),
     limits: userRateLimits(config.rateLimits, metrics),
-    blocks, blockAdmin, publisher, cursors, relay, outbox, retention, verifier,
+    blocks, blockAdmin, publisher, cursors, relay, outbox, reconciler, retention, verifier,
     close: async () => {
       stopProbe();
       retention.stop();
       verifier.stop();
       relay.stop();
+      reconciler.stop();
       cursors.close();
       await publisher.close();
       await shards.close();

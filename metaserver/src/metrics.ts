@@ -8,10 +8,17 @@ export interface MetaMetrics {
   quotaRefusals: Counter;
   shardUp: Gauge<"shard">;
   shardPing: Histogram<"shard">;
-  /** Blocks whose reference count the last reconciliation corrected, and by how much in all. */
-  referenceDrift: Gauge<"measure">;
+  /** What reconciliation of block references finds and how often it runs. */
+  reconcile: ReconcileMetrics;
   /** What the last verify run found, when it finished and how long it took; runs by result. */
   verify: VerifyMetrics;
+}
+
+export interface ReconcileMetrics {
+  /** Blocks whose reference count the last reconciliation corrected, and by how much in all. */
+  drift: Gauge<"measure">;
+  reconciliations: Counter<"result">;
+  lastRun: Gauge;
 }
 
 /**
@@ -37,12 +44,25 @@ export function createMetaMetrics(registry: Registry, live: { shards: ShardSet; 
       labelNames: ["shard"],
       registers: [registry],
     }),
-    referenceDrift: new Gauge({
-      name: "satchel_metaserver_reference_drift",
-      help: "Found by the last reference reconciliation: blocks whose count was wrong (measure=blocks) and the sum of the differences (measure=references).",
-      labelNames: ["measure"],
-      registers: [registry],
-    }),
+    reconcile: {
+      drift: new Gauge({
+        name: "satchel_metaserver_reference_drift",
+        help: "Found (and corrected) by the last reference reconciliation: blocks whose count was wrong (measure=blocks), the sum of the differences (measure=references), blocks counted below the versions holding them (measure=blocks_counted_low: collection could take them) and above (measure=blocks_counted_high).",
+        labelNames: ["measure"],
+        registers: [registry],
+      }),
+      reconciliations: new Counter({
+        name: "satchel_metaserver_reference_reconciliations_total",
+        help: "Reference reconciliations run (on schedule, after a relay outage, or asked for), by result.",
+        labelNames: ["result"],
+        registers: [registry],
+      }),
+      lastRun: new Gauge({
+        name: "satchel_metaserver_reference_reconcile_last_timestamp_seconds",
+        help: "When the last reference reconciliation finished (Unix seconds).",
+        registers: [registry],
+      }),
+    },
     shardPing: new Histogram({
       name: "satchel_metaserver_shard_probe_seconds",
       help: "Round trip of a probe query to each metadata shard.",
@@ -110,8 +130,8 @@ export function createMetaMetrics(registry: Registry, live: { shards: ShardSet; 
       this.set(live.unpublished());
     },
   });
-  metaMetrics.referenceDrift.set({ measure: "blocks" }, 0);
-  metaMetrics.referenceDrift.set({ measure: "references" }, 0);
+  for (const measure of ["blocks", "references", "blocks_counted_low", "blocks_counted_high"]) metaMetrics.reconcile.drift.set({ measure }, 0);
+  for (const result of ["ok", "failed"]) metaMetrics.reconcile.reconciliations.inc({ result }, 0);
   for (const result of ["ok", "failed"]) metaMetrics.verify.runs.inc({ result }, 0);
   return metaMetrics;
 }

@@ -1,5 +1,5 @@
 import type { Pool, ResultSetHeader, RowDataPacket } from "mysql2/promise";
-import { inTransaction, ShardPools, type TlsConfig } from "@satchel/proto";
+import { inTransaction, referenceSourceOf, ShardPools, type TlsConfig } from "@satchel/proto";
 
 export type BlockState = "writing" | "live" | "deleting";
 
@@ -34,6 +34,26 @@ export interface ShardPlacement {
   state: ShardState;
 }
 
+/** What a source of reference changes (a metadata shard's relay) last reported; see AdjustReferences. */
+export interface ReferenceSourceState {
+  source: string;
+  /** Every change it committed before this time (Unix ms, a blockserver's clock) is applied; 0: no claim yet. */
+  deliveredThroughMs: number;
+  oldestPendingSeconds: number;
+  /** Since its last report; Infinity when it never reported. */
+  silentSeconds: number;
+}
+
+/**
+ * Blocks at zero that collection may take: past their grace, not reserved, and reached zero (or
+ * were last reserved) before `deliveredThroughMs`, when every source of reference changes had
+ * delivered everything it committed. Both are conditions on a row of `blocks`.
+ */
+const COLLECTABLE = `state = 'live' AND ref_count <= 0
+  AND COALESCE(zero_since, created_at) <= NOW(3) - INTERVAL ? SECOND
+  AND (reserved_until IS NULL OR reserved_until < NOW(3))`;
+const SETTLED = `GREATEST(COALESCE(zero_since, created_at), COALESCE(reserved_until, created_at)) < FROM_UNIXTIME(? / 1000)`;
+
 /** A block waiting in the durable repair queue. */
 export interface RepairTask {
   hash: Buffer;
@@ -60,11 +80,39 @@ export class BlockIndex {
   private constructor(
     private readonly shards: Pool[],
     private readonly directory: Pool,
+    /** Every source of reference changes: one relay per metadata shard of the same shard map. */
+    private readonly sources: string[],
   ) {}
 
   static async open(directoryUrl: string, tls: TlsConfig | undefined): Promise<BlockIndex> {
     const pools = await ShardPools.open(directoryUrl, { shardConnections: 8, directoryConnections: 2, tls });
-    return new BlockIndex(pools.shards, pools.directory);
+    return new BlockIndex(pools.shards, pools.directory, pools.shardIds.map(referenceSourceOf));
+  }
+
+  /** Records what a source of reference changes reported with its latest batch. */
+  async recordSourceReport(source: string, deliveredThroughMs: bigint, oldestPendingSeconds: number): Promise<void> {
+    // A claim only moves forward: a late retry of an older batch cannot take it back.
+    await this.directory.query(
+      `INSERT INTO reference_sources (source, delivered_through_ms, oldest_pending_seconds) VALUES (?, ?, ?)
+       ON DUPLICATE KEY UPDATE delivered_through_ms = GREATEST(delivered_through_ms, VALUES(delivered_through_ms)),
+         oldest_pending_seconds = VALUES(oldest_pending_seconds), reported_at = CURRENT_TIMESTAMP(3)`,
+      [source, deliveredThroughMs, oldestPendingSeconds],
+    );
+  }
+
+  /** Every source that must deliver before collection, with what it last reported (never: silent forever). */
+  async referenceSources(): Promise<ReferenceSourceState[]> {
+    const [rows] = await this.directory.query<RowDataPacket[]>(
+      `SELECT source, delivered_through_ms, oldest_pending_seconds,
+         TIMESTAMPDIFF(MICROSECOND, reported_at, NOW(3)) / 1e6 AS silent FROM reference_sources WHERE source IN (?)`, [this.sources],
+    );
+    const reported = new Map(rows.map((r) => [r.source as string, r]));
+    return this.sources.map((source) => {
+      const r = reported.get(source);
+      return r
+        ? { source, deliveredThroughMs: Number(r.delivered_through_ms), oldestPendingSeconds: Number(r.oldest_pending_seconds), silentSeconds: Number(r.silent) }
+        : { source, deliveredThroughMs: 0, oldestPendingSeconds: 0, silentSeconds: Infinity };
+    });
   }
 
   /** Storage nodes an operator declared dead. */
@@ -524,15 +572,23 @@ export class BlockIndex {
     );
   }
 
-  /** Blocks of one index shard that no version references, past their grace, not reserved. */
-  async collectable(shard: number, graceSeconds: number, limit: number): Promise<Buffer[]> {
+  /**
+   * Blocks of one index shard that no version references, past their grace, not reserved, and at
+   * zero since before `settledMs` (every source had delivered what it committed until then).
+   */
+  async collectable(shard: number, graceSeconds: number, settledMs: number, limit: number): Promise<Buffer[]> {
     const [rows] = await this.shards[shard].query<RowDataPacket[]>(
-      `SELECT hash FROM blocks WHERE state = 'live' AND ref_count <= 0
-         AND COALESCE(zero_since, created_at) <= NOW(3) - INTERVAL ? SECOND
-         AND (reserved_until IS NULL OR reserved_until < NOW(3)) LIMIT ?`,
-      [graceSeconds, limit],
+      `SELECT hash FROM blocks WHERE ${COLLECTABLE} AND ${SETTLED} LIMIT ?`, [graceSeconds, settledMs, limit],
     );
     return rows.map((r) => r.hash as Buffer);
+  }
+
+  /** Blocks of one index shard that would be collectable but for changes the relays have not yet delivered. */
+  async awaitingRelay(shard: number, graceSeconds: number, settledMs: number): Promise<number> {
+    const [rows] = await this.shards[shard].query<RowDataPacket[]>(
+      `SELECT COUNT(*) AS n FROM blocks WHERE ${COLLECTABLE} AND NOT (${SETTLED})`, [graceSeconds, settledMs],
+    );
+    return Number(rows[0].n);
   }
 
   /** Blocks left in 'deleting' (a collector that stopped half-way), to finish. */
@@ -542,12 +598,9 @@ export class BlockIndex {
   }
 
   /** Marks a block 'deleting' if, under its row lock, it is still collectable. */
-  async beginDelete(hash: Buffer, graceSeconds: number): Promise<boolean> {
+  async beginDelete(hash: Buffer, graceSeconds: number, settledMs: number): Promise<boolean> {
     const [res] = await this.shardOf(hash).query<ResultSetHeader>(
-      `UPDATE blocks SET state = 'deleting' WHERE hash = ? AND state = 'live' AND ref_count <= 0
-         AND COALESCE(zero_since, created_at) <= NOW(3) - INTERVAL ? SECOND
-         AND (reserved_until IS NULL OR reserved_until < NOW(3))`,
-      [hash, graceSeconds],
+      `UPDATE blocks SET state = 'deleting' WHERE hash = ? AND ${COLLECTABLE} AND ${SETTLED}`, [hash, graceSeconds, settledMs],
     );
     return res.affectedRows === 1;
   }

@@ -26,6 +26,7 @@ export function adminRoutes(ctx: BlockserverContext) {
         return {
           candidates: BigInt(result.candidates), blocksDeleted: BigInt(result.blocksDeleted),
           bytesReclaimed: BigInt(result.bytesReclaimed), orphansRemoved: BigInt(orphans.removed),
+          paused: result.paused, awaitingRelay: BigInt(result.awaitingRelay), awaitingNodes: BigInt(result.awaitingNodes),
         };
       }),
       getReferenceCounts: guarded("GetReferenceCounts", async (req) => {

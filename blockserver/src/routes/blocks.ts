@@ -53,7 +53,13 @@ export function blockRoutes(ctx: BlockserverContext) {
         return { present: await ctx.index.reserve(hashes, lease) };
       }),
       adjustReferences: guarded("AdjustReferences", async (req) => {
+        // Taken before anything is applied: the sender reads its outbox for a later batch only after
+        // this answer, so a claim of this time there covers everything committed before it.
+        const serverTimeMs = BigInt(Date.now());
         if (!req.source || req.source.length > 64) throw invalidArgument("source must be 1 to 64 characters, e.g. \"meta-shard-2\"");
+        if (req.deliveredThroughMs < 0n || req.deliveredThroughMs > serverTimeMs + BigInt(ctx.config.gc.clockSkewMs)) {
+          throw invalidArgument(`delivered_through_ms ${req.deliveredThroughMs} must be a server_time_ms this blockserver answered earlier`);
+        }
         for (const c of req.changes) {
           checkHash(Buffer.from(c.hash));
           if (c.delta === 0) throw invalidArgument(`change ${c.sequence} has delta 0`);
@@ -65,7 +71,9 @@ export function blockRoutes(ctx: BlockserverContext) {
           ctx.metrics.unknownReferences.inc(unknown.length);
           ctx.logger.error({ source: req.source, blocks: unknown.map((h) => h.toString("hex")) }, "reference changes name blocks the index does not hold");
         }
-        return { applied };
+        // Recorded after the changes are applied: the claim covers this batch too.
+        await ctx.index.recordSourceReport(req.source, req.deliveredThroughMs, req.oldestPendingSeconds);
+        return { applied, serverTimeMs };
       }),
       hasBlocks: guarded("HasBlocks", async (req, hctx) => {
         const hashes = req.hashes.map((h) => Buffer.from(h));

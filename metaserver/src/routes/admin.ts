@@ -1,7 +1,6 @@
 import type { ServiceRouter } from "@satchel/proto";
 import { MetaAdminService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "../context.js";
-import { reconcileReferences } from "../journal/reference-reconciler.js";
 import { moveNamespace } from "../store/namespace-mover.js";
 import { guarded } from "./caller.js";
 
@@ -9,9 +8,7 @@ export function adminRoutes(ctx: MetaserverContext) {
   return (router: ServiceRouter) =>
     router.service(MetaAdminService, {
       reconcileReferences: guarded("ReconcileReferences", async () => {
-        const r = await reconcileReferences(ctx.outbox, ctx.relay, ctx.blockAdmin, ctx.logger);
-        ctx.metaMetrics.referenceDrift.set({ measure: "blocks" }, r.blocksDrifted);
-        ctx.metaMetrics.referenceDrift.set({ measure: "references" }, r.totalDrift);
+        const r = await ctx.reconciler.run();
         return { blocksChecked: BigInt(r.blocksChecked), blocksDrifted: BigInt(r.blocksDrifted), totalDrift: BigInt(r.totalDrift) };
       }),
       moveNamespace: guarded("MoveNamespace", async (req) => {

@@ -31,9 +31,15 @@ export class ReferenceOutbox {
     };
   }
 
-  /** Removes the changes the blockserver has applied, up to and including `sequence`. */
-  async acknowledge(shardId: number, sequence: bigint): Promise<void> {
-    await this.shards.shard(shardId).query("DELETE FROM block_reference_outbox WHERE outbox_id <= ?", [sequence]);
+  /**
+   * Removes exactly the changes the blockserver has applied. Never a range: ids are taken at insert
+   * and namespaces on a shard commit out of order, so below the highest id sent there may be a
+   * change that was not yet visible when the batch was read (a range delete would wait for its lock,
+   * then remove it unsent).
+   */
+  async acknowledge(shardId: number, sequences: bigint[]): Promise<void> {
+    if (sequences.length === 0) return;
+    await this.shards.shard(shardId).query("DELETE FROM block_reference_outbox WHERE outbox_id IN (?)", [sequences]);
   }
 
   /**

@@ -1,3 +1,5 @@
+import type { Client } from "@connectrpc/connect";
+import type { BlockAdminService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { ClusterEndpoints } from "../cluster/cluster.js";
 import { minioClient } from "../cluster/minio.js";
 
@@ -17,4 +19,24 @@ export async function countShardObjects(endpoints: ClusterEndpoints): Promise<nu
   let n = 0;
   for (const keys of (await listShardObjects(endpoints)).values()) n += keys.length;
   return n;
+}
+
+/**
+ * Runs garbage collection with no grace period until it has deleted at least `atLeast` blocks in
+ * all, and returns how many it deleted. Collection takes a block at zero only once every reference
+ * relay has delivered past the moment it reached zero (a relay reports about once a second, less
+ * the clock skew allowed), so a block left unreferenced a moment ago waits a few seconds.
+ */
+export async function collectGarbage(admin: Client<typeof BlockAdminService>, atLeast = 1, timeoutMs = 30_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let deleted = 0;
+  for (;;) {
+    const run = await admin.runGarbageCollection({ graceSeconds: 0 }, { timeoutMs: 120_000 });
+    deleted += Number(run.blocksDeleted);
+    if (deleted >= atLeast) return deleted;
+    if (Date.now() > deadline) {
+      throw new Error(`garbage collection deleted ${deleted} of ${atLeast} blocks in ${timeoutMs} ms (last run: paused "${run.paused}", ${run.awaitingRelay} awaiting the relays, ${run.awaitingNodes} awaiting nodes)`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }

@@ -5,6 +5,7 @@ export * from "./limits.js";
 export * from "./logger.js";
 export * from "./metrics.js";
 export * from "./notify-channel.js";
+export * from "./reference-sources.js";
 export * from "./reflection.js";
 export * from "./server.js";
 export * from "./grpc-server.js";
