@@ -169,7 +169,9 @@ describe("repair with claims: one repairer at a time per block", () => {
     await gated.reached;
     const [held] = await queueRows(hash);
     expect(held.claimed_by).toBe("test-slow");
-    // The slow repairer's lease runs out (it hung); another takes the block over and repairs it.
+    // The slow repairer hangs (its heartbeat stops) and its lease runs out; another takes the block
+    // over and repairs it.
+    slow.stop();
     await onIndexShard(hash, "UPDATE repair_queue SET claim_until = NOW(3) - INTERVAL 1 SECOND WHERE hash = ?", [hash]);
     const fresh = repairerOn(new ShardIO(nodes, mb, 1000), mb, "test-fresh");
     await fresh.kick();

@@ -53,6 +53,7 @@ async function damagedBlock(): Promise<{ record: BlockRecord; survey: ShardSurve
   return { record, survey };
 }
 
+const claim = (record: BlockRecord) => ({ hash: record.hash, generation: 1, holder: "spec" });
 const repairerWith = (io: ShardIO, metrics = new BlockserverMetrics()) =>
   new Repairer(io, codec, fakeIndex(), metrics, createLogger("repairer-spec", "silent"), "spec");
 
@@ -60,7 +61,7 @@ describe("a rebuilt shard is checked against the block hash before it is written
   it("a shard rebuilt from good shards is written", async () => {
     const { record, survey } = await damagedBlock();
     const { io, written } = fakeShards();
-    const result = await repairerWith(io).rebuild(record, survey);
+    const result = await repairerWith(io).rebuild(record, survey, claim(record));
     expect(written).toEqual([5]);
     expect(result.complete).toBe(true);
   });
@@ -71,7 +72,7 @@ describe("a rebuilt shard is checked against the block hash before it is written
     survey[1].payload![10] ^= 0x01;
     const { io, written } = fakeShards();
     const metrics = new BlockserverMetrics();
-    const result = await repairerWith(io, metrics).rebuild(record, survey);
+    const result = await repairerWith(io, metrics).rebuild(record, survey, claim(record));
     expect(written).toEqual([]);
     expect(result.complete).toBe(false);
     expect((await metrics.rebuildsRejected.get()).values[0]?.value).toBe(1);

@@ -37,11 +37,12 @@ const CONCURRENCY = 4;
 /** Due repairs fetched from the queue per round. */
 const BATCH = 64;
 /**
- * How long a claim on a block lasts without renewal. It is renewed before every shard write, so it
- * only has to outlast one survey and one write (a few node timeouts); a repairer that crashed or
- * hung loses the block to another after this.
+ * How long a claim on a block lasts without renewal: a repairer that crashed or hung loses its
+ * blocks to another after this. While a repair runs, a heartbeat renews its claim every third of
+ * the lease, so a slow survey or write (node timeouts) does not lose it.
  */
-export const REPAIR_LEASE_SECONDS = 60;
+export const REPAIR_LEASE_SECONDS = 15;
+const HEARTBEAT_MS = (REPAIR_LEASE_SECONDS * 1000) / 3;
 
 /** Who holds a claim, for operators reading the queue: host, process and a per-repairer tag. */
 const defaultHolder = () => `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`.slice(0, 64);
@@ -64,6 +65,9 @@ export class Repairer implements RepairSink {
   private draining?: Promise<void>;
   private again = false;
   private stopped = false;
+  /** Claims held by repairs running now, renewed by the heartbeat. */
+  private readonly held = new Set<RepairClaim>();
+  private heartbeat?: NodeJS.Timeout;
 
   constructor(
     private readonly shards: ShardIO,
@@ -127,6 +131,29 @@ export class Repairer implements RepairSink {
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
+    // Claims still held run out with their lease; the repairs they guard stop at their next step.
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+
+  /** Keeps a claim alive while its repair runs; the returned function lets it go. */
+  private keepAlive(claim: RepairClaim): () => void {
+    this.held.add(claim);
+    if (!this.heartbeat && !this.stopped) {
+      this.heartbeat = setInterval(() => {
+        // A claim taken over is not renewed (the renewal names its generation); its repair finds out
+        // at its next conditional write.
+        for (const c of this.held) void this.index.renewRepairClaim(c, REPAIR_LEASE_SECONDS).catch(() => undefined);
+      }, HEARTBEAT_MS);
+      this.heartbeat.unref();
+    }
+    return () => {
+      this.held.delete(claim);
+      if (this.held.size === 0) {
+        clearInterval(this.heartbeat);
+        this.heartbeat = undefined;
+      }
+    };
   }
 
   /** Drains the due part of the queue now; resolves when the queue has nothing due. */
@@ -184,6 +211,7 @@ export class Repairer implements RepairSink {
    * otherwise retried with back-off. A repair taken over leaves the entry to the new holder.
    */
   private async settled(claim: RepairClaim, attempts: number, work: () => Promise<RepairResult>): Promise<RepairResult | undefined> {
+    const release = this.keepAlive(claim);
     try {
       const result = await work();
       if (result.elsewhere) return result;
@@ -194,6 +222,8 @@ export class Repairer implements RepairSink {
       this.logger.warn({ block: claim.hash.toString("hex"), err: (err as Error).message }, "repair failed; it will be retried");
       await this.index.retryRepair(claim, repairRetryDelayMs(attempts), (err as Error).message).catch(() => undefined);
       return undefined;
+    } finally {
+      release();
     }
   }
 
@@ -207,7 +237,8 @@ export class Repairer implements RepairSink {
    * Records what a survey of the block's shards found, then rebuilds every shard that is not stored
    * (or sits on a node marked dead) when k good shards exist. Shards whose node is down wait for it.
    * Without a claim (the scrubber's survey), a block with nothing to change is only marked verified;
-   * otherwise the block is claimed first, and left alone if another repairer holds it.
+   * otherwise the block is claimed and then repaired from a fresh look (the survey was taken before
+   * the claim: another repairer may have moved shards since), or left alone if another holds it.
    */
   async rebuild(record: BlockRecord, survey: ShardSurvey[], claim?: RepairClaim): Promise<RepairResult> {
     if (claim) return this.rebuildClaimed(record, survey, claim);
@@ -220,7 +251,7 @@ export class Repairer implements RepairSink {
     }
     const own = await this.index.claimRepairNow(record.hash, this.holder, "scrub found damage", REPAIR_LEASE_SECONDS);
     if (!own) return { damaged: 0, rebuilt: 0, lost: false, complete: false, waitsForNodes: false, verdict: verdict.kind, elsewhere: true };
-    const result = await this.settled(own, 0, () => this.rebuildClaimed(record, survey, own));
+    const result = await this.settled(own, 0, () => this.repair(record.hash, own));
     return result ?? { damaged: 0, rebuilt: 0, lost: false, complete: false, waitsForNodes: false, verdict: verdict.kind };
   }
 
@@ -266,11 +297,17 @@ export class Repairer implements RepairSink {
    * the index still calls stored is not to be trusted there), under a claim like any repair. Returns
    * whether the block is readable from what is stored now; false also when another repairer holds it.
    */
-  async restore(record: BlockRecord, shards: Buffer[]): Promise<boolean> {
-    const claim = await this.index.claimRepairNow(record.hash, this.holder, "an upload brought the bytes", REPAIR_LEASE_SECONDS);
+  async restore(seen: BlockRecord, shards: Buffer[]): Promise<boolean> {
+    const claim = await this.index.claimRepairNow(seen.hash, this.holder, "an upload brought the bytes", REPAIR_LEASE_SECONDS);
     if (!claim) {
       // Being repaired right now: that repair finishes the job (a lost block's uploader is told to retry).
-      if (!record.lost) this.enqueue(record.hash, "an upload found shards not stored");
+      if (!seen.lost) this.enqueue(seen.hash, "an upload found shards not stored");
+      return false;
+    }
+    // Read again under the claim: a repair that finished just before it may have moved shards.
+    const record = await this.index.get(seen.hash);
+    if (!record || record.state !== "live") {
+      await this.index.finishRepair(claim);
       return false;
     }
     const nodes = this.shards.nodes;
@@ -288,8 +325,8 @@ export class Repairer implements RepairSink {
 
   /**
    * Writes the shards `needed` (payloads in `all`) to their nodes and records them, as the holder
-   * of `claim`: the claim is renewed before each write and each placement is recorded only while
-   * the claim is current, so a repairer taken over stops at its next step.
+   * of `claim`: the claim is checked (and renewed) before each write and each placement is recorded
+   * only while the claim is current, so a repairer taken over stops at its next step.
    */
   private async rewrite(record: BlockRecord, needed: number[], all: Buffer[], damaged: number, claim: RepairClaim): Promise<RepairResult> {
     const hex = record.hash.toString("hex");
