@@ -175,6 +175,42 @@ describe("shared folders", () => {
   });
 });
 
+describe("leaving a shared folder", () => {
+  it("a member who leaves loses only their own mount, on every device (their root journal says so); the owner and the others keep the folder and its files", async () => {
+    const [ownerAccount, memberAccount, otherAccount] = await Promise.all([createAccount(endpoints, "lv-owner"), createAccount(endpoints, "lv-member"), createAccount(endpoints, "lv-other")]);
+    const owner = await deviceOf(ownerAccount);
+    const member = await deviceOf(memberAccount);
+    const other = await deviceOf(otherAccount);
+    const data = randomBytes(5_000);
+    await upload(owner, "/Team/plan.bin", data);
+    const shared = (await owner.meta.shareFolder({ path: "/Team", username: memberAccount.username, role: Role.EDITOR })).namespaceId;
+    await owner.meta.shareFolder({ path: "/Team", username: otherAccount.username, role: Role.VIEWER });
+    const memberRoot = (await member.meta.listNamespaces({})).namespaces.find((n) => n.path === "/")!;
+
+    expect((await member.meta.leaveSharedFolder({ path: "/Team" })).namespaceId).toBe(shared);
+    expect((await member.meta.listNamespaces({})).namespaces.map((n) => n.path)).toEqual(["/"]);
+    expect(await codeOf(member.meta.listDelta({ namespaceId: shared, cursor: 0n }))).toBe("PermissionDenied");
+    const news = (await member.meta.listDelta({ namespaceId: memberRoot.namespaceId, cursor: memberRoot.cursor })).entries;
+    expect(news.map((e) => [e.operation, e.path])).toEqual([[Operation.DELETE, "/Team"]]);
+
+    // Nothing of the folder changed for anyone else.
+    expect((await owner.meta.listMembers({ path: "/Team" })).members.map((m) => m.username).sort()).toEqual([ownerAccount.username, otherAccount.username].sort());
+    for (const dev of [owner, other]) {
+      const file = (await dev.meta.getFileMetadata({ path: "/Team/plan.bin" })).file!;
+      expect(hex(sha(await readBack(dev, file.blocks)))).toBe(hex(sha(data)));
+    }
+    // Leaving twice, the owner leaving, and leaving what is not a shared folder say why.
+    expect(await codeOf(member.meta.leaveSharedFolder({ path: "/Team" }))).toBe("NotFound");
+    expect(await codeOf(owner.meta.leaveSharedFolder({ path: "/Team" }))).toBe("FailedPrecondition");
+    await upload(other, "/mine/notes.bin", randomBytes(100));
+    expect(await codeOf(other.meta.leaveSharedFolder({ path: "/mine" }))).toBe("FailedPrecondition");
+    expect(await codeOf(other.meta.leaveSharedFolder({ path: "/" }))).toBe("FailedPrecondition");
+    // A viewer may leave too.
+    await other.meta.leaveSharedFolder({ path: "/Team" });
+    expect((await owner.meta.listMembers({ path: "/Team" })).members.map((m) => m.username)).toEqual([ownerAccount.username]);
+  });
+});
+
 describe("share links", () => {
   it("a file link downloads byte-identical content over plain HTTP; a folder link lists entries whose URLs download", async () => {
     const owner = await deviceOf(await createAccount(endpoints, "linker"));
