@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, inject, it } from "vitest";
@@ -113,6 +113,27 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
     await member.agent.syncNow();
     expect(await readFile(join(member.dir, "Team", "b.txt"), "utf8")).toBe("b.txt of the owner\n");
     expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/b.txt", "/Team/c.txt"]);
+    expect((await member.agent.status()).problems).toEqual([]);
+  });
+  it("a viewer's local edits, new files and renames are set aside in the viewer's own tree (view only conflicts), and the shared files come back", async () => {
+    const { owner, member, memberDesktop } = await shared(Role.VIEWER);
+    await writeFile(join(member.dir, "Team", "a.txt"), "the viewer's edit\n");
+    await writeFile(join(member.dir, "Team", "mine.txt"), "a viewer's new file\n");
+    await rename(join(member.dir, "Team", "c.txt"), join(member.dir, "Team", "renamed.txt"));
+    await member.agent.syncNow();
+    await member.agent.syncNow();
+    await memberDesktop.agent.syncNow();
+
+    expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/b.txt", "/Team/c.txt"]);
+    expect(await readFile(join(owner.dir, "Team", "a.txt"), "utf8")).toBe("a.txt of the owner\n");
+    const aside = "/Team (view only conflicts)";
+    expect(await live(member, aside)).toEqual([`${aside}/a.txt`, `${aside}/mine.txt`, `${aside}/renamed.txt`]);
+    for (const d of [member, memberDesktop]) {
+      for (const f of ["a.txt", "b.txt", "c.txt"]) expect(await readFile(join(d.dir, "Team", f), "utf8")).toBe(`${f} of the owner\n`);
+      expect(existsSync(join(d.dir, "Team", "mine.txt"))).toBe(false);
+      expect(await readFile(join(d.dir, `Team (view only conflicts)`, "a.txt"), "utf8")).toBe("the viewer's edit\n");
+      expect(await readFile(join(d.dir, `Team (view only conflicts)`, "renamed.txt"), "utf8")).toBe("c.txt of the owner\n");
+    }
     expect((await member.agent.status()).problems).toEqual([]);
   });
 });

@@ -430,8 +430,10 @@ export class SyncAgent {
   /** Sends local changes: new and edited files, deletions, new and removed folders. */
   private async push(files: Map<string, LocalFile>, folders: Set<string>, counts: { uploads: number }): Promise<void> {
     const vanished = this.state.files.some(([p]) => !files.has(p)) || [...this.state.folders].some((f) => !folders.has(f));
-    const mounts = vanished ? (await this.client.meta.listNamespaces({})).namespaces : [];
+    const inMount = (p: string) => p.indexOf("/", 1) > 0;
+    const mounts = vanished || [...files].some(([p, f]) => inMount(p) && this.changed(p, f)) ? (await this.client.meta.listNamespaces({})).namespaces : [];
     await this.pushLeaves(mounts, folders);
+    await this.setAsideViewOnly(files, folders, mounts);
     await this.pushRespellings(folders);
     await this.pushMoves(files, folders);
     const at = Date.now();
@@ -527,6 +529,41 @@ export class SyncAgent {
   }
 
   /**
+   * A viewer's local edits and new files in a folder shared with them can never be sent there: as
+   * Dropbox does, each is moved to "<folder> (view only conflicts)" beside the mount, in the
+   * account's own tree (so it is kept, and syncs to the account's other devices), and the server's
+   * version of an edited file comes back to its place.
+   */
+  private async setAsideViewOnly(files: Map<string, LocalFile>, folders: Set<string>, mounts: { path: string; role: Role }[]): Promise<void> {
+    for (const [path, f] of [...files]) {
+      const mount = mounts.find((m) => m.role === Role.VIEWER && path.startsWith(`${m.path}/`));
+      if (!mount || !this.changed(path, f)) continue;
+      const rel = path.slice(mount.path.length);
+      let aside = `${mount.path} (view only conflicts)${rel}`;
+      for (let n = 2; files.has(aside) || (await lstat(this.local(aside)).catch(() => undefined)); n++) {
+        aside = `${mount.path} (view only conflicts ${n})${rel}`;
+      }
+      await this.localDir(parentPath(aside));
+      await rename(this.local(path), this.local(aside));
+      this.emit({ kind: "conflict", path, to: aside });
+      files.delete(path);
+      files.set(aside, f);
+      for (let p = parentPath(aside); p !== "/"; p = parentPath(p)) folders.add(p);
+      if (this.state.file(path)) {
+        this.state.setFile(path, undefined);
+        this.state.followUp("refetch", path);
+      }
+      this.state.setProblem(path, undefined);
+    }
+    // What a viewer deleted or renamed there comes back (a rename's new name was set aside above).
+    for (const [path] of this.state.files) {
+      if (files.has(path) || !this.viewerOf(path, mounts)) continue;
+      this.state.setFile(path, undefined);
+      this.state.followUp("refetch", path);
+    }
+  }
+
+  /**
    * A shared folder of someone else's deleted here means leaving it, as in Dropbox: the account's
    * mount goes (on its other devices too), and the folder and everything in it stay for the owner
    * and the other members. Nothing under it is deleted on the server, and this device forgets it.
@@ -617,7 +654,7 @@ export class SyncAgent {
     try {
       await this.client.meta.move({ fromPath: from, toPath: to });
     } catch (err) {
-      if ([Code.NotFound, Code.AlreadyExists, Code.FailedPrecondition, Code.InvalidArgument].includes(codeOf(err))) return false;
+      if ([Code.NotFound, Code.AlreadyExists, Code.FailedPrecondition, Code.InvalidArgument, Code.PermissionDenied].includes(codeOf(err))) return false;
       throw err;
     }
     this.emit({ kind: "move-remote", path: from, to });
