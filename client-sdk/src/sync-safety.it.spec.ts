@@ -106,6 +106,21 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
     expect(await live(memberDesktop, "/")).toEqual([]);
   });
 
+  it("a member who renames the shared folder locally renames only their mount: still a member, nothing deleted for the owner", async () => {
+    const { owner, member, memberDesktop } = await shared(Role.EDITOR);
+    await rename(join(member.dir, "Team"), join(member.dir, "Project"));
+    await rm(join(member.dir, "Project", "b.txt"));
+    await member.agent.syncNow();
+    await member.agent.syncNow();
+    await owner.agent.syncNow();
+    await memberDesktop.agent.syncNow();
+
+    expect((await member.client.meta.listNamespaces({})).namespaces.map((n) => n.path).sort()).toEqual(["/", "/Project"]);
+    expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/c.txt"]);
+    expect(member.events.filter((e) => e.kind === "leave")).toEqual([]);
+    for (const f of ["a.txt", "c.txt"]) expect(await readFile(join(memberDesktop.dir, "Project", f), "utf8")).toBe(`${f} of the owner\n`);
+  });
+
   it("a viewer's local deletes inside the folder come back from the server; the owner keeps everything", async () => {
     const { owner, member } = await shared(Role.VIEWER);
     await rm(join(member.dir, "Team", "b.txt"));

@@ -432,7 +432,7 @@ export class SyncAgent {
     const vanished = this.state.files.some(([p]) => !files.has(p)) || [...this.state.folders].some((f) => !folders.has(f));
     const inMount = (p: string) => p.indexOf("/", 1) > 0;
     const mounts = vanished || [...files].some(([p, f]) => inMount(p) && this.changed(p, f)) ? (await this.client.meta.listNamespaces({})).namespaces : [];
-    await this.pushLeaves(mounts, folders);
+    await this.pushLeaves(mounts, files, folders);
     await this.setAsideViewOnly(files, folders, mounts);
     await this.pushRespellings(folders);
     await this.pushMoves(files, folders);
@@ -529,6 +529,25 @@ export class SyncAgent {
   }
 
   /**
+   * Where the folder mounted at `mountPath`, gone from its place, went locally: a new top-level
+   * folder holding a file this device synced in the mount at the same relative path, with its inode
+   * and content.
+   */
+  private async mountRenamedTo(mountPath: string, files: Map<string, LocalFile>, folders: Set<string>, mounts: { path: string }[]): Promise<string | undefined> {
+    const synced = new Map(this.state.files.filter(([p, f]) => p.startsWith(`${mountPath}/`) && f.ino !== undefined).map(([p, f]) => [f.ino!, [p, f] as const]));
+    for (const [path, f] of files) {
+      const was = f.ino === undefined || this.state.file(path) ? undefined : synced.get(f.ino);
+      if (!was) continue;
+      const rel = was[0].slice(mountPath.length);
+      if (!path.endsWith(rel)) continue;
+      const to = path.slice(0, path.length - rel.length);
+      const fresh = to.lastIndexOf("/") === 0 && folders.has(to) && !this.state.folders.has(to) && !mounts.some((m) => m.path === to);
+      if (fresh && was[1].size === f.size && (await this.holdsBlocks(this.local(path), was[1].blocks, f.size).catch(() => false))) return to;
+    }
+    return undefined;
+  }
+
+  /**
    * A viewer's local edits and new files in a folder shared with them can never be sent there: as
    * Dropbox does, each is moved to "<folder> (view only conflicts)" beside the mount, in the
    * account's own tree (so it is kept, and syncs to the account's other devices), and the server's
@@ -568,13 +587,17 @@ export class SyncAgent {
    * mount goes (on its other devices too), and the folder and everything in it stay for the owner
    * and the other members. Nothing under it is deleted on the server, and this device forgets it.
    */
-  private async pushLeaves(mounts: { namespaceId: bigint; path: string; role: Role }[], folders: Set<string>): Promise<void> {
+  private async pushLeaves(mounts: { namespaceId: bigint; path: string; role: Role }[], files: Map<string, LocalFile>, folders: Set<string>): Promise<void> {
     const under = (p: string, root: string) => p === root || p.startsWith(`${root}/`);
     for (const m of mounts) {
       if (m.path === "/" || m.role === Role.OWNER || folders.has(m.path)) continue;
       // Only a folder this device had: a mount it never made locally is not a delete.
       const had = this.state.folders.has(m.path) || this.state.files.some(([p]) => under(p, m.path));
       if (!had) continue;
+      // Renamed rather than deleted: the mount moves (the server renames it in this account's tree
+      // only), and what else changed in it syncs as usual from the new place.
+      const renamedTo = await this.mountRenamedTo(m.path, files, folders, mounts);
+      if (renamedTo !== undefined && (await this.moveRemote(m.path, renamedTo))) continue;
       this.emit({ kind: "leave", path: m.path });
       await this.client.meta.leaveSharedFolder({ path: m.path }).catch((err) => {
         // Left already (from another device), or the owner removed this account meanwhile.

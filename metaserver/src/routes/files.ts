@@ -9,6 +9,7 @@ import type { MetaserverContext } from "../context.js";
 import { failedPrecondition, invalidArgument, notFound } from "../errors.js";
 import type { FileRecord } from "../store/file-records.js";
 import { outerPath, type Mount } from "../store/namespaces.js";
+import { journalMountMove } from "../store/sharing.js";
 import { parentOf, pathKey, ROOT } from "../tree/paths.js";
 import { callerOf, guarded, type Caller } from "./caller.js";
 import { locate, mountOf, ROLES, type Located } from "./located.js";
@@ -190,6 +191,8 @@ export function fileRoutes(ctx: MetaserverContext) {
           if (to.mount.path !== ROOT) throw failedPrecondition("a shared folder can only be placed outside other shared folders");
           if (await ctx.files.get(to.mount.namespaceId, to.inner).then((f) => f && !f.deleted)) throw invalidArgument(`"${to.path}" already exists`);
           await ctx.namespaces.renameMount(from.caller.userId, from.mount.namespaceId, to.path);
+          // The caller's other devices learn of it from their root journal.
+          await journalMountMove(ctx.txns, to.mount.namespaceId, from.mount.path, to.path);
           return { entry: { ...mountPoint(from.mount), path: to.path, name: to.path.slice(to.path.lastIndexOf("/") + 1) }, descendantsMoved: 0n };
         }
         if (from.mount.namespaceId !== to.mount.namespaceId || to.inner === ROOT) {

@@ -64,3 +64,15 @@ export async function journalUnmount(txns: NamespaceTxns, rootNamespaceId: bigin
     await t.journal("delete", mountPath, cursor);
   });
 }
+
+/**
+ * Records in a user's root journal that their mount of a shared folder moved (renamed in their tree
+ * only): a move of the mount path, so each of their devices renames its local copy when it
+ * catches up, as it would for a folder moved elsewhere. The shared namespace is untouched.
+ */
+export async function journalMountMove(txns: NamespaceTxns, rootNamespaceId: bigint, fromPath: string, toPath: string): Promise<void> {
+  await txns.mutate(rootNamespaceId, async (t) => {
+    const cursor = t.next();
+    await t.journal("move", toPath, cursor, { fromPath });
+  });
+}
