@@ -5,7 +5,7 @@ import { mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promise
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { createAccount, syncDevice, type SyncDevice, type TestAccount } from "@satchel/ops";
+import { cliEnv, createAccount, runCli, syncDevice, type SyncDevice, type TestAccount } from "@satchel/ops";
 import { Role } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 
 const { endpoints } = inject("cluster");
@@ -106,6 +106,15 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
     expect(await live(memberDesktop, "/")).toEqual([]);
   });
 
+  it("`satchel leave` leaves a folder shared with you; the owner keeps it, and a syncing device drops it", async () => {
+    const { owner, member, memberAccount } = await shared(Role.EDITOR);
+    const cli = await runCli(["leave", "/Team"], cliEnv(endpoints, memberAccount, { SATCHEL_DEVICE_NAME: "leave-cli" })).done;
+    expect(cli.code).toBe(0);
+    await member.agent.syncNow();
+    expect(existsSync(join(member.dir, "Team"))).toBe(false);
+    expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/b.txt", "/Team/c.txt"]);
+  });
+
   it("a member who renames the shared folder locally renames only their mount: still a member, nothing deleted for the owner", async () => {
     const { owner, member, memberDesktop } = await shared(Role.EDITOR);
     await rename(join(member.dir, "Team"), join(member.dir, "Project"));
@@ -173,6 +182,10 @@ describe("odd entries in the folder are skipped, and never stop the agent", () =
     const { skipped } = await a.agent.status();
     expect(skipped.map((s) => s.path)).toEqual(["/dangling", "/docs/loop", "/ping", "/pipe", "/pong", "/self"]);
     expect(skipped.every((s) => s.reason.length > 0)).toBe(true);
+    const cli = await runCli(["status", a.dir], cliEnv(endpoints, account, { SATCHEL_DEVICE_NAME: "status-cli" })).done;
+    expect(cli.stdout).toContain("6 entries are not synced");
+    expect(cli.stdout).toMatch(/\/self {2}a symbolic link in a loop/);
+    expect(cli.stdout).toMatch(/\/pipe {2}a named pipe/);
   });
 });
 

@@ -158,6 +158,25 @@ program
   });
 
 program
+  .command("leave")
+  .description("leave a folder someone shared with you (it stays for the owner and the other members)")
+  .argument("<path>", "where the shared folder is in your tree")
+  .action(async (path: string) => {
+    await client().meta.leaveSharedFolder({ path });
+    console.log(`you left ${path}; it stays for its owner and the other members`);
+  });
+
+program
+  .command("unshare")
+  .description("remove a member from a folder you own")
+  .argument("<path>")
+  .argument("<username>")
+  .action(async (path: string, username: string) => {
+    await client().meta.unshare({ path, username });
+    console.log(`${username} no longer has ${path}`);
+  });
+
+program
   .command("link")
   .description("make a download link for a file or folder")
   .argument("<path>")

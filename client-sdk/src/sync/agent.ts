@@ -529,8 +529,8 @@ export class SyncAgent {
   }
 
   /**
-   * Where the folder mounted at `mountPath`, gone from its place, went locally: a new top-level
-   * folder holding a file this device synced in the mount at the same relative path, with its inode
+   * Where the folder mounted at `mountPath`, gone from its place, went locally: a new folder (outside
+   * any shared folder) holding a file this device synced in the mount at the same relative path, with its inode
    * and content.
    */
   private async mountRenamedTo(mountPath: string, files: Map<string, LocalFile>, folders: Set<string>, mounts: { path: string }[]): Promise<string | undefined> {
@@ -541,7 +541,8 @@ export class SyncAgent {
       const rel = was[0].slice(mountPath.length);
       if (!path.endsWith(rel)) continue;
       const to = path.slice(0, path.length - rel.length);
-      const fresh = to.lastIndexOf("/") === 0 && folders.has(to) && !this.state.folders.has(to) && !mounts.some((m) => m.path === to);
+      // A mount may sit anywhere in the account's own tree, never inside another shared folder.
+      const fresh = to !== "" && folders.has(to) && !this.state.folders.has(to) && !mounts.some((m) => m.path !== "/" && (to === m.path || to.startsWith(`${m.path}/`)));
       if (fresh && was[1].size === f.size && (await this.holdsBlocks(this.local(path), was[1].blocks, f.size).catch(() => false))) return to;
     }
     return undefined;
