@@ -178,11 +178,6 @@ export class SyncAgent {
   async open(): Promise<void> {
     await mkdir(join(this.root, STATE_DIR), { recursive: true });
     this.state = await SyncState.open(join(this.root, STATE_DIR, "state.json"));
-    if (!this.state.hasDeviceKey) {
-      // Saved before any upload can use it: a request id made from it is the same after a crash.
-      this.state.uploadRequestId("/", 0n, { size: 0, mtimeMs: 0 }, []);
-      await this.state.save();
-    }
   }
 
   /** Starts syncing continuously: a first pass, then on changes (local or remote) and on a timer. */
@@ -446,6 +441,8 @@ export class SyncAgent {
         if (![Code.AlreadyExists, Code.PermissionDenied].includes(codeOf(err))) throw err;
       });
     }
+    // Upload request ids are made from the device's key: saved before the first one is sent.
+    if (edits.length > 0 && this.state.ensureDeviceKey()) await this.state.save();
     // Several files at once: small files are bound by round trips, not bytes.
     await inParallel(edits, TRANSFER_CONCURRENCY, ([path, f]) => this.perFile(path, "upload", { local: f }, async () => {
       const synced = this.state.file(path);

@@ -185,9 +185,14 @@ export class SyncState {
     return Object.entries(this.data.unapplied ?? {}).map(([p, c]) => [p, BigInt(c)]);
   }
 
-  /** Whether this device has its key yet (the agent saves a new one before its first upload). */
-  get hasDeviceKey(): boolean {
-    return this.data.deviceKey !== undefined;
+  /**
+   * Makes this device's key if it has none yet; true when it did (the caller saves the state before
+   * any upload uses the key, so that a request id made from it is the same after a crash).
+   */
+  ensureDeviceKey(): boolean {
+    if (this.data.deviceKey !== undefined) return false;
+    this.data.deviceKey = randomBytes(16).toString("hex");
+    return true;
   }
 
   /**
@@ -199,7 +204,7 @@ export class SyncState {
    * a new request; the device's key keeps two devices' ids apart.
    */
   uploadRequestId(path: string, parentRevision: bigint, local: { size: number; mtimeMs: number; ino?: number }, blockHashes: Uint8Array[]): string {
-    this.data.deviceKey ??= randomBytes(16).toString("hex");
+    this.ensureDeviceKey();
     const h = createHash("sha256").update(`${this.data.deviceKey}\0${path}\0${parentRevision}\0${local.size}\0${local.mtimeMs}\0${local.ino ?? ""}\0`);
     for (const hash of blockHashes) h.update(hash);
     return `sync-${h.digest("base64url")}`;
