@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { startCluster } from "../cluster/cluster.js";
 import { killLeftovers } from "../cluster/process.js";
 import { loadClusterConfig, REPO_ROOT } from "../config.js";
-import { SyncSimulation } from "./harness.js";
+import { scenarioSwitches, SyncSimulation } from "./harness.js";
 
 /**
  * Runs any number of sync-simulation seeds on a cluster of its own and prints the failing seeds,
@@ -23,19 +23,27 @@ async function main(): Promise<void> {
   const cluster = await startCluster(config);
   const sim = new SyncSimulation(cluster.endpoints, {
     devices: Number(process.env.SATCHEL_SIM_DEVICES ?? 3),
-    steps: Number(process.env.SATCHEL_SIM_STEPS ?? 24),
+    steps: Number(process.env.SATCHEL_SIM_STEPS ?? 100),
     workDir: process.env.SATCHEL_SIM_WORK_DIR ?? join(tmpdir(), "satchel-sim"),
     keepFailed: true,
+    stateDir,
+    ...scenarioSwitches(process.env),
     log: process.env.SATCHEL_SIM_VERBOSE ? console.log : undefined,
   });
+  console.log(`scenarios: ${Object.entries(scenarioSwitches(process.env)).map(([k, on]) => `${k} ${on ? "on" : "off"}`).join(", ")}`);
   const failing: number[] = [];
-  const totals = { steps: 0, changes: 0, kills: 0, midPass: 0, offline: 0, versions: 0, conflicts: 0, unverified: 0, settle: [] as number[] };
+  const totals = { steps: 0, changes: 0, writes: 0, kills: 0, midPass: 0, offline: 0, serviceFaults: 0, otherWrites: 0, left: 0, removed: 0, versions: 0, conflicts: 0, unverified: 0, settle: [] as number[] };
   const started = Date.now();
   try {
     for (let seed = first; seed < first + count; seed++) {
       const r = await sim.run(seed);
       totals.steps += r.log.length;
       totals.changes += r.userChanges;
+      totals.writes += r.writes;
+      totals.serviceFaults += r.serviceFaults;
+      totals.otherWrites += r.otherWrites;
+      if (r.membershipEnded === "left") totals.left++;
+      if (r.membershipEnded === "removed") totals.removed++;
       totals.kills += r.kills;
       totals.midPass += r.killsMidPass;
       totals.offline += r.offlinePeriods;
@@ -43,8 +51,9 @@ async function main(): Promise<void> {
       totals.conflicts += r.conflicts;
       totals.unverified += r.unverifiedEdits;
       totals.settle.push(r.convergeSeconds);
-      console.log(`seed ${seed}: ${r.violations.length ? "FAIL" : "ok"} — ${r.userChanges} changes, ${r.kills} kills (${r.killsMidPass} mid-pass), ${r.offlinePeriods} offline, ` +
-        `${r.versionsSynced} versions synced, ${r.conflicts} conflicted copies, settled in ${r.convergeSeconds.toFixed(1)} s`);
+      console.log(`seed ${seed}: ${r.violations.length ? "FAIL" : "ok"} — ${r.userChanges} changes (${r.writes} writes judged), ${r.kills} kills (${r.killsMidPass} mid-pass), ` +
+        `${r.offlinePeriods} offline, ${r.serviceFaults} service faults, ${r.otherWrites} ignored names, member ${r.membershipEnded ?? "stayed"}, ` +
+        `${r.versionsSynced} versions synced, ${r.conflicts} conflicted copies, ${r.unverifiedEdits} unverified, settled in ${r.convergeSeconds.toFixed(1)} s`);
       if (r.violations.length) {
         failing.push(seed);
         for (const v of r.violations) console.log(`  ${v}`);
@@ -52,11 +61,12 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    await sim.close();
     await cluster.stop();
   }
   const sorted = [...totals.settle].sort((a, b) => a - b);
-  console.log(`${count} seeds in ${((Date.now() - started) / 1000).toFixed(0)} s: ${totals.changes} user changes, ${totals.kills} SIGKILLs (${totals.midPass} mid-pass), ` +
-    `${totals.offline} offline periods, ${totals.versions} versions synced, ${totals.conflicts} conflicted copies, ${totals.unverified} edits unverifiable (agent killed before logging); ` +
+  console.log(`${count} seeds in ${((Date.now() - started) / 1000).toFixed(0)} s: ${totals.changes} user changes (${totals.writes} writes judged), ${totals.kills} SIGKILLs (${totals.midPass} mid-pass), ` +
+    `${totals.offline} offline periods, ${totals.serviceFaults} service faults, ${totals.otherWrites} ignored names written, member left ${totals.left} / removed ${totals.removed} times, ${totals.versions} versions synced, ${totals.conflicts} conflicted copies, ${totals.unverified} edits unverifiable (agent killed before logging); ` +
     `settled in p50 ${sorted[Math.floor(sorted.length / 2)]?.toFixed(1)} s, max ${sorted[sorted.length - 1]?.toFixed(1)} s`);
   console.log(failing.length ? `failing seeds: ${failing.join(" ")}` : "failing seeds: none");
   process.exit(failing.length ? 1 : 0);

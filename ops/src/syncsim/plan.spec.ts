@@ -20,7 +20,32 @@ describe("sync simulation schedules and plans", () => {
     for (let seed = 1; seed <= 30; seed++) {
       for (const s of makeSimSchedule(seed, { devices: 3, steps: 24 }).steps) kinds.add(s.kind === "user" ? s.action : s.kind);
     }
-    for (const k of [...ACTIONS, "offline", "kill", "wait"]) expect(kinds, k).toContain(k);
+    for (const k of [...ACTIONS, "offline", "kill", "wait", "other-write", "service", "leave", "unshare"]) expect(kinds, k).toContain(k);
+  });
+
+  it("the last device is a member of the owner's shared folder, a viewer in some seeds and an editor in others", () => {
+    const roles = new Set<string>();
+    for (let seed = 1; seed <= 30; seed++) {
+      const s = makeSimSchedule(seed, { devices: 3, steps: 100 });
+      expect(s.member?.device).toBe(2);
+      roles.add(s.member!.role);
+      for (const step of s.steps) if (step.kind === "leave") expect(step.device).toBe(2);
+    }
+    expect([...roles].sort()).toEqual(["editor", "viewer"]);
+    expect(makeSimSchedule(1, { devices: 2, steps: 10 }).member).toBeUndefined();
+  });
+
+  it("a scoped user acts only inside its root, and never renames, moves or deletes a fixed folder", () => {
+    const wide: LocalListing = { files: ["/a.txt", "/S/f1.txt", "/S/d0/f2.txt"], dirs: ["/S", "/S/d0", "/d1"] };
+    fc.assert(fc.property(fc.constantFrom(...ACTIONS), fc.nat(), (action, pick) => {
+      const member = planUserAction(wide, action, pick, { root: "/S", fixed: ["/S"] });
+      for (const p of member ? [member.op === "rename" ? member.from : member.path, ...(member.op === "rename" ? [member.to] : [])] : []) {
+        expect(p.startsWith("/S/"), `${action}: ${JSON.stringify(member)}`).toBe(true);
+      }
+      const owner = planUserAction(wide, action, pick, { fixed: ["/S"] });
+      if (owner?.op === "rename" && owner.folder) expect(owner.from).not.toBe("/S");
+      if (owner?.op === "rm" && owner.folder) expect(owner.path).not.toBe("/S");
+    }));
   });
 
   it("the issue's scenario is a fixed seed: A renames X to Y while B appends to X/f1.txt and adds X/new.txt", () => {

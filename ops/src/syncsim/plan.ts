@@ -16,8 +16,17 @@ export type FsChange =
   | { op: "rename"; from: string; to: string; folder: boolean }
   | { op: "mkdir"; path: string };
 
-const FILE_NAMES = 8;
-const FOLDER_NAMES = 4;
+/** Enough names (30 files, 6 folders, each also as "r…", "m…" and in NFD) that most steps make new paths, and enough that races still meet. */
+const FILE_NAMES = 30;
+const FOLDER_NAMES = 6;
+
+/** Where a device's user may act. */
+export interface PlanScope {
+  /** The folder the user acts in ("" for the whole device; a member acts only in the shared folder's mount). */
+  root?: string;
+  /** Folders the user never renames, moves or deletes (the shared folder: the scenarios leave it on purpose). */
+  fixed?: string[];
+}
 
 const parentOf = (p: string) => p.slice(0, p.lastIndexOf("/"));
 const nameOf = (p: string) => p.slice(p.lastIndexOf("/") + 1);
@@ -29,14 +38,18 @@ const swapCase = (name: string) => (name[0] === name[0].toUpperCase() ? name[0].
  * Names never collide on one device, not even by case or Unicode form: a user's own folder holds
  * no twins, so any twin the agents end up with is theirs.
  */
-export function planUserAction(listing: LocalListing, action: UserAction, pick: number): FsChange | undefined {
+export function planUserAction(listing: LocalListing, action: UserAction, pick: number, scope: PlanScope = {}): FsChange | undefined {
   if (pick < 0) return issueScenario(action);
   const at = <T>(xs: T[], salt = 0): T | undefined => (xs.length === 0 ? undefined : xs[(pick + salt * 7919) % xs.length]);
   const taken = new Set([...listing.files, ...listing.dirs].map(foldKey));
   const free = (p: string) => !taken.has(foldKey(p));
-  const folders = ["", ...listing.dirs];
-  const file = at(listing.files);
-  const dir = at(listing.dirs);
+  const root = scope.root ?? "";
+  const inScope = (p: string) => root === "" || p.startsWith(`${root}/`);
+  const fixed = new Set((scope.fixed ?? []).map(foldKey));
+  const folders = [root, ...listing.dirs.filter(inScope)];
+  const file = at(listing.files.filter(inScope));
+  const dir = at(listing.dirs.filter((d) => inScope(d) && !fixed.has(foldKey(d))));
+  const depth = (p: string) => p.slice(root.length).split("/").length;
   switch (action) {
     case "create":
     case "create-nfd": {
@@ -65,14 +78,14 @@ export function planUserAction(listing: LocalListing, action: UserAction, pick: 
       return file === undefined ? undefined : { op: "rename", from: file, to: `${parentOf(file)}/${swapCase(nameOf(file))}`, folder: false };
     case "mkdir": {
       const path = `${at(folders, 3)!}/d${pick % FOLDER_NAMES}`;
-      return free(path) && path.split("/").length <= 4 ? { op: "mkdir", path } : undefined;
+      return free(path) && depth(path) <= 4 ? { op: "mkdir", path } : undefined;
     }
     case "rename-folder":
     case "move-folder": {
       if (!dir) return undefined;
       const parent = action === "rename-folder" ? parentOf(dir) : at(folders.filter((f) => f !== dir && !f.startsWith(`${dir}/`)), 4)!;
       const to = `${parent}/${action === "rename-folder" ? `m${pick % FOLDER_NAMES}` : nameOf(dir)}`;
-      return free(to) && to.split("/").length <= 5 ? { op: "rename", from: dir, to, folder: true } : undefined;
+      return free(to) && depth(to) <= 5 ? { op: "rename", from: dir, to, folder: true } : undefined;
     }
     case "case-rename-folder":
       return dir === undefined ? undefined : { op: "rename", from: dir, to: `${parentOf(dir)}/${swapCase(nameOf(dir))}`, folder: true };
