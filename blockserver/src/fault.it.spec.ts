@@ -5,7 +5,7 @@ import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService, NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { NodeControl, flipBit, minioClient, mysqlTlsOf, wipeDisk } from "@satchel/ops";
+import { NodeControl, flipBit, minioClient, mysqlTlsOf, wipeDisk, eventually } from "@satchel/ops";
 import { decodeShard } from "./shard-format/shard-format.js";
 import { shardKey } from "./shard-io/shard-io.js";
 
@@ -42,14 +42,6 @@ async function shardRows(hash: Buffer): Promise<{ shard_index: number; node: str
   }
 }
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function readObject(node: string, key: string): Promise<Buffer> {
   const { client, bucket } = s3(node);

@@ -5,7 +5,7 @@ import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createLogger, createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { caOf, minioClient, mysqlTlsOf } from "@satchel/ops";
+import { caOf, minioClient, mysqlTlsOf, eventually } from "@satchel/ops";
 import { BlockIndex } from "./block-index/block-index.js";
 import { ErasureCodec } from "./codec/erasure.js";
 import { BlockserverMetrics } from "./metrics.js";
@@ -59,14 +59,6 @@ async function shardIsSound(hash: Buffer, index: number, node: string): Promise<
   return header.blockHash.equals(hash) && header.index === index;
 }
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Shards rebuilt by the cluster's own blockserver so far (it repairs from the same queue). */
 async function clusterShardsRebuilt(): Promise<number> {
@@ -243,11 +235,14 @@ describe("a block recorded lost", () => {
     await s3(unseen.node).client.removeObject(s3(unseen.node).bucket, shardKey(hash, unseen.shard_index));
 
     expect((await blocks.hasBlocks({ hashes: [hash] })).present).toEqual([false]);
+    // Nor can a commit reserve it: a new version must not point at bytes that are gone.
+    expect((await blocks.reserveBlocks({ hashes: [hash] })).present).toEqual([false]);
     await blocks.putBlock({ hash, data });
     for (const r of rows) expect(await shardIsSound(hash, r.shard_index, r.node)).toBe(true);
     expect((await onIndexShard(hash, "SELECT lost_at FROM blocks WHERE hash = ?", [hash]))[0].lost_at).toBeNull();
     expect((await shardRows(hash)).every((r) => r.state === "ok")).toBe(true);
     expect((await blocks.hasBlocks({ hashes: [hash] })).present).toEqual([true]);
+    expect((await blocks.reserveBlocks({ hashes: [hash] })).present).toEqual([true]);
     expect(Buffer.from((await blocks.getBlock({ hash })).data).equals(data)).toBe(true);
   });
 });

@@ -6,7 +6,7 @@ import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/bloc
 import {
   MetaAdminService, MetaService, Operation, type CommitFileResponse, type FileMetadata,
 } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import { MetaserverProcesses, createAccount, failure, signIn, type TestAccount } from "@satchel/ops";
+import { MetaserverProcesses, createAccount, failure, signIn, type TestAccount, eventually } from "@satchel/ops";
 
 const { endpoints, stateDir } = inject("cluster");
 const DEVICE = "test-device";
@@ -65,14 +65,6 @@ async function listAll(u: User, req: { path: string; recursive?: boolean; includ
 const pathsOf = (entries: FileMetadata[]) => entries.map((e) => e.path).sort();
 const blockHashes = (f: FileMetadata | undefined) => (f?.blocks ?? []).map((b) => hex(b.hash));
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("paths", () => {
   let u: User;

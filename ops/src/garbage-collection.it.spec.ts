@@ -9,6 +9,7 @@ import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockReferenceCountSchema, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { MetaAdminService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { SatchelClient } from "@satchel/client-sdk";
+import { eventually } from "./testing/helpers.js";
 
 const { endpoints } = inject("cluster");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
@@ -28,14 +29,6 @@ beforeAll(() => {
 
 const count = async (hash: Buffer) => (await admin.getReferenceCounts({ hashes: [hash] })).counts[0];
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("reference counting and garbage collection", () => {
   it("a commit takes a reference through the outbox; collection deletes unreferenced blocks and keeps referenced ones", async () => {

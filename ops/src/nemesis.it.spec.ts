@@ -2,13 +2,19 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Cluster } from "./cluster/cluster.js";
 import { REPO_ROOT } from "./config.js";
-import { Nemesis, measureDiskRebuild, startNemesisCluster } from "./nemesis/harness.js";
+import { NEMESIS_WORKLOAD, Nemesis, measureDiskRebuild, startNemesisCluster } from "./nemesis/harness.js";
 
 /**
- * The nemesis: seeded schedules of overlapping faults (storage nodes killed, hung and given new
- * disks, the blockserver and metaserver killed and restarted, shards bit-flipped, truncated and
- * deleted, GC racing commits) while clients upload, overwrite, read and delete. Seed 0 is the
- * durability issue's schedule. More seeds: SATCHEL_NEMESIS_SEEDS=1000 node ops/dist/nemesis/bin.js.
+ * The nemesis: seeded schedules of overlapping faults (storage nodes killed, hung, given new disks
+ * or failing under a running process; either of two blockservers and the metaserver killed,
+ * restarted and paused past the commit reservation lease; MariaDB servers killed mid-relay; a
+ * shard's reference relay held past the lease with GC running meanwhile; shards bit-flipped,
+ * truncated and deleted; GC racing commits) while eight accounts' clients (two namespaces on each
+ * metadata shard, sharing some contents) upload, overwrite, read and delete. After healing every
+ * acknowledged file reads back, the verifier finds every referenced block whole (or destroyed on
+ * purpose), and every block's reference count equals the versions holding it, with no
+ * reconciliation run. Seed 0 is the durability issue's schedule. More seeds:
+ * SATCHEL_NEMESIS_SEEDS=1000 node ops/dist/nemesis/bin.js.
  */
 const seeds = Number(process.env.SATCHEL_NEMESIS_SEEDS ?? 20);
 let cluster: Cluster;
@@ -16,7 +22,7 @@ let nemesis: Nemesis;
 
 beforeAll(async () => {
   cluster = await startNemesisCluster(join(REPO_ROOT, ".satchel", "nemesis-test"), Number(process.env.SATCHEL_NEMESIS_PORT_BASE ?? 18300));
-  nemesis = new Nemesis(cluster, { faults: 8, clients: 2, log: process.env.SATCHEL_NEMESIS_VERBOSE ? console.log : undefined });
+  nemesis = new Nemesis(cluster, { faults: 8, ...NEMESIS_WORKLOAD, log: process.env.SATCHEL_NEMESIS_VERBOSE ? console.log : undefined });
   await nemesis.open();
 });
 

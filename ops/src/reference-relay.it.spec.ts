@@ -11,6 +11,7 @@ import { BlockAdminService, BlockReferenceCountSchema, BlockService } from "@sat
 import { SatchelClient } from "@satchel/client-sdk";
 import { openDirectory, openShard } from "./testing/metadata.js";
 import { NodeControl } from "./testing/node-control.js";
+import { eventually } from "./testing/helpers.js";
 
 // Reference counts are what garbage collection trusts: these tests make the orders and outages a
 // busy cluster makes, and check that no referenced block can reach zero or be collected.
@@ -39,14 +40,6 @@ afterAll(async () => {
 
 const count = async (hash: Buffer) => (await admin.getReferenceCounts({ hashes: [hash] })).counts[0];
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function looseBlock(size = 64_000): Promise<Buffer> {
   const data = randomBytes(size);

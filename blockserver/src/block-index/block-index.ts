@@ -510,7 +510,9 @@ export class BlockIndex {
       );
       // Present means live and protected: collection skips blocks whose lease has not run out.
       const [rows] = await pool.query<RowDataPacket[]>(
-        "SELECT hash FROM blocks WHERE hash IN (?) AND state = 'live' AND reserved_until > NOW(3)", [wanted],
+        // A block recorded lost is absent too: a commit must not reference bytes that are gone (the
+        // uploader sends them again, which heals the block).
+        "SELECT hash FROM blocks WHERE hash IN (?) AND state = 'live' AND lost_at IS NULL AND reserved_until > NOW(3)", [wanted],
       );
       const set = new Set(rows.map((r) => (r.hash as Buffer).toString("hex")));
       for (const i of indexes) present[i] = set.has(hashes[i].toString("hex"));

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { join } from "node:path";
 import { REPO_ROOT } from "../config.js";
-import { Nemesis, measureDiskRebuild, startNemesisCluster } from "./harness.js";
+import { NEMESIS_WORKLOAD, Nemesis, measureDiskRebuild, startNemesisCluster } from "./harness.js";
 
 /**
  * Runs any number of nemesis seeds on a cluster of its own and prints the seeds that fail, so a
@@ -16,7 +16,7 @@ async function main(): Promise<void> {
   const rebuildMib = Number(process.env.SATCHEL_NEMESIS_REBUILD_MIB ?? 0);
   const stateDir = process.env.SATCHEL_NEMESIS_STATE_DIR ?? join(REPO_ROOT, ".satchel", "nemesis");
   const cluster = await startNemesisCluster(stateDir, Number(process.env.SATCHEL_NEMESIS_PORT_BASE ?? 18300));
-  const nemesis = new Nemesis(cluster, { faults: Number(process.env.SATCHEL_NEMESIS_FAULTS ?? 8), clients: 2, log: process.env.SATCHEL_NEMESIS_VERBOSE ? console.log : undefined });
+  const nemesis = new Nemesis(cluster, { faults: Number(process.env.SATCHEL_NEMESIS_FAULTS ?? 8), ...NEMESIS_WORKLOAD, log: process.env.SATCHEL_NEMESIS_VERBOSE ? console.log : undefined });
   await nemesis.open();
   const failing: number[] = [];
   const totals = { faults: 0, files: 0, destroyed: 0, damaged: 0, lethal: 0, redundancy: [] as number[] };

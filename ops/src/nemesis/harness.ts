@@ -10,9 +10,11 @@ import { liveness, minioClient, type MinioNode } from "../cluster/minio.js";
 import { caOf, mysqlTlsOf } from "../cluster/trust.js";
 import { killLeftovers, waitFor } from "../cluster/process.js";
 import { loadClusterConfig } from "../config.js";
+import type { ManagedProcess } from "../cluster/process.js";
 import { createAccount } from "../testing/accounts.js";
-import { deleteShardViaS3, flipBit, flipBitViaS3, truncateShard, wipeDisk } from "../testing/disk-faults.js";
-import { describeStep, prng, scheduleFor, type FaultStep, type ShardDamage } from "./schedule.js";
+import { deleteShardViaS3, flipBit, flipBitViaS3, truncateShard, wipeDisk, wipeDiskUnderRunningNode } from "../testing/disk-faults.js";
+import { ServiceProcesses } from "../testing/service-process.js";
+import { describeStep, prng, scheduleFor, type FaultStep, type Service, type ShardDamage } from "./schedule.js";
 
 /** One seed's result: what was done, what was seen, and every broken invariant. */
 export interface NemesisReport {
@@ -34,6 +36,12 @@ export interface NemesisOptions {
   faults: number;
   /** Client loops running during the faults. */
   clients: number;
+  /**
+   * Accounts the clients belong to (client i to account i mod accounts): each account's root is a
+   * namespace of its own, spread over the metadata shards, so several namespaces of one shard commit
+   * at once and their reference changes interleave in its outbox.
+   */
+  accounts?: number;
   log?: (line: string) => void;
 }
 
@@ -61,9 +69,14 @@ export class Nemesis {
   private directory!: mysql.Pool;
   private indexShards: mysql.Pool[] = [];
   private admin!: SatchelClient;
+  /** A second blockserver beside the cluster's: two repairers (and scrubbers) on one queue. */
+  private readonly extraBlockservers: ServiceProcesses;
+  private secondBlockserver?: ManagedProcess;
+  private secondBlockserverUrl?: string;
 
   constructor(private readonly cluster: Cluster, private readonly opts: NemesisOptions) {
     this.workDir = join(cluster.config.stateDir, "nemesis-work");
+    this.extraBlockservers = new ServiceProcesses("blockserver", cluster.endpoints, cluster.config.stateDir);
   }
 
   async open(): Promise<void> {
@@ -77,9 +90,13 @@ export class Nemesis {
       ...mysqlTlsOf(e),
     }));
     this.admin = new SatchelClient({ metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, token: e.serviceToken, ca: caOf(e) });
+    const second = await this.extraBlockservers.start("blockserver-2", 60);
+    this.secondBlockserver = second.proc;
+    this.secondBlockserverUrl = second.url;
   }
 
   async close(): Promise<void> {
+    await this.extraBlockservers.stopAll();
     await Promise.all([this.directory, ...this.indexShards].map((p) => p?.end()));
     rmSync(this.workDir, { recursive: true, force: true });
   }
@@ -89,7 +106,11 @@ export class Nemesis {
   }
 
   async run(seed: number): Promise<NemesisReport> {
-    const schedule = scheduleFor(seed, { nodes: this.cluster.minio.length, parityShards: this.m, faults: this.opts.faults });
+    const schedule = scheduleFor(seed, {
+      nodes: this.cluster.minio.length, parityShards: this.m, faults: this.opts.faults,
+      mariadbServers: this.cluster.mariadb.length, metadataShards: this.indexShards.length,
+      leaseMs: Number(NEMESIS_SERVICE_SETTINGS.SATCHEL_RESERVE_LEASE_SECONDS) * 1000,
+    });
     const report: NemesisReport = {
       seed, lethal: schedule.lethal, steps: schedule.steps.map(describeStep), faultsInjected: 0,
       operations: { uploads: 0, overwrites: 0, reads: 0, deletes: 0, failed: 0 }, filesChecked: 0,
@@ -97,9 +118,10 @@ export class Nemesis {
     };
     const log = (line: string) => this.opts.log?.(`[nemesis ${seed}] ${line}`);
     const e = this.cluster.endpoints;
-    const account = await createAccount(e, `nemesis${seed}`);
+    const accounts: Awaited<ReturnType<typeof createAccount>>[] = [];
+    for (let a = 0; a < (this.opts.accounts ?? 1); a++) accounts.push(await createAccount(e, `nemesis${seed}a${a}`));
     const clients = Array.from({ length: this.opts.clients }, (_, i) => new SatchelClient({
-      metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, credentials: { ...account, deviceName: `nemesis-${i}` }, concurrency: 2, ca: caOf(e),
+      metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, credentials: { ...accounts[i % accounts.length], deviceName: `nemesis-${i}` }, concurrency: 2, ca: caOf(e),
     }));
     const files = new Map<string, Possible>();
     const faults = new FaultState();
@@ -110,7 +132,7 @@ export class Nemesis {
         if (step.kind !== "wait") report.faultsInjected++;
         log(describeStep(step));
         try {
-          await this.apply(step, files, clients[0], faults, report);
+          await this.apply(step, files, clients, faults, report);
         } catch (err) {
           report.violations.push(`step "${describeStep(step)}" could not be applied: ${(err as Error).message}`);
         }
@@ -133,25 +155,26 @@ export class Nemesis {
     } catch (err) {
       report.violations.push((err as Error).message);
     }
-    await this.checkFiles(clients[0], files, report);
+    await this.checkFiles(clients, files, report);
     await this.checkVerifier(report).catch((err: Error) => report.violations.push(`the verifier failed: ${err.message}`));
+    await this.checkReferenceCounts(report).catch((err: Error) => report.violations.push(`reference counts could not be checked: ${err.message}`));
     // The platform stays small from seed to seed (scrub and verifier read everything): the previous
     // seed's files go for good, and this seed's blocks become the next one's extra targets.
     await this.cleanUpPrevious?.().catch((err: Error) => log(`clean-up of the previous seed failed: ${err.message}`));
-    this.earlier = report.violations.length === 0 ? (await this.currentBlocks(files, clients[0])).filter((h) => !this.destroyed.has(h)) : [];
-    this.cleanUpPrevious = () => this.removeFiles(clients[0], files);
+    this.earlier = report.violations.length === 0 ? (await this.currentBlocks(files, clients)).filter((h) => !this.destroyed.has(h)) : [];
+    this.cleanUpPrevious = () => this.removeFiles(clients, files);
     log(`${report.filesChecked} files checked, ${report.violations.length} violations, redundancy back in ${report.redundancySeconds.toFixed(1)} s`);
     return report;
   }
 
   /** Every file of a seed, to the trash and then gone for good (its blocks go to GC). */
-  private async removeFiles(client: SatchelClient, files: Map<string, Possible>): Promise<void> {
-    for (let c = 0; c < this.opts.clients; c++) {
+  private async removeFiles(clients: SatchelClient[], files: Map<string, Possible>): Promise<void> {
+    for (const [c, client] of clients.entries()) {
       await client.meta.delete({ path: `/c${c}` }).catch(() => undefined);
       await client.meta.permanentlyDelete({ path: `/c${c}` }).catch(() => undefined);
     }
     // Files deleted one by one before are trash entries of their own.
-    for (const path of files.keys()) await client.meta.permanentlyDelete({ path }).catch(() => undefined);
+    for (const path of files.keys()) await ownerOf(clients, path).meta.permanentlyDelete({ path }).catch(() => undefined);
   }
 
   /** One client: upload, overwrite, read and delete its own files until the faults end. */
@@ -170,10 +193,10 @@ export class Nemesis {
           mine.push(path);
           files.set(path, [null]);
           report.operations.uploads++;
-          await this.upload(client, path, content(rnd), files);
+          await this.upload(client, path, content(rnd, seed), files);
         } else if (roll < 0.65) {
           report.operations.overwrites++;
-          await this.upload(client, existing[Math.floor(rnd() * existing.length)], content(rnd), files);
+          await this.upload(client, existing[Math.floor(rnd() * existing.length)], content(rnd, seed), files);
         } else if (roll < 0.9) {
           report.operations.reads++;
           const path = existing[Math.floor(rnd() * existing.length)];
@@ -261,7 +284,16 @@ export class Nemesis {
     }
   }
 
-  private async apply(step: FaultStep, files: Map<string, Possible>, client: SatchelClient, faults: FaultState, report: NemesisReport): Promise<void> {
+  /** A service's process: the cluster's, or the second blockserver's. */
+  private service(name: Service): ManagedProcess {
+    return name === "blockserver-2" ? this.secondBlockserver! : this.cluster.services[name];
+  }
+
+  private serviceUrl(name: Service): string {
+    return name === "blockserver-2" ? this.secondBlockserverUrl! : this.cluster.endpoints[name];
+  }
+
+  private async apply(step: FaultStep, files: Map<string, Possible>, clients: SatchelClient[], faults: FaultState, report: NemesisReport): Promise<void> {
     const node = (i: number) => this.cluster.minio[i];
     switch (step.kind) {
       case "wait":
@@ -293,16 +325,65 @@ export class Nemesis {
         faults.up(step.node);
         return;
       }
+      case "fail-disk": {
+        const n = node(step.node);
+        faults.down(step.node);
+        if (n.process.running) {
+          try { process.kill(n.process.pid!, "SIGCONT"); } catch { /* not paused */ }
+        } else {
+          await startNode(n, caOf(this.cluster.endpoints));
+        }
+        try {
+          // The node keeps answering its liveness check, and fails every read and write.
+          wipeDiskUnderRunningNode(this.cluster.config.stateDir, step.node);
+          await sleep(step.errorMs);
+        } finally {
+          // Whatever happened, the node comes back onto its new, empty drive.
+          await n.process.kill();
+          await startNode(n, caOf(this.cluster.endpoints));
+          faults.up(step.node);
+        }
+        return;
+      }
+      case "restart-mariadb": {
+        const server = this.cluster.mariadb[step.server];
+        await server.process.kill();
+        server.process.start();
+        await waitFor(`mariadb-${step.server} to answer again`, 120_000, async () => {
+          const conn = await mysql.createConnection({ socketPath: server.socket, user: "root" });
+          await conn.end();
+          return true;
+        });
+        return;
+      }
+      case "hold-relay": {
+        // A change the blockserver refuses (delta 0) heads the shard's outbox: every batch fails.
+        const pool = this.indexShards[step.shard];
+        const refused = createHash("sha256").update(`nemesis hold ${step.shard} ${Date.now()}`).digest();
+        await pool.query("INSERT INTO block_reference_outbox (hash, delta) VALUES (?, 0)", [refused]);
+        try {
+          // Collection at the end of the hold: the reservations of the commits made early in it have
+          // run out, and their references still wait in the outbox.
+          await sleep(step.holdMs);
+          await this.admin.blockAdmin.runGarbageCollection({ graceSeconds: 0 }, { timeoutMs: 60_000 });
+        } finally {
+          await waitFor("the refused change to be removed", 120_000, async () => {
+            await pool.query("DELETE FROM block_reference_outbox WHERE hash = ?", [refused]);
+            return true;
+          });
+        }
+        return;
+      }
       case "restart-service": {
-        const svc = this.cluster.services[step.service];
+        const svc = this.service(step.service);
         if (step.signal === "SIGKILL") await svc.kill();
         else await svc.stop();
         svc.start();
-        await waitServing(step.service, this.cluster.endpoints[step.service], svc, 60_000, caOf(this.cluster.endpoints));
+        await waitServing(step.service, this.serviceUrl(step.service), svc, 60_000, caOf(this.cluster.endpoints));
         return;
       }
       case "pause-service": {
-        const pid = this.cluster.services[step.service].pid!;
+        const pid = this.service(step.service).pid!;
         process.kill(pid, "SIGSTOP");
         await sleep(step.pauseMs);
         process.kill(pid, "SIGCONT");
@@ -312,18 +393,18 @@ export class Nemesis {
         await this.admin.blockAdmin.runGarbageCollection({ graceSeconds: 0 }, { timeoutMs: 60_000 });
         return;
       case "damage-shard":
-        return this.damageShard(step.damage, step.pick, files, client, faults, report);
+        return this.damageShard(step.damage, step.pick, files, clients, faults, report);
       case "destroy-blocks":
-        return this.destroyBlocks(step.blocks, step.pick, files, client, report);
+        return this.destroyBlocks(step.blocks, step.pick, files, clients, report);
     }
   }
 
   /** The acknowledged files' current blocks, in a stable order. */
-  private async currentBlocks(files: Map<string, Possible>, client: SatchelClient): Promise<string[]> {
+  private async currentBlocks(files: Map<string, Possible>, clients: SatchelClient[]): Promise<string[]> {
     const out = new Set<string>();
     for (const [path, possible] of files) {
       if (possible.length !== 1 || possible[0] === null) continue;
-      const file = (await client.meta.getFileMetadata({ path }).catch(() => undefined))?.file;
+      const file = (await ownerOf(clients, path).meta.getFileMetadata({ path }).catch(() => undefined))?.file;
       for (const b of file?.blocks ?? []) out.add(Buffer.from(b.hash).toString("hex"));
     }
     return [...out].sort();
@@ -344,12 +425,16 @@ export class Nemesis {
    * full redundancy (a node down, or one the blockserver thought down) misses at most k + m - quorum
    * = 1 shard, a replacement takes one more, and a block is only damaged when whole.
    */
-  private async damageShard(damage: ShardDamage, pick: number, files: Map<string, Possible>, client: SatchelClient, faults: FaultState, report: NemesisReport): Promise<void> {
-    const candidates = [...await this.currentBlocks(files, client), ...this.earlier].filter((h) => !this.destroyed.has(h));
+  private async damageShard(damage: ShardDamage, pick: number, files: Map<string, Possible>, clients: SatchelClient[], faults: FaultState, report: NemesisReport): Promise<void> {
+    const candidates = [...await this.currentBlocks(files, clients), ...this.earlier].filter((h) => !this.destroyed.has(h));
+    if (candidates.length === 0) this.opts.log?.(`[nemesis] ${damage}: no block to damage yet`);
     for (let attempt = 0; attempt < 5 && candidates.length > 0; attempt++) {
       const hex = candidates.splice((pick + attempt * 7919) % candidates.length, 1)[0];
       const inspection = (await this.admin.blockAdmin.inspectBlocks({ hashes: [Buffer.from(hex, "hex")], unthrottled: true })).blocks[0];
-      if (!inspection || inspection.shardsGood !== inspection.shardsTotal || inspection.shardsTotal === 0) continue;
+      if (!inspection || inspection.shardsGood !== inspection.shardsTotal || inspection.shardsTotal === 0) {
+        this.opts.log?.(`[nemesis] ${damage}: block ${hex.slice(0, 16)} is not whole now (${inspection?.shardsGood}/${inspection?.shardsTotal} good)`);
+        continue;
+      }
       const shards = (await this.placements(hex)).filter((p) => !faults.isDown(p.node));
       if (shards.length === 0) continue;
       const target = shards[(pick >>> 8) % shards.length];
@@ -370,11 +455,11 @@ export class Nemesis {
   }
 
   /** Deletes m+1 shards of some blocks on every node at once: those blocks are gone for good. */
-  private async destroyBlocks(count: number, pick: number, files: Map<string, Possible>, client: SatchelClient, report: NemesisReport): Promise<void> {
+  private async destroyBlocks(count: number, pick: number, files: Map<string, Possible>, clients: SatchelClient[], report: NemesisReport): Promise<void> {
     // No repair may be in flight: one that read a block's shards before they were deleted would
     // write a rebuilt shard after, and the block would (rightly) survive what was meant to kill it.
     await this.waitRepairsIdle(60_000).catch(() => undefined);
-    const candidates = (await this.currentBlocks(files, client)).filter((h) => !this.destroyed.has(h));
+    const candidates = (await this.currentBlocks(files, clients)).filter((h) => !this.destroyed.has(h));
     const keys: string[] = [];
     for (let i = 0; i < count && candidates.length > 0; i++) {
       const hex = candidates.splice((pick + i * 7919) % candidates.length, 1)[0];
@@ -420,11 +505,11 @@ export class Nemesis {
       }
       faults.up(n.index);
     }
-    for (const name of ["blockserver", "metaserver"] as const) {
-      const svc = this.cluster.services[name];
+    for (const name of ["blockserver", "blockserver-2", "metaserver"] as const) {
+      const svc = this.service(name);
       if (svc.pid) try { process.kill(svc.pid, "SIGCONT"); } catch { /* gone */ }
       if (!svc.running) svc.start();
-      await waitServing(name, this.cluster.endpoints[name], svc, 60_000, caOf(this.cluster.endpoints));
+      await waitServing(name, this.serviceUrl(name), svc, 60_000, caOf(this.cluster.endpoints));
     }
   }
 
@@ -468,11 +553,50 @@ export class Nemesis {
     }, () => last);
   }
 
-  private async checkFiles(client: SatchelClient, files: Map<string, Possible>, report: NemesisReport): Promise<void> {
+  private async checkFiles(clients: SatchelClient[], files: Map<string, Possible>, report: NemesisReport): Promise<void> {
     for (const [path, possible] of files) {
       report.filesChecked++;
-      await this.readAndCheck(client, path, possible, report, true);
+      await this.readAndCheck(ownerOf(clients, path), path, possible, report, true);
     }
+  }
+
+  /**
+   * Once the system is quiet (every outbox delivered), each block's count must equal the file
+   * versions of every shard that hold it: the relays delivered each change exactly once, whatever
+   * order the namespaces committed in, and nothing reconciled the counts meanwhile (the nemesis
+   * cluster runs no reconciliation). Read straight from the shards, independently of the metaserver.
+   */
+  private async checkReferenceCounts(report: NemesisReport): Promise<void> {
+    await waitFor("every reference outbox to be delivered", 60_000, async () => {
+      for (const pool of this.indexShards) {
+        const [rows] = await pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM block_reference_outbox");
+        if (Number(rows[0].n) > 0) return false;
+      }
+      return true;
+    });
+    const expected = new Map<string, number>();
+    for (const pool of this.indexShards) {
+      const [versions] = await pool.query<RowDataPacket[]>("SELECT block_list FROM file_versions");
+      for (const v of versions) {
+        for (const hex of blocksOfVersion(v.block_list as Buffer)) expected.set(hex, (expected.get(hex) ?? 0) + 1);
+      }
+    }
+    const wrong: string[] = [];
+    const seen = new Set<string>();
+    let pageToken = "";
+    do {
+      const page = await this.admin.blockAdmin.listReferenceCounts({ pageToken, pageSize: 2000 });
+      for (const c of page.counts) {
+        const hex = Buffer.from(c.hash).toString("hex");
+        seen.add(hex);
+        const want = expected.get(hex) ?? 0;
+        if (Number(c.refCount) !== want) wrong.push(`${hex.slice(0, 16)} counted ${c.refCount} (${c.state}), held by ${want} versions`);
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    const missing = [...expected.keys()].filter((hex) => !seen.has(hex));
+    if (wrong.length) report.violations.push(`${wrong.length} blocks have a reference count other than the versions holding them: ${wrong.slice(0, 5).join("; ")}`);
+    if (missing.length) report.violations.push(`${missing.length} blocks that file versions hold are not in the block index (collected while referenced): ${missing.slice(0, 5).map((h) => h.slice(0, 16)).join(", ")}`);
   }
 
   /** The verifier must report exactly the blocks the nemesis destroyed, and nothing else. */
@@ -485,9 +609,10 @@ export class Nemesis {
       if (lost.has(h) || !(await this.stillReferenced(h))) continue;
       report.violations.push(`the nemesis destroyed block ${h}, but the verifier does not report it lost`);
     }
-    for (const p of other) {
+    for (const p of other.slice(0, 20)) {
       report.violations.push(`verifier reports block ${Buffer.from(p.hash).toString("hex")} as ${p.kind} (${p.shardsGood}/${p.shardsTotal} good) after healing`);
     }
+    if (other.length > 20) report.violations.push(`verifier reports ${other.length - 20} more blocks not whole after healing`);
     if (res.referencesToMissingBlocks > 0n) report.violations.push(`verifier: ${res.referencesToMissingBlocks} references point to blocks the index does not hold (a referenced block was deleted)`);
   }
 
@@ -522,12 +647,36 @@ async function startNode(n: MinioNode, ca: Buffer | undefined): Promise<void> {
   await waitFor(`${n.name} to answer`, 60_000, async () => (await liveness(n.endpoint, ca)) === 200);
 }
 
-/** File contents from the client's PRNG: mostly small files, some of a few MiB (several blocks). */
-function content(rnd: () => number): Buffer {
+/**
+ * File contents from the client's PRNG: mostly small files, some of a few MiB (several blocks).
+ * A quarter are one of a few contents every client of the seed shares, so one block is referenced
+ * from namespaces on several shards and its count moves through several outboxes at once.
+ */
+function content(rnd: () => number, seed: number): Buffer {
+  if (rnd() < 0.25) return randomContent(prng(seed * 7919 + Math.floor(rnd() * 6)));
+  return randomContent(rnd);
+}
+
+function randomContent(rnd: () => number): Buffer {
   const size = rnd() < 0.85 ? 1024 + Math.floor(rnd() * 250_000) : 500_000 + Math.floor(rnd() * 2_000_000);
   const out = Buffer.allocUnsafe(size);
   for (let i = 0; i + 4 <= size; i += 4) out.writeUInt32LE((rnd() * 4294967296) >>> 0, i);
   for (let i = size - (size % 4); i < size; i++) out[i] = (rnd() * 256) | 0;
+  return out;
+}
+
+/** The client that owns a path: client c writes under /c<c>/. */
+function ownerOf(clients: SatchelClient[], path: string): SatchelClient {
+  return clients[Number(/^\/c(\d+)\//.exec(path)?.[1] ?? 0)];
+}
+
+/**
+ * The distinct blocks of a stored version's block list (36 bytes an entry: the SHA-256, then the
+ * size), read independently of the metaserver's own code: the checker must not share its bugs.
+ */
+function blocksOfVersion(packed: Buffer): Set<string> {
+  const out = new Set<string>();
+  for (let off = 0; off + 36 <= packed.length; off += 36) out.add(packed.subarray(off, off + 32).toString("hex"));
   return out;
 }
 
@@ -544,11 +693,22 @@ export const NEMESIS_SERVICE_SETTINGS: Record<string, string> = {
   SATCHEL_HEDGE_MS: "500",
   SATCHEL_REPAIR_SWEEP_MS: "2000",
   SATCHEL_GC_INTERVAL_MS: "0",
-  // A commit's reservation protects its blocks until the reference lands (milliseconds to seconds
-  // after a restart); an hour would keep every removed file's blocks, and the scrub reading them.
-  SATCHEL_RESERVE_LEASE_SECONDS: "30",
+  // A commit's reservation protects its blocks only for seconds: relay holds and service pauses
+  // outlast it, and collection must still never take a block whose reference waits in an outbox.
+  SATCHEL_RESERVE_LEASE_SECONDS: "4",
   SATCHEL_VERIFY_INTERVAL_SECONDS: "0",
+  // Relays held or services paused past a few seconds pause collection outright.
+  SATCHEL_GC_RELAY_BOUND_SECONDS: "5",
+  // No reconciliation: counts that drift must stay visible to the checker, not be corrected first.
+  SATCHEL_RECONCILE_INTERVAL_SECONDS: "0",
+  SATCHEL_RECONCILE_AFTER_RELAY_OUTAGE: "off",
 };
+
+/**
+ * The nemesis's clients: eight accounts of one client each, so that every metadata shard holds two
+ * namespaces committing at once (namespaces spread over shards by owner).
+ */
+export const NEMESIS_WORKLOAD = { clients: 8, accounts: 8 };
 
 /** A cluster of its own for the nemesis (it kills and restarts every part of it). */
 export async function startNemesisCluster(stateDir: string, portBase: number, log?: (line: string) => void): Promise<Cluster> {

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { makeSchedule, scheduleFor, type FaultStep } from "./schedule.js";
 
-const opts = { nodes: 6, parityShards: 2, faults: 8 };
+const opts = { nodes: 6, parityShards: 2, faults: 8, mariadbServers: 2, metadataShards: 4, leaseMs: 4000 };
 
 /** Replays a schedule's node faults: which nodes are down or paused after each step. */
 function replay(steps: FaultStep[]) {
@@ -14,7 +14,7 @@ function replay(steps: FaultStep[]) {
     if (s.kind === "start-node") down.delete(s.node);
     if (s.kind === "pause-node") paused.add(s.node);
     if (s.kind === "resume-node") paused.delete(s.node);
-    if (s.kind === "replace-disk") {
+    if (s.kind === "replace-disk" || s.kind === "fail-disk") {
       down.delete(s.node);
       paused.delete(s.node);
     }
@@ -42,7 +42,7 @@ describe("nemesis schedules", () => {
       const destroys = s.steps.filter((x) => x.kind === "destroy-blocks").length;
       expect(destroys).toBe(s.lethal ? 1 : 0);
       // Each replacement destroys a shard of every block: at most m - 1 leaves room for other damage.
-      expect(s.steps.filter((x) => x.kind === "replace-disk").length).toBeLessThanOrEqual(opts.parityShards - 1);
+      expect(s.steps.filter((x) => x.kind === "replace-disk" || x.kind === "fail-disk").length).toBeLessThanOrEqual(opts.parityShards - 1);
     }));
   });
 
@@ -57,8 +57,14 @@ describe("nemesis schedules", () => {
     expect(lethal).toBeGreaterThan(30);
     expect(lethal).toBeLessThan(120);
     const kinds = new Set(schedules.flatMap((s) => s.steps.map((x) => x.kind)));
-    for (const k of ["kill-node", "start-node", "pause-node", "resume-node", "replace-disk", "restart-service", "pause-service", "damage-shard", "destroy-blocks", "gc"]) {
+    for (const k of ["kill-node", "start-node", "pause-node", "resume-node", "replace-disk", "fail-disk", "restart-service", "pause-service",
+      "restart-mariadb", "hold-relay", "damage-shard", "destroy-blocks", "gc"]) {
       expect(kinds.has(k as FaultStep["kind"])).toBe(true);
     }
+    const steps = schedules.flatMap((s) => s.steps);
+    // Outages longer than the commit reservation lease: relay holds and service pauses.
+    expect(steps.some((x) => x.kind === "hold-relay" && x.holdMs > opts.leaseMs)).toBe(true);
+    expect(steps.some((x) => x.kind === "pause-service" && x.pauseMs > opts.leaseMs)).toBe(true);
+    expect(new Set(steps.flatMap((x) => (x.kind === "restart-service" ? [x.service] : [])))).toEqual(new Set(["blockserver", "blockserver-2", "metaserver"]));
   });
 });

@@ -15,7 +15,8 @@ export function prng(seed: number): () => number {
   };
 }
 
-export type Service = "blockserver" | "metaserver";
+/** The cluster's services, and the second blockserver the nemesis runs beside it (two repairers). */
+export type Service = "blockserver" | "blockserver-2" | "metaserver";
 
 /** Damage to one shard of one block; the block and shard are chosen when the step runs. */
 export type ShardDamage = "flip" | "truncate" | "delete";
@@ -29,6 +30,19 @@ export type FaultStep =
   | { kind: "resume-node"; node: number }
   /** Disk replacement: the node is stopped, its data directory emptied and the node started again. */
   | { kind: "replace-disk"; node: number }
+  /**
+   * A failing drive: emptied under the running node, which then answers every request with errors
+   * (its liveness check still passes) for errorMs, until it is restarted onto the new, empty drive.
+   */
+  | { kind: "fail-disk"; node: number; errorMs: number }
+  /** kill -9 a MariaDB server (directory and shards, or shards alone) and start it again. */
+  | { kind: "restart-mariadb"; server: number }
+  /**
+   * A metadata shard's reference relay cannot deliver for holdMs (a change the blockserver refuses
+   * heads its outbox) while commits go on; garbage collection runs at its end, past the lease of
+   * the commits made early in it.
+   */
+  | { kind: "hold-relay"; shard: number; holdMs: number }
   /** kill -9 and start a service process (or SIGSTOP it for pauseMs). */
   | { kind: "restart-service"; service: Service; signal: "SIGKILL" | "SIGTERM" }
   | { kind: "pause-service"; service: Service; pauseMs: number }
@@ -50,6 +64,11 @@ export interface Schedule {
 export interface ScheduleOptions {
   nodes: number;
   parityShards: number;
+  /** MariaDB servers and metadata shards of the cluster (0: no such faults). */
+  mariadbServers?: number;
+  metadataShards?: number;
+  /** The commit reservation lease: relay holds and service pauses reach past it. */
+  leaseMs?: number;
   /** Fault steps (waits not counted). */
   faults: number;
 }
@@ -71,41 +90,50 @@ export function makeSchedule(seed: number, opts: ScheduleOptions): Schedule {
   let replacements = 0;
   let destroyed = false;
   const anyNode = () => int(opts.nodes);
+  const leaseMs = opts.leaseMs ?? 4000;
+  const service = (): Service => { const r = rnd(); return r < 0.4 ? "blockserver" : r < 0.6 ? "blockserver-2" : "metaserver"; };
   const upNodes = () => Array.from({ length: opts.nodes }, (_, i) => i).filter((i) => !down.has(i) && !paused.has(i));
   for (let f = 0; f < opts.faults; f++) {
     const roll = rnd();
     const up = upNodes();
-    if (roll < 0.22 && up.length > opts.nodes - opts.parityShards - 1) {
+    if (roll < 0.18 && up.length > opts.nodes - opts.parityShards - 1) {
       const node = up[int(up.length)];
       down.add(node);
       steps.push({ kind: "kill-node", node });
-    } else if (roll < 0.34 && down.size > 0) {
+    } else if (roll < 0.28 && down.size > 0) {
       const node = [...down][int(down.size)];
       down.delete(node);
       steps.push({ kind: "start-node", node });
-    } else if (roll < 0.42 && up.length > opts.nodes - opts.parityShards && paused.size === 0) {
+    } else if (roll < 0.35 && up.length > opts.nodes - opts.parityShards && paused.size === 0) {
       const node = up[int(up.length)];
       paused.add(node);
       steps.push({ kind: "pause-node", node });
-    } else if (roll < 0.48 && paused.size > 0) {
+    } else if (roll < 0.40 && paused.size > 0) {
       const node = [...paused][0];
       paused.delete(node);
       steps.push({ kind: "resume-node", node });
-    } else if (roll < 0.56 && replacements < opts.parityShards - 1) {
-      // One replacement per seed at most leaves budget for shard damage and degraded writes.
+    } else if (roll < 0.48 && replacements < opts.parityShards - 1) {
+      // One replacement per seed at most leaves budget for shard damage and degraded writes. A
+      // failing drive is a replacement too: its node comes back empty.
       const node = anyNode();
       down.delete(node);
       paused.delete(node);
       replacements++;
-      steps.push({ kind: "replace-disk", node });
-    } else if (roll < 0.64) {
-      steps.push({ kind: "restart-service", service: rnd() < 0.6 ? "blockserver" : "metaserver", signal: rnd() < 0.8 ? "SIGKILL" : "SIGTERM" });
-    } else if (roll < 0.68) {
-      steps.push({ kind: "pause-service", service: rnd() < 0.5 ? "blockserver" : "metaserver", pauseMs: 300 + int(1200) });
+      if (rnd() < 0.5) steps.push({ kind: "replace-disk", node });
+      else steps.push({ kind: "fail-disk", node, errorMs: 500 + int(3000) });
+    } else if (roll < 0.55) {
+      steps.push({ kind: "restart-service", service: service(), signal: rnd() < 0.8 ? "SIGKILL" : "SIGTERM" });
+    } else if (roll < 0.60) {
+      // Some pauses outlast the reservation lease of the commits in flight.
+      steps.push({ kind: "pause-service", service: service(), pauseMs: rnd() < 0.5 ? 300 + int(1200) : leaseMs + int(2000) });
+    } else if (roll < 0.64 && (opts.mariadbServers ?? 0) > 0) {
+      steps.push({ kind: "restart-mariadb", server: int(opts.mariadbServers!) });
+    } else if (roll < 0.72 && (opts.metadataShards ?? 0) > 0) {
+      steps.push({ kind: "hold-relay", shard: int(opts.metadataShards!), holdMs: leaseMs + int(5000) });
     } else if (roll < 0.86) {
       const damage: ShardDamage[] = ["flip", "truncate", "delete"];
       steps.push({ kind: "damage-shard", damage: damage[int(3)], pick: int(1 << 30) });
-    } else if (roll < 0.92) {
+    } else if (roll < 0.94) {
       steps.push({ kind: "gc" });
     } else if (lethal && !destroyed && down.size === 0 && paused.size === 0) {
       destroyed = true;
@@ -162,6 +190,9 @@ export function describeStep(s: FaultStep): string {
   switch (s.kind) {
     case "kill-node": case "start-node": case "pause-node": case "resume-node": case "replace-disk":
       return `${s.kind} minio-${s.node}`;
+    case "fail-disk": return `fail-disk minio-${s.node} (errors for ${s.errorMs} ms, then a new drive)`;
+    case "restart-mariadb": return `restart mariadb-${s.server} (SIGKILL)`;
+    case "hold-relay": return `hold the reference relay of shard ${s.shard} for ${s.holdMs} ms, then gc`;
     case "restart-service": return `restart ${s.service} (${s.signal})`;
     case "pause-service": return `pause ${s.service} ${s.pauseMs} ms`;
     case "damage-shard": return `${s.damage} a shard (pick ${s.pick})`;

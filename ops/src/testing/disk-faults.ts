@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { minioClient, SHARD_BUCKET } from "../cluster/minio.js";
 
@@ -215,7 +215,14 @@ export function wipeDisk(stateDir: string, nodeIndex: number): void {
  * is restarted; it then starts bucketless, as after wipeDisk.
  */
 export function wipeDiskUnderRunningNode(stateDir: string, nodeIndex: number): void {
-  wipeDataDir(stateDir, nodeIndex);
+  const dir = nodeDataDir(stateDir, nodeIndex);
+  if (!existsSync(dir)) return;
+  // The node keeps writing while its drive goes: a recursive delete would race it (ENOTEMPTY).
+  // Each entry is renamed away at once instead, and removed once nothing writes into it.
+  const away = `${dir}.failed-${process.pid}-${Date.now()}`;
+  mkdirSync(away);
+  for (const entry of readdirSync(dir)) renameSync(join(dir, entry), join(away, entry));
+  setTimeout(() => rmSync(away, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 }), 10_000).unref();
 }
 
 function wipeDataDir(stateDir: string, nodeIndex: number): void {

@@ -40,3 +40,21 @@ export async function collectGarbage(admin: Client<typeof BlockAdminService>, at
     await new Promise((r) => setTimeout(r, 500));
   }
 }
+
+/**
+ * Waits until `check` holds, looking every `intervalMs`; a check that throws counts as not yet
+ * (a node or service on its way back). Fails naming what it waited for and the last error seen.
+ */
+export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000, intervalMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out waiting for ${what}${lastError instanceof Error ? ` (last error: ${lastError.message})` : ""}`);
+}
