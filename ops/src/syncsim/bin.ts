@@ -36,6 +36,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   try {
     for (let seed = first; seed < first + count; seed++) {
+      const seedStarted = Date.now();
       const r = await sim.run(seed);
       totals.steps += r.log.length;
       totals.changes += r.userChanges;
@@ -51,12 +52,14 @@ async function main(): Promise<void> {
       totals.conflicts += r.conflicts;
       totals.unverified += r.unverifiedEdits;
       totals.settle.push(r.convergeSeconds);
-      console.log(`seed ${seed}: ${r.violations.length ? "FAIL" : "ok"} — ${r.userChanges} changes (${r.writes} writes judged), ${r.kills} kills (${r.killsMidPass} mid-pass), ` +
+      const failed = r.violations.length + r.knownAgentBugs.length > 0;
+      console.log(`seed ${seed}: ${r.violations.length ? "FAIL" : r.knownAgentBugs.length ? "FAIL (known agent bug)" : "ok"} — ${r.userChanges} changes (${r.writes} writes judged), ${r.kills} kills (${r.killsMidPass} mid-pass), ` +
         `${r.offlinePeriods} offline, ${r.serviceFaults} service faults, ${r.otherWrites} ignored names, member ${r.membershipEnded ?? "stayed"}, ` +
-        `${r.versionsSynced} versions synced, ${r.conflicts} conflicted copies, ${r.unverifiedEdits} unverified, settled in ${r.convergeSeconds.toFixed(1)} s`);
-      if (r.violations.length) {
+        `${r.versionsSynced} versions synced, ${r.conflicts} conflicted copies, ${r.unverifiedEdits} unverified, settled in ${r.convergeSeconds.toFixed(1)} s, ${((Date.now() - seedStarted) / 1000).toFixed(0)} s in all`);
+      if (failed) {
         failing.push(seed);
         for (const v of r.violations) console.log(`  ${v}`);
+        for (const v of r.knownAgentBugs) console.log(`  known agent bug: ${v}`);
         console.log(`  steps:\n    ${r.log.join("\n    ")}`);
       }
     }

@@ -29,6 +29,8 @@ export interface SimReport {
   versionsSynced: number;
   conflicts: number;
   unverifiedEdits: number;
+  /** Violations an open agent bug explains (see CheckResult.knownAgentBugs): reported apart. */
+  knownAgentBugs: string[];
   /** User writes recorded (each judged: live, kept as a version, or removed by its user). */
   writes: number;
   /** Ignored names another client wrote (each must stay live on the server). */
@@ -75,7 +77,7 @@ export interface SimOptions {
 
 /**
  * Scenarios that wait on an agent fix, each behind a switch (SATCHEL_SIM_<NAME>=on|off), on by
- * default only once the agent passes them:
+ * default only once the agent passes them (the seeds named failed with the schedules of 2b9a85c):
  * - LEAVE: the member deletes the shared folder's mount (it must mean leaving: the folder stays).
  * - REMOVE_MEMBER: the owner removes the member. Off: an agent removed while it syncs deletes the
  *   folder's files and then downloads them again in the same pass, from the namespace it no longer
@@ -240,7 +242,7 @@ export class SyncSimulation {
   async run(seed: number): Promise<SimReport> {
     const schedule = makeSimSchedule(seed, { devices: this.opts.devices, steps: this.opts.steps });
     const report: SimReport = {
-      seed, log: [], violations: [], userChanges: 0, kills: 0, killsMidPass: 0, offlinePeriods: 0, versionsSynced: 0, conflicts: 0, unverifiedEdits: 0,
+      seed, log: [], violations: [], userChanges: 0, kills: 0, killsMidPass: 0, offlinePeriods: 0, versionsSynced: 0, conflicts: 0, unverifiedEdits: 0, knownAgentBugs: [],
       writes: 0, otherWrites: 0, serviceFaults: 0, convergeSeconds: 0,
     };
     const base = join(this.opts.workDir, `seed-${seed}-${randomBytes(3).toString("hex")}`);
@@ -284,7 +286,7 @@ export class SyncSimulation {
       for (const d of devices) d.start();
       const agreed = await this.converge(run);
       report.convergeSeconds = (Date.now() - started) / 1000;
-      if (!agreed.ok) report.violations.push(`no single tree ${((this.opts.convergeTimeoutMs ?? 90_000) / 1000).toFixed(0)} s after the last step: ${agreed.why}`);
+      const unsettled = agreed.ok ? undefined : `seed ${seed}: no single tree ${((this.opts.convergeTimeoutMs ?? 90_000) / 1000).toFixed(0)} s after the last step: ${agreed.why}`;
       say(`settled in ${report.convergeSeconds.toFixed(1)} s`);
       // Stopped first: the logs and the folders are final.
       await Promise.all(devices.map((d) => d.stop("SIGINT")));
@@ -294,6 +296,12 @@ export class SyncSimulation {
       say(`final tree: ${[...server.live].filter(([, k]) => k !== FOLDER).map(([p]) => p).sort().join(", ")}`);
       const result = checkSimulation(views, server, run.record);
       report.violations.push(...result.violations.map((v) => `seed ${seed}: ${v}`));
+      report.knownAgentBugs.push(...result.knownAgentBugs.map((v) => `seed ${seed}: ${v}`));
+      if (unsettled !== undefined) {
+        // Unsettled only because a device never got a conflict's winner: that known bug, nothing more.
+        const explained = !result.violations.some((v) => v.includes("differs from the server")) && result.knownAgentBugs.some((v) => v.includes("never got the winner"));
+        (explained ? report.knownAgentBugs : report.violations).unshift(unsettled);
+      }
       report.versionsSynced = result.versionsSynced;
       report.conflicts = result.conflicts;
       report.unverifiedEdits = result.unverifiedEdits;
@@ -302,7 +310,7 @@ export class SyncSimulation {
       report.violations.push(`seed ${seed}: the simulation failed: ${(err as Error).stack ?? err}`);
     } finally {
       await Promise.all(devices.map((d) => d.stop("SIGKILL")));
-      if (report.violations.length === 0 || !this.opts.keepFailed) await rm(base, { recursive: true, force: true });
+      if (report.violations.length + report.knownAgentBugs.length === 0 || !this.opts.keepFailed) await rm(base, { recursive: true, force: true });
       else say(`kept ${base} (folders, agent logs, event logs)`);
     }
     return report;

@@ -103,9 +103,10 @@ export function makeSimSchedule(seed: number, opts: SimOptions): SimSchedule {
       if (!member) continue;
       steps.push(kind === "leave" ? { kind, device: member.device } : { kind });
     } else steps.push({ kind: "user", device, action: kind, pick: int(2 ** 31), size: size(rnd) });
-    // Often at once (the races), sometimes a moment apart, now and then long enough for a pass.
+    // Often at once (the races), sometimes a moment apart, now and then long enough for a pass
+    // (about 0.1 s a step in all: a hundred steps take ten seconds of waiting).
     const gap = rnd();
-    if (gap >= 0.45) steps.push({ kind: "wait", ms: gap < 0.9 ? int(250) : 600 + int(1200) });
+    if (gap >= 0.5) steps.push({ kind: "wait", ms: gap < 0.92 ? int(200) : 400 + int(800) });
   }
   return { seed, devices: opts.devices, prelude, shared: SHARED_FOLDER, member, steps };
 }
