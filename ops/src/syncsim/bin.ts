@@ -13,6 +13,7 @@ import { scenarioSwitches, SyncSimulation } from "./harness.js";
  *   SATCHEL_SIM_SEEDS=1000 [SATCHEL_SIM_FIRST_SEED=1] node ops/dist/syncsim/bin.js
  *   SATCHEL_SIM_SEEDS=1 SATCHEL_SIM_FIRST_SEED=417 SATCHEL_SIM_VERBOSE=1 node ops/dist/syncsim/bin.js
  * A failing seed's folders, agent logs and event logs are kept under SATCHEL_SIM_WORK_DIR.
+ * SATCHEL_SIM_MINUTES bounds the run (no new seed starts after it).
  */
 async function main(): Promise<void> {
   const count = Number(process.env.SATCHEL_SIM_SEEDS ?? 30);
@@ -31,11 +32,15 @@ async function main(): Promise<void> {
     log: process.env.SATCHEL_SIM_VERBOSE ? console.log : undefined,
   });
   console.log(`scenarios: ${Object.entries(scenarioSwitches(process.env)).map(([k, on]) => `${k} ${on ? "on" : "off"}`).join(", ")}`);
+  // A time budget (SATCHEL_SIM_MINUTES) or SIGINT/SIGTERM ends the run after the seed under way, with its summary.
+  const deadline = Date.now() + Number(process.env.SATCHEL_SIM_MINUTES ?? Infinity) * 60_000;
+  let stopping = false;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => (stopping = true));
   const failing: number[] = [];
   const totals = { steps: 0, changes: 0, writes: 0, kills: 0, midPass: 0, offline: 0, serviceFaults: 0, otherWrites: 0, left: 0, removed: 0, versions: 0, conflicts: 0, unverified: 0, settle: [] as number[] };
   const started = Date.now();
   try {
-    for (let seed = first; seed < first + count; seed++) {
+    for (let seed = first; seed < first + count && !stopping && Date.now() < deadline; seed++) {
       const seedStarted = Date.now();
       const r = await sim.run(seed);
       totals.steps += r.log.length;
@@ -68,7 +73,7 @@ async function main(): Promise<void> {
     await cluster.stop();
   }
   const sorted = [...totals.settle].sort((a, b) => a - b);
-  console.log(`${count} seeds in ${((Date.now() - started) / 1000).toFixed(0)} s: ${totals.changes} user changes (${totals.writes} writes judged), ${totals.kills} SIGKILLs (${totals.midPass} mid-pass), ` +
+  console.log(`${totals.settle.length} seeds in ${((Date.now() - started) / 1000).toFixed(0)} s: ${totals.changes} user changes (${totals.writes} writes judged), ${totals.kills} SIGKILLs (${totals.midPass} mid-pass), ` +
     `${totals.offline} offline periods, ${totals.serviceFaults} service faults, ${totals.otherWrites} ignored names written, member left ${totals.left} / removed ${totals.removed} times, ${totals.versions} versions synced, ${totals.conflicts} conflicted copies, ${totals.unverified} edits unverifiable (agent killed before logging); ` +
     `settled in p50 ${sorted[Math.floor(sorted.length / 2)]?.toFixed(1)} s, max ${sorted[sorted.length - 1]?.toFixed(1)} s`);
   console.log(failing.length ? `failing seeds: ${failing.join(" ")}` : "failing seeds: none");
