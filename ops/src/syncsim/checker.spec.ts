@@ -197,6 +197,9 @@ describe("sync simulation checker", () => {
       expect(judge(server, r, events(beside))).toEqual([]);
       expect(judge(server, r, events(elsewhere))).toEqual([expect.stringContaining("does not sit beside /d/a.txt")]);
       expect(judge(server, r, events(renamed))).toEqual([expect.stringContaining("does not sit beside /d/a.txt")]);
+      // A conflicted copy a viewer's agent sets aside elsewhere is no new conflicted copy of it.
+      const setAside: LoggedEvent = { kind: "conflict", path: "/d/a (A's conflicted copy 2026-12-06).txt", to: "/d (view only conflicts)/a (A's conflicted copy 2026-12-06).txt" };
+      expect(judge(server, r, events(setAside))).toEqual([]);
     });
 
     it("an edit no agent logged is explained only by a SIGKILL of the writer's agent after the write", () => {

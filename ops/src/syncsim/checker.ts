@@ -121,6 +121,7 @@ export const agentsIgnore = (path: string) => /(\.tmp|~|\.part)$/i.test(path.sli
 /** A conflicted copy's name as the metaserver makes it: "a (B's conflicted copy 2026-12-01) (2).txt". */
 const CONFLICTED = / \([^()]*conflicted copy \d{4}-\d{2}-\d{2}\)(?: \(\d+\))?(?=\.[^.]*$|$)/;
 export const isConflictedCopy = (path: string) => CONFLICTED.test(nameOf(path));
+const markers = (path: string) => nameOf(path).match(new RegExp(CONFLICTED.source, "g"))?.length ?? 0;
 const nameOf = (p: string) => p.slice(p.lastIndexOf("/") + 1);
 const parentOf = (p: string) => p.slice(0, p.lastIndexOf("/"));
 const short = (key: string) => key.slice(0, 12);
@@ -278,7 +279,8 @@ function judgeUsers(
   }
 
   // Conflicted copies: made of what a user wrote (never a viewer's), beside what they conflicted with.
-  const written = new Map(record.writes.filter((w) => w.viewOnly === undefined && !w.ignoredName).map((w) => [w.key, w]));
+  // A viewer's write counts too: kept aside in the viewer's own tree, it may become a conflicted copy there.
+  const written = new Map(record.writes.filter((w) => !w.ignoredName).map((w) => [w.key, w]));
   for (const tree of [server.live, ...Object.values(server.liveOf ?? {})]) {
     for (const [path, key] of tree) {
       if (key !== FOLDER && isConflictedCopy(path) && !written.has(key)) violations.push(`conflicted copy ${path} holds content no user wrote (${short(key)})`);
@@ -289,7 +291,9 @@ function judgeUsers(
       if (e.kind === "upload" && e.blocks && isConflictedCopy(e.path) && !written.has(e.blocks.join(","))) {
         violations.push(`${d.name} uploaded conflicted copy ${e.path} holding content no user wrote (${short(e.blocks.join(","))})`);
       }
-      if (e.kind !== "conflict" || !e.to || !isConflictedCopy(e.to)) continue;
+      // Only a conflicted copy made of this path (one more marker than its name has): an agent also
+      // logs as a conflict a case twin it renames, or a viewer's edit it sets aside, under any name.
+      if (e.kind !== "conflict" || !e.to || markers(e.to) !== markers(e.path) + 1) continue;
       const original = nameOf(e.to).replace(CONFLICTED, "");
       if (foldKey(parentOf(e.to)) !== foldKey(parentOf(e.path)) || foldKey(original) !== foldKey(nameOf(e.path))) {
         violations.push(`${d.name}'s conflicted copy ${e.to} does not sit beside ${e.path}, the path it conflicted with`);

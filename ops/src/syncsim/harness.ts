@@ -593,18 +593,20 @@ export class SyncSimulation {
 
   /**
    * A device's events with paths in the checker's one tree: the member's mount is at the owner's
-   * path of the shared folder, so its paths are the owner's while it is a member; after that,
-   * what its agent does is in its own root (MEMBER_ROOT), except an upload the shared folder holds
-   * (committed there just before the membership ended, logged just after).
+   * path of the shared folder, so its paths there are the owner's while it is a member; anywhere
+   * else, or after that, what its agent does is in its own root (MEMBER_ROOT), except an upload the
+   * shared folder holds (committed there just before the membership ended, logged just after).
    */
   private canonical(run: Run, d: SimDevice, events: LoggedEvent[], server: ServerView): LoggedEvent[] {
-    const endedAt = run.member?.endedAt;
-    if (d.account !== "member" || endedAt === undefined) return events;
-    const inShared = new Set(server.histories.filter((h) => h.path.startsWith(`${run.schedule.shared}/`))
+    if (d.account !== "member") return events;
+    const endedAt = run.member?.endedAt ?? Infinity;
+    const shared = run.schedule.shared;
+    const inShared = new Set(server.histories.filter((h) => h.path.startsWith(`${shared}/`))
       .flatMap((h) => h.revisions.map((r) => `${foldKey(h.path)}#${r.revision}#${r.key}`)));
     const own = (p: string) => `${MEMBER_ROOT}${p}`;
+    const mounted = (p: string) => p === shared || p.startsWith(`${shared}/`);
     return events.map((e) => {
-      if ((e.at ?? 0) < endedAt) return e;
+      if ((e.at ?? 0) < endedAt && mounted(e.path)) return e;
       if (e.kind === "upload" && inShared.has(`${foldKey(e.path)}#${e.revision}#${e.blocks?.join(",")}`)) return e;
       return { ...e, path: own(e.path), ...(e.to ? { to: own(e.to) } : {}) };
     });
