@@ -15,26 +15,35 @@ echo "[test] generated code is up to date"
 bash ops/scripts/check-generated.sh || failed_checks=$((failed_checks + 1))
 
 mkdir -p .satchel
-report=.satchel/vitest-report.json
-nemesis_report=.satchel/vitest-nemesis-report.json
-nemesis_log=.satchel/vitest-nemesis.log
-rm -f "$report" "$nemesis_report" "$nemesis_log"
-nemesis_status=0
+rm -f .satchel/vitest-*.json .satchel/vitest-*.log
+reports=()
+besides=()
+# A project run beside the main one, on a cluster of its own (NAME, then environment settings).
+beside() {
+  local name=$1; shift
+  env "$@" npx vitest run --project "$name" --reporter=default --reporter=json --outputFile.json=".satchel/vitest-$name.json" \
+    >".satchel/vitest-$name.log" 2>&1 &
+  besides+=("$name:$!")
+  reports+=(".satchel/vitest-$name.json")
+}
+beside_failed=0
 if [ "$#" -eq 0 ]; then
-  # The nemesis runs on a cluster of its own beside the unit and integration projects (their
-  # clusters share nothing but the machine); its output follows theirs.
-  npx vitest run --project nemesis --reporter=default --reporter=json --outputFile.json="$nemesis_report" >"$nemesis_log" 2>&1 &
-  nemesis_pid=$!
-  npx vitest run --project unit --project integration --reporter=default --reporter=json --outputFile.json="$report"
+  # The long seeded suites run beside the unit and integration projects (their clusters share
+  # nothing but the machine); their output follows.
+  beside nemesis
+  beside syncsim SATCHEL_TEST_STATE_DIR="$PWD/.satchel/test-sim" SATCHEL_TEST_PORT_BASE=19300
+  npx vitest run --project unit --project integration --reporter=default --reporter=json --outputFile.json=.satchel/vitest-main.json
   vitest_status=$?
-  wait "$nemesis_pid"
-  nemesis_status=$?
-  echo "[test] nemesis (ran beside the suite above)"
-  cat "$nemesis_log"
+  for b in "${besides[@]}"; do
+    wait "${b#*:}" || beside_failed=$((beside_failed + 1))
+    echo "[test] ${b%%:*} (ran beside the suites above)"
+    cat ".satchel/vitest-${b%%:*}.log"
+  done
 else
-  npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"
+  npx vitest run --reporter=default --reporter=json --outputFile.json=.satchel/vitest-main.json "$@"
   vitest_status=$?
 fi
+reports=(.satchel/vitest-main.json "${reports[@]}")
 
 # passed and failed of one JSON report; a missing report is one failure.
 count() {
@@ -49,13 +58,13 @@ count() {
     echo 0 1
   fi
 }
-read -r passed failed < <(count "$report")
-if [ "$#" -eq 0 ]; then
-  read -r nemesis_passed nemesis_failed < <(count "$nemesis_report")
-  passed=$((passed + nemesis_passed))
-  failed=$((failed + nemesis_failed))
-  if [ "$nemesis_status" -ne 0 ] && [ "$nemesis_failed" -eq 0 ]; then failed=$((failed + 1)); fi
-fi
+passed=0; failed=0
+for r in "${reports[@]}"; do
+  read -r p f < <(count "$r")
+  passed=$((passed + p)); failed=$((failed + f))
+done
+# A project that exited non-zero with no failed test (a crash, a failed setup) is one failure.
+if [ "$beside_failed" -gt 0 ] && [ "$failed" -eq 0 ]; then failed=$beside_failed; fi
 failed=$((failed + failed_checks))
 if [ "$vitest_status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed"
