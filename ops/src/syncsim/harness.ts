@@ -606,6 +606,8 @@ export class SyncSimulation {
     const own = (p: string) => `${MEMBER_ROOT}${p}`;
     const mounted = (p: string) => p === shared || p.startsWith(`${shared}/`);
     return events.map((e) => {
+      // Events that name no path (pending, synced, error) belong to no tree.
+      if (e.path === undefined) return e;
       if ((e.at ?? 0) < endedAt && mounted(e.path)) return e;
       if (e.kind === "upload" && inShared.has(`${foldKey(e.path)}#${e.revision}#${e.blocks?.join(",")}`)) return e;
       return { ...e, path: own(e.path), ...(e.to ? { to: own(e.to) } : {}) };
