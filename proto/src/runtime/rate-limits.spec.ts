@@ -67,7 +67,8 @@ afterAll(async () => {
 describe("rate limits in the call pipeline", () => {
   it("refuse a user's calls over the limit (counted in the metrics), not the service token's; the client transport waits and sends again", async () => {
     const metrics = new ServiceMetrics("ratetest");
-    const tight = { ...DEFAULT_RATE_LIMITS, metadata: { perSecond: 20, burst: 2 } };
+    // Slow enough that a loaded machine (CI runs three suites at once) cannot blur the timings below.
+    const tight = { ...DEFAULT_RATE_LIMITS, metadata: { perSecond: 4, burst: 2 } };
     let served = 0;
     const server = await startRpcServer({
       name: "ratetest", host: "127.0.0.1", port: 0, metricsPort: 0, services: [NotifyService], logger: createLogger("t", "silent"), metrics,
@@ -79,14 +80,15 @@ describe("rate limits in the call pipeline", () => {
     const user = createClient(NotifyService, createSatchelTransport({ baseUrl: url, token: "7" }));
     const started = Date.now();
     await Promise.all(Array.from({ length: 6 }, () => user.poll({})));
-    // Two at once, then one every 50 ms: the last of six cannot finish before ~200 ms.
-    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+    // Two at once, then one every 250 ms: the last of six cannot finish before ~1 s.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
     expect(served).toBe(6);
     const refusals = (await metrics.registry.getSingleMetric("satchel_ratetest_rate_limited_total")!.get()).values;
     expect(refusals.find((v) => v.labels.class === "metadata")!.value).toBeGreaterThanOrEqual(4);
     // A deadline too short for the wait: the refusal reaches the caller.
     await Promise.all([user.poll({}), user.poll({})]).catch(() => undefined);
-    const err = await user.poll({}, { timeoutMs: 10 }).then(() => undefined, (e) => ConnectError.from(e));
+    // A deadline shorter than the wait (~250 ms), long enough for the refusal itself to arrive.
+    const err = await user.poll({}, { timeoutMs: 120 }).then(() => undefined, (e) => ConnectError.from(e));
     expect(err?.code).toBe(Code.ResourceExhausted);
     expect(err?.rawMessage).toMatch(/rate limit: too many metadata reads from this user; retry in \d+ ms/);
     // Another RESOURCE_EXHAUSTED (a quota) names no wait: it reaches the caller at once.
@@ -102,6 +104,7 @@ describe("rate limits in the call pipeline", () => {
     expect(final?.rawMessage).toBe("over quota");
     expect(Date.now() - quotaStarted).toBeLessThan(1000);
     const service = createClient(NotifyService, createSatchelTransport({ baseUrl: url, token: "svc" }));
-    await Promise.all(Array.from({ length: 20 }, () => service.poll({}, { timeoutMs: 50 })));
+    // Twenty calls at once: limited like a user's they would take ~4.5 s, far past the deadline.
+    await Promise.all(Array.from({ length: 20 }, () => service.poll({}, { timeoutMs: 1500 })));
   });
 });
