@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { join } from "node:path";
 import { REPO_ROOT } from "../config.js";
+import { seedBudget } from "../testing/seed-budget.js";
 import { NEMESIS_WORKLOAD, Nemesis, measureDiskRebuild, startNemesisCluster } from "./harness.js";
 
 /**
@@ -9,6 +10,8 @@ import { NEMESIS_WORKLOAD, Nemesis, measureDiskRebuild, startNemesisCluster } fr
  *   SATCHEL_NEMESIS_SEEDS=1000 [SATCHEL_NEMESIS_FIRST_SEED=0] node ops/dist/nemesis/bin.js
  *   SATCHEL_NEMESIS_SEEDS=1 SATCHEL_NEMESIS_FIRST_SEED=417 node ops/dist/nemesis/bin.js   (replay seed 417)
  *   SATCHEL_NEMESIS_REBUILD_MIB=1024 ...   also time a disk replacement with that much stored
+ * SATCHEL_NEMESIS_MINUTES bounds the run (no new seed starts after it); SIGINT/SIGTERM end it after
+ * the seed under way, with its summary.
  */
 async function main(): Promise<void> {
   const count = Number(process.env.SATCHEL_NEMESIS_SEEDS ?? 20);
@@ -20,9 +23,11 @@ async function main(): Promise<void> {
   await nemesis.open();
   const failing: number[] = [];
   const totals = { faults: 0, files: 0, destroyed: 0, damaged: 0, lethal: 0, redundancy: [] as number[] };
+  const budget = seedBudget(process.env.SATCHEL_NEMESIS_MINUTES);
+  let ran = 0;
   const started = Date.now();
   try {
-    for (let seed = first; seed < first + count; seed++) {
+    for (let seed = first; seed < first + count && budget.goOn(); seed++, ran++) {
       const r = await nemesis.run(seed);
       totals.faults += r.faultsInjected;
       totals.files += r.filesChecked;
@@ -49,7 +54,7 @@ async function main(): Promise<void> {
     await cluster.stop();
   }
   const sorted = [...totals.redundancy].sort((a, b) => a - b);
-  console.log(`${count} seeds in ${((Date.now() - started) / 1000).toFixed(0)} s: ${totals.lethal} lethal, ${totals.faults} faults injected, ` +
+  console.log(`${ran} seeds in ${((Date.now() - started) / 1000).toFixed(0)} s: ${totals.lethal} lethal, ${totals.faults} faults injected, ` +
     `${totals.files} files checked, ${totals.damaged} shards damaged, ${totals.destroyed} blocks destroyed on purpose; ` +
     `redundancy back in p50 ${sorted[Math.floor(sorted.length / 2)]?.toFixed(1)} s, max ${sorted[sorted.length - 1]?.toFixed(1)} s`);
   console.log(failing.length ? `failing seeds: ${failing.join(" ")}` : "failing seeds: none");

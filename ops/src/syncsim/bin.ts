@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { startCluster } from "../cluster/cluster.js";
 import { killLeftovers } from "../cluster/process.js";
 import { loadClusterConfig, REPO_ROOT } from "../config.js";
+import { seedBudget } from "../testing/seed-budget.js";
 import { scenarioSwitches, SyncSimulation } from "./harness.js";
 
 /**
@@ -32,15 +33,12 @@ async function main(): Promise<void> {
     log: process.env.SATCHEL_SIM_VERBOSE ? console.log : undefined,
   });
   console.log(`scenarios: ${Object.entries(scenarioSwitches(process.env)).map(([k, on]) => `${k} ${on ? "on" : "off"}`).join(", ")}`);
-  // A time budget (SATCHEL_SIM_MINUTES) or SIGINT/SIGTERM ends the run after the seed under way, with its summary.
-  const deadline = Date.now() + Number(process.env.SATCHEL_SIM_MINUTES ?? Infinity) * 60_000;
-  let stopping = false;
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => (stopping = true));
+  const budget = seedBudget(process.env.SATCHEL_SIM_MINUTES);
   const failing: number[] = [];
   const totals = { steps: 0, changes: 0, writes: 0, kills: 0, midPass: 0, offline: 0, serviceFaults: 0, otherWrites: 0, left: 0, removed: 0, versions: 0, conflicts: 0, unverified: 0, settle: [] as number[] };
   const started = Date.now();
   try {
-    for (let seed = first; seed < first + count && !stopping && Date.now() < deadline; seed++) {
+    for (let seed = first; seed < first + count && budget.goOn(); seed++) {
       const seedStarted = Date.now();
       const r = await sim.run(seed);
       totals.steps += r.log.length;
