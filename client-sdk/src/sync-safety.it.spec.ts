@@ -68,6 +68,38 @@ describe("a device syncs only what it does not ignore, both ways", () => {
   });
 });
 
+describe("a folder the server keeps after a device deleted it comes back on that device", () => {
+  it("a folder holding a name the agent ignores (put there by another client) stays on the server with it, and is made again on the device that deleted it", async () => {
+    const account = await createAccount(endpoints, "ignored-kept");
+    const a = await device(account, "laptop");
+    const b = await device(account, "desktop");
+    await mkdir(join(a.dir, "Work", "Sub"), { recursive: true });
+    await writeFile(join(a.dir, "Work", "plan.txt"), "plan\n");
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    await writeFile(join(b.dir, "scratch.tmp"), "a script's scratch file\n");
+    await b.client.upload(join(b.dir, "scratch.tmp"), "/Work/Sub/scratch.tmp");
+    await a.agent.syncNow();
+    expect(existsSync(join(a.dir, "Work", "Sub", "scratch.tmp"))).toBe(false);
+
+    await rm(join(a.dir, "Work"), { recursive: true });
+    await a.agent.syncNow();
+    // The server keeps what the laptop never had, with the folders above it; plan.txt is in the trash.
+    expect(await live(a, "/Work")).toEqual(["/Work/Sub", "/Work/Sub/scratch.tmp"]);
+    // The laptop shows the server's tree again: the folders, not the ignored name.
+    expect(existsSync(join(a.dir, "Work", "Sub"))).toBe(true);
+    expect(existsSync(join(a.dir, "Work", "plan.txt"))).toBe(false);
+    expect(existsSync(join(a.dir, "Work", "Sub", "scratch.tmp"))).toBe(false);
+    // It stays made: the next pass deletes nothing more.
+    const deletes = a.events.filter((e) => e.kind === "delete-remote").length;
+    await a.agent.syncNow();
+    expect(a.events.filter((e) => e.kind === "delete-remote").length).toBe(deletes);
+    await b.agent.syncNow();
+    expect(existsSync(join(b.dir, "Work", "Sub"))).toBe(true);
+    expect(existsSync(join(b.dir, "Work", "plan.txt"))).toBe(false);
+  });
+});
+
 describe("leaving a shared folder leaves it, and deletes nothing of the others'", () => {
   const shared = async (role: Role) => {
     const ownerAccount = await createAccount(endpoints, "owner");

@@ -513,9 +513,12 @@ export class SyncAgent {
       const seenCursor = this.seenCursorFor(folder, mounts);
       if (seenCursor === 0n) continue;
       this.emit({ kind: "delete-remote", path: folder, seenCursor: seenCursor.toString() });
-      await this.client.meta.delete({ path: folder, seenCursor }).catch((err) => {
+      const res = await this.client.meta.delete({ path: folder, seenCursor }).catch((err) => {
         if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
       });
+      // The server kept the folder, for what it holds that this device never had (a name it
+      // ignores, a change after its cursor): it comes back here, with its folders, at the pull's end.
+      if (res && res.entriesKept > 0n) this.state.followUp("relist", folder);
     }
     this.state.setFolders(folders);
   }
@@ -705,12 +708,24 @@ export class SyncAgent {
     return seen;
   }
 
+  /** Paths deleted in this pull (see pull: a shared folder's mount deleted there has left the account's tree). */
+  private readonly unmounted = new Set<string>();
+
   /** Applies every namespace's journal after the stored cursor. */
   private async pull(counts: { downloads: number }): Promise<void> {
     this.blockIndex = new Map();
     for (const [path, synced] of this.state.files) this.indexBlocks(path, synced);
     const { namespaces } = await this.client.meta.listNamespaces({});
+    // The account's own root first: its journal says which shared folders left the account's tree
+    // since (a delete of the mount path, when the member left or was removed). Such a folder's own
+    // journal is no longer this device's to apply, even if the list above still named it.
+    namespaces.sort((a, b) => Number(b.path === "/") - Number(a.path === "/"));
+    this.unmounted.clear();
     for (const ns of namespaces) {
+      if (ns.path !== "/" && this.unmounted.has(foldKey(ns.path))) {
+        this.state.forgetCursor(ns.namespaceId);
+        continue;
+      }
       let cursor = this.state.cursor(ns.namespaceId);
       if (ns.path !== "/") {
         // A shared folder's root is in no journal of this account's: a new mount is made here, and a
@@ -719,7 +734,13 @@ export class SyncAgent {
         if ((await stat(this.local(ns.path)).catch(() => undefined))?.isDirectory()) this.state.setFolders([...this.state.folders, ns.path]);
       }
       for (let page = 0; page < 100_000; page++) {
-        const res = await this.client.meta.listDelta({ namespaceId: ns.namespaceId, cursor });
+        const res = await this.client.meta.listDelta({ namespaceId: ns.namespaceId, cursor }).catch((err) => {
+          // A shared folder this account stopped being a member of since the list: nothing more of
+          // it comes down, and the root's journal tells this device to drop it on the next pass.
+          if (ns.path !== "/" && codeOf(err) === Code.PermissionDenied) return undefined;
+          throw err;
+        });
+        if (!res) break;
         if (res.reset) {
           await this.resync(ns.path, counts);
           this.state.setCursor(ns.namespaceId, res.cursor);
@@ -753,8 +774,21 @@ export class SyncAgent {
     const followUps = this.state.followUps;
     this.state.doneFollowUps(followUps);
     await this.reconcileMoves(followUps, counts);
+    await this.relistKept(followUps.relist, counts);
     await this.fetchWinners(followUps.refetch, counts);
     await this.retryDownloads(counts);
+  }
+
+  /** Folders this device deleted that the server kept: made again here, with what the server holds in them. */
+  private async relistKept(folders: string[], counts: { downloads: number }): Promise<void> {
+    for (const folder of folders) {
+      const now = await this.client.currentVersion(folder);
+      if (now?.isFolder && !now.isDeleted) {
+        await this.localDir(folder);
+        this.state.setFolders([...this.state.folders, folder]);
+      }
+      await this.resync(folder, counts);
+    }
   }
 
   /** Paths whose server version was not taken: the current one comes down (download skips it again while an unsent edit is there). */
@@ -804,6 +838,7 @@ export class SyncAgent {
         return;
       case Operation.MKDIR:
       case Operation.MOUNT:
+        this.unmounted.delete(foldKey(e.path));
         if (isIgnored(e.path)) {
           this.state.notApplied(e.path, e.cursor);
           return;
@@ -812,6 +847,8 @@ export class SyncAgent {
         this.state.setFolders([...this.state.folders, e.path]);
         return;
       case Operation.DELETE:
+        // At a mount's root (which no one can delete), it means the shared folder left this tree.
+        this.unmounted.add(foldKey(e.path));
         this.state.applied(e.path);
         // A local entry of an ignored name is the user's own, never synced: it stays.
         if (!isIgnored(e.path)) await this.removeLocal(e.path);

@@ -50,11 +50,11 @@ describe("sync state file", () => {
     expect(state.cursor(12n)).toBe(41n);
     expect(state.file("/a.txt")?.ino).toBe(4242);
     expect(state.problem("/d/x.bin")?.code).toBe("data_loss");
-    expect(state.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: [] });
+    expect(state.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: [], relist: [] });
     await state.save();
     const written = JSON.parse(await readFile(path, "utf8"));
     expect(written.version).toBe(STATE_VERSION);
-    expect(written.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: [] });
+    expect(written.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: [], relist: [] });
   });
 
   it("follow-ups are kept with the cursors until done, and only the done ones go", async () => {
@@ -68,10 +68,23 @@ describe("sync state file", () => {
     // An agent killed here finds them again.
     const reopened = await SyncState.open(path);
     const pending = reopened.followUps;
-    expect(pending).toEqual({ movedFrom: ["/X"], movedTo: ["/Y"], refetch: [] });
+    expect(pending).toEqual({ movedFrom: ["/X"], movedTo: ["/Y"], refetch: [], relist: [] });
     reopened.followUp("refetch", "/a.txt");
     reopened.doneFollowUps(pending);
-    expect(reopened.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: ["/a.txt"] });
+    expect(reopened.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: ["/a.txt"], relist: [] });
+  });
+
+  it("a version 3 state written before folders to relist loads with none, and keeps one until it is done", async () => {
+    const path = await stateFile();
+    await writeFile(path, JSON.stringify({ version: 3, cursors: { "1": "5" }, files: {}, folders: ["/d"], lastSyncAt: 0, problems: {}, followUps: { movedFrom: [], movedTo: ["/Y"], refetch: [] } }));
+    const state = await SyncState.open(path);
+    expect(state.followUps).toEqual({ movedFrom: [], movedTo: ["/Y"], refetch: [], relist: [] });
+    state.followUp("relist", "/d");
+    await state.save();
+    const reopened = await SyncState.open(path);
+    expect(reopened.followUps.relist).toEqual(["/d"]);
+    reopened.doneFollowUps(reopened.followUps);
+    expect(reopened.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: [], relist: [] });
   });
 
   it("problems survive a save and a reopen, next to everything else", async () => {

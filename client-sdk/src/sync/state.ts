@@ -35,7 +35,15 @@ export interface FollowUps {
   movedFrom: string[];
   movedTo: string[];
   refetch: string[];
+  /**
+   * Folders this device deleted that the server kept (they held what the device never saw: a name
+   * it ignores, a change after its cursor): made again here, with what the server has in them.
+   * Absent in states written before it (read as none).
+   */
+  relist: string[];
 }
+
+const FOLLOW_UP_KINDS = ["movedFrom", "movedTo", "refetch", "relist"] as const;
 
 interface StateData {
   version: typeof STATE_VERSION;
@@ -66,11 +74,14 @@ type StateDataV2 = Omit<StateData, "version" | "followUps"> & { version: 2 };
 /** Version 1: the same without problems. */
 type StateDataV1 = Omit<StateDataV2, "version" | "problems"> & { version: 1 };
 
-const noFollowUps = (): FollowUps => ({ movedFrom: [], movedTo: [], refetch: [] });
+const noFollowUps = (): FollowUps => ({ movedFrom: [], movedTo: [], refetch: [], relist: [] });
 
 /** Reads any known version into the current shape. */
 function upgrade(data: StateData | StateDataV2 | StateDataV1 | { version: unknown }): StateData {
-  if (data.version === STATE_VERSION) return data as StateData;
+  if (data.version === STATE_VERSION) {
+    const current = data as StateData;
+    return { ...current, followUps: { ...noFollowUps(), ...current.followUps } };
+  }
   if (data.version === 2) return { ...(data as StateDataV2), version: STATE_VERSION, followUps: noFollowUps() };
   if (data.version === 1) return { ...(data as StateDataV1), version: STATE_VERSION, problems: {}, followUps: noFollowUps() };
   throw new Error(`unknown sync state version ${String(data.version)}`);
@@ -147,12 +158,12 @@ export class SyncState {
 
   get followUps(): FollowUps {
     const f = this.data.followUps;
-    return { movedFrom: [...f.movedFrom], movedTo: [...f.movedTo], refetch: [...f.refetch] };
+    return { movedFrom: [...f.movedFrom], movedTo: [...f.movedTo], refetch: [...f.refetch], relist: [...f.relist] };
   }
 
   /** Forgets the follow-ups that were done (any added meanwhile stay). */
   doneFollowUps(done: FollowUps): void {
-    for (const kind of ["movedFrom", "movedTo", "refetch"] as const) {
+    for (const kind of FOLLOW_UP_KINDS) {
       this.data.followUps[kind] = this.data.followUps[kind].filter((p) => !done[kind].includes(p));
     }
   }
