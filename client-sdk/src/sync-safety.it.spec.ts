@@ -138,6 +138,38 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
     expect(await live(memberDesktop, "/")).toEqual([]);
   });
 
+  it("a member the owner removes while its device syncs drops the folder and never gets it back; an edit it had not sent stays in its own tree", async () => {
+    const { owner, member, memberAccount } = await shared(Role.EDITOR);
+    // The device lists its namespaces, and the owner removes the member before it reads the
+    // shared folder's journal: the pass works from a list that still names the folder (after the root).
+    const listed = await member.client.meta.listNamespaces({});
+    listed.namespaces.sort((a, b) => Number(a.path === "/") - Number(b.path === "/"));
+    await writeFile(join(member.dir, "Team", "b.txt"), "the member's edit, not sent yet\n");
+    await owner.client.meta.unshare({ path: "/Team", username: memberAccount.username });
+    const listNamespaces = member.client.meta.listNamespaces.bind(member.client.meta);
+    let stale = true;
+    Object.assign(member.client.meta, { listNamespaces: async (...args: Parameters<typeof listNamespaces>) => (stale ? listed : listNamespaces(...args)) });
+    await member.agent.syncNow();
+    stale = false;
+    await member.agent.syncNow();
+    await member.agent.syncNow();
+
+    // The owner's files are gone from the member's device and stay gone.
+    expect(existsSync(join(member.dir, "Team", "a.txt"))).toBe(false);
+    expect(existsSync(join(member.dir, "Team", "c.txt"))).toBe(false);
+    // Downloaded once each, when the member joined; never again.
+    expect(member.events.filter((e) => e.kind === "download" && /^\/Team\/[ac]\.txt$/.test(e.path)).length).toBe(2);
+    expect((await member.client.meta.listNamespaces({})).namespaces.map((n) => n.path)).toEqual(["/"]);
+    // The edit is the member's own: kept (its upload met no b.txt there, so it is a conflicted
+    // copy) in the member's own tree, on the device and the server, never in the owner's folder.
+    const own = await live(member, "/");
+    expect(own).toEqual(["/Team", expect.stringMatching(/^\/Team\/b \(member-laptop's conflicted copy [\d-]+\)\.txt$/)]);
+    expect(await readFile(join(member.dir, ...own[1].split("/").filter(Boolean)), "utf8")).toBe("the member's edit, not sent yet\n");
+    await owner.agent.syncNow();
+    expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/b.txt", "/Team/c.txt"]);
+    expect(await readFile(join(owner.dir, "Team", "b.txt"), "utf8")).toBe("b.txt of the owner\n");
+  });
+
   it("`satchel leave` leaves a folder shared with you; the owner keeps it, and a syncing device drops it", async () => {
     const { owner, member, memberAccount } = await shared(Role.EDITOR);
     const cli = await runCli(["leave", "/Team"], cliEnv(endpoints, memberAccount, { SATCHEL_DEVICE_NAME: "leave-cli" })).done;
