@@ -8,7 +8,8 @@ import { NEMESIS_WORKLOAD, Nemesis, measureDiskRebuild, startNemesisCluster } fr
  * The nemesis: seeded schedules of overlapping faults (storage nodes killed, hung, given new disks
  * or failing under a running process; either of two blockservers and the metaserver killed,
  * restarted and paused past the commit reservation lease; MariaDB servers killed mid-relay; a
- * shard's reference relay held past the lease with GC running meanwhile; shards bit-flipped,
+ * shard's reference relay held past the lease with GC running meanwhile; drives that fill up
+ * (writes refused, reads served) until space is freed; shards bit-flipped,
  * truncated and deleted; GC racing commits) while eight accounts' clients (two namespaces on each
  * metadata shard, sharing some contents) upload, overwrite, read and delete. After healing every
  * acknowledged file reads back, the verifier finds every referenced block whole (or destroyed on
@@ -40,6 +41,8 @@ describe("nemesis: no block is reported lost while its bytes survive", () => {
         `${ops.reads} reads, ${ops.deletes} deletes (${ops.failed} failed during faults), ${r.filesChecked} files checked, ` +
         `${r.shardsDamaged} shards damaged, ${r.blocksDestroyed.length} blocks destroyed, redundancy back in ${r.redundancySeconds.toFixed(1)} s`);
       expect(r.violations, `seed ${seed} schedule: ${r.steps.join("; ")}`).toEqual([]);
+      // A machine of this kind can apply every step (a drive that fills up needs root to mount).
+      expect(r.stepsSkipped).toEqual([]);
       expect(r.filesChecked).toBeGreaterThan(0);
       if (seed === 0) expect(r.steps.some((s) => s.startsWith("replace-disk"))).toBe(true);
     });

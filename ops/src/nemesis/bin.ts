@@ -40,6 +40,7 @@ async function main(): Promise<void> {
         `${ops.uploads} uploads, ${ops.overwrites} overwrites, ${ops.reads} reads, ${ops.deletes} deletes (${ops.failed} failed), ` +
         `${r.filesChecked} files checked, ${r.shardsDamaged} shards damaged, ${r.blocksDestroyed.length} blocks destroyed, redundancy back in ${r.redundancySeconds.toFixed(1)} s`);
       for (const v of r.violations) console.log(`  ${v}`);
+      for (const v of r.stepsSkipped) console.log(`  skipped: ${v}`);
       if (r.violations.length) {
         failing.push(seed);
         console.log(`  schedule: ${r.steps.join("; ")}`);

@@ -12,7 +12,7 @@ import { killLeftovers, waitFor } from "../cluster/process.js";
 import { loadClusterConfig } from "../config.js";
 import type { ManagedProcess } from "../cluster/process.js";
 import { createAccount } from "../testing/accounts.js";
-import { deleteShardViaS3, flipBit, flipBitViaS3, truncateShard, wipeDisk, wipeDiskUnderRunningNode } from "../testing/disk-faults.js";
+import { deleteShardViaS3, fillDrive, flipBit, flipBitViaS3, mountSmallDrives, releaseDrives, truncateShard, wipeDisk, wipeDiskUnderRunningNode } from "../testing/disk-faults.js";
 import { ServiceProcesses } from "../testing/service-process.js";
 import { describeStep, prng, scheduleFor, type FaultStep, type Service, type ShardDamage } from "./schedule.js";
 
@@ -29,6 +29,8 @@ export interface NemesisReport {
   /** Seconds from "everything is back" to every live block at k+m (lost ones aside). */
   redundancySeconds: number;
   violations: string[];
+  /** Steps this machine could not apply (and why): not faults injected. */
+  stepsSkipped: string[];
 }
 
 export interface NemesisOptions {
@@ -114,7 +116,7 @@ export class Nemesis {
     const report: NemesisReport = {
       seed, lethal: schedule.lethal, steps: schedule.steps.map(describeStep), faultsInjected: 0,
       operations: { uploads: 0, overwrites: 0, reads: 0, deletes: 0, failed: 0 }, filesChecked: 0,
-      blocksDestroyed: [], shardsDamaged: 0, redundancySeconds: 0, violations: [],
+      blocksDestroyed: [], shardsDamaged: 0, redundancySeconds: 0, violations: [], stepsSkipped: [],
     };
     const log = (line: string) => this.opts.log?.(`[nemesis ${seed}] ${line}`);
     const e = this.cluster.endpoints;
@@ -129,10 +131,11 @@ export class Nemesis {
     const workload = clients.map((client, c) => this.clientLoop(seed, c, client, files, report, () => faulting));
     try {
       for (const step of schedule.steps) {
-        if (step.kind !== "wait") report.faultsInjected++;
         log(describeStep(step));
+        const skipped = report.stepsSkipped.length;
         try {
           await this.apply(step, files, clients, faults, report);
+          if (step.kind !== "wait" && report.stepsSkipped.length === skipped) report.faultsInjected++;
         } catch (err) {
           report.violations.push(`step "${describeStep(step)}" could not be applied: ${(err as Error).message}`);
         }
@@ -342,6 +345,19 @@ export class Nemesis {
           await n.process.kill();
           await startNode(n, caOf(this.cluster.endpoints));
           faults.up(step.node);
+        }
+        return;
+      }
+      case "fill-disk": {
+        const full = fillDrive(this.cluster.config.stateDir, step.node);
+        if (!full) {
+          report.stepsSkipped.push(`${describeStep(step)}: the node has no drive that can fill (mounting a tmpfs needs root)`);
+          return;
+        }
+        try {
+          await sleep(step.fullMs);
+        } finally {
+          full.free();
         }
         return;
       }
@@ -714,9 +730,29 @@ export const NEMESIS_WORKLOAD = { clients: 8, accounts: 8 };
 export async function startNemesisCluster(stateDir: string, portBase: number, log?: (line: string) => void): Promise<Cluster> {
   Object.assign(process.env, NEMESIS_SERVICE_SETTINGS);
   killLeftovers(stateDir);
+  releaseDrives(stateDir);
   rmSync(stateDir, { recursive: true, force: true });
   const config = loadClusterConfig({ ...process.env, SATCHEL_STATE_DIR: stateDir, SATCHEL_PORT_BASE: String(portBase), SATCHEL_LOG_LEVEL: "warn" });
-  return startCluster(config, log);
+  // Each node on a drive of its own that can fill up (fill-disk steps); SATCHEL_NEMESIS_DRIVE_MIB
+  // sizes them (raise it with SATCHEL_NEMESIS_REBUILD_MIB above a few hundred MiB).
+  const small = mountSmallDrives(stateDir, config.minioNodes, Number(process.env.SATCHEL_NEMESIS_DRIVE_MIB ?? 1024));
+  if (!small) log?.("no small drives (mounting a tmpfs needs root): fill-disk steps are skipped");
+  try {
+    const cluster = await startCluster(config, log);
+    const stop = cluster.stop.bind(cluster);
+    return Object.assign(cluster, {
+      stop: async () => {
+        try {
+          await stop();
+        } finally {
+          releaseDrives(stateDir);
+        }
+      },
+    });
+  } catch (err) {
+    releaseDrives(stateDir);
+    throw err;
+  }
 }
 
 /**

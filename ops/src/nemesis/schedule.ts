@@ -35,6 +35,11 @@ export type FaultStep =
    * (its liveness check still passes) for errorMs, until it is restarted onto the new, empty drive.
    */
   | { kind: "fail-disk"; node: number; errorMs: number }
+  /**
+   * A drive that fills up: the node stays up and serves reads, and refuses writes (507
+   * XMinioStorageFull) for fullMs, until space is freed on it.
+   */
+  | { kind: "fill-disk"; node: number; fullMs: number }
   /** kill -9 a MariaDB server (directory and shards, or shards alone) and start it again. */
   | { kind: "restart-mariadb"; server: number }
   /**
@@ -133,8 +138,10 @@ export function makeSchedule(seed: number, opts: ScheduleOptions): Schedule {
     } else if (roll < 0.86) {
       const damage: ShardDamage[] = ["flip", "truncate", "delete"];
       steps.push({ kind: "damage-shard", damage: damage[int(3)], pick: int(1 << 30) });
-    } else if (roll < 0.94) {
+    } else if (roll < 0.90) {
       steps.push({ kind: "gc" });
+    } else if (roll < 0.94 && up.length > 0) {
+      steps.push({ kind: "fill-disk", node: up[int(up.length)], fullMs: 1000 + int(4000) });
     } else if (lethal && !destroyed && down.size === 0 && paused.size === 0) {
       destroyed = true;
       steps.push({ kind: "destroy-blocks", blocks: 1 + int(2), pick: int(1 << 30) });
@@ -191,6 +198,7 @@ export function describeStep(s: FaultStep): string {
     case "kill-node": case "start-node": case "pause-node": case "resume-node": case "replace-disk":
       return `${s.kind} minio-${s.node}`;
     case "fail-disk": return `fail-disk minio-${s.node} (errors for ${s.errorMs} ms, then a new drive)`;
+    case "fill-disk": return `fill-disk minio-${s.node} (full for ${s.fullMs} ms, then space freed)`;
     case "restart-mariadb": return `restart mariadb-${s.server} (SIGKILL)`;
     case "hold-relay": return `hold the reference relay of shard ${s.shard} for ${s.holdMs} ms, then gc`;
     case "restart-service": return `restart ${s.service} (${s.signal})`;

@@ -11,7 +11,7 @@ import { waitFor } from "../cluster/process.js";
 import { loadClusterConfig } from "../config.js";
 import {
   deleteShardData, deleteShardOnDisk, deleteShardViaS3, fileOffsetOf, flipBit, flipBitViaS3, MINIO_INLINE_MAX_BYTES,
-  nodeDataDir, shardFiles, truncateShard, truncateShardMeta, wipeDisk, wipeDiskUnderRunningNode,
+  fillDrive, mountSmallDrives, nodeDataDir, releaseDrives, shardFiles, truncateShard, truncateShardMeta, wipeDisk, wipeDiskUnderRunningNode,
 } from "./disk-faults.js";
 
 // One standalone MinIO of the pinned version, on its own state directory and a free port: the
@@ -32,6 +32,8 @@ interface Answer {
 
 let stateDir: string;
 let node: MinioNode;
+/** Whether the node runs on a small drive of its own (a tmpfs; mounting needs root). */
+let smallDrive = false;
 let objectCount = 0;
 
 /** A client with its region fixed, so presigning never asks the node (a bucketless node would refuse). */
@@ -109,13 +111,17 @@ async function startWithoutBucket(): Promise<void> {
 describe.skipIf(!existsSync(minioBinary))(`disk faults on a MinIO node (binary ${minioBinary}; run "bash ops/install.sh" if skipped)`, () => {
   beforeAll(async () => {
     stateDir = mkdtempSync(join(tmpdir(), "satchel-disk-faults-"));
+    // The nemesis's drives: every fault below is also shown on one, and it can fill up.
+    smallDrive = mountSmallDrives(stateDir, 1, 128);
     const port = await freePort();
     node = await startMinioNode(stateDir, minioBinary, NODE, "127.0.0.1", port, { accessKey: "disk-faults", secretKey: randomBytes(18).toString("base64url") });
   });
 
   afterAll(async () => {
     await node?.process.stop();
+    if (stateDir) releaseDrives(stateDir);
     if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+    if (stateDir) expect(readFileSync("/proc/self/mounts", "utf8")).not.toContain(stateDir);
   });
 
   describe("layout", () => {
@@ -246,6 +252,34 @@ describe.skipIf(!existsSync(minioBinary))(`disk faults on a MinIO node (binary $
         expected[flip.objectOffset] ^= 1 << flip.bit;
         expect(answer.body.equals(expected)).toBe(true);
       }
+    });
+  });
+
+  describe("a drive that fills up", () => {
+    it("refuses writes while it is full (507 XMinioStorageFull once MinIO sees it), still serves reads, and takes writes again once space is freed", async () => {
+      expect(smallDrive, "the node's drive must be a tmpfs of its own (mounting one needs root)").toBe(true);
+      const stored = await storeShard(MINIO_INLINE_MAX_BYTES + 1000);
+      const write = () => put(`blocks/full/${randomBytes(8).toString("hex")}.0`, randomBytes(MINIO_INLINE_MAX_BYTES + 1000));
+      const full = fillDrive(stateDir, NODE)!;
+      try {
+        expect(full.bytes).toBeGreaterThan(0);
+        const answers = new Set<string>();
+        await waitFor("MinIO to see its drive full", 10_000, async () => {
+          const answer = await write();
+          answers.add(`${answer.status} ${answer.code}`);
+          return answer.status === 507;
+        });
+        // Before that, a write may also fail as the drive runs out under it (500, or 400 IncompleteBody
+        // when MinIO gives up before reading the body): never a 200.
+        expect([...answers].filter((a) => a.startsWith("2"))).toEqual([]);
+        const read = await request(stored.key);
+        expect(read.status).toBe(200);
+        expect(read.body.equals(stored.bytes)).toBe(true);
+        expect((await fetch(`${node.endpoint}/minio/health/live`)).status).toBe(200);
+      } finally {
+        full.free();
+      }
+      await waitFor("MinIO to take writes again", 20_000, async () => (await write()).status === 200);
     });
   });
 

@@ -1,5 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statfsSync, statSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { minioClient, SHARD_BUCKET } from "../cluster/minio.js";
 
@@ -341,4 +342,65 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Drives that can fill up: each node's directory (its drive and its certificates) on a tmpfs of
+ * its own, `mib` MiB at most (memory is used only for what is stored). A real file system, so a
+ * full drive is MinIO's own: it answers writes 507 XMinioStorageFull ("minimum free drive
+ * threshold") and still serves reads. Mounting needs root; elsewhere it returns false and the
+ * nodes keep plain directories (no drive can then fill). Mounts outlive a killed process:
+ * releaseDrives unmounts whatever is left under the state directory.
+ */
+export function mountSmallDrives(stateDir: string, nodes: number, mib: number): boolean {
+  releaseDrives(stateDir);
+  try {
+    for (let i = 0; i < nodes; i++) {
+      const dir = nodeDriveDir(stateDir, i);
+      mkdirSync(dir, { recursive: true });
+      execFileSync("mount", ["-t", "tmpfs", "-o", `size=${mib}m,mode=0700`, "satchel-drive", dir], { stdio: "pipe" });
+    }
+    return true;
+  } catch {
+    releaseDrives(stateDir);
+    return false;
+  }
+}
+
+/** Unmounts every drive mounted under the state directory (lazily: a dying node may still hold files). */
+export function releaseDrives(stateDir: string): void {
+  for (const point of mountsUnder(stateDir).reverse()) {
+    try {
+      execFileSync("umount", ["-l", point], { stdio: "pipe" });
+    } catch {
+      // Gone meanwhile, or not ours to unmount: nothing is left to release.
+    }
+  }
+}
+
+/** Where node `i`'s small drive is mounted (its data directory and certificates live inside). */
+function nodeDriveDir(stateDir: string, nodeIndex: number): string {
+  return dirname(nodeDataDir(stateDir, nodeIndex));
+}
+
+function mountsUnder(stateDir: string): string[] {
+  const root = `${stateDir.replace(/\/+$/, "")}/`;
+  // /proc/self/mounts escapes spaces, tabs, newlines and backslashes in octal.
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return readFileSync("/proc/self/mounts", "utf8").split("\n").map((l) => unescape(l.split(" ")[1] ?? "")).filter((p) => p.startsWith(root));
+}
+
+/**
+ * Fills node `i`'s small drive with a ballast file, leaving `leaveBytes` free (so a tiny write
+ * may still land, as on a real full disk); `free()` removes it. Undefined when the node has no
+ * small drive (see mountSmallDrives).
+ */
+export function fillDrive(stateDir: string, nodeIndex: number, leaveBytes = 16 * 1024): { bytes: number; free(): void } | undefined {
+  const dir = nodeDriveDir(stateDir, nodeIndex);
+  if (!mountsUnder(stateDir).includes(dir)) return undefined;
+  const ballast = join(dir, "ballast");
+  const s = statfsSync(dir);
+  const bytes = Math.max(0, s.bavail * s.bsize - leaveBytes);
+  execFileSync("fallocate", ["-l", String(bytes), ballast], { stdio: "pipe" });
+  return { bytes, free: () => rmSync(ballast, { force: true }) };
 }
