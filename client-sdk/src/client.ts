@@ -210,12 +210,13 @@ export class SatchelClient {
    * localBlock may supply blocks the device already has (from any local file); they are verified
    * like fetched ones, and only the others are fetched. beforeReplace runs just before the rename
    * into place; when it throws, nothing is replaced (a sync agent checks there that the local file
-   * was not edited while the download ran).
+   * was not edited while the download ran). The answer names the file as it landed (size, mtime
+   * and inode, read before the rename, which keeps them): a write to it after the rename differs.
    */
   async downloadVersion(
     file: FileMetadata, localPath: string,
     opts: { onProgress?: ProgressListener; localBlock?: (ref: BlockRef) => Promise<Uint8Array | undefined>; beforeReplace?: () => Promise<void> } = {},
-  ): Promise<TransferProgress> {
+  ): Promise<TransferProgress & { landed: { size: number; mtimeMs: number; ino: number } }> {
     const remotePath = file.path;
     const onProgress = opts.onProgress;
     const total = Number(file.size);
@@ -273,10 +274,11 @@ export class SatchelClient {
       }
       if (position !== total) throw new ConnectError(`"${remotePath}" rebuilt to ${position} bytes, expected ${total}`, Code.DataLoss);
       await handle.sync();
+      const { size, mtimeMs, ino } = await handle.stat();
       await handle.close();
       await opts.beforeReplace?.();
       await rename(temp, localPath);
-      return progress;
+      return { ...progress, landed: { size, mtimeMs, ino } };
     } catch (err) {
       await handle.close().catch(() => undefined);
       await rm(temp, { force: true });

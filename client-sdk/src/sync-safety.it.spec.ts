@@ -293,6 +293,76 @@ describe("a download never overwrites a local edit", () => {
   });
 });
 
+describe("a write made as a transfer lands is sent, never taken for what was synced", () => {
+  const contents = async (d: SyncDevice, path: string) => {
+    const [file] = (await d.client.list(parentOf(path))).filter((e) => e.path === path && !e.isDeleted);
+    const into = join(d.dir, `.check-${randomBytes(4).toString("hex")}`);
+    await d.client.downloadVersion(file, into);
+    const text = await readFile(into, "utf8");
+    await rm(into);
+    return text;
+  };
+  const parentOf = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
+
+  it("a user's write just after a download is renamed into place is uploaded on the next pass", async () => {
+    const account = await createAccount(endpoints, "landed");
+    const a = await device(account, "laptop");
+    const b = await device(account, "desktop");
+    await writeFile(join(a.dir, "notes.txt"), "v1\n");
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    await writeFile(join(a.dir, "notes.txt"), "v2 from the laptop\n");
+    await a.agent.syncNow();
+
+    // The desktop's user saves the file the moment the laptop's version lands there.
+    const downloadVersion = b.client.downloadVersion.bind(b.client);
+    Object.assign(b.client, {
+      downloadVersion: async (...args: Parameters<typeof downloadVersion>) => {
+        const landed = await downloadVersion(...args);
+        await sleep(5);
+        await writeFile(args[1], "the desktop's edit, saved as the download landed\n");
+        return landed;
+      },
+    });
+    await b.agent.syncNow();
+    Object.assign(b.client, { downloadVersion });
+    await b.agent.syncNow();
+    expect(await contents(a, "/notes.txt")).toBe("the desktop's edit, saved as the download landed\n");
+  });
+
+  it("a user's write during an upload that became a conflicted copy is sent as the copy's next version", async () => {
+    const account = await createAccount(endpoints, "conflict-edit");
+    const a = await device(account, "laptop");
+    const b = await device(account, "desktop");
+    await writeFile(join(a.dir, "plan.txt"), "v1\n");
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    await writeFile(join(b.dir, "plan.txt"), "the desktop's version, first\n");
+    await b.agent.syncNow();
+
+    // The laptop's user edits plan.txt, and saves it again while that edit uploads (and loses).
+    await writeFile(join(a.dir, "plan.txt"), "the laptop's edit, take 1\n");
+    const uploadAs = a.client.uploadAs.bind(a.client);
+    Object.assign(a.client, {
+      uploadAs: async (...args: Parameters<typeof uploadAs>) => {
+        const sent = await uploadAs(...args);
+        await sleep(5);
+        // Of the same size: only the mtime tells it from what was sent.
+        await writeFile(args[0], "the laptop's edit, take 2\n");
+        return sent;
+      },
+    });
+    await a.agent.syncNow();
+    Object.assign(a.client, { uploadAs });
+    await a.agent.syncNow();
+
+    const copies = (await live(a, "/")).filter((p) => p.includes("conflicted copy"));
+    expect(copies).toHaveLength(1);
+    expect(await contents(a, copies[0])).toBe("the laptop's edit, take 2\n");
+    expect(await contents(a, "/plan.txt")).toBe("the desktop's version, first\n");
+  });
+});
+
 describe("the seen cursor never passes what the device did not apply", () => {
   it("a folder deleted on a device whose download of a file in it failed keeps that file on the server", async () => {
     const account = await createAccount(endpoints, "unapplied");

@@ -468,11 +468,12 @@ export class SyncAgent {
       this.emit({ kind: "conflict", path, to: file.path });
       await this.localDir(parentPath(file.path));
       await rename(this.local(path), this.local(file.path));
-      const moved = await stat(this.local(file.path));
-      this.state.setFile(file.path, { ...record, mtimeMs: moved.mtimeMs, ino: moved.ino });
+      // A rename keeps the inode and the mtime: the record is the file as it was read for the
+      // upload, so a user's write during the upload (or since) differs and is sent next.
+      this.state.setFile(file.path, record);
       this.state.setFile(path, undefined);
       files.delete(path);
-      files.set(file.path, { size: moved.size, mtimeMs: moved.mtimeMs, ino: moved.ino });
+      files.set(file.path, f);
       // The journal may have offered the winner already (not taken then, over this unsent edit).
       this.state.followUp("refetch", path);
     }));
@@ -1034,7 +1035,8 @@ export class SyncAgent {
       this.state.notApplied(path, file.cursor);
       return;
     }
-    const written = await stat(into);
+    // The file as it landed, not as it is now: a user's write just after the rename is an edit to send.
+    const written = progress.landed;
     const fresh: SyncedFile = {
       revision: file.revision.toString(), size: written.size, mtimeMs: written.mtimeMs, ino: written.ino, cursor: file.cursor.toString(),
       blocks: file.blocks.map((b): [string, number] => [Buffer.from(b.hash).toString("hex"), b.size]),
