@@ -363,6 +363,55 @@ describe("a write made as a transfer lands is sent, never taken for what was syn
   });
 });
 
+describe("the winner of a conflict this device lost always comes down", () => {
+  it("a pass that fails while fetching the winner fetches it on the next pass", async () => {
+    const account = await createAccount(endpoints, "winner");
+    const a = await device(account, "laptop");
+    const b = await device(account, "desktop");
+    await writeFile(join(a.dir, "plan.txt"), "v1\n");
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    await writeFile(join(b.dir, "plan.txt"), "the desktop's version wins\n");
+    await b.agent.syncNow();
+
+    // The laptop's user saves plan.txt just as the laptop reads the journal: the desktop's version
+    // is not taken over the unsent edit (it is to come down after).
+    const listDelta = a.client.meta.listDelta.bind(a.client.meta);
+    let typed = false;
+    Object.assign(a.client.meta, {
+      listDelta: async (...args: Parameters<typeof listDelta>) => {
+        if (!typed) {
+          typed = true;
+          await writeFile(join(a.dir, "plan.txt"), "the laptop's edit, which loses\n");
+        }
+        return listDelta(...args);
+      },
+    });
+    // The edit goes up as a conflicted copy (in the pass the edit asks for next); fetching the
+    // winner after that fails once (the metaserver went away).
+    const currentVersion = a.client.currentVersion.bind(a.client);
+    let failed = false;
+    Object.assign(a.client, {
+      currentVersion: async (...args: Parameters<typeof currentVersion>) => {
+        if (!failed && a.events.some((e) => e.kind === "conflict")) {
+          failed = true;
+          throw new ConnectError("metaserver restarting", Code.Unavailable);
+        }
+        return currentVersion(...args);
+      },
+    });
+    await a.agent.syncNow().catch(() => undefined);
+    expect(failed).toBe(true);
+    await a.agent.syncNow();
+    await a.agent.syncNow();
+
+    expect(await readFile(join(a.dir, "plan.txt"), "utf8")).toBe("the desktop's version wins\n");
+    const copies = (await live(a, "/")).filter((p) => p.includes("conflicted copy"));
+    expect(copies).toHaveLength(1);
+    expect(await readFile(join(a.dir, copies[0].slice(1)), "utf8")).toBe("the laptop's edit, which loses\n");
+  });
+});
+
 describe("the seen cursor never passes what the device did not apply", () => {
   it("a folder deleted on a device whose download of a file in it failed keeps that file on the server", async () => {
     const account = await createAccount(endpoints, "unapplied");

@@ -490,6 +490,9 @@ export class SyncAgent {
         this.emit({ kind: "delete-remote", path, revision: synced.revision, blocks: synced.blocks.map(([hex]) => hex) });
         await this.client.meta.delete({ path, parentRevision: BigInt(synced.revision) }).catch((err) => {
           if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
+          // Changed there since this device saw it: that version comes back here (the journal may
+          // have offered it already, and it was not taken then over the local copy).
+          if (codeOf(err) === Code.FailedPrecondition) this.state.followUp("refetch", path);
         });
         this.state.setFile(path, undefined);
         this.state.setProblem(path, undefined);
@@ -774,9 +777,16 @@ export class SyncAgent {
     // run is added again, e.g. a path whose unsent edit is still in the way.
     const followUps = this.state.followUps;
     this.state.doneFollowUps(followUps);
-    await this.reconcileMoves(followUps, counts);
-    await this.relistKept(followUps.relist, counts);
-    await this.fetchWinners(followUps.refetch, counts);
+    try {
+      await this.reconcileMoves(followUps, counts);
+      await this.relistKept(followUps.relist, counts);
+      await this.fetchWinners(followUps.refetch, counts);
+    } catch (err) {
+      // Not done (a service failed mid-way): every one is kept for the next pass, in this process
+      // too. Each is a comparison with the server, so making one again is harmless.
+      this.state.keepFollowUps(followUps);
+      throw err;
+    }
     await this.retryDownloads(counts);
   }
 

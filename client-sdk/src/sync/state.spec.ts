@@ -87,6 +87,18 @@ describe("sync state file", () => {
     expect(reopened.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: [], relist: [] });
   });
 
+  it("follow-ups taken but not done are kept again, beside any added meanwhile, each once", async () => {
+    const state = await SyncState.open(await stateFile());
+    state.followUp("refetch", "/a.txt");
+    state.followUp("relist", "/d");
+    const taken = state.followUps;
+    state.doneFollowUps(taken);
+    state.followUp("refetch", "/b.txt");
+    state.followUp("refetch", "/a.txt");
+    state.keepFollowUps(taken);
+    expect(state.followUps).toEqual({ movedFrom: [], movedTo: [], refetch: ["/b.txt", "/a.txt"], relist: ["/d"] });
+  });
+
   it("problems survive a save and a reopen, next to everything else", async () => {
     const path = await stateFile();
     const state = await SyncState.open(path);

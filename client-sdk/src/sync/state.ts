@@ -161,6 +161,11 @@ export class SyncState {
     return { movedFrom: [...f.movedFrom], movedTo: [...f.movedTo], refetch: [...f.refetch], relist: [...f.relist] };
   }
 
+  /** Adds back follow-ups taken but not done. */
+  keepFollowUps(kept: FollowUps): void {
+    for (const kind of FOLLOW_UP_KINDS) for (const path of kept[kind]) this.followUp(kind, path);
+  }
+
   /** Forgets the follow-ups that were done (any added meanwhile stay). */
   doneFollowUps(done: FollowUps): void {
     for (const kind of FOLLOW_UP_KINDS) {

@@ -399,8 +399,16 @@ export function fillDrive(stateDir: string, nodeIndex: number, leaveBytes = 16 *
   const dir = nodeDriveDir(stateDir, nodeIndex);
   if (!mountsUnder(stateDir).includes(dir)) return undefined;
   const ballast = join(dir, "ballast");
-  const s = statfsSync(dir);
-  const bytes = Math.max(0, s.bavail * s.bsize - leaveBytes);
-  execFileSync("fallocate", ["-l", String(bytes), ballast], { stdio: "pipe" });
-  return { bytes, free: () => rmSync(ballast, { force: true }) };
+  // The node writes meanwhile: what was free a moment ago may not be, so each try asks again.
+  for (let attempt = 0; ; attempt++) {
+    const s = statfsSync(dir);
+    const bytes = Math.max(0, s.bavail * s.bsize - leaveBytes - attempt * 256 * 1024);
+    try {
+      execFileSync("fallocate", ["-l", String(bytes), ballast], { stdio: "pipe" });
+      return { bytes, free: () => rmSync(ballast, { force: true }) };
+    } catch (err) {
+      rmSync(ballast, { force: true });
+      if (attempt >= 20) throw err;
+    }
+  }
 }
