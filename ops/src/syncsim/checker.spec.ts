@@ -106,11 +106,8 @@ describe("sync simulation checker", () => {
     const write = (device: string, path: string, key: string, at: number, more: Partial<UserWrite> = {}): UserWrite => ({ device, path, key, at, step: at, ...more });
     const record = (r: Partial<SimRecord>): SimRecord => ({ writes: [], deletes: [], kills: [], revocations: [], ...r });
     const oneFile = { live: new Map([["/a.txt", "k1"]]), trashed: [], histories: [{ path: "/a.txt", revisions: [rev(1, "k1")] }] };
-    // Everything reported, whether or not an open agent bug explains it.
-    const judge = (server: ServerView, r: SimRecord, eventsA: LoggedEvent[] = [upload("/a.txt", 1, 0, "k1")], devices?: DeviceView[]) => {
-      const result = checkSimulation(devices ?? [device("A", Object.fromEntries(server.live), eventsA)], server, r);
-      return [...result.violations, ...result.knownAgentBugs];
-    };
+    const judge = (server: ServerView, r: SimRecord, eventsA: LoggedEvent[] = [upload("/a.txt", 1, 0, "k1")], devices?: DeviceView[]) =>
+      checkSimulation(devices ?? [device("A", Object.fromEntries(server.live), eventsA)], server, r).violations;
 
     it("a write that reached the server, live or kept as a version, is accounted for", () => {
       expect(judge(oneFile, record({ writes: [write("A", "/a.txt", "k1", 1)] }))).toEqual([]);
@@ -121,18 +118,13 @@ describe("sync simulation checker", () => {
       expect(judge(oneFile, r)).toEqual([expect.stringMatching(/^lost write: B's write of \/a\.txt at step 5 \(content kB\) never reached the server/)]);
     });
 
-    it("a lost write and a conflict's winner that never came down are told apart as known agent bugs, still reported", () => {
-      const lost = checkSimulation([device("A", { "/a.txt": "k1" }, [upload("/a.txt", 1, 0, "k1")])], oneFile,
-        record({ writes: [write("A", "/a.txt", "k1", 1), write("B", "/a.txt", "kB", 5, { replaced: "k1" })] }));
-      expect(lost.violations).toEqual([]);
-      expect(lost.knownAgentBugs).toEqual([expect.stringMatching(/^lost write: B's write/)]);
+    it("a conflict's winner that never came down is named as such; missing anything else is a plain difference", () => {
       const copy = "/a (B's conflicted copy 2026-12-06).txt";
       const server: ServerView = { live: new Map([["/a.txt", "k1"], [copy, "kB"]]), trashed: [], histories: [{ path: "/a.txt", revisions: [rev(1, "k1")] }, { path: copy, revisions: [rev(2, "kB")] }] };
       const events: LoggedEvent[] = [upload(copy, 2, 1, "kB"), { kind: "conflict", path: "/a.txt", to: copy }];
       const r = record({ writes: [write("A", "/a.txt", "k1", 1), write("B", "/a.txt", "kB", 5, { replaced: "k1" })] });
       const stuck = checkSimulation([device("A", { "/a.txt": "k1", [copy]: "kB" }, [upload("/a.txt", 1, 0, "k1")]), device("B", { [copy]: "kB" }, events)], server, r);
-      expect(stuck.violations).toEqual([]);
-      expect(stuck.knownAgentBugs).toEqual(["B never got the winner of a conflict it lost: missing /a.txt"]);
+      expect(stuck.violations).toEqual(["B never got the winner of a conflict it lost: missing /a.txt"]);
       // Missing anything else is a violation as before.
       const other = checkSimulation([device("A", { "/a.txt": "k1", [copy]: "kB" }, [upload("/a.txt", 1, 0, "k1")]), device("B", { "/a.txt": "k1" }, events)], server, r);
       expect(other.violations).toEqual([expect.stringContaining(`B differs from the server: missing ${copy}`)]);

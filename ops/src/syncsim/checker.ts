@@ -103,13 +103,6 @@ export interface CheckResult {
   conflicts: number;
   /** Versions replaced by an edit whose upload the agent could not log (it was killed just after). */
   unverifiedEdits: number;
-  /**
-   * Violations of a kind an open agent bug explains (issue 20), kept apart so that a CI run can
-   * report them without failing while the fix is under way: a user's write lost before it was
-   * uploaded, and a device that never got the winner of a conflict it lost (it holds its conflicted
-   * copy; the original name stays missing there). Each is a violation all the same.
-   */
-  knownAgentBugs: string[];
 }
 
 /**
@@ -130,7 +123,6 @@ const under = (path: string, folder: string) => foldKey(path) === foldKey(folder
 
 export function checkSimulation(devices: DeviceView[], server: ServerView, record?: SimRecord): CheckResult {
   const violations: string[] = [];
-  const knownAgentBugs: string[] = [];
   // Revisions and cursors count per namespace: the shared folder's are compared only with its own.
   const nsOf = (path: string) => server.sharedFolders?.find((f) => under(path, f)) ?? "/";
   // 1. One tree everywhere: every device holds what the server holds, name for name (a device's
@@ -150,7 +142,7 @@ export function checkSimulation(devices: DeviceView[], server: ServerView, recor
     const diffs = treeDiff(tree, remote);
     const lostTheRace = new Set(d.events.filter((e) => e.kind === "conflict").map((e) => `missing ${e.path.normalize("NFC")}`));
     if (diffs.length > 0 && diffs.every((x) => lostTheRace.has(x))) {
-      knownAgentBugs.push(`${d.name} never got the winner of a conflict it lost: ${diffs.join("; ")}`);
+      violations.push(`${d.name} never got the winner of a conflict it lost: ${diffs.join("; ")}`);
     } else if (diffs.length > 0) violations.push(`${d.name} differs from the server: ${diffs.slice(0, 8).join("; ")}${diffs.length > 8 ? ` (+${diffs.length - 8} more)` : ""}`);
   }
 
@@ -233,9 +225,9 @@ export function checkSimulation(devices: DeviceView[], server: ServerView, recor
   }
   const conflicts = [...server.live.keys()].filter(isConflictedCopy).length;
   if (record) {
-    for (const v of judgeUsers(record, devices, server, unverified, new Set(where.keys()), liveKeys)) (v.startsWith("lost write:") ? knownAgentBugs : violations).push(v);
+    violations.push(...judgeUsers(record, devices, server, unverified, new Set(where.keys()), liveKeys));
   }
-  return { violations, versionsSynced: uploads.length, conflicts, unverifiedEdits, knownAgentBugs };
+  return { violations, versionsSynced: uploads.length, conflicts, unverifiedEdits };
 }
 
 /**

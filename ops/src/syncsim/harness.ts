@@ -29,8 +29,6 @@ export interface SimReport {
   versionsSynced: number;
   conflicts: number;
   unverifiedEdits: number;
-  /** Violations an open agent bug explains (see CheckResult.knownAgentBugs): reported apart. */
-  knownAgentBugs: string[];
   /** User writes recorded (each judged: live, kept as a version, or removed by its user). */
   writes: number;
   /** Ignored names another client wrote (each must stay live on the server). */
@@ -76,20 +74,19 @@ export interface SimOptions {
 }
 
 /**
- * Scenarios that wait on an agent fix, each behind a switch (SATCHEL_SIM_<NAME>=on|off), on by
- * default only once the agent passes them (the seeds named failed with the schedules of 2b9a85c):
- * - LEAVE: the member deletes the shared folder's mount (it must mean leaving: the folder stays).
- * - REMOVE_MEMBER: the owner removes the member. Off: an agent removed while it syncs deletes the
- *   folder's files and then downloads them again in the same pass, from the namespace it no longer
- *   has, and keeps them for ever, in no tree of its account's (seed 6).
+ * The simulation's scenarios, each on by default and each with a switch (SATCHEL_SIM_<NAME>=off)
+ * to narrow a failing seed down:
+ * - LEAVE: the member deletes the shared folder's mount (it means leaving: the folder stays).
+ * - REMOVE_MEMBER: the owner removes the member (its devices drop the folder and never fetch it
+ *   again; a write it had not sent stays in its own tree).
  * - VIEWER_EDITS: a viewer's user changes the shared folder locally (nothing reaches the server,
- *   the server's tree comes back). Off: the agent's pass fails on PERMISSION_DENIED for ever after
- *   a viewer's local rename (seed 1).
+ *   the server's tree comes back, the edits are set aside in the viewer's own tree).
  * - IGNORED_IN_FOLDERS: the other client writes ignored names into any folder, not only the root
- *   and the shared folder. Off: a folder the server keeps after a device deleted or moved it away
- *   (it holds ignored names that device never saw) never comes back on the devices (seeds 1, 2).
+ *   and the shared folder (a folder the server keeps for them after a device deleted it comes back
+ *   on that device).
+ * Each was off until the agent passed it (see the history of this comment for the seeds).
  */
-export const SCENARIO_DEFAULTS = { leave: true, removeMember: false, viewerEdits: false, ignoredInFolders: false };
+export const SCENARIO_DEFAULTS = { leave: true, removeMember: true, viewerEdits: true, ignoredInFolders: true };
 
 export function scenarioSwitches(env: NodeJS.ProcessEnv): typeof SCENARIO_DEFAULTS {
   const on = (name: string, byDefault: boolean) => (env[`SATCHEL_SIM_${name}`] ?? (byDefault ? "on" : "off")) !== "off";
@@ -242,7 +239,7 @@ export class SyncSimulation {
   async run(seed: number): Promise<SimReport> {
     const schedule = makeSimSchedule(seed, { devices: this.opts.devices, steps: this.opts.steps });
     const report: SimReport = {
-      seed, log: [], violations: [], userChanges: 0, kills: 0, killsMidPass: 0, offlinePeriods: 0, versionsSynced: 0, conflicts: 0, unverifiedEdits: 0, knownAgentBugs: [],
+      seed, log: [], violations: [], userChanges: 0, kills: 0, killsMidPass: 0, offlinePeriods: 0, versionsSynced: 0, conflicts: 0, unverifiedEdits: 0,
       writes: 0, otherWrites: 0, serviceFaults: 0, convergeSeconds: 0,
     };
     const base = join(this.opts.workDir, `seed-${seed}-${randomBytes(3).toString("hex")}`);
@@ -296,12 +293,7 @@ export class SyncSimulation {
       say(`final tree: ${[...server.live].filter(([, k]) => k !== FOLDER).map(([p]) => p).sort().join(", ")}`);
       const result = checkSimulation(views, server, run.record);
       report.violations.push(...result.violations.map((v) => `seed ${seed}: ${v}`));
-      report.knownAgentBugs.push(...result.knownAgentBugs.map((v) => `seed ${seed}: ${v}`));
-      if (unsettled !== undefined) {
-        // Unsettled only because a device never got a conflict's winner: that known bug, nothing more.
-        const explained = !result.violations.some((v) => v.includes("differs from the server")) && result.knownAgentBugs.some((v) => v.includes("never got the winner"));
-        (explained ? report.knownAgentBugs : report.violations).unshift(unsettled);
-      }
+      if (unsettled !== undefined) report.violations.unshift(unsettled);
       report.versionsSynced = result.versionsSynced;
       report.conflicts = result.conflicts;
       report.unverifiedEdits = result.unverifiedEdits;
@@ -310,7 +302,7 @@ export class SyncSimulation {
       report.violations.push(`seed ${seed}: the simulation failed: ${(err as Error).stack ?? err}`);
     } finally {
       await Promise.all(devices.map((d) => d.stop("SIGKILL")));
-      if (report.violations.length + report.knownAgentBugs.length === 0 || !this.opts.keepFailed) await rm(base, { recursive: true, force: true });
+      if (report.violations.length === 0 || !this.opts.keepFailed) await rm(base, { recursive: true, force: true });
       else say(`kept ${base} (folders, agent logs, event logs)`);
     }
     return report;
