@@ -8,6 +8,7 @@ import { Operation, Role, type BlockRef, type FileMetadata, type JournalEntry } 
 import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
 import type { SatchelClient } from "../client.js";
 import { isIgnored } from "./ignore.js";
+import { foldKey, parentPath, within } from "./paths.js";
 import { failureCause, failureScope, isDue, PROBLEM_RETRY, recordFailure, type ProblemDirection, type RetryPolicy, type SyncProblem } from "./problems.js";
 import { SyncState, type FollowUps, type SyncedFile } from "./state.js";
 
@@ -707,7 +708,8 @@ export class SyncAgent {
     // point before the earliest of them.
     let seen = this.state.cursor(holder.namespaceId);
     for (const [p, cursor] of this.state.unapplied) {
-      if (p.startsWith(`${path}/`) && holderOf(p) === holder && cursor - 1n < seen) seen = cursor - 1n;
+      // Of any spelling: the folder's name here and the server's may differ in case.
+      if (within(p, path) && holderOf(p) === holder && cursor - 1n < seen) seen = cursor - 1n;
     }
     return seen;
   }
@@ -1198,17 +1200,6 @@ export class SyncAgent {
       skipped: this.skipped,
     };
   }
-}
-
-/** The key the server folds a path to: two paths of one key are one entry. */
-function foldKey(path: string): string {
-  return path.toLowerCase().normalize("NFC");
-}
-
-/** The remote path of the folder holding `path` ("/" at the top). */
-function parentPath(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i <= 0 ? "/" : path.slice(0, i);
 }
 
 async function removeEmptyDirs(dir: string): Promise<boolean> {

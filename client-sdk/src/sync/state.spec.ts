@@ -145,6 +145,16 @@ describe("sync state file", () => {
     expect(again.unapplied).toEqual([["/Y/other.tmp", 12n]]);
   });
 
+  it("a change not applied follows a move and is forgotten by a delete of its folder in any spelling (the server folds case)", async () => {
+    const state = await SyncState.open(await stateFile());
+    state.notApplied("/S/d0/o20.part", 9n);
+    state.notApplied("/S/d00/other.tmp", 11n);
+    state.moveUnapplied("/S/D0", "/S/m0");
+    expect(state.unapplied.sort()).toEqual([["/S/d00/other.tmp", 11n], ["/S/m0/o20.part", 9n]]);
+    state.applied("/s/M0");
+    expect(state.unapplied).toEqual([["/S/d00/other.tmp", 11n]]);
+  });
+
   it("an upload sent again is the same request; another version, parent, file, path or device is another", async () => {
     const path = await stateFile();
     const state = await SyncState.open(path);

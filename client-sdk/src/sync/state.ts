@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { within } from "./paths.js";
 import type { SyncProblem } from "./problems.js";
 
 /** What the device last synced for one file: enough to tell a local edit from a remote one. */
@@ -183,14 +184,14 @@ export class SyncState {
   /** Forgets the unapplied changes at `path` and under it (applied now, or gone from the server). */
   applied(path: string): void {
     for (const p of Object.keys(this.data.unapplied ?? {})) {
-      if (p === path || p.startsWith(`${path}/`)) delete this.data.unapplied![p];
+      if (within(p, path)) delete this.data.unapplied![p];
     }
   }
 
   /** What was unapplied under `from` is unapplied under `to` now (the journal moved it there). */
   moveUnapplied(from: string, to: string): void {
     for (const [p, c] of Object.entries(this.data.unapplied ?? {})) {
-      if (p !== from && !p.startsWith(`${from}/`)) continue;
+      if (!within(p, from)) continue;
       delete this.data.unapplied![p];
       this.notApplied(`${to}${p.slice(from.length)}`, BigInt(c));
     }
