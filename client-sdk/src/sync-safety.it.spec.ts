@@ -22,6 +22,51 @@ async function device(account: TestAccount, name: string, opts: Parameters<typeo
   return d;
 }
 
+/** Runs `before` (a user's action racing the agent) ahead of the first call of `target[method]`; says whether it ran. */
+function beforeFirstCall<T extends object>(target: T, method: keyof T & string, before: () => Promise<unknown>): () => boolean {
+  const original = (target[method] as (...args: unknown[]) => Promise<unknown>).bind(target);
+  let ran = false;
+  Object.assign(target, {
+    [method]: async (...args: unknown[]) => {
+      if (!ran) {
+        ran = true;
+        await before();
+      }
+      return original(...args);
+    },
+  });
+  return () => ran;
+}
+
+/**
+ * Runs `after` (a user's write racing the agent) just after each call of `target[method]` has done
+ * its work, before the agent sees the answer; the function returned puts the method back.
+ */
+function afterCalls<T extends object>(target: T, method: keyof T & string, after: (args: unknown[]) => Promise<unknown>): () => void {
+  const original = target[method];
+  const bound = (original as (...args: unknown[]) => Promise<unknown>).bind(target);
+  Object.assign(target, {
+    [method]: async (...args: unknown[]) => {
+      const answer = await bound(...args);
+      await sleep(5);
+      await after(args);
+      return answer;
+    },
+  });
+  return () => Object.assign(target, { [method]: original });
+}
+
+/** A laptop and a desktop of a new account, both holding `file` ("v1"), synced from the laptop. */
+async function twoDevicesWith(name: string, file: string): Promise<{ a: SyncDevice; b: SyncDevice }> {
+  const account = await createAccount(endpoints, name);
+  const a = await device(account, "laptop");
+  const b = await device(account, "desktop");
+  await writeFile(join(a.dir, file), "v1\n");
+  await a.agent.syncNow();
+  await b.agent.syncNow();
+  return { a, b };
+}
+
 const live = async (d: SyncDevice, path: string) => (await d.client.list(path, true)).filter((e) => !e.isDeleted).map((e) => e.path).sort();
 
 async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
@@ -255,29 +300,14 @@ describe("odd entries in the folder are skipped, and never stop the agent", () =
 
 describe("a download never overwrites a local edit", () => {
   it("a file edited locally while its new version downloads keeps the edit (a conflicted copy beside the new version), everywhere", async () => {
-    const account = await createAccount(endpoints, "race");
-    const a = await device(account, "laptop");
-    const b = await device(account, "desktop");
-    await writeFile(join(a.dir, "plan.txt"), "v1\n");
-    await a.agent.syncNow();
-    await b.agent.syncNow();
+    const { a, b } = await twoDevicesWith("race", "plan.txt");
     await writeFile(join(b.dir, "plan.txt"), `v2 from the desktop ${randomBytes(8).toString("hex")}\n`);
     await b.agent.syncNow();
 
     // The user saves plan.txt on the laptop while the laptop is fetching the desktop's version.
-    const getBlock = a.client.blocks.getBlock.bind(a.client.blocks);
-    let edited = false;
-    Object.assign(a.client.blocks, {
-      getBlock: async (...args: Parameters<typeof getBlock>) => {
-        if (!edited) {
-          edited = true;
-          await writeFile(join(a.dir, "plan.txt"), "the laptop's edit, typed during the download\n");
-        }
-        return getBlock(...args);
-      },
-    });
+    const edited = beforeFirstCall(a.client.blocks, "getBlock", () => writeFile(join(a.dir, "plan.txt"), "the laptop's edit, typed during the download\n"));
     await a.agent.syncNow();
-    expect(edited).toBe(true);
+    expect(edited()).toBe(true);
     await a.agent.syncNow();
     await b.agent.syncNow();
 
@@ -305,55 +335,29 @@ describe("a write made as a transfer lands is sent, never taken for what was syn
   const parentOf = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
 
   it("a user's write just after a download is renamed into place is uploaded on the next pass", async () => {
-    const account = await createAccount(endpoints, "landed");
-    const a = await device(account, "laptop");
-    const b = await device(account, "desktop");
-    await writeFile(join(a.dir, "notes.txt"), "v1\n");
-    await a.agent.syncNow();
-    await b.agent.syncNow();
+    const { a, b } = await twoDevicesWith("landed", "notes.txt");
     await writeFile(join(a.dir, "notes.txt"), "v2 from the laptop\n");
     await a.agent.syncNow();
 
     // The desktop's user saves the file the moment the laptop's version lands there.
-    const downloadVersion = b.client.downloadVersion.bind(b.client);
-    Object.assign(b.client, {
-      downloadVersion: async (...args: Parameters<typeof downloadVersion>) => {
-        const landed = await downloadVersion(...args);
-        await sleep(5);
-        await writeFile(args[1], "the desktop's edit, saved as the download landed\n");
-        return landed;
-      },
-    });
+    const restore = afterCalls(b.client, "downloadVersion", (args) => writeFile(args[1] as string, "the desktop's edit, saved as the download landed\n"));
     await b.agent.syncNow();
-    Object.assign(b.client, { downloadVersion });
+    restore();
     await b.agent.syncNow();
     expect(await contents(a, "/notes.txt")).toBe("the desktop's edit, saved as the download landed\n");
   });
 
   it("a user's write during an upload that became a conflicted copy is sent as the copy's next version", async () => {
-    const account = await createAccount(endpoints, "conflict-edit");
-    const a = await device(account, "laptop");
-    const b = await device(account, "desktop");
-    await writeFile(join(a.dir, "plan.txt"), "v1\n");
-    await a.agent.syncNow();
-    await b.agent.syncNow();
+    const { a, b } = await twoDevicesWith("conflict-edit", "plan.txt");
     await writeFile(join(b.dir, "plan.txt"), "the desktop's version, first\n");
     await b.agent.syncNow();
 
     // The laptop's user edits plan.txt, and saves it again while that edit uploads (and loses).
     await writeFile(join(a.dir, "plan.txt"), "the laptop's edit, take 1\n");
-    const uploadAs = a.client.uploadAs.bind(a.client);
-    Object.assign(a.client, {
-      uploadAs: async (...args: Parameters<typeof uploadAs>) => {
-        const sent = await uploadAs(...args);
-        await sleep(5);
-        // Of the same size: only the mtime tells it from what was sent.
-        await writeFile(args[0], "the laptop's edit, take 2\n");
-        return sent;
-      },
-    });
+    // Of the same size: only the mtime tells it from what was sent.
+    const restore = afterCalls(a.client, "uploadAs", (args) => writeFile(args[0] as string, "the laptop's edit, take 2\n"));
     await a.agent.syncNow();
-    Object.assign(a.client, { uploadAs });
+    restore();
     await a.agent.syncNow();
 
     const copies = (await live(a, "/")).filter((p) => p.includes("conflicted copy"));
@@ -365,28 +369,13 @@ describe("a write made as a transfer lands is sent, never taken for what was syn
 
 describe("the winner of a conflict this device lost always comes down", () => {
   it("a pass that fails while fetching the winner fetches it on the next pass", async () => {
-    const account = await createAccount(endpoints, "winner");
-    const a = await device(account, "laptop");
-    const b = await device(account, "desktop");
-    await writeFile(join(a.dir, "plan.txt"), "v1\n");
-    await a.agent.syncNow();
-    await b.agent.syncNow();
+    const { a, b } = await twoDevicesWith("winner", "plan.txt");
     await writeFile(join(b.dir, "plan.txt"), "the desktop's version wins\n");
     await b.agent.syncNow();
 
     // The laptop's user saves plan.txt just as the laptop reads the journal: the desktop's version
     // is not taken over the unsent edit (it is to come down after).
-    const listDelta = a.client.meta.listDelta.bind(a.client.meta);
-    let typed = false;
-    Object.assign(a.client.meta, {
-      listDelta: async (...args: Parameters<typeof listDelta>) => {
-        if (!typed) {
-          typed = true;
-          await writeFile(join(a.dir, "plan.txt"), "the laptop's edit, which loses\n");
-        }
-        return listDelta(...args);
-      },
-    });
+    beforeFirstCall(a.client.meta, "listDelta", () => writeFile(join(a.dir, "plan.txt"), "the laptop's edit, which loses\n"));
     // The edit goes up as a conflicted copy (in the pass the edit asks for next); fetching the
     // winner after that fails once (the metaserver went away).
     const currentVersion = a.client.currentVersion.bind(a.client);
