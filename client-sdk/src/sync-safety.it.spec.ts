@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, inject, it } from "vitest";
@@ -213,6 +213,34 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
     await owner.agent.syncNow();
     expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/b.txt", "/Team/c.txt"]);
     expect(await readFile(join(owner.dir, "Team", "b.txt"), "utf8")).toBe("b.txt of the owner\n");
+  });
+
+  it("a shared folder no longer listed for the account goes from the device even when no journal entry says so", async () => {
+    // What a device is left with when the metaserver ended the membership and failed before it
+    // journaled the unmount: a mount it synced (namespace 987654 at /Old) that is not listed any more.
+    const account = await createAccount(endpoints, "unlisted");
+    const a = await device(account, "laptop");
+    await a.agent.syncNow();
+    await mkdir(join(a.dir, "Old"));
+    await writeFile(join(a.dir, "Old", "x.txt"), "synced from the shared folder\n");
+    await writeFile(join(a.dir, "Old", "mine.txt"), "written here, never sent\n");
+    const x = await stat(join(a.dir, "Old", "x.txt"));
+    const statePath = join(a.dir, ".satchel-sync", "state.json");
+    const state = JSON.parse(await readFile(statePath, "utf8"));
+    state.files["/Old/x.txt"] = { revision: "3", size: x.size, mtimeMs: x.mtimeMs, ino: x.ino, cursor: "3", blocks: [] };
+    state.folders.push("/Old");
+    state.cursors["987654"] = "3";
+    state.mounts = { "987654": "/Old" };
+    await writeFile(statePath, JSON.stringify(state));
+    await a.agent.open();
+    await a.agent.syncNow();
+    await a.agent.syncNow();
+
+    expect(existsSync(join(a.dir, "Old", "x.txt"))).toBe(false);
+    // What the user wrote there stays, and is the account's own now.
+    expect(await readFile(join(a.dir, "Old", "mine.txt"), "utf8")).toBe("written here, never sent\n");
+    expect(await live(a, "/")).toEqual(["/Old", "/Old/mine.txt"]);
+    expect(Object.keys((await a.agent.status()).cursors)).not.toContain("987654");
   });
 
   it("`satchel leave` leaves a folder shared with you; the owner keeps it, and a syncing device drops it", async () => {

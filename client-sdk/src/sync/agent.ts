@@ -727,11 +727,21 @@ export class SyncAgent {
     // journal is no longer this device's to apply, even if the list above still named it.
     namespaces.sort((a, b) => Number(b.path === "/") - Number(a.path === "/"));
     this.unmounted.clear();
+    // A shared folder this device synced that is no longer listed has left the account's tree (left
+    // from another device, or the member was removed), even if no journal entry says so (the
+    // metaserver failed between the two): it goes here as a delete of its mount would.
+    for (const [id, path] of this.state.mounts) {
+      if (namespaces.some((ns) => ns.namespaceId === id)) continue;
+      this.state.applied(path);
+      await this.removeLocal(path);
+      this.state.forgetCursor(id);
+    }
     for (const ns of namespaces) {
       if (ns.path !== "/" && this.unmounted.has(foldKey(ns.path))) {
         this.state.forgetCursor(ns.namespaceId);
         continue;
       }
+      if (ns.path !== "/") this.state.setMount(ns.namespaceId, ns.path);
       let cursor = this.state.cursor(ns.namespaceId);
       if (ns.path !== "/") {
         // A shared folder's root is in no journal of this account's: a new mount is made here, and a

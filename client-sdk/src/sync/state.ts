@@ -64,6 +64,12 @@ interface StateData {
    */
   unapplied?: Record<string, string>;
   /**
+   * Namespace id -> where that shared folder is mounted in the account's tree, as last listed: a
+   * mount that is no longer listed has left the tree (the member left or was removed), whether or
+   * not the root's journal says so. Absent in states written before it (read as none).
+   */
+  mounts?: Record<string, string>;
+  /**
    * A random secret of this device's, made once: upload request ids are derived from it and from
    * what is sent (see SyncState.uploadRequestId). Absent in states written before it.
    */
@@ -115,6 +121,17 @@ export class SyncState {
   /** Forgets a namespace this device no longer sees (it left it): mounted again, it is read from the start. */
   forgetCursor(namespaceId: bigint): void {
     delete this.data.cursors[namespaceId.toString()];
+    delete this.data.mounts?.[namespaceId.toString()];
+  }
+
+  /** Records where a shared folder is mounted now. */
+  setMount(namespaceId: bigint, path: string): void {
+    (this.data.mounts ??= {})[namespaceId.toString()] = path;
+  }
+
+  /** The shared folders this device syncs, by namespace id, where last listed. */
+  get mounts(): [bigint, string][] {
+    return Object.entries(this.data.mounts ?? {}).map(([id, path]) => [BigInt(id), path]);
   }
 
   file(path: string): SyncedFile | undefined {
