@@ -243,6 +243,29 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
     expect(Object.keys((await a.agent.status()).cursors)).not.toContain("987654");
   });
 
+  it("a folder of the member's own where a shared folder gets mounted keeps the member's files out of the shared folder", async () => {
+    const ownerAccount = await createAccount(endpoints, "owner-b");
+    const memberAccount = await createAccount(endpoints, "member-b");
+    const owner = await device(ownerAccount, "owner");
+    await mkdir(join(owner.dir, "Team"));
+    await writeFile(join(owner.dir, "Team", "plan.txt"), "the owner's plan\n");
+    await owner.agent.syncNow();
+    // The member made a folder of that name while its agent was not running, and is then invited.
+    const member = await device(memberAccount, "member-laptop");
+    await mkdir(join(member.dir, "Team"));
+    await writeFile(join(member.dir, "Team", "private.txt"), "the member's own notes\n");
+    await owner.client.meta.shareFolder({ path: "/Team", username: memberAccount.username, role: Role.EDITOR });
+    await member.agent.syncNow();
+    await member.agent.syncNow();
+
+    await owner.agent.syncNow();
+    expect(await live(owner, "/Team")).toEqual(["/Team/plan.txt"]);
+    expect(existsSync(join(owner.dir, "Team", "private.txt"))).toBe(false);
+    expect(await readFile(join(member.dir, "Team", "plan.txt"), "utf8")).toBe("the owner's plan\n");
+    expect(await readFile(join(member.dir, "Team (2)", "private.txt"), "utf8")).toBe("the member's own notes\n");
+    expect(await live(member, "/Team (2)")).toEqual(["/Team (2)/private.txt"]);
+  });
+
   it("`satchel leave` leaves a folder shared with you; the owner keeps it, and a syncing device drops it", async () => {
     const { owner, member, memberAccount } = await shared(Role.EDITOR);
     const cli = await runCli(["leave", "/Team"], cliEnv(endpoints, memberAccount, { SATCHEL_DEVICE_NAME: "leave-cli" })).done;

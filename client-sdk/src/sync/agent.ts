@@ -428,6 +428,7 @@ export class SyncAgent {
     const vanished = this.state.files.some(([p]) => !files.has(p)) || [...this.state.folders].some((f) => !folders.has(f));
     const inMount = (p: string) => p.indexOf("/", 1) > 0;
     const mounts = vanished || [...files].some(([p, f]) => inMount(p) && this.changed(p, f)) ? (await this.client.meta.listNamespaces({})).namespaces : [];
+    await this.setAsideOwnFolders(mounts, files, folders);
     await this.pushLeaves(mounts, files, folders);
     await this.setAsideViewOnly(files, folders, mounts);
     await this.pushRespellings(folders);
@@ -585,6 +586,37 @@ export class SyncAgent {
       if (files.has(path) || !this.viewerOf(path, mounts)) continue;
       this.state.setFile(path, undefined);
       this.state.followUp("refetch", path);
+    }
+  }
+
+  /**
+   * A folder of the user's own where a shared folder is now mounted (made here before this device
+   * ever synced the mount, e.g. while the agent was not running): what it holds is the user's, not
+   * the folder's members', so it is renamed "<name> (2)" (or the next free number) and syncs into
+   * the account's own tree; the mount comes down in its place.
+   */
+  private async setAsideOwnFolders(mounts: { namespaceId: bigint; path: string; role: Role }[], files: Map<string, LocalFile>, folders: Set<string>): Promise<void> {
+    for (const m of mounts) {
+      // The owner's own folder is the shared folder (its unsent files belong there).
+      if (m.path === "/" || m.role === Role.OWNER || this.state.cursor(m.namespaceId) !== 0n || !folders.has(m.path)) continue;
+      const own = [...files.keys()].filter((p) => within(p, m.path) && !this.state.file(p));
+      if (own.length === 0) continue;
+      let aside = "";
+      for (let n = 2; !aside || folders.has(aside) || (await lstat(this.local(aside)).catch(() => undefined)); n++) aside = `${m.path} (${n})`;
+      await rename(this.local(m.path), join(dirname(this.local(m.path)), aside.slice(aside.lastIndexOf("/") + 1)));
+      this.emit({ kind: "conflict", path: m.path, to: aside });
+      const moved = (p: string) => `${aside}${p.slice(m.path.length)}`;
+      for (const [p, f] of [...files]) {
+        if (!within(p, m.path)) continue;
+        files.delete(p);
+        files.set(moved(p), f);
+      }
+      for (const f of [...folders]) {
+        if (!within(f, m.path)) continue;
+        folders.delete(f);
+        folders.add(moved(f));
+      }
+      this.spellings.clear();
     }
   }
 
