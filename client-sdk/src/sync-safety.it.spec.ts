@@ -224,11 +224,12 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
     await mkdir(join(a.dir, "Old"));
     await writeFile(join(a.dir, "Old", "x.txt"), "synced from the shared folder\n");
     await writeFile(join(a.dir, "Old", "mine.txt"), "written here, never sent\n");
+    await mkdir(join(a.dir, "Old", "Empty"));
     const x = await stat(join(a.dir, "Old", "x.txt"));
     const statePath = join(a.dir, ".satchel-sync", "state.json");
     const state = JSON.parse(await readFile(statePath, "utf8"));
     state.files["/Old/x.txt"] = { revision: "3", size: x.size, mtimeMs: x.mtimeMs, ino: x.ino, cursor: "3", blocks: [] };
-    state.folders.push("/Old");
+    state.folders.push("/Old", "/Old/Empty");
     state.cursors["987654"] = "3";
     state.mounts = { "987654": "/Old" };
     await writeFile(statePath, JSON.stringify(state));
@@ -237,6 +238,7 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
     await a.agent.syncNow();
 
     expect(existsSync(join(a.dir, "Old", "x.txt"))).toBe(false);
+    expect(existsSync(join(a.dir, "Old", "Empty"))).toBe(false);
     // What the user wrote there stays, and is the account's own now.
     expect(await readFile(join(a.dir, "Old", "mine.txt"), "utf8")).toBe("written here, never sent\n");
     expect(await live(a, "/")).toEqual(["/Old", "/Old/mine.txt"]);

@@ -598,7 +598,9 @@ export class SyncAgent {
   private async setAsideOwnFolders(mounts: { namespaceId: bigint; path: string; role: Role }[], files: Map<string, LocalFile>, folders: Set<string>): Promise<void> {
     for (const m of mounts) {
       // The owner's own folder is the shared folder (its unsent files belong there).
-      if (m.path === "/" || m.role === Role.OWNER || this.state.cursor(m.namespaceId) !== 0n || !folders.has(m.path)) continue;
+      // A mount this device synced before (a cursor, or one recorded before it came down) is the mount.
+      const synced = this.state.cursor(m.namespaceId) !== 0n || this.state.mounts.some(([id]) => id === m.namespaceId);
+      if (m.path === "/" || m.role === Role.OWNER || synced || !folders.has(m.path)) continue;
       const own = [...files.keys()].filter((p) => within(p, m.path) && !this.state.file(p));
       if (own.length === 0) continue;
       let aside = "";
@@ -761,19 +763,27 @@ export class SyncAgent {
     this.unmounted.clear();
     // A shared folder this device synced that is no longer listed has left the account's tree (left
     // from another device, or the member was removed), even if no journal entry says so (the
-    // metaserver failed between the two): it goes here as a delete of its mount would.
+    // metaserver failed between the two): its path here becomes what the account's own tree holds
+    // there (often nothing; an edit sent after the removal, as the account's own).
     for (const [id, path] of this.state.mounts) {
       if (namespaces.some((ns) => ns.namespaceId === id)) continue;
-      this.state.applied(path);
-      await this.removeLocal(path);
       this.state.forgetCursor(id);
+      await this.resync(path, counts);
+      // Nothing of the account's there: the folder itself goes too, unless it holds what was never sent.
+      const now = await this.client.currentVersion(path);
+      if (!now || now.isDeleted || !now.isFolder) await this.removeLocal(path);
     }
     for (const ns of namespaces) {
       if (ns.path !== "/" && this.unmounted.has(foldKey(ns.path))) {
         this.state.forgetCursor(ns.namespaceId);
         continue;
       }
-      if (ns.path !== "/") this.state.setMount(ns.namespaceId, ns.path);
+      if (ns.path !== "/" && !this.state.mounts.some(([id, path]) => id === ns.namespaceId && path === ns.path)) {
+        // Saved before anything of it comes down: what lies at its path from then on is the mount's
+        // (see setAsideOwnFolders), even if this pass is cut short.
+        this.state.setMount(ns.namespaceId, ns.path);
+        await this.state.save();
+      }
       let cursor = this.state.cursor(ns.namespaceId);
       if (ns.path !== "/") {
         // A shared folder's root is in no journal of this account's: a new mount is made here, and a
