@@ -514,7 +514,11 @@ export class SyncSimulation {
     const info = await lstat(target).catch(() => undefined);
     const keys = !info ? [] : info.isDirectory() ? [...(await localTree(target)).tree.values()].filter((k) => k !== FOLDER) : [contentKey(await readFile(target))];
     run.record.deletes.push({ device: d.name, path, keys, at: Date.now(), step: run.step });
-    await rm(target, { recursive: folder, force: true });
+    // The agent may write into the folder meanwhile (a download, a restored file): like a user's
+    // `rm -r` meeting that, it tries again a few times and may leave what kept appearing.
+    await rm(target, { recursive: folder, force: true, maxRetries: 5, retryDelay: 50 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOTEMPTY") throw err;
+    });
   }
 
   /**
