@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, inject, it } from "vitest";
@@ -321,6 +321,19 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
       expect(await readFile(join(d.dir, `Team (view only conflicts)`, "renamed.txt"), "utf8")).toBe("c.txt of the owner\n");
     }
     expect((await member.agent.status()).problems).toEqual([]);
+  });
+
+  it("a viewer's rename in case only is set aside once, and the shared file comes back under its own name", async () => {
+    const { owner, member } = await shared(Role.VIEWER);
+    await rename(join(member.dir, "Team", "b.txt"), join(member.dir, "Team", "B.txt"));
+    for (let i = 0; i < 4; i++) await member.agent.syncNow();
+
+    const aside = "/Team (view only conflicts)";
+    expect((await live(member, "/")).filter((p) => p.includes("view only conflicts"))).toEqual([aside, `${aside}/B.txt`]);
+    expect((await readdir(join(member.dir, "Team"))).sort()).toEqual(["a.txt", "b.txt", "c.txt"]);
+    expect(await readFile(join(member.dir, "Team", "b.txt"), "utf8")).toBe("b.txt of the owner\n");
+    expect(member.events.filter((e) => e.kind === "upload").length).toBe(1);
+    expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/b.txt", "/Team/c.txt"]);
   });
 });
 

@@ -571,6 +571,9 @@ export class SyncAgent {
       }
       await this.localDir(parentPath(aside));
       await rename(this.local(path), this.local(aside));
+      // Its local spelling is gone with it: the server's version comes back under the server's
+      // name (a viewer's case-only rename set aside must not make the download land in the new case).
+      this.spellings.delete(foldKey(path));
       this.emit({ kind: "conflict", path, to: aside });
       files.delete(path);
       files.set(aside, f);
