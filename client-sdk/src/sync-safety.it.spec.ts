@@ -145,6 +145,34 @@ describe("a folder the server keeps after a device deleted it comes back on that
   });
 });
 
+describe("a folder this device has only from what came down into it is a synced folder", () => {
+  it("renamed locally, it moves on the server as a whole, with the names this device ignores in it", async () => {
+    const account = await createAccount(endpoints, "implicit");
+    const a = await device(account, "laptop");
+    const other = await device(account, "script");
+    await writeFile(join(other.dir, "x.txt"), "x\n");
+    await other.client.upload(join(other.dir, "x.txt"), "/New/D/x.txt");
+    await a.agent.syncNow();
+    // What a device holds when a file came down into a folder it did not have (the pull made the
+    // folder) and the user renamed that folder before the next pass: the file recorded as synced,
+    // its folders not yet.
+    const statePath = join(a.dir, ".satchel-sync", "state.json");
+    const state = JSON.parse(await readFile(statePath, "utf8"));
+    expect(Object.keys(state.files)).toEqual(["/New/D/x.txt"]);
+    state.folders = state.folders.filter((f: string) => !f.startsWith("/New"));
+    await writeFile(statePath, JSON.stringify(state));
+    await a.agent.open();
+    await writeFile(join(other.dir, "o.tmp"), "a script's scratch file\n");
+    await other.client.upload(join(other.dir, "o.tmp"), "/New/D/o.tmp");
+
+    await rename(join(a.dir, "New", "D"), join(a.dir, "New", "E"));
+    await a.agent.syncNow();
+    await a.agent.syncNow();
+    expect(await live(a, "/New")).toEqual(["/New/E", "/New/E/o.tmp", "/New/E/x.txt"]);
+    expect((await readdir(join(a.dir, "New"))).sort()).toEqual(["E"]);
+  });
+});
+
 describe("leaving a shared folder leaves it, and deletes nothing of the others'", () => {
   const shared = async (role: Role) => {
     const ownerAccount = await createAccount(endpoints, "owner");

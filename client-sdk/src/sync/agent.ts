@@ -425,6 +425,7 @@ export class SyncAgent {
 
   /** Sends local changes: new and edited files, deletions, new and removed folders. */
   private async push(files: Map<string, LocalFile>, folders: Set<string>, counts: { uploads: number }): Promise<void> {
+    this.recordFoldersOfFiles();
     const vanished = this.state.files.some(([p]) => !files.has(p)) || [...this.state.folders].some((f) => !folders.has(f));
     const inMount = (p: string) => p.indexOf("/", 1) > 0;
     const mounts = vanished || [...files].some(([p, f]) => inMount(p) && this.changed(p, f)) ? (await this.client.meta.listNamespaces({})).namespaces : [];
@@ -527,6 +528,26 @@ export class SyncAgent {
       if (res && res.entriesKept > 0n) this.state.followUp("relist", folder);
     }
     this.state.setFolders(folders);
+  }
+
+  /**
+   * The folders above every synced file are synced folders (the server had them when the file
+   * came or went): a folder made here only by a download or a move into it is recorded too, so a
+   * local delete or rename of it goes to the server as one (and a folder the server then keeps,
+   * for what this device never had in it, comes back).
+   */
+  private recordFoldersOfFiles(): void {
+    const folders = this.state.folders;
+    // By the server's key: a folder recorded in another case is the same folder.
+    const known = new Set([...folders].map(foldKey));
+    const missing: string[] = [];
+    for (const [path] of this.state.files) {
+      for (let p = parentPath(path); p !== "/" && !known.has(foldKey(p)); p = parentPath(p)) {
+        known.add(foldKey(p));
+        missing.push(p);
+      }
+    }
+    if (missing.length > 0) this.state.setFolders([...folders, ...missing]);
   }
 
   /** Whether `path` lies in a folder shared with this account as a viewer (who cannot change it). */

@@ -152,7 +152,7 @@ export class SyncState {
   }
 
   setFolders(folders: Iterable<string>): void {
-    this.data.folders = [...folders].sort();
+    this.data.folders = [...new Set(folders)].sort();
   }
 
   problem(path: string): SyncProblem | undefined {
