@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { watch, type Dirent, type FSWatcher } from "node:fs";
 import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createSatchelTransport } from "@satchel/proto";
 import { Operation, Role, type BlockRef, type FileMetadata, type JournalEntry } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
@@ -505,9 +505,12 @@ export class SyncAgent {
     for (const [path, problem] of this.state.problems) {
       if (problem.direction === "upload" && !files.has(path) && !this.state.file(path)) this.state.setProblem(path, undefined);
     }
-    const removed = [...this.state.folders].filter((f) => !folders.has(f)).sort().reverse();
+    // By the server's key: a folder recorded in another spelling than the local one is still here
+    // (a case-only rename was sent above as one), never a folder to delete.
+    const here = new Set([...folders].map(foldKey));
+    const removed = [...this.state.folders].filter((f) => !here.has(foldKey(f))).sort().reverse();
     for (const folder of removed) {
-      if ([...files.keys()].some((p) => p.startsWith(`${folder}/`))) continue;
+      if ([...files.keys()].some((p) => p !== folder && within(p, folder))) continue;
       if (this.viewerOf(folder, mounts) || mounts.some((m) => m.path === folder)) {
         // Not this account's to delete (a viewer's folder, or the root of a mount): it comes back.
         await this.localDir(folder);
@@ -873,8 +876,9 @@ export class SyncAgent {
     for (const folder of folders) {
       const now = await this.client.currentVersion(folder);
       if (now?.isFolder && !now.isDeleted) {
-        await this.localDir(folder);
-        this.state.setFolders([...this.state.folders, folder]);
+        // Recorded as spelled here (the local folder of that key may be spelled otherwise).
+        const local = relative(this.root, await this.localDir(folder)).split(sep).join("/");
+        this.state.setFolders([...this.state.folders, `/${local}`.normalize("NFC")]);
       }
       await this.resync(folder, counts);
     }
