@@ -36,12 +36,37 @@ export interface ClusterConfig {
   tls: boolean;
 }
 
+/** Ports a cluster may use above its base: its own (see ports) and the test harnesses' extra services. */
+export const PORT_SPAN = 140;
+
+/**
+ * Refuses a port base whose ports overlap the kernel's ephemeral range: an outgoing connection may
+ * take one of them, and a process restarted on it then fails with EADDRINUSE (seen: a MariaDB
+ * server restarted on 47320 could not bind again).
+ */
+export function checkPortBase(base: number, ephemeral: [number, number] | null = ephemeralPorts()): number {
+  if (ephemeral && base + PORT_SPAN > ephemeral[0] && base <= ephemeral[1]) {
+    throw new Error(`SATCHEL_PORT_BASE ${base} puts ports ${base}-${base + PORT_SPAN} in the ephemeral range ${ephemeral[0]}-${ephemeral[1]}, ` +
+      `where outgoing connections take ports: choose a base below ${ephemeral[0] - PORT_SPAN}`);
+  }
+  return base;
+}
+
+function ephemeralPorts(): [number, number] | null {
+  try {
+    const [lo, hi] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    return Number.isInteger(lo) && Number.isInteger(hi) ? [lo, hi] : null;
+  } catch {
+    return null; // not Linux: nothing to check against
+  }
+}
+
 export function loadClusterConfig(env: Env = process.env): ClusterConfig {
   const cacheHome = envString(env, "XDG_CACHE_HOME", join(homedir(), ".cache"));
   return {
     stateDir: resolve(envString(env, "SATCHEL_STATE_DIR", join(REPO_ROOT, ".satchel", "dev"))),
     host: "127.0.0.1",
-    portBase: envInt(env, "SATCHEL_PORT_BASE", 7300),
+    portBase: checkPortBase(envInt(env, "SATCHEL_PORT_BASE", 7300)),
     mariadbServers: envInt(env, "SATCHEL_MARIADB_SERVERS", 2),
     metadataShards: envInt(env, "SATCHEL_METADATA_SHARDS", 4),
     minioNodes: envInt(env, "SATCHEL_MINIO_NODES", 6),
