@@ -351,6 +351,19 @@ describe("leaving a shared folder leaves it, and deletes nothing of the others'"
     expect((await member.agent.status()).problems).toEqual([]);
   });
 
+  it("a viewer's new folders in the shared folder go aside with their files, and leave nothing behind there", async () => {
+    const { owner, member } = await shared(Role.VIEWER);
+    await mkdir(join(member.dir, "Team", "d3", "empty"), { recursive: true });
+    await writeFile(join(member.dir, "Team", "d3", "f.txt"), "a viewer's file in a new folder\n");
+    await member.agent.syncNow();
+    await member.agent.syncNow();
+
+    expect((await readdir(join(member.dir, "Team"))).sort()).toEqual(["a.txt", "b.txt", "c.txt"]);
+    const aside = "/Team (view only conflicts)";
+    expect(await live(member, aside)).toEqual([`${aside}/d3`, `${aside}/d3/empty`, `${aside}/d3/f.txt`]);
+    expect(await live(owner, "/Team")).toEqual(["/Team/a.txt", "/Team/b.txt", "/Team/c.txt"]);
+  });
+
   it("a viewer's rename in case only is set aside once, and the shared file comes back under its own name", async () => {
     const { owner, member } = await shared(Role.VIEWER);
     await rename(join(member.dir, "Team", "b.txt"), join(member.dir, "Team", "B.txt"));

@@ -614,6 +614,19 @@ export class SyncAgent {
       this.state.setFile(path, undefined);
       this.state.followUp("refetch", path);
     }
+    // A viewer's new folders there, emptied of their files above, go aside too (deepest first): the
+    // shared folder never gets them, so they would stay here and nowhere else.
+    for (const folder of [...folders].sort().reverse()) {
+      const mount = mounts.find((m) => m.role === Role.VIEWER && folder.startsWith(`${m.path}/`));
+      if (!mount || this.state.folders.has(folder)) continue;
+      if ((await readdir(this.local(folder)).catch(() => [""])).length > 0) continue;
+      const aside = `${mount.path} (view only conflicts)${folder.slice(mount.path.length)}`;
+      await this.localDir(aside);
+      await rmdir(this.local(folder)).catch(() => undefined);
+      this.spellings.delete(foldKey(folder));
+      folders.delete(folder);
+      for (let p = aside; p !== "/"; p = parentPath(p)) folders.add(p);
+    }
   }
 
   /**
