@@ -512,9 +512,13 @@ export class SyncAgent {
     for (const folder of removed) {
       if ([...files.keys()].some((p) => p !== folder && within(p, folder))) continue;
       if (this.viewerOf(folder, mounts) || mounts.some((m) => m.path === folder)) {
-        // Not this account's to delete (a viewer's folder, or the root of a mount): it comes back.
-        await this.localDir(folder);
-        folders.add(folder);
+        // Not this account's to delete (a viewer's folder, or the root of a mount): it comes back,
+        // if the server has it (a viewer's own folder there never reached it).
+        const onServer = mounts.some((m) => m.path === folder) || (await this.client.currentVersion(folder))?.isFolder;
+        if (onServer) {
+          await this.localDir(folder);
+          folders.add(folder);
+        }
         continue;
       }
       // A folder delete names what this device saw (its cursor in the folder's namespace): whatever
@@ -618,8 +622,12 @@ export class SyncAgent {
     // shared folder never gets them, so they would stay here and nowhere else.
     for (const folder of [...folders].sort().reverse()) {
       const mount = mounts.find((m) => m.role === Role.VIEWER && folder.startsWith(`${m.path}/`));
-      if (!mount || this.state.folders.has(folder)) continue;
+      if (!mount) continue;
       if ((await readdir(this.local(folder)).catch(() => [""])).length > 0) continue;
+      // An empty folder of the shared folder's own stays (asked of the server: this device may have
+      // recorded the viewer's folder as synced in a pass that met it still holding a file).
+      const onServer = await this.client.currentVersion(folder);
+      if (onServer?.isFolder && !onServer.isDeleted) continue;
       const aside = `${mount.path} (view only conflicts)${folder.slice(mount.path.length)}`;
       await this.localDir(aside);
       await rmdir(this.local(folder)).catch(() => undefined);
