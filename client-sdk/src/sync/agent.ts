@@ -505,12 +505,9 @@ export class SyncAgent {
     for (const [path, problem] of this.state.problems) {
       if (problem.direction === "upload" && !files.has(path) && !this.state.file(path)) this.state.setProblem(path, undefined);
     }
-    // By the server's key: a folder recorded in another spelling than the local one is still here
-    // (a case-only rename was sent above as one), never a folder to delete.
-    const here = new Set([...folders].map(foldKey));
-    const removed = [...this.state.folders].filter((f) => !here.has(foldKey(f))).sort().reverse();
+    const removed = [...this.state.folders].filter((f) => !folders.has(f)).sort().reverse();
     for (const folder of removed) {
-      if ([...files.keys()].some((p) => p !== folder && within(p, folder))) continue;
+      if ([...files.keys()].some((p) => p.startsWith(`${folder}/`))) continue;
       if (this.viewerOf(folder, mounts) || mounts.some((m) => m.path === folder)) {
         // Not this account's to delete (a viewer's folder, or the root of a mount): it comes back,
         // if the server has it (a viewer's own folder there never reached it).
