@@ -80,6 +80,16 @@ async function put(data: Buffer) {
 
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => ConnectError.from(e).code);
 
+/**
+ * Stores blocks once the blockserver sees every node up again: a node the test before restarted
+ * or resumed may still be marked down for a few health checks on a loaded machine, and a write
+ * then fails the quorum (UNAVAILABLE, retryable) before the test has done anything.
+ */
+async function putAllWhenNodesUp(data: Buffer[]): Promise<Buffer[]> {
+  await eventually("a block write to meet its quorum", async () => (await codeOf(blocks.putBlock({ hash: sha(data[0]), data: data[0] }))) === "ok", 60_000);
+  return Promise.all(data.map(put));
+}
+
 beforeAll(async () => {
   const transport = createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken });
   blocks = createClient(BlockService, transport);
@@ -242,7 +252,7 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
 
   it("the scrubber finds every corrupt and missing shard without any read touching them, and repairs them all", async () => {
     const stored = await Promise.all(Array.from({ length: 24 }, () => randomBytes(100_000 + Math.floor(Math.random() * 1_000_000))));
-    const hashes = await Promise.all(stored.map(put));
+    const hashes = await putAllWhenNodesUp(stored);
     const damaged: { hash: Buffer; index: number; node: string }[] = [];
     const before = await scrubFindings();
     for (const hash of hashes.slice(0, 10)) {
@@ -271,7 +281,7 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
     // died; repairs found it down and left the queue waiting for it, with the index still saying
     // "ok" for shards the new disk never held, so its return re-checked none of them.
     const stored = await Promise.all(Array.from({ length: 40 }, () => randomBytes(200_000)));
-    const hashes = await Promise.all(stored.map(put));
+    const hashes = await putAllWhenNodesUp(stored);
     const identity = "satchel-node/identity";
     await nodes.kill(3);
     wipeDisk(stateDir, 3);
