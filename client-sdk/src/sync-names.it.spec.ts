@@ -110,6 +110,24 @@ describe("names the server takes as one: case and Unicode form", () => {
     }
   });
 
+  it("a folder made on a device in another case than the server's one takes the server's spelling there: one name on every device", async () => {
+    const { a, b, live, both } = await pair();
+    await mkdir(join(a.dir, "Docs"));
+    await writeFile(join(a.dir, "Docs", "x.txt"), "from a\n");
+    await a.agent.syncNow();
+    // b's user makes "docs" before b ever saw the server's "Docs".
+    await mkdir(join(b.dir, "docs", "sub"), { recursive: true });
+    await writeFile(join(b.dir, "docs", "sub", "y.txt"), "from b\n");
+    await both();
+    expect(await live()).toEqual(["/Docs", "/Docs/sub", "/Docs/sub/y.txt", "/Docs/x.txt"]);
+    for (const d of [a, b]) {
+      expect((await readdir(d.dir)).filter((n) => !n.startsWith(".")), d.name).toEqual(["Docs"]);
+      expect((await readdir(join(d.dir, "Docs"))).sort(), d.name).toEqual(["sub", "x.txt"]);
+      expect(await readFile(join(d.dir, "Docs", "sub", "y.txt"), "utf8")).toBe("from b\n");
+    }
+    expect(b.events.some((e) => e.kind === "conflict")).toBe(false);
+  });
+
   it("a file uploaded into a folder by another spelling lands in the folder as the server spells it", async () => {
     const { a, live } = await pair();
     await a.client.meta.createFolder({ path: "/Reports" });

@@ -434,16 +434,22 @@ export class SyncAgent {
     await this.setAsideViewOnly(files, folders, mounts);
     await this.pushRespellings(folders);
     await this.pushMoves(files, folders);
+    // Outermost first: a folder that takes the server's spelling takes its new folders with it.
+    const fresh = [...folders].filter((f) => !this.state.folders.has(f)).sort();
+    for (let i = 0; i < fresh.length; i++) {
+      const folder = fresh[i];
+      const made = await this.client.meta.createFolder({ path: folder }).then(() => true, (err) => {
+        // Refused in a folder shared with this account as a viewer: it stays a local folder only.
+        if (![Code.AlreadyExists, Code.PermissionDenied].includes(codeOf(err))) throw err;
+        return false;
+      });
+      // There already (in any case), or refused to a viewer (who may have renamed it in case).
+      const renamed = made ? undefined : await this.adoptServerSpelling(folder, files, folders);
+      if (renamed !== undefined) for (let j = i + 1; j < fresh.length; j++) if (fresh[j].startsWith(`${folder}/`)) fresh[j] = `${renamed}${fresh[j].slice(folder.length)}`;
+    }
     const at = Date.now();
     const edits = [...files].filter(([path, f]) => this.changed(path, f) && this.uploadDue(path, f, at));
     if (edits.length > 0) this.emit({ kind: "pending", files: edits.length, bytes: edits.reduce((n, [, f]) => n + f.size, 0) });
-    for (const folder of [...folders].sort()) {
-      if (this.state.folders.has(folder)) continue;
-      await this.client.meta.createFolder({ path: folder }).catch((err) => {
-        // Refused in a folder shared with this account as a viewer: it stays a local folder only.
-        if (![Code.AlreadyExists, Code.PermissionDenied].includes(codeOf(err))) throw err;
-      });
-    }
     // Upload request ids are made from the device's key: saved before the first one is sent.
     if (edits.length > 0 && this.state.ensureDeviceKey()) await this.state.save();
     // Several files at once: small files are bound by round trips, not bytes.
@@ -532,6 +538,56 @@ export class SyncAgent {
       if (res && res.entriesKept > 0n) this.state.followUp("relist", folder);
     }
     this.state.setFolders(folders);
+  }
+
+  /**
+   * A folder new here that the server already holds in another case is that folder: the local one
+   * takes the server's spelling, so every device shows one name. (A rename this device saw, from a
+   * name it had synced, goes the other way, as a move: see pushRespellings.) Without this a device
+   * would keep "D1" beside every other device's "d1" for good, each taken by the server as the other.
+   */
+  private async adoptServerSpelling(folder: string, files: Map<string, LocalFile>, folders: Set<string>): Promise<string | undefined> {
+    const server = await this.client.currentVersion(folder);
+    if (!server?.isFolder || server.isDeleted || foldKey(server.path) !== foldKey(folder)) return undefined;
+    const name = server.path.slice(server.path.lastIndexOf("/") + 1);
+    const renamed = `${parentPath(folder) === "/" ? "" : parentPath(folder)}/${name}`;
+    // The same name (an NFD name is kept as written), or one differing only above this folder.
+    if (renamed === folder || !(await this.takeServerCase(folder, name))) return undefined;
+    const moved = (p: string) => `${renamed}${p.slice(folder.length)}`;
+    const under = (p: string) => p === folder || p.startsWith(`${folder}/`);
+    for (const [p, f] of [...files]) {
+      if (!under(p)) continue;
+      files.delete(p);
+      files.set(moved(p), f);
+    }
+    for (const f of [...folders]) {
+      if (!under(f)) continue;
+      folders.delete(f);
+      folders.add(moved(f));
+    }
+    // What this device synced in it, recorded as spelled here, is the same files under the new spelling.
+    for (const [p, synced] of this.state.files.filter(([p]) => under(p))) {
+      this.state.setFile(p, undefined);
+      this.state.setFile(moved(p), synced);
+    }
+    return renamed;
+  }
+
+  /**
+   * Renames the local folder of `path`'s key to `name`, the server's spelling of its last part, where
+   * the two differ in case (an NFD name differing only in form keeps its form). Whether it did.
+   */
+  private async takeServerCase(path: string, name: string): Promise<boolean> {
+    const from = this.local(path);
+    const here = from.slice(from.lastIndexOf(sep) + 1);
+    if (here.normalize("NFC") === name || foldKey(here) !== foldKey(name)) return false;
+    const to = join(dirname(from), name);
+    if (!(await lstat(from).catch(() => undefined))?.isDirectory() || (await lstat(to).catch(() => undefined))) return false;
+    await rename(from, to);
+    const renamed = `${parentPath(path) === "/" ? "" : parentPath(path)}/${name}`;
+    this.respell(path, renamed, from, to);
+    this.emit({ kind: "move-local", path, to: renamed });
+    return true;
   }
 
   /**
@@ -894,8 +950,10 @@ export class SyncAgent {
     for (const folder of folders) {
       const now = await this.client.currentVersion(folder);
       if (now?.isFolder && !now.isDeleted) {
-        // Recorded as spelled here (the local folder of that key may be spelled otherwise).
-        const local = relative(this.root, await this.localDir(folder)).split(sep).join("/");
+        await this.localDir(now.path);
+        await this.takeServerCase(now.path, now.path.slice(now.path.lastIndexOf("/") + 1));
+        // Recorded as spelled here (the local folder of that key may still be spelled otherwise).
+        const local = relative(this.root, this.local(now.path)).split(sep).join("/");
         this.state.setFolders([...this.state.folders, `/${local}`.normalize("NFC")]);
       }
       await this.resync(folder, counts);
@@ -1076,7 +1134,10 @@ export class SyncAgent {
         if (codeOf(err) !== Code.NotFound) throw err;
         return undefined;
       });
-      if (now?.isFolder) ends.set(to, true);
+      if (now?.isFolder) {
+        ends.set(to, true);
+        await this.takeServerCase(now.path, now.path.slice(now.path.lastIndexOf("/") + 1));
+      }
       else if (!ends.has(parentPath(to))) ends.set(parentPath(to), false);
     }
     for (const from of movedFrom) if (!ends.has(parentPath(from))) ends.set(parentPath(from), false);
@@ -1265,13 +1326,27 @@ export class SyncAgent {
     }
     this.state.setFolders([...this.state.folders].map((f) => (inside(f) ? spelled.get(foldKey(f)) ?? f : f)));
     for (const e of remote.values()) {
-      if (e.isFolder) await this.localDir(e.path);
-      else await this.fetchFile(e, counts);
+      if (e.isFolder) {
+        // The server's spelling is the folder's name on every device (this device's own rename of it,
+        // if any, went up in the push before this).
+        await this.localDir(e.path);
+        await this.takeServerCase(e.path, e.path.slice(e.path.lastIndexOf("/") + 1));
+      } else {
+        await this.fetchFile(e, counts);
+      }
     }
-    for (const [path] of this.state.files) if (inside(path) && !spelled.has(foldKey(path))) await this.removeLocal(path);
+    // The folders a removed file lay in, up to the mount, that the server does not have either: they
+    // were here for it (recorded or not), and go with it if nothing else is left in them.
+    const emptied = new Set<string>();
+    for (const [path] of this.state.files) {
+      if (!inside(path) || spelled.has(foldKey(path))) continue;
+      await this.removeLocal(path);
+      for (let p = parentPath(path); p !== mountPath && inside(p) && !spelled.has(foldKey(p)); p = parentPath(p)) emptied.add(p);
+    }
     // Folders too: one the server no longer has there goes, unless it holds something not sent yet
     // (then the next push sends it); one it has is recorded as synced.
-    for (const folder of [...this.state.folders].filter((f) => inside(f) && !spelled.has(foldKey(f))).sort().reverse()) await this.removeLocal(folder);
+    const gone = [...this.state.folders].filter((f) => inside(f) && !spelled.has(foldKey(f)));
+    for (const folder of [...new Set([...gone, ...emptied])].sort().reverse()) await this.removeLocal(folder);
     this.state.setFolders([...this.state.folders, ...[...remote.values()].filter((e) => e.isFolder).map((e) => e.path)]);
     for (const [path, problem] of this.state.problems) {
       if (problem.direction === "download" && inside(path) && !remote.has(path)) this.state.setProblem(path, undefined);

@@ -595,21 +595,26 @@ export class SyncSimulation {
    * A device's events with paths in the checker's one tree: the member's mount is at the owner's
    * path of the shared folder, so its paths there are the owner's while it is a member; anywhere
    * else, or after that, what its agent does is in its own root (MEMBER_ROOT), except an upload the
-   * shared folder holds (committed there just before the membership ended, logged just after).
+   * shared folder holds (committed there before its agent left or heard of the removal, which may be
+   * well after the user's step; the file may have moved there since).
    */
   private canonical(run: Run, d: SimDevice, events: LoggedEvent[], server: ServerView): LoggedEvent[] {
     if (d.account !== "member") return events;
-    const endedAt = run.member?.endedAt ?? Infinity;
     const shared = run.schedule.shared;
+    // A member who left did so when its agent said so (the user's delete of the mount comes first; the
+    // agent may still send what it had pending there before it sees that delete).
+    const leftAt = events.find((e) => e.kind === "leave" && e.path === shared)?.at ?? 0;
+    const endedAt = Math.max(run.member?.endedAt ?? Infinity, leftAt);
+    // By revision and content, not path: the file may have moved in the folder since.
     const inShared = new Set(server.histories.filter((h) => h.path.startsWith(`${shared}/`))
-      .flatMap((h) => h.revisions.map((r) => `${foldKey(h.path)}#${r.revision}#${r.key}`)));
+      .flatMap((h) => h.revisions.map((r) => `${r.revision}#${r.key}`)));
     const own = (p: string) => `${MEMBER_ROOT}${p}`;
     const mounted = (p: string) => p === shared || p.startsWith(`${shared}/`);
     return events.map((e) => {
       // Events that name no path (pending, synced, error) belong to no tree.
       if (e.path === undefined) return e;
       if ((e.at ?? 0) < endedAt && mounted(e.path)) return e;
-      if (e.kind === "upload" && inShared.has(`${foldKey(e.path)}#${e.revision}#${e.blocks?.join(",")}`)) return e;
+      if (e.kind === "upload" && mounted(e.path) && inShared.has(`${e.revision}#${e.blocks?.join(",")}`)) return e;
       return { ...e, path: own(e.path), ...(e.to ? { to: own(e.to) } : {}) };
     });
   }
