@@ -862,12 +862,14 @@ export class SyncAgent {
     // journal is no longer this device's to apply, even if the list above still named it.
     namespaces.sort((a, b) => Number(b.path === "/") - Number(a.path === "/"));
     this.unmounted.clear();
+    const dropped = new Set<string>();
     // A shared folder this device synced that is no longer listed has left the account's tree (left
     // from another device, or the member was removed), even if no journal entry says so (the
     // metaserver failed between the two): its path here becomes what the account's own tree holds
     // there (often nothing; an edit sent after the removal, as the account's own).
     for (const [id, path] of this.state.mounts) {
       if (namespaces.some((ns) => ns.namespaceId === id)) continue;
+      dropped.add(path);
       this.state.forgetCursor(id);
       await this.resync(path, counts);
       // Nothing of the account's there: the folder itself goes too, unless it holds what was never sent.
@@ -876,6 +878,7 @@ export class SyncAgent {
     }
     for (const ns of namespaces) {
       if (ns.path !== "/" && this.unmounted.has(foldKey(ns.path))) {
+        dropped.add(ns.path);
         this.state.forgetCursor(ns.namespaceId);
         continue;
       }
@@ -932,6 +935,11 @@ export class SyncAgent {
     // run is added again, e.g. a path whose unsent edit is still in the way.
     const followUps = this.state.followUps;
     this.state.doneFollowUps(followUps);
+    // Nothing in a shared folder that left the account's tree in this pull is compared again: it is
+    // not this device's any more (and a metaserver may still show it for a moment, from its cache).
+    for (const kind of ["movedFrom", "movedTo", "refetch", "relist"] as const) {
+      followUps[kind] = followUps[kind].filter((p) => ![...dropped].some((m) => within(p, m)));
+    }
     try {
       await this.reconcileMoves(followUps, counts);
       await this.relistKept(followUps.relist, counts);
