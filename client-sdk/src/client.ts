@@ -43,6 +43,16 @@ const NO_GRANT = new Uint8Array(0);
 /** Hashes asked about per HasBlocks call while uploading. */
 const HAS_BATCH = 4;
 
+/** The temporary file a download writes beside its target, renamed over it once verified. */
+export function partialDownloadName(name: string): string {
+  return `.${name}.satchel-${randomUUID()}.partial`;
+}
+
+/** Whether a name is a download's temporary file (one a killed process left behind, or in flight). */
+export function isPartialDownload(name: string): boolean {
+  return /^\..+\.satchel-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.partial$/.test(name);
+}
+
 /**
  * The typed client of Satchel: uploads follow the write path (content-defined chunks, SHA-256,
  * send only the blocks the platform lacks, then commit), downloads verify every block.
@@ -221,7 +231,7 @@ export class SatchelClient {
     const onProgress = opts.onProgress;
     const total = Number(file.size);
     const progress: TransferProgress = { bytesDone: 0, bytesTotal: total, bytesTransferred: 0 };
-    const temp = join(dirname(localPath), `.${basename(localPath)}.satchel-${randomUUID()}.partial`);
+    const temp = join(dirname(localPath), partialDownloadName(basename(localPath)));
     const handle = await open(temp, "w");
     try {
       const verified = (ref: BlockRef, data: Uint8Array | undefined) =>

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -402,6 +402,27 @@ describe("odd entries in the folder are skipped, and never stop the agent", () =
     expect(cli.stdout).toContain("6 entries are not synced");
     expect(cli.stdout).toMatch(/\/self {2}a symbolic link in a loop/);
     expect(cli.stdout).toMatch(/\/pipe {2}a named pipe/);
+  });
+});
+
+describe("what a killed download leaves behind goes", () => {
+  it("the temporary file of a download a killed agent left is removed by the next pass: a folder deleted elsewhere goes here too, and never comes back", async () => {
+    const { a, b } = await twoDevicesWith("partial", "top.txt");
+    await mkdir(join(a.dir, "d"));
+    await writeFile(join(a.dir, "d", "x.txt"), "x\n");
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    // The agent on b was killed while it downloaded a new version of d/x.txt.
+    const leftover = `.x.txt.satchel-${randomUUID()}.partial`;
+    await writeFile(join(b.dir, "d", leftover), "half of a version");
+    await rm(join(a.dir, "d"), { recursive: true });
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    expect(existsSync(join(b.dir, "d"))).toBe(false);
+    await b.agent.syncNow();
+    await a.agent.syncNow();
+    expect(await live(a, "/")).toEqual(["/top.txt"]);
+    expect(existsSync(join(a.dir, "d"))).toBe(false);
   });
 });
 

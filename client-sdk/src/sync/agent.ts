@@ -1,14 +1,14 @@
 import { createHash } from "node:crypto";
 import { watch, type Dirent, type FSWatcher } from "node:fs";
 import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
-import { dirname, join, relative, sep } from "node:path";
+import { basename, dirname, join, relative, sep } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createSatchelTransport } from "@satchel/proto";
 import { Operation, Role, type BlockRef, type FileMetadata, type JournalEntry } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { NotifyService } from "@satchel/proto/gen/satchel/notify/v1/notify_pb.js";
-import type { SatchelClient } from "../client.js";
+import { isPartialDownload, type SatchelClient } from "../client.js";
 import { isIgnored } from "./ignore.js";
-import { foldKey, parentPath, within } from "./paths.js";
+import { baseName, foldKey, parentPath, within } from "./paths.js";
 import { failureCause, failureScope, isDue, PROBLEM_RETRY, recordFailure, type ProblemDirection, type RetryPolicy, type SyncProblem } from "./problems.js";
 import { SyncState, type FollowUps, type SyncedFile } from "./state.js";
 
@@ -280,7 +280,7 @@ export class SyncAgent {
 
   private async pass(): Promise<void> {
     const counts = { uploads: 0, downloads: 0 };
-    const { files, folders } = await this.scan();
+    const { files, folders } = await this.scan({ sweepPartials: true });
     await this.push(files, folders, counts);
     await this.pull(counts);
     await this.state.save();
@@ -323,8 +323,13 @@ export class SyncAgent {
     return this.servicesCheck;
   }
 
-  /** Every file and folder under the root, by remote path (ignored names and partial downloads left out). */
-  private async scan(): Promise<{ files: Map<string, LocalFile>; folders: Set<string> }> {
+  /**
+   * Every file and folder under the root, by remote path (ignored names and partial downloads left
+   * out). A pass's scan also removes the temporary files of downloads this agent no longer runs (a
+   * killed process leaves them; passes never overlap, so none is in flight then), which would
+   * otherwise stay for good and keep their folder from ever being empty.
+   */
+  private async scan(opts: { sweepPartials?: boolean } = {}): Promise<{ files: Map<string, LocalFile>; folders: Set<string> }> {
     const files = new Map<string, LocalFile>();
     const folders = new Set<string>();
     const spellings = new Map<string, string>();
@@ -344,6 +349,7 @@ export class SyncAgent {
         const name = d.name.normalize("NFC");
         const path = `${prefix}/${name}`;
         const spelled = `${spelledPrefix}/${d.name}`;
+        if (opts.sweepPartials && d.isFile() && isPartialDownload(d.name)) await rm(join(dir, d.name), { force: true });
         if (path === `/${STATE_DIR}` || isIgnored(path)) continue;
         if (!spellings.has(foldKey(path))) spellings.set(foldKey(path), spelled);
         if (d.isDirectory()) {
@@ -549,10 +555,9 @@ export class SyncAgent {
   private async adoptServerSpelling(folder: string, files: Map<string, LocalFile>, folders: Set<string>): Promise<string | undefined> {
     const server = await this.client.currentVersion(folder);
     if (!server?.isFolder || server.isDeleted || foldKey(server.path) !== foldKey(folder)) return undefined;
-    const name = server.path.slice(server.path.lastIndexOf("/") + 1);
-    const renamed = `${parentPath(folder) === "/" ? "" : parentPath(folder)}/${name}`;
+    const renamed = `${parentPath(folder) === "/" ? "" : parentPath(folder)}/${baseName(server.path)}`;
     // The same name (an NFD name is kept as written), or one differing only above this folder.
-    if (renamed === folder || !(await this.takeServerCase(folder, name))) return undefined;
+    if (renamed === folder || !(await this.takeServerCase(server.path))) return undefined;
     const moved = (p: string) => `${renamed}${p.slice(folder.length)}`;
     const under = (p: string) => p === folder || p.startsWith(`${folder}/`);
     for (const [p, f] of [...files]) {
@@ -574,19 +579,19 @@ export class SyncAgent {
   }
 
   /**
-   * Renames the local folder of `path`'s key to `name`, the server's spelling of its last part, where
+   * Renames the local folder of `serverPath`'s key to the server's spelling of its last name, where
    * the two differ in case (an NFD name differing only in form keeps its form). Whether it did.
    */
-  private async takeServerCase(path: string, name: string): Promise<boolean> {
-    const from = this.local(path);
-    const here = from.slice(from.lastIndexOf(sep) + 1);
+  private async takeServerCase(serverPath: string): Promise<boolean> {
+    const from = this.local(serverPath);
+    const [here, name] = [basename(from), baseName(serverPath)];
     if (here.normalize("NFC") === name || foldKey(here) !== foldKey(name)) return false;
     const to = join(dirname(from), name);
     if (!(await lstat(from).catch(() => undefined))?.isDirectory() || (await lstat(to).catch(() => undefined))) return false;
     await rename(from, to);
-    const renamed = `${parentPath(path) === "/" ? "" : parentPath(path)}/${name}`;
-    this.respell(path, renamed, from, to);
-    this.emit({ kind: "move-local", path, to: renamed });
+    this.respell(serverPath, serverPath, from, to);
+    const spelled = (at: string) => `/${relative(this.root, at).split(sep).join("/")}`.normalize("NFC");
+    this.emit({ kind: "move-local", path: spelled(from), to: spelled(to) });
     return true;
   }
 
@@ -959,7 +964,7 @@ export class SyncAgent {
       const now = await this.client.currentVersion(folder);
       if (now?.isFolder && !now.isDeleted) {
         await this.localDir(now.path);
-        await this.takeServerCase(now.path, now.path.slice(now.path.lastIndexOf("/") + 1));
+        await this.takeServerCase(now.path);
         // Recorded as spelled here (the local folder of that key may still be spelled otherwise).
         const local = relative(this.root, this.local(now.path)).split(sep).join("/");
         this.state.setFolders([...this.state.folders, `/${local}`.normalize("NFC")]);
@@ -1144,7 +1149,7 @@ export class SyncAgent {
       });
       if (now?.isFolder) {
         ends.set(to, true);
-        await this.takeServerCase(now.path, now.path.slice(now.path.lastIndexOf("/") + 1));
+        await this.takeServerCase(now.path);
       }
       else if (!ends.has(parentPath(to))) ends.set(parentPath(to), false);
     }
@@ -1338,7 +1343,7 @@ export class SyncAgent {
         // The server's spelling is the folder's name on every device (this device's own rename of it,
         // if any, went up in the push before this).
         await this.localDir(e.path);
-        await this.takeServerCase(e.path, e.path.slice(e.path.lastIndexOf("/") + 1));
+        await this.takeServerCase(e.path);
       } else {
         await this.fetchFile(e, counts);
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { foldKey, parentPath, within } from "./paths.js";
+import { baseName, foldKey, parentPath, within } from "./paths.js";
 
 describe("remote paths as the server compares them", () => {
   it("folds case and Unicode form", () => {
@@ -17,5 +17,10 @@ describe("remote paths as the server compares them", () => {
   it("the parent of a top-level path is the root", () => {
     expect(parentPath("/a.txt")).toBe("/");
     expect(parentPath("/d/e/a.txt")).toBe("/d/e");
+  });
+
+  it("the last name of a path", () => {
+    expect(baseName("/d/e/a.txt")).toBe("a.txt");
+    expect(baseName("/D0")).toBe("D0");
   });
 });

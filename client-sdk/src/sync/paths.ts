@@ -19,3 +19,8 @@ export function parentPath(path: string): string {
   const i = path.lastIndexOf("/");
   return i <= 0 ? "/" : path.slice(0, i);
 }
+
+/** The last name of a remote path ("b.txt" of "/a/b.txt"). */
+export function baseName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}

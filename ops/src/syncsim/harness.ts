@@ -85,12 +85,12 @@ export interface SimOptions {
  *   and the shared folder (a folder the server keeps for them after a device deleted it comes back
  *   on that device).
  * Each was off until the agent passed it (see the history of this comment for the seeds).
- * VIEWER_EDITS is off again: a clean-clone CI run failed seeds 1 and 2 with it on (a viewer's
- * device kept a folder's old case after a case-only rename on the server; a viewer's write was
- * judged to have reached the shared folder), though both pass on replay and in a 62-seed sweep;
- * the cause is not found yet.
+ * VIEWER_EDITS was off for a while after CI seeds 1 and 2 failed with it on: a device kept a
+ * folder's case where the server had another (now a new or resynced folder takes the server's
+ * case), and a killed download's temporary file kept a viewer's emptied folder from going aside
+ * (now a pass removes such files).
  */
-export const SCENARIO_DEFAULTS = { leave: true, removeMember: true, viewerEdits: false, ignoredInFolders: true };
+export const SCENARIO_DEFAULTS = { leave: true, removeMember: true, viewerEdits: true, ignoredInFolders: true };
 
 export function scenarioSwitches(env: NodeJS.ProcessEnv): typeof SCENARIO_DEFAULTS {
   const on = (name: string, byDefault: boolean) => (env[`SATCHEL_SIM_${name}`] ?? (byDefault ? "on" : "off")) !== "off";
