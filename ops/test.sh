@@ -58,6 +58,25 @@ count() {
     echo 0 1
   fi
 }
+# Every failed test once more, in a few lines each, just above the last line: a long log's tail
+# then names them all (a failing simulation seed prints a hundred lines of steps).
+failures() {
+  [ -f "$1" ] && node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const root = process.cwd() + "/";
+    for (const s of r.testResults) {
+      for (const a of s.assertionResults.filter((x) => x.status === "failed")) {
+        // The first line, and the received side of a diff when there is one (the violations of a seed).
+        const lines = (a.failureMessages[0] ?? "").replace(/\x1b\[[0-9;]*m/g, "").split("\n").filter((l) => /\S/.test(l) && !/^\s*at /.test(l));
+        const received = lines.filter((l) => /^\s*\+\s+\S/.test(l) && !/^\s*\+\s+(Received|[\[\]])\s*$/.test(l));
+        const why = [lines[0]?.slice(0, 120), ...(received.length > 0 ? received : lines.slice(1, 3))].filter(Boolean).map((l) => l.trim()).join(" | ");
+        console.log(`[failed] ${s.name.replace(root, "")} > ${a.fullName}: ${why.slice(0, 600)}`);
+      }
+      if (s.status === "failed" && s.assertionResults.every((a) => a.status !== "failed")) console.log(`[failed] ${s.name.replace(root, "")}: ${(s.message ?? "").slice(0, 600)}`);
+    }
+  ' "$1"
+}
+for r in "${reports[@]}"; do failures "$r"; done
 passed=0; failed=0
 for r in "${reports[@]}"; do
   read -r p f < <(count "$r")
