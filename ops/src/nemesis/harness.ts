@@ -62,8 +62,16 @@ type Possible = (Buffer | null)[];
  */
 export class Nemesis {
   private readonly workDir: string;
-  /** Blocks destroyed beyond repair by lethal steps, across every seed run on this cluster. */
+  /** Blocks destroyed beyond repair by lethal steps, across every seed run on this cluster, and when. */
   readonly destroyed = new Set<string>();
+  private readonly destroyedAt = new Map<string, number>();
+  /**
+   * Destroyed blocks that an upload begun after their destruction holds (contents are shared, see
+   * content()): if the block was recorded lost by then, that upload sent its bytes again and healed
+   * it; if not, the upload referenced it as it was. Either outcome is right, and the checks accept
+   * both; the verifier then says which (a healed block is no longer destroyed).
+   */
+  private readonly maybeHealed = new Set<string>();
   /** Blocks of the previous seed's files, proven whole when it ended: more targets for damage. */
   private earlier: string[] = [];
   /** Removes the previous seed's files for good once the next seed has used them as targets. */
@@ -226,9 +234,14 @@ export class Nemesis {
     files.set(path, [...before, data]);
     const local = join(this.workDir, randomUUID());
     writeFileSync(local, data);
+    const started = Date.now();
     try {
       const parent = await client.currentVersion(path);
       const res = await client.uploadAs(local, path, parent?.revision ?? 0n, randomUUID(), undefined, parent?.blocks);
+      for (const b of res.file.blocks) {
+        const hex = Buffer.from(b.hash).toString("hex");
+        if (started > (this.destroyedAt.get(hex) ?? Infinity)) this.maybeHealed.add(hex);
+      }
       // A stale parent (an earlier "failed" commit that did land) keeps this upload as a conflicted
       // copy: the path itself holds what it held.
       if (res.conflict) {
@@ -259,7 +272,7 @@ export class Nemesis {
       return;
     }
     if (!file || file.isFolder) return;
-    const lost = file.blocks.filter((b) => this.destroyed.has(Buffer.from(b.hash).toString("hex")));
+    const lost = file.blocks.filter((b) => this.destroyed.has(Buffer.from(b.hash).toString("hex")) && !this.maybeHealed.has(Buffer.from(b.hash).toString("hex")));
     const parts: Buffer[] = [];
     for (const b of file.blocks) {
       try {
@@ -482,6 +495,7 @@ export class Nemesis {
       const indexes = (await this.placements(hex)).map((p) => p.index).slice(0, this.m + 1);
       if (indexes.length < this.m + 1) continue;
       this.destroyed.add(hex);
+      this.destroyedAt.set(hex, Date.now());
       report.blocksDestroyed.push(hex);
       keys.push(...indexes.map((index) => shardKey(hex, index)));
     }
@@ -622,7 +636,14 @@ export class Nemesis {
     const other = res.problems.filter((p) => p.kind !== "lost");
     for (const h of lost) if (!this.destroyed.has(h)) report.violations.push(`verifier reports block ${h} lost, but the nemesis never destroyed it`);
     for (const h of this.destroyed) {
-      if (lost.has(h) || !(await this.stillReferenced(h))) continue;
+      if (lost.has(h)) continue;
+      if (this.maybeHealed.has(h)) {
+        // Its bytes came back with an upload: whole again (the verifier says so above if it is not).
+        this.destroyed.delete(h);
+        this.maybeHealed.delete(h);
+        continue;
+      }
+      if (!(await this.stillReferenced(h))) continue;
       report.violations.push(`the nemesis destroyed block ${h}, but the verifier does not report it lost`);
     }
     for (const p of other.slice(0, 20)) {
