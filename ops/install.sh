@@ -16,6 +16,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Chromium: the console test renders Prometheus's console templates headless (playwright-core).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# Syncthing and restic: the peers `npm run bench` measures Satchel against (and its CI smoke runs).
+command -v syncthing >/dev/null 2>&1 || missing+=(syncthing)
+command -v restic >/dev/null 2>&1 || missing+=(restic)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq

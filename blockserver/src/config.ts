@@ -76,6 +76,7 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
     config.dataShards, config.parityShards,
   );
   if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (the shard map database)");
+  if (config.grantKeys.length === 0) throw new Error("SATCHEL_GRANT_KEYS is required (block grants: [{\"kid\", \"secret\"}], shared with the metaserver)");
   const width = config.dataShards + config.parityShards;
   if (config.storageNodes.length < width) {
     throw new Error(

@@ -1,4 +1,4 @@
-import { BlockGrants, createLogger, userRateLimits, type Logger, type RateLimiter } from "@satchel/proto";
+import { BlockGrants, createLogger, userRateLimits, type Logger, type RateClass, type SharedRateLimiter } from "@satchel/proto";
 import { BlockStore } from "./block-store.js";
 import { ErasureCodec } from "./codec/erasure.js";
 import type { BlockserverConfig } from "./config.js";
@@ -28,7 +28,7 @@ export interface BlockserverContext {
   /** Verifies users' block grants and issues them to uploaders. */
   grants: BlockGrants;
   /** Users' rate limits: admitted by the call pipeline, block bytes charged by the handlers. */
-  limits: RateLimiter;
+  limits: SharedRateLimiter<RateClass>;
   /** Re-reads which storage nodes an operator declared dead. */
   refreshNodeStates(): Promise<void>;
   close(): Promise<void>;
@@ -64,9 +64,10 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
     (err: Error) => logger.warn({ err: err.message }, "stale-write sweep failed"),
   ), config.gc.intervalMs) : undefined;
   staleWrites?.unref();
+  const limits = userRateLimits(config, metrics, logger);
   return {
     config, logger, metrics, index, nodes, shards, store, repairer, scrubber, collector,
-    grants: new BlockGrants(config.tokenKeys, config.blockGrantSeconds), limits: userRateLimits(config.rateLimits, metrics), refreshNodeStates: deadNodes.refresh,
+    grants: new BlockGrants(config.grantKeys, config.blockGrantSeconds), limits, refreshNodeStates: deadNodes.refresh,
     close: async () => {
       collector.stop();
       clearInterval(staleWrites);
@@ -75,6 +76,7 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
       scrubber.stop();
       nodes.stop();
       repairer.stop();
+      await limits.close();
       await index.close();
     },
   };

@@ -19,13 +19,27 @@ export function startBlockserver(ctx: BlockserverContext): Promise<RpcServer> {
     logger: ctx.logger,
     metrics: ctx.metrics,
     tls: servingTls(ctx.config.tls),
-    // Development auth: the cluster's token. Signed user and service tokens replace it with the auth work.
     rpcMetrics: ctx.config.rpcMetrics,
     auth: {
-      verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)),
+      verify: tokenVerifier(ctx.config.serviceCredentials, new AccessTokens(ctx.config.tokenKeys)),
       // Users move block bytes; only services and operators change what references them.
       serviceOnly: new Set([BlockAdminService.typeName, `${BlockService.typeName}/ReserveBlocks`, `${BlockService.typeName}/AdjustReferences`]),
+      servicePermissions: { metaserver: METASERVER_CALLS },
       limits: ctx.limits,
     },
   });
 }
+
+/**
+ * What the metaserver's credential may call here: reserving and counting references for commits,
+ * the reference reconciler, the verifier's inspection, and reading a block for a share link (it
+ * checked the link). Not scrub, repair, node states or GC: those are the operator's.
+ */
+const METASERVER_CALLS = [
+  `${BlockService.typeName}/ReserveBlocks`,
+  `${BlockService.typeName}/AdjustReferences`,
+  `${BlockService.typeName}/GetBlock`,
+  `${BlockAdminService.typeName}/InspectBlocks`,
+  `${BlockAdminService.typeName}/ListReferenceCounts`,
+  `${BlockAdminService.typeName}/SetReferenceCounts`,
+];

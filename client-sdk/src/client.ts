@@ -15,7 +15,7 @@ export interface SatchelClientOptions {
   blockserverUrl: string;
   /** PEM of the CA the services' certificates chain to; default: the file SATCHEL_TLS_CA names, else the system's roots. */
   ca?: Buffer;
-  /** A fixed token: an access token, or the service token for admin calls. */
+  /** A fixed token: an access token, or the operator's credential for admin calls. */
   token?: string;
   /** Or sign in as a user (tokens are refreshed as they expire). */
   credentials?: Credentials;

@@ -1,13 +1,15 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { beforeAll, describe, expect, inject, it } from "vitest";
-import { AccessTokens, createSatchelTransport } from "@satchel/proto";
+import { AccessTokens, createSatchelTransport, generateTokenKey } from "@satchel/proto";
 import { AuthService, type LoginResponse } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { MetaAdminService, MetaService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { createAccount, failure, type TestAccount } from "@satchel/ops";
 
-const { endpoints } = inject("cluster");
+const { endpoints, stateDir } = inject("cluster");
 
 const auth = createClient(AuthService, createSatchelTransport({ baseUrl: endpoints.metaserver }));
 const metaAs = (token?: string) => createClient(MetaService, createSatchelTransport({ baseUrl: endpoints.metaserver, token }));
@@ -174,7 +176,6 @@ describe("access tokens on every RPC", () => {
     claims = { userId: account.userId, username: account.username, deviceId: signedIn.device!.deviceId, deviceName: "laptop" };
   });
 
-  const randomKey = () => randomBytes(32).toString("base64url");
 
   const badTokens: { what: string; token: () => Promise<string | undefined>; message: RegExp }[] = [
     { what: "a missing token", token: async () => undefined, message: /missing credentials/ },
@@ -187,8 +188,20 @@ describe("access tokens on every RPC", () => {
     },
     {
       what: "a forged token (a random key under the cluster's kid)",
-      token: async () => (await new AccessTokens([{ kid: endpoints.tokenKeys[0].kid, secret: randomKey() }]).sign(claims, 600)).token,
+      token: async () => (await new AccessTokens([generateTokenKey(endpoints.tokenKeys[0].kid)]).sign(claims, 600)).token,
       message: /signature/,
+    },
+    {
+      what: "an HS256 token keyed with the cluster's public key (algorithm confusion)",
+      token: async () => {
+        const part = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
+        const now = Math.floor(Date.now() / 1000);
+        const body = `${part({ alg: "HS256", kid: endpoints.tokenKeys[0].kid })}.${part({
+          sub: String(claims.userId), name: claims.username, dev: String(claims.deviceId), dvn: "laptop", iss: "satchel", aud: "satchel", iat: now, exp: now + 600,
+        })}`;
+        return `${body}.${createHmac("sha256", Buffer.from(endpoints.tokenKeys[0].x, "base64url")).update(body).digest("base64url")}`;
+      },
+      message: /token/,
     },
     {
       what: "an unsigned token (alg none)",
@@ -213,10 +226,23 @@ describe("access tokens on every RPC", () => {
     },
     {
       what: "a token signed with an unknown kid",
-      token: async () => (await new AccessTokens([{ kid: `unknown-${randomBytes(3).toString("hex")}`, secret: randomKey() }]).sign(claims, 600)).token,
+      token: async () => (await new AccessTokens([generateTokenKey(`unknown-${randomBytes(3).toString("hex")}`)]).sign(claims, 600)).token,
       message: /unknown key/,
     },
   ];
+
+  it("only the metaserver's process holds the private token keys; the blockserver and the notifyserver hold the public ones", () => {
+    const keysOf = (name: string) => {
+      const pid = readFileSync(join(stateDir, "run", `${name}.pid`), "utf8").trim();
+      const env = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").find((v) => v.startsWith("SATCHEL_TOKEN_KEYS="));
+      return JSON.parse(env!.slice("SATCHEL_TOKEN_KEYS=".length)) as { kid: string; x: string; d?: string }[];
+    };
+    expect(keysOf("metaserver").some((k) => k.d)).toBe(true);
+    for (const name of ["blockserver", "notifyserver"]) {
+      expect(keysOf(name).map((k) => k.kid)).toEqual(endpoints.tokenKeys.map((k) => k.kid));
+      expect(keysOf(name).some((k) => "d" in k)).toBe(false);
+    }
+  });
 
   it("a token signed with the cluster's key for the same claims is accepted (so the refusals below are about the token)", async () => {
     const { token } = await new AccessTokens(endpoints.tokenKeys).sign(claims, 600);
@@ -263,7 +289,7 @@ describe("access tokens on every RPC", () => {
     for (const m of everyMethod(MetaAdminService, admin)) {
       const err = await failure(m.call());
       expect(err.code, m.name).toBe(Code.PermissionDenied);
-      expect(err.rawMessage, m.name).toMatch(/service token/);
+      expect(err.rawMessage, m.name).toMatch(/operator's credential/);
     }
     // SetQuota in particular changed nothing: the user's quota is still unlimited.
     const err = await failure(admin.setQuota({ username: account.username, quotaBytes: 1n }));

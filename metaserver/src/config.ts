@@ -2,7 +2,6 @@ import { envInt, envString, secureUrl, serviceBasics, type Env, type ServiceBasi
 
 export interface MetaserverConfig extends ServiceBasics {
   directoryUrl: string;
-  redisUrl: string;
   blockserverUrl: string;
   /** Connections per shard pool. */
   shardPoolSize: number;
@@ -43,7 +42,14 @@ export interface MetaserverConfig extends ServiceBasics {
   linksPort: number;
   /** Base URL share links are handed out with. */
   linksBaseUrl: string;
+  /** How long a link works when its maker names no expiry... */
   shareLinkTtlSeconds: number;
+  /** ...and the longest expiry a maker may name. */
+  shareLinkMaxSeconds: number;
+  /** Password hashes (sign-in, new accounts) run at once... */
+  passwordHashesAtOnce: number;
+  /** ...and sign-ins that may wait for one (beyond: RESOURCE_EXHAUSTED). */
+  passwordQueue: number;
 }
 
 export function loadConfig(env: Env = process.env): MetaserverConfig {
@@ -52,7 +58,6 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
   const config: MetaserverConfig = {
     ...basics,
     directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
-    redisUrl: secureUrl("SATCHEL_REDIS_URL", envString(env, "SATCHEL_REDIS_URL", `${basics.tls ? "rediss" : "redis"}://127.0.0.1:7330`), basics.tls),
     blockserverUrl: secureUrl("SATCHEL_BLOCKSERVER_URL", envString(env, "SATCHEL_BLOCKSERVER_URL", `${basics.tls ? "https" : "http"}://127.0.0.1:7301`), basics.tls),
     shardPoolSize: envInt(env, "SATCHEL_SHARD_POOL_SIZE", 16),
     listPageSize: envInt(env, "SATCHEL_LIST_PAGE_SIZE", 1000),
@@ -71,14 +76,22 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
     linksPort,
     linksBaseUrl: envString(env, "SATCHEL_LINKS_BASE_URL", `${basics.tls ? "https" : "http"}://${basics.host}:${linksPort}`),
     shareLinkTtlSeconds: envInt(env, "SATCHEL_SHARE_LINK_TTL_SECONDS", 7 * 86400),
+    shareLinkMaxSeconds: envInt(env, "SATCHEL_SHARE_LINK_MAX_SECONDS", 365 * 86400),
+    passwordHashesAtOnce: envInt(env, "SATCHEL_PASSWORD_HASHES_AT_ONCE", 2),
+    passwordQueue: envInt(env, "SATCHEL_PASSWORD_QUEUE", 32),
   };
   if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (the shard map database)");
+  if (!config.tokenKeys.some((k) => k.d)) throw new Error("the metaserver signs access tokens: SATCHEL_TOKEN_KEYS needs a key with its private half (\"d\")");
+  if (config.grantKeys.length === 0) throw new Error("SATCHEL_GRANT_KEYS is required (block grants: [{\"kid\", \"secret\"}], shared with the blockserver)");
   // Node timers hold at most 2^31-1 ms; a longer one would fire at once, starting a verify at boot.
   if (config.verifyIntervalSeconds < 0 || config.verifyIntervalSeconds > 2_147_483) {
     throw new Error(`SATCHEL_VERIFY_INTERVAL_SECONDS must be between 0 (off) and 2147483 (about 24 days), got ${config.verifyIntervalSeconds}`);
   }
   if (config.reconcileIntervalSeconds < 0 || config.reconcileIntervalSeconds > 2_147_483) {
     throw new Error(`SATCHEL_RECONCILE_INTERVAL_SECONDS must be between 0 (off) and 2147483 (about 24 days), got ${config.reconcileIntervalSeconds}`);
+  }
+  if (!(config.shareLinkTtlSeconds >= 1 && config.shareLinkTtlSeconds <= config.shareLinkMaxSeconds)) {
+    throw new Error(`SATCHEL_SHARE_LINK_TTL_SECONDS (${config.shareLinkTtlSeconds}) must be between 1 and SATCHEL_SHARE_LINK_MAX_SECONDS (${config.shareLinkMaxSeconds})`);
   }
   return config;
 }

@@ -1,6 +1,7 @@
 import { createClient, type Client } from "@connectrpc/connect";
-import { AccessTokens, BlockGrants, createLogger, createSatchelTransport, ServiceMetrics, userRateLimits, type Logger, type RateLimiter } from "@satchel/proto";
+import { AccessTokens, BlockGrants, createLogger, createSatchelTransport, ServiceMetrics, linkKeysOf, userRateLimits, type Logger, type RateClass, type SharedRateLimiter, type SigningKey } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
+import { PasswordQueue } from "./auth/password-queue.js";
 import type { MetaserverConfig } from "./config.js";
 import { createMetaMetrics, type MetaMetrics } from "./metrics.js";
 import { CursorWatcher } from "./journal/cursor-watch.js";
@@ -39,8 +40,12 @@ export interface MetaserverContext {
   accessTokens: AccessTokens;
   /** Issues the block grants of every block list shown to a user, and checks those a commit brings. */
   grants: BlockGrants;
-  /** Users' rate limits (metadata reads, commits). */
-  limits: RateLimiter;
+  /** The share links' HMAC keys (from the token keys' private halves: see linkKeysOf). */
+  linkKeys: SigningKey[];
+  /** Password hashing, bounded (see password-queue.ts). */
+  passwords: PasswordQueue;
+  /** Rate limits, shared through Redis: users' metadata reads and commits, sign-in per address and account, the link gateway. */
+  limits: SharedRateLimiter<RateClass>;
   blocks: Client<typeof BlockService>;
   blockAdmin: Client<typeof BlockAdminService>;
   publisher: CommitPublisher;
@@ -85,10 +90,13 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   if (config.pruneIntervalSeconds > 0) retention.start(config.pruneIntervalSeconds * 1000);
   const verifier = new Verifier(new VersionReads(shards), blockAdmin, logger, metaMetrics.verify);
   if (config.verifyIntervalSeconds > 0) verifier.start(config.verifyIntervalSeconds * 1000);
+  const limits = userRateLimits(config, metrics, logger);
   return {
     config, logger, metrics, metaMetrics, shards, namespaces, placement, files, journal, txns, quotas, accessTokens: new AccessTokens(config.tokenKeys),
-    grants: new BlockGrants(config.tokenKeys, config.blockGrantSeconds),
-    limits: userRateLimits(config.rateLimits, metrics),
+    grants: new BlockGrants(config.grantKeys, config.blockGrantSeconds),
+    limits,
+    passwords: new PasswordQueue(config.passwordHashesAtOnce, config.passwordQueue),
+    linkKeys: linkKeysOf(config.tokenKeys),
     blocks, blockAdmin, publisher, cursors, relay, outbox, reconciler, retention, verifier,
     close: async () => {
       stopProbe();
@@ -98,6 +106,7 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
       reconciler.stop();
       cursors.close();
       await publisher.close();
+      await limits.close();
       await shards.close();
     },
   };

@@ -25,9 +25,11 @@ export async function startMetaserver(ctx: MetaserverContext): Promise<RpcServer
     metrics: ctx.metrics,
     tls: servingTls(ctx.config.tls),
     auth: {
-      verify: tokenVerifier(ctx.config.serviceToken, ctx.accessTokens),
+      verify: tokenVerifier(ctx.config.serviceCredentials, ctx.accessTokens),
       publicMethods: new Set(PUBLIC_AUTH_METHODS),
       serviceOnly: new Set([MetaAdminService.typeName]),
+      // The notifyserver asks who may watch what; no other service calls the metaserver.
+      servicePermissions: { notifyserver: [`${MetaAdminService.typeName}/ListMemberships`] },
       limits: ctx.limits,
     },
   });

@@ -4,9 +4,9 @@ import { describe, expect, inject, it } from "vitest";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { MetaService, Operation, Role, type BlockRef } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
-import { createAccount, httpGet, signIn, type TestAccount } from "@satchel/ops";
+import { createAccount, httpGet, MetaserverProcesses, signIn, type TestAccount } from "@satchel/ops";
 
-const { endpoints } = inject("cluster");
+const { endpoints, stateDir } = inject("cluster");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -273,4 +273,143 @@ describe("share links", () => {
     await sleep(2_100);
     expect((await fetchBytes(brief.url)).status).toBe(410);
   });
+});
+
+describe("share links end with their creator's access", () => {
+  /** An owner with a shared folder holding one file, an editor and a viewer of it. */
+  async function team(name: string) {
+    const [owner, editor, viewer] = await Promise.all(["o", "e", "v"].map(async (r) => deviceOf(await createAccount(endpoints, `${name}${r}`))));
+    const data = randomBytes(4_000);
+    await upload(owner, `/${name}/plan.bin`, data);
+    await owner.meta.shareFolder({ path: `/${name}`, username: editor.account.username, role: Role.EDITOR });
+    await owner.meta.shareFolder({ path: `/${name}`, username: viewer.account.username, role: Role.VIEWER });
+    return { owner, editor, viewer, data, folder: `/${name}`, file: `/${name}/plan.bin` };
+  }
+  const statusOf = async (url: string) => (await fetchBytes(url)).status;
+  /** The gateway sees a membership's end within the metaserver's two-second mount cache. */
+  const ends = async (url: string) => {
+    const deadline = Date.now() + 5_000;
+    while ((await statusOf(url)) === 200 && Date.now() < deadline) await sleep(250);
+    return statusOf(url);
+  };
+
+  it("owners and editors may make links; a viewer only where the owner allows; an expiry past the server's maximum is refused", async () => {
+    const t = await team("linkrole");
+    expect(await statusOf((await t.owner.meta.createShareLink({ path: t.file })).url)).toBe(200);
+    expect(await statusOf((await t.editor.meta.createShareLink({ path: t.file })).url)).toBe(200);
+    expect(await codeOf(t.viewer.meta.createShareLink({ path: t.file }))).toBe("PermissionDenied");
+    expect((await t.owner.meta.listMembers({ path: t.folder })).viewersMayCreateLinks).toBe(false);
+    // Only the owner decides.
+    expect(await codeOf(t.editor.meta.setLinkPolicy({ path: t.folder, viewersMayCreateLinks: true }))).toBe("PermissionDenied");
+    expect(await codeOf(t.viewer.meta.setLinkPolicy({ path: t.folder, viewersMayCreateLinks: true }))).toBe("PermissionDenied");
+    await t.owner.meta.setLinkPolicy({ path: t.folder, viewersMayCreateLinks: true });
+    const byViewer = await t.viewer.meta.createShareLink({ path: t.file });
+    expect(await statusOf(byViewer.url)).toBe(200);
+    // Turned off again: the viewer's link ends, and no new one is made.
+    await t.owner.meta.setLinkPolicy({ path: t.folder, viewersMayCreateLinks: false });
+    expect(await statusOf(byViewer.url)).toBe(410);
+    expect(await codeOf(t.viewer.meta.createShareLink({ path: t.file }))).toBe("PermissionDenied");
+
+    // The default and the maximum (365 days unless configured).
+    const plain = await t.owner.meta.createShareLink({ path: t.file });
+    const days = (Number(plain.expireTime!.seconds) * 1000 - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(6.9);
+    expect(days).toBeLessThan(7.1);
+    const century = await t.owner.meta.createShareLink({ path: t.file, expiresInSeconds: 4_000_000_000 }).catch((e) => ConnectError.from(e));
+    expect(century).toBeInstanceOf(ConnectError);
+    expect((century as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((century as ConnectError).rawMessage).toMatch(/at most 31536000/);
+    expect(await statusOf((await t.owner.meta.createShareLink({ path: t.file, expiresInSeconds: 365 * 86400 })).url)).toBe(200);
+  });
+
+  it("a member's link stops working when the member is removed or leaves; the owner's links go on", async () => {
+    const t = await team("linkend");
+    await t.owner.meta.setLinkPolicy({ path: t.folder, viewersMayCreateLinks: true });
+    const [byOwner, byEditor, byViewer] = await Promise.all([t.owner, t.editor, t.viewer].map((d) => d.meta.createShareLink({ path: t.file })));
+    const folderLink = await t.editor.meta.createShareLink({ path: t.folder });
+    for (const l of [byOwner, byEditor, byViewer, folderLink]) expect(await statusOf(l.url)).toBe(200);
+    await t.owner.meta.unshare({ path: t.folder, username: t.editor.account.username });
+    expect(await ends(byEditor.url)).toBe(410);
+    expect(await ends(folderLink.url)).toBe(410);
+    expect((await fetchBytes(`${folderLink.url}/plan.bin`)).status).toBe(410);
+    await t.viewer.meta.leaveSharedFolder({ path: t.folder });
+    expect(await ends(byViewer.url)).toBe(410);
+    const got = await fetchBytes(byOwner.url);
+    expect(got.status).toBe(200);
+    expect(got.body.equals(t.data)).toBe(true);
+    // Moved out of the linked path's reach: the link finds nothing there.
+    await t.owner.meta.move({ fromPath: t.file, toPath: `${t.folder}/moved.bin` });
+    expect(await statusOf(byOwner.url)).toBe(404);
+  });
+
+  it("owners and editors list a path's links, see whether each works, and revoke any; viewers and others cannot", async () => {
+    const t = await team("linklist");
+    await t.owner.meta.setLinkPolicy({ path: t.folder, viewersMayCreateLinks: true });
+    const byEditor = await t.editor.meta.createShareLink({ path: t.file });
+    const byViewer = await t.viewer.meta.createShareLink({ path: t.file });
+    const onFolder = await t.owner.meta.createShareLink({ path: t.folder });
+    const listed = await t.owner.meta.listShareLinks({ path: t.file });
+    expect(listed.links.map((l) => l.linkId).sort()).toEqual([byEditor.linkId, byViewer.linkId].sort());
+    expect(listed.links.every((l) => l.path === t.file && l.works && l.url === "")).toBe(true);
+    expect(listed.links.find((l) => l.linkId === byEditor.linkId)!.createdBy).toBe(t.editor.account.username);
+    const all = await t.editor.meta.listShareLinks({ path: t.folder, recursive: true });
+    expect(all.links.map((l) => l.linkId).sort()).toEqual([byEditor.linkId, byViewer.linkId, onFolder.linkId].sort());
+    // One's own links carry their URL.
+    expect(all.links.find((l) => l.linkId === byEditor.linkId)!.url).toBe(byEditor.url);
+    expect(await codeOf(t.viewer.meta.listShareLinks({ path: t.file }))).toBe("PermissionDenied");
+    const stranger = await deviceOf(await createAccount(endpoints, "linkstranger"));
+    expect(await codeOf(stranger.meta.listShareLinks({ path: t.file }))).toBe("NotFound");
+    // Nobody outside revokes: not a stranger, not a viewer (someone else's link).
+    expect(await codeOf(stranger.meta.revokeShareLink({ linkId: byEditor.linkId }))).toBe("NotFound");
+    expect(await codeOf(t.viewer.meta.revokeShareLink({ linkId: byEditor.linkId }))).toBe("NotFound");
+    // The owner revokes the editor's link; the editor revokes the viewer's.
+    await t.owner.meta.revokeShareLink({ linkId: byEditor.linkId });
+    await t.editor.meta.revokeShareLink({ linkId: byViewer.linkId });
+    expect(await statusOf(byEditor.url)).toBe(410);
+    expect(await statusOf(byViewer.url)).toBe(410);
+    expect((await t.owner.meta.listShareLinks({ path: t.folder, recursive: true })).links.map((l) => l.linkId)).toEqual([onFolder.linkId]);
+    // A link whose creator lost access is listed as ended, with the reason.
+    const again = await t.editor.meta.createShareLink({ path: t.file });
+    await t.owner.meta.unshare({ path: t.folder, username: t.editor.account.username });
+    await ends(again.url);
+    const ended = (await t.owner.meta.listShareLinks({ path: t.file })).links.find((l) => l.linkId === again.linkId)!;
+    expect(ended).toMatchObject({ works: false, endedBecause: expect.stringMatching(/no longer has access/) });
+  });
+
+  it("the gateway limits requests per client address: a flood from one gets 429 with Retry-After, others are served", async () => {
+    // A metaserver of its own with a tight link limit (10, then 2 a second): a loaded machine cannot
+    // serve links slowly enough to stay under it. Its links point at its own gateway.
+    const extra = new MetaserverProcesses(endpoints, stateDir);
+    const tight = await extra.start("metaserver-link-limit", 113, { SATCHEL_RATE_LIMITS: JSON.stringify({ links: { perSecond: 2, burst: 10 } }) });
+    try {
+      await flood(tight.url);
+    } finally {
+      await extra.stopAll();
+    }
+  });
+
+  async function flood(metaserverUrl: string) {
+    const account = await createAccount(endpoints, "linkflood");
+    const owner = { ...(await deviceOf(account)) };
+    owner.meta = createClient(MetaService, createSatchelTransport({ baseUrl: metaserverUrl, token: await signIn(endpoints, account, "flood") }));
+    await upload(owner, "/tiny.bin", randomBytes(100));
+    const link = await owner.meta.createShareLink({ path: "/tiny.bin" });
+    // From 127.0.0.2: another client address on loopback, so other tests' requests keep their own budget.
+    const statuses: number[] = [];
+    let retryAfter: string | undefined;
+    await Promise.all(Array.from({ length: 5 }, async () => {
+      for (let i = 0; i < 12; i++) {
+        const r = await httpGet(link.url, undefined, 15_000, "127.0.0.2");
+        statuses.push(r.status);
+        if (r.status === 429) retryAfter ??= String(r.headers["retry-after"]);
+      }
+    }));
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(10);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
+    expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
+    // Another address is served meanwhile.
+    expect((await fetchBytes(link.url)).status).toBe(200);
+    await sleep(Number(retryAfter) * 1000);
+    expect((await httpGet(link.url, undefined, 15_000, "127.0.0.2")).status).toBe(200);
+  }
 });

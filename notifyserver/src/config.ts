@@ -1,9 +1,10 @@
 import { envInt, envString, secureUrl, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
 
 export interface NotifyserverConfig extends ServiceBasics {
-  redisUrl: string;
-  /** The directory database: which namespaces each user may watch. */
-  directoryUrl: string;
+  /** The metaserver, which says which namespaces each user may watch (MetaAdminService.ListMemberships). */
+  metaserverUrl: string;
+  /** How often open streams' memberships are checked again (an ended one is also announced at once through Redis). */
+  membershipRecheckSeconds: number;
   heartbeatSeconds: number;
   /** Open streams and long polls one user may hold on this server. */
   maxStreamsPerUser: number;
@@ -19,14 +20,13 @@ export function loadConfig(env: Env = process.env): NotifyserverConfig {
   const basics = serviceBasics(env, "notifyserver", 7302);
   const config: NotifyserverConfig = {
     ...basics,
-    redisUrl: secureUrl("SATCHEL_REDIS_URL", envString(env, "SATCHEL_REDIS_URL", `${basics.tls ? "rediss" : "redis"}://127.0.0.1:7330`), basics.tls),
-    directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
+    metaserverUrl: secureUrl("SATCHEL_METASERVER_URL", envString(env, "SATCHEL_METASERVER_URL", `${basics.tls ? "https" : "http"}://127.0.0.1:7300`), basics.tls),
+    membershipRecheckSeconds: envInt(env, "SATCHEL_NOTIFY_MEMBERSHIP_RECHECK_SECONDS", 30),
     heartbeatSeconds: envInt(env, "SATCHEL_HEARTBEAT_SECONDS", 15),
     maxStreamsPerUser: envInt(env, "SATCHEL_NOTIFY_MAX_STREAMS_PER_USER", 32),
     maxStreams: envInt(env, "SATCHEL_NOTIFY_MAX_STREAMS", 20_000),
     pollTimeoutSeconds: envInt(env, "SATCHEL_NOTIFY_POLL_TIMEOUT_SECONDS", 30),
     drainSpreadMs: envInt(env, "SATCHEL_NOTIFY_DRAIN_SPREAD_MS", 5000),
   };
-  if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (which namespaces each user may watch)");
   return config;
 }

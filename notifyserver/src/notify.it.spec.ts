@@ -494,6 +494,30 @@ describe("notifyserver", () => {
     expect(await again.reaches(root, next.cursor, 3000)).toEqual({ namespaceId: root, cursor: next.cursor });
   });
 
+  it("a removed member's streams stop hearing of the folder within seconds (the metaserver announces it), on every notifyserver", async () => {
+    const [ownerAccount, memberAccount] = await Promise.all([createAccount(endpoints, "notify-owner"), createAccount(endpoints, "notify-removed")]);
+    const [owner, member] = await Promise.all([deviceOf(endpoints, ownerAccount, "laptop"), deviceOf(endpoints, memberAccount, "laptop")]);
+    await owner.meta.createFolder({ path: "/Crew" });
+    const { namespaceId: crew } = await owner.meta.shareFolder({ path: "/Crew", username: memberAccount.username, role: Role.EDITOR });
+    // One stream naming the folder, one watching the whole tree, on two notifyservers.
+    const named = subscribe(notifyClient(endpoints.notifyserver, member.token), { namespaceIds: [crew] });
+    const whole = subscribe(notifyClient(fast.url, member.token));
+    await Promise.all([named.opened(), whole.opened()]);
+    const before = await commitEmpty(owner, "/Crew");
+    await Promise.all([named.reaches(crew, before.cursor), whole.reaches(crew, before.cursor)]);
+    await owner.meta.unshare({ path: "/Crew", username: memberAccount.username });
+    await sleep(1500);
+    const after = await commitEmpty(owner, "/Crew");
+    // The owner's own stream hears it: the commit was published.
+    const ownerStream = subscribe(notifyClient(endpoints.notifyserver, owner.token), { namespaceIds: [crew] });
+    await ownerStream.reaches(crew, after.cursor);
+    await sleep(1000);
+    expect(named.advances(crew).some((a) => a.cursor >= after.cursor)).toBe(false);
+    expect(whole.advances(crew).some((a) => a.cursor >= after.cursor)).toBe(false);
+    // And a new stream or poll is refused it.
+    expect(await codeOf(firstEvent(notifyClient(endpoints.notifyserver, member.token).subscribe({ namespaceIds: [crew] })))).toBe("PermissionDenied");
+  });
+
   it("an idle stream hears a heartbeat about every interval", async () => {
     const account = await createAccount(endpoints, "notify-idle");
     const notify = notifyClient(fast.url, await signIn(endpoints, account, "laptop"));

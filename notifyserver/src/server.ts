@@ -21,7 +21,8 @@ export async function startNotifyserver(ctx: NotifyserverContext): Promise<RpcSe
     metrics: ctx.metrics,
     drainMs: DRAIN_MS,
     tls: servingTls(ctx.config.tls),
-    auth: { verify: tokenVerifier(ctx.config.serviceToken, new AccessTokens(ctx.config.tokenKeys)), limits: ctx.rateLimits },
+    // No other service calls the notifyserver (the metaserver reaches it through Redis): only users and the operator.
+    auth: { verify: tokenVerifier(ctx.config.serviceCredentials, new AccessTokens(ctx.config.tokenKeys)), limits: ctx.rateLimits, servicePermissions: {} },
   });
   return server;
 }

@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   notifyserver  ${e.notifyserver}   (metrics ${e.metrics.notifyserver})
   MinIO nodes   ${e.storageNodes.map((n) => n.endpoint).join(" ")}
   dev account   ${e.devUser.username} (password in ${stateFile})
-  service token ${e.serviceToken.slice(0, 8)}… (admin commands; in the same file)
+  operator      ${e.serviceToken.slice(0, 8)}… (the operator's credential, for admin commands; in the same file)
   endpoints     ${stateFile}
   TLS           ${e.ca ? `on every hop; CA ${e.ca} (buf curl --cacert, SATCHEL_TLS_CA)` : "OFF (SATCHEL_PLAINTEXT=on: local development only)"}
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { envInt, envString, type Env } from "@satchel/proto";
+import { envInt, envString, generateTokenKey, type Env } from "@satchel/proto";
 
 /** The pinned MinIO server, built from source by `go install` (MinIO's own documented install). */
 export const MINIO_MODULE = "github.com/minio/minio";
@@ -34,7 +34,19 @@ export interface ClusterConfig {
    * only with SATCHEL_PLAINTEXT=on (local development).
    */
   tls: boolean;
+  /** SATCHEL_RATE_LIMITS for every service of the cluster (JSON; see proto's rate-limits.ts), or the services' defaults. */
+  rateLimits?: string;
 }
+
+/**
+ * The sign-in limits of test and simulation clusters: their suites sign in and create accounts
+ * from 127.0.0.1 hundreds of times a minute, far past what one client address is allowed. The
+ * tests of those limits start a metaserver of their own with the defaults (the share-link gateway
+ * keeps its default: its test floods from another address).
+ */
+export const BUSY_CLIENT_LIMITS = JSON.stringify({
+  signin: { perSecond: 1000, burst: 5000 }, signup: { perSecond: 1000, burst: 5000 }, failedSignins: { perSecond: 1000, burst: 5000 },
+});
 
 /** Ports a cluster may use above its base: its own (see ports) and the test harnesses' extra services. */
 export const PORT_SPAN = 140;
@@ -75,6 +87,7 @@ export function loadClusterConfig(env: Env = process.env): ClusterConfig {
     minioBinary: envString(env, "SATCHEL_MINIO_BIN", join(cacheHome, "satchel", "minio", MINIO_VERSION, "minio")),
     logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
     tls: plaintextSetting(env) === "off",
+    rateLimits: env.SATCHEL_RATE_LIMITS || undefined,
   };
 }
 
@@ -103,9 +116,16 @@ export const ports = (c: ClusterConfig) => ({
 /** Credentials generated once per state directory and reused by every later start. */
 export interface ClusterSecrets {
   mysqlPassword: string;
+  /** The password of Redis's one user (see cluster/redis.ts). */
+  redisPassword: string;
+  /** The operator's credential (admin tools, tests): it may call every method of every service. */
   serviceToken: string;
-  /** Access-token signing keys, newest first (rotate by adding one in front). */
-  tokenKeys: { kid: string; secret: string }[];
+  /** Each service's own credential, which it calls the others with (see proto's service-identity.ts). */
+  serviceCredentials: Record<"metaserver" | "blockserver" | "notifyserver", string>;
+  /** Access-token keys (Ed25519, with private halves), newest first (rotate by adding one in front). */
+  accessKeys: { kid: string; x: string; d: string }[];
+  /** Block-grant keys (HMAC), newest first. */
+  grantKeys: { kid: string; secret: string }[];
   /** The development account created on every start. */
   devUser: { username: string; password: string };
   minio: { accessKey: string; secretKey: string }[];
@@ -116,8 +136,11 @@ export function loadOrCreateSecrets(c: ClusterConfig): ClusterSecrets {
   const secret = () => randomBytes(18).toString("base64url");
   const fresh = (): ClusterSecrets => ({
     mysqlPassword: secret(),
+    redisPassword: secret(),
     serviceToken: `svc-${secret()}`,
-    tokenKeys: [{ kid: `k-${Date.now().toString(36)}`, secret: randomBytes(32).toString("base64url") }],
+    serviceCredentials: { metaserver: `svc-meta-${secret()}`, blockserver: `svc-block-${secret()}`, notifyserver: `svc-notify-${secret()}` },
+    accessKeys: [generateTokenKey(`k-${Date.now().toString(36)}`)],
+    grantKeys: [{ kid: `g-${Date.now().toString(36)}`, secret: randomBytes(32).toString("base64url") }],
     devUser: { username: "dev", password: secret() },
     minio: Array.from({ length: c.minioNodes }, (_, i) => ({ accessKey: `satchel-node-${i}`, secretKey: secret() })),
   });
@@ -126,6 +149,8 @@ export function loadOrCreateSecrets(c: ClusterConfig): ClusterSecrets {
     // Keep what an existing state directory was made with; add only what is new.
     const stored = JSON.parse(readFileSync(file, "utf8")) as Partial<ClusterSecrets>;
     if ((stored.minio?.length ?? 0) >= c.minioNodes) secrets = { ...secrets, ...stored };
+    // The HMAC access-token keys of earlier releases: tokens are Ed25519 now (accessKeys).
+    delete (secrets as Partial<ClusterSecrets> & { tokenKeys?: unknown }).tokenKeys;
   }
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });

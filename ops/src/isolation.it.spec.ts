@@ -87,7 +87,7 @@ describe("a block is readable only by someone who may read a file that holds it"
   });
 
   it("an expired grant is refused; the SDK fetches fresh grants (checking access again) and downloads", async () => {
-    const grants = new BlockGrants(endpoints.tokenKeys, 300);
+    const grants = new BlockGrants(endpoints.grantKeys, 300);
     const { file } = await a.meta.getFileMetadata({ path: aFile.path });
     // A grant as the metaserver would have issued it a while ago (the test knows the cluster's keys).
     const lapsed = (hash: Uint8Array) => grants.issue(alice.userId.toString(), hash, Math.floor(Date.now() / 1000) - 1);
@@ -173,5 +173,29 @@ describe("shared folders", () => {
     expect((await readBack(b, shared.blocks)).equals(data)).toBe(true);
     await a.meta.unshare({ path: "/Team", username: bob.username });
     expect(["PermissionDenied", "NotFound"]).toContain((await outcome(b.meta.getFileMetadata({ path: "/Team/plan.bin", revision: shared.revision }))).code);
+  });
+
+  it("a removed member cannot renew its grants: HasBlocks hands a grant back unchanged, and access ends when it expires", async () => {
+    const data = randomBytes(30_000);
+    const blocks = await storeBlocks(a, data);
+    await a.meta.createFolder({ path: "/Crew" });
+    await a.meta.commitFile({ path: "/Crew/roster.bin", blocks, size: BigInt(data.length) });
+    await a.meta.shareFolder({ path: "/Crew", username: bob.username, role: Role.EDITOR });
+    const hash = (await b.meta.getFileMetadata({ path: "/Crew/roster.bin" })).file!.blocks[0].hash;
+    // A grant as a metaserver with a 3-second grant lifetime issues it (the test knows the cluster's keys).
+    let grant = new BlockGrants(endpoints.grantKeys, 3).issue(bob.userId.toString(), hash);
+    await a.meta.unshare({ path: "/Crew", username: bob.username });
+    // Bob keeps asking the blockserver, with the newest grant it has, until well past the expiry.
+    const until = Date.now() + 4500;
+    while (Date.now() < until) {
+      const res = await b.blocks.hasBlocks({ hashes: [hash], grants: [grant] });
+      if (res.present[0]) {
+        expect(Buffer.from(res.grants[0]).equals(Buffer.from(grant))).toBe(true);
+        grant = res.grants[0];
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(await outcome(b.blocks.getBlock({ hash, grant }))).toMatchObject({ code: "PermissionDenied", message: expect.stringMatching(/expired/) });
+    expect((await b.blocks.hasBlocks({ hashes: [hash], grants: [grant] })).present).toEqual([false]);
   });
 });

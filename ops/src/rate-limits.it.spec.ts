@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { RETRY_AFTER_HEADER } from "@satchel/proto";
+import { RETRY_AFTER_HEADER, SharedRateLimiter } from "@satchel/proto";
 import { MetaService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { SatchelClient } from "@satchel/client-sdk";
 import { caOf, createAccount, MetaserverProcesses, signIn, type ServiceProcess } from "./index.js";
@@ -63,5 +63,45 @@ describe("per-user rate limits", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
     const listed = await sdk.list("/paced");
     expect(listed.length).toBe(15);
+  });
+});
+
+describe("limits shared through Redis", () => {
+  const limits = { calls: { perSecond: 1, burst: 5 } };
+  const shared = (redisUrl = endpoints.redisUrl, onFallback?: (local: boolean) => void) =>
+    new SharedRateLimiter({ redisUrl, tls: { ca: caOf(endpoints) }, limits, prefix: `test:${randomBytes(4).toString("hex")}`, onFallback });
+
+  it("two processes' limiters draw on one bucket per key; a charge puts it in debt", async () => {
+    const prefix = `test:${randomBytes(4).toString("hex")}`;
+    const [one, two] = [0, 1].map(() => new SharedRateLimiter({ redisUrl: endpoints.redisUrl, tls: { ca: caOf(endpoints) }, limits, prefix }));
+    try {
+      const waits: number[] = [];
+      for (let i = 0; i < 10; i++) waits.push(await (i % 2 ? two : one).take("k", "calls", 1));
+      expect(waits.filter((w) => w === 0).length).toBe(5);
+      expect(waits.slice(5).every((w) => w > 0 && w <= 1000)).toBe(true);
+      // Another key has its own bucket.
+      expect(await two.take("other", "calls", 1)).toBe(0);
+      await one.charge("other", "calls", 10);
+      // 4 left, 10 charged: 6 in debt, 7 seconds from holding one again.
+      const wait = await two.take("other", "calls", 1);
+      expect(wait).toBeGreaterThan(6000);
+      expect(wait).toBeLessThanOrEqual(7000);
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+    }
+  });
+
+  it("while Redis does not answer, each process enforces the limits with buckets of its own, and says so", async () => {
+    const switched: boolean[] = [];
+    // A port nothing listens on.
+    const alone = shared("rediss://127.0.0.1:1", (local) => switched.push(local));
+    try {
+      const waits: number[] = [];
+      for (let i = 0; i < 7; i++) waits.push(await alone.take("k", "calls", 1));
+      expect(waits.filter((w) => w === 0).length).toBe(5);
+      expect(switched).toEqual([true]);
+    } finally {
+      await alone.close();
+    }
   });
 });

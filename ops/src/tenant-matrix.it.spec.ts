@@ -116,6 +116,8 @@ function matrix(): Map<DescService, Record<string, Row>> {
       ListMembers: { theirs: () => m.listMembers({ path: "/Team" }), never: () => m.listMembers({ path: "/Never" }), ids: ["/Team", "/Never"] },
       CreateShareLink: { ...refusedPath((path) => m.createShareLink({ path })), ids: [A.path, "/never/was.bin"] },
       RevokeShareLink: { theirs: () => m.revokeShareLink({ linkId: A.link }), never: () => m.revokeShareLink({ linkId: NEVER }), ids: ns(A.link) },
+      ListShareLinks: { ...refusedPath((path) => m.listShareLinks({ path })), ids: [A.path, "/never/was.bin"] },
+      SetLinkPolicy: { theirs: () => m.setLinkPolicy({ path: "/Team", viewersMayCreateLinks: true }), never: () => m.setLinkPolicy({ path: "/Never", viewersMayCreateLinks: true }), ids: ["/Team", "/Never"] },
       GetSpaceUsage: { own: async () => expect((await m.getSpaceUsage({})).usedBytes).toBe(0n) },
     }],
     [AuthService, {

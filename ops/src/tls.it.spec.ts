@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
+import { connect as tlsConnect } from "node:tls";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Redis } from "ioredis";
@@ -84,6 +85,32 @@ describe("TLS on every hop", () => {
     try {
       await redis.connect();
       expect(await redis.ping()).toBe("PONG");
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it("Redis lets in only its one user, with the password from the state directory, and not to administer it", async () => {
+    const url = new URL(endpoints.redisUrl);
+    expect(url.username).toBe("satchel");
+    expect(url.password.length).toBeGreaterThanOrEqual(16);
+    // What a client without the password is told, on the wire.
+    const said = (command: string) => new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host: url.hostname, port: Number(url.port), ca, servername: url.hostname }, () => socket.write(command));
+      socket.once("data", (d) => (socket.destroy(), resolve(d.toString("latin1"))));
+      socket.on("error", (e) => resolve(e.message));
+    });
+    expect(await said("PING\r\n")).toMatch(/^-NOAUTH/);
+    expect(await said("AUTH default anything\r\n")).toMatch(/^-WRONGPASS/);
+    expect(await said("AUTH satchel not-the-password\r\n")).toMatch(/^-WRONGPASS/);
+    const redis = new Redis(endpoints.redisUrl, { ...redisTls(endpoints.redisUrl, { ca }), maxRetriesPerRequest: 1, lazyConnect: true });
+    try {
+      await redis.connect();
+      expect(await redis.ping()).toBe("PONG");
+      for (const admin of [() => redis.config("GET", "requirepass"), () => redis.flushall(), () => redis.keys("*"), () => redis.call("ACL", "LIST")]) {
+        expect(await admin().then(() => "ran", (e: Error) => e.message)).toMatch(/NOPERM/);
+      }
+      expect(await redis.call("CONFIG", "GET", "protected-mode").catch(() => "refused")).toBe("refused");
     } finally {
       redis.disconnect();
     }

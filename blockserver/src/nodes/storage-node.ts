@@ -43,8 +43,14 @@ export class StorageNode {
   private readonly client: Minio.Client;
   readonly name: string;
   readonly bucket: string;
-  /** False after a connection failure, until a health probe answers again. */
+  /**
+   * False after a connection failure, until a health probe answers again. A request that only
+   * timed out does not count against a node that answered other requests meanwhile: it is busy
+   * (a burst of shard writes on a loaded machine), not down.
+   */
   healthy = true;
+  /** When the node last served an object or confirmed one absent (performance.now()). */
+  private lastAnswer = -Infinity;
   /**
    * Idle sockets are dropped after 20 s, before MinIO's own idle timeout (30 s) closes them under
    * a request; the race that remains is retried once (see `again`).
@@ -95,7 +101,10 @@ export class StorageNode {
         const body: Buffer[] = [];
         res.on("data", (c: Buffer) => void (body.length < 8 && body.push(c)));
         res.on("end", () => {
-          if (res.statusCode === 200) return resolve();
+          if (res.statusCode === 200) {
+            this.answered();
+            return resolve();
+          }
           const code = /<Code>([^<]+)<\/Code>/.exec(Buffer.concat(body).toString("utf8"))?.[1] ?? "";
           reject(new Error(`${this.name}: PUT ${key} answered HTTP ${res.statusCode} ${code}`));
         });
@@ -124,6 +133,7 @@ export class StorageNode {
     return new Promise<Buffer>((resolve, reject) => {
       const req = this.request(url, { agent: this.agent }, (res) => {
         if (res.statusCode === 404) {
+          this.answered();
           res.resume();
           reject(new ShardMissingError(this.name, key));
           return;
@@ -153,6 +163,7 @@ export class StorageNode {
           offset += chunk.length;
         });
         res.on("end", () => {
+          this.answered();
           if (body && offset === body.length && chunks.length === 0) resolve(body);
           else if (body && offset !== body.length) reject(new ShardUnreadableError(this.name, key, `the body ended after ${offset} of ${body.length} bytes`));
           else resolve(Buffer.concat(chunks));
@@ -195,8 +206,12 @@ export class StorageNode {
       this.healthy = true;
       return "up";
     } catch (err) {
-      this.healthy = err instanceof ShardMissingError;
-      return this.healthy ? "new-disk" : "down";
+      if (err instanceof ShardMissingError) {
+        this.healthy = true;
+        return "new-disk";
+      }
+      // withTimeout kept a busy node healthy (it answered other requests while the probe waited).
+      return this.healthy ? "up" : "down";
     }
   }
 
@@ -208,22 +223,36 @@ export class StorageNode {
     await this.put(IDENTITY_KEY, [Buffer.from(JSON.stringify({ id: randomUUID(), since: new Date().toISOString() }))]);
   }
 
+  private answered(): void {
+    this.lastAnswer = performance.now();
+  }
+
+  /**
+   * Races an exchange against its timeout. The timeout takes effect only after the I/O that is
+   * already waiting has been read (setImmediate runs after the poll phase): when this process's
+   * event loop was held up past the timeout, an answer that arrived meanwhile still counts.
+   */
   private async withTimeout<T>(what: string, work: Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
+    const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${this.name}: ${what} timed out after ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(() => setImmediate(() => reject(new TimeoutError(`${this.name}: ${what} timed out after ${timeoutMs} ms`))), timeoutMs);
     });
     work.catch(() => undefined);
     try {
       return await Promise.race([work, timeout]);
     } catch (err) {
-      if (!(err instanceof ShardMissingError) && !(err instanceof ShardUnreadableError) && isConnectionFailure(err)) this.healthy = false;
+      const busy = err instanceof TimeoutError && this.lastAnswer >= started;
+      if (!busy && !(err instanceof ShardMissingError) && !(err instanceof ShardUnreadableError) && isConnectionFailure(err)) this.healthy = false;
       throw err;
     } finally {
       clearTimeout(timer);
     }
   }
 }
+
+/** An exchange with a node that did not finish within its time. */
+class TimeoutError extends Error {}
 
 /** A request that failed on a kept-alive socket the node had closed while it sat idle. */
 class StaleSocketError extends Error {
@@ -257,5 +286,5 @@ async function again<T>(exchange: () => Promise<T>): Promise<T> {
 
 function isConnectionFailure(err: unknown): boolean {
   const code = (err as { code?: string }).code;
-  return code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || /timed out/.test((err as Error).message ?? "");
+  return code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || err instanceof TimeoutError;
 }

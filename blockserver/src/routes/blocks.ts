@@ -5,7 +5,10 @@ import type { BlockserverContext } from "../context.js";
 import { guarded, invalidArgument } from "../errors.js";
 import { checkHash } from "../block-store.js";
 
-/** The user making a call, or undefined for the service token (repair, scrub, GC, the metaserver). */
+/** The user making a call, or undefined for a service credential (the metaserver, the operator). */
+/** HasBlocks costs one metadata unit per this many hashes: a call's cost follows its work. */
+export const HASHES_PER_UNIT = 100;
+
 function userOf(hctx: HandlerContext): string | undefined {
   const p = hctx.values.get(principalKey);
   return p?.kind === "user" ? p.userId : undefined;
@@ -27,7 +30,7 @@ export function blockRoutes(ctx: BlockserverContext) {
       putBlock: guarded("PutBlock", async (req, hctx) => {
         const hash = Buffer.from(req.hash);
         const user = userOf(hctx);
-        if (user !== undefined) ctx.limits.charge(user, "blocks", req.data.length);
+        if (user !== undefined) await ctx.limits.charge(user, "blocks", req.data.length);
         const alreadyStored = await ctx.store.put(hash, req.data);
         if (user === undefined) return { alreadyStored, size: req.data.length };
         // The bytes were verified against the hash: the uploader holds the block (remembered for
@@ -43,7 +46,7 @@ export function blockRoutes(ctx: BlockserverContext) {
         if (user === undefined) return { data: await ctx.store.get(hash) };
         requireGrant(grants, user, hash, req.grant);
         const data = await ctx.store.get(hash);
-        ctx.limits.charge(user, "blocks", data.length);
+        await ctx.limits.charge(user, "blocks", data.length);
         return { data };
       }),
       reserveBlocks: guarded("ReserveBlocks", async (req) => {
@@ -83,6 +86,8 @@ export function blockRoutes(ctx: BlockserverContext) {
           throw invalidArgument(`grants must be empty or one per hash: ${req.grants.length} grants for ${hashes.length} hashes`);
         }
         hashes.forEach(checkHash);
+        // A call costs one metadata unit per HASHES_PER_UNIT hashes it asks about (the first was taken on admission).
+        await ctx.limits.charge(user, "metadata", Math.ceil(hashes.length / HASHES_PER_UNIT) - 1);
         // Present to this caller: live and granted, or live and sent by the caller lately.
         const granted = hashes.map((h, i) => grants.check(user, h, req.grants[i]) === "ok");
         const [live, uploaded] = await Promise.all([
@@ -92,8 +97,15 @@ export function blockRoutes(ctx: BlockserverContext) {
         let g = 0;
         let u = 0;
         const present = granted.map((isGranted) => (isGranted ? live[g++] : uploaded[u++]));
+        // A grant is never extended here: only the metaserver, which checks that the caller may still
+        // read a file holding the block, issues fresh ones. A valid grant comes back as it was (a
+        // removed member's access ends when the grants it holds expire); a block the caller sent
+        // lately gets one, as PutBlock gave it (it has shown it holds the bytes).
         const expiry = grants.expiryNow();
-        return { present, grants: present.map((p, i) => (p ? grants.issue(user, hashes[i], expiry) : new Uint8Array(0))) };
+        return {
+          present,
+          grants: present.map((p, i) => (!p ? new Uint8Array(0) : granted[i] ? req.grants[i] : grants.issue(user, hashes[i], expiry))),
+        };
       }),
     });
 }

@@ -181,7 +181,7 @@ export function chunkBuffer(data: Uint8Array, opts: ChunkerOptions = defaultChun
  * The input not yet chunked: the pieces as they arrived, with an offset into the first. Pieces are
  * kept, not joined, so only a chunk that straddles pieces is ever copied.
  */
-class PendingPieces {
+export class PendingPieces {
   private pieces: Uint8Array[] = [];
   private first = 0;
   private head = 0;
@@ -221,14 +221,23 @@ class PendingPieces {
     this.head += n;
     if (this.head < this.pieces[this.first].length) return;
     this.head = 0;
+    // A consumed piece is let go at once (its memory is freed once no chunk views it); the slots
+    // are dropped in batches, which keeps a stream of tiny pieces linear, not quadratic.
+    this.pieces[this.first] = CONSUMED;
     this.first++;
-    // Dropping consumed pieces in batches keeps a stream of tiny pieces linear, not quadratic.
     if (this.first >= 1024 || this.first === this.pieces.length) {
       this.pieces.splice(0, this.first);
       this.first = 0;
     }
   }
+
+  /** Bytes of the pieces still referenced here (consumed ones included, were any kept). */
+  heldBytes(): number {
+    return this.pieces.reduce((n, p) => n + p.length, 0);
+  }
 }
+
+const CONSUMED = new Uint8Array(0);
 
 /**
  * Chunks a stream (e.g. fs.createReadStream with a large highWaterMark) with the same boundaries as

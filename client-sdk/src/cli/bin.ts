@@ -21,10 +21,10 @@ const program = new Command()
 const client = () => new SatchelClient(loadCliConfig());
 /** When a failed file is tried again, as the status and sync output show it. */
 const retryTime = (at: number) => (at <= Date.now() ? "retry on the next pass" : `retry at ${new Date(at).toISOString()}`);
-/** Operator commands use the service token. */
+/** Operator commands use the operator's credential (SATCHEL_SERVICE_TOKEN). */
 const adminClient = () => {
   const config = loadCliConfig();
-  if (!config.serviceToken) throw new Error("admin commands need the service token: set SATCHEL_SERVICE_TOKEN");
+  if (!config.serviceToken) throw new Error("admin commands need the operator's credential: set SATCHEL_SERVICE_TOKEN");
   return new SatchelClient({ ...config, credentials: undefined, token: config.serviceToken });
 };
 
@@ -184,6 +184,41 @@ program
   .action(async (path: string, opts: { expires?: string }) => {
     const r = await client().meta.createShareLink({ path, expiresInSeconds: Number(opts.expires ?? 0) });
     console.log(`${r.url}\n(link ${r.linkId}, expires ${r.expireTime ? timestampDate(r.expireTime).toISOString() : "?"})`);
+  });
+
+program
+  .command("links")
+  .description("list the share links on a file or folder (owners and editors), and whether each works")
+  .argument("<path>")
+  .option("-r, --recursive", "also the links on everything under a folder")
+  .action(async (path: string, opts: { recursive?: boolean }) => {
+    const { links } = await client().meta.listShareLinks({ path, recursive: opts.recursive ?? false });
+    if (links.length === 0) console.log(`no live links on ${path}`);
+    for (const l of links) {
+      const expires = l.expireTime ? timestampDate(l.expireTime).toISOString() : "?";
+      console.log(`${l.linkId}\t${l.path}\tby ${l.createdBy}\texpires ${expires}\t${l.works ? "works" : `ended: ${l.endedBecause}`}${l.url ? `\t${l.url}` : ""}`);
+    }
+  });
+
+program
+  .command("unlink")
+  .description("revoke a share link (yours, or any on a folder you own or edit)")
+  .argument("<link-id>")
+  .action(async (id: string) => {
+    if (!/^\d+$/.test(id)) throw new Error(`a link id is a number (see satchel links), not "${id}"`);
+    await client().meta.revokeShareLink({ linkId: BigInt(id) });
+    console.log(`link ${id} revoked`);
+  });
+
+program
+  .command("link-policy")
+  .description("let a shared folder's viewers make share links, or stop them (owner only; off by default)")
+  .argument("<folder>")
+  .requiredOption("--viewers <on|off>", "whether viewers may make links")
+  .action(async (path: string, opts: { viewers: string }) => {
+    if (!["on", "off"].includes(opts.viewers)) throw new Error(`--viewers takes on or off, not "${opts.viewers}"`);
+    await client().meta.setLinkPolicy({ path, viewersMayCreateLinks: opts.viewers === "on" });
+    console.log(`viewers of ${path} ${opts.viewers === "on" ? "may" : "may not"} make share links${opts.viewers === "off" ? " (the links they made stop working)" : ""}`);
   });
 
 program

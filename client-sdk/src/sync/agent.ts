@@ -558,20 +558,9 @@ export class SyncAgent {
     const renamed = `${parentPath(folder) === "/" ? "" : parentPath(folder)}/${baseName(server.path)}`;
     // The same name (an NFD name is kept as written), or one differing only above this folder.
     if (renamed === folder || !(await this.takeServerCase(server.path))) return undefined;
-    const moved = (p: string) => `${renamed}${p.slice(folder.length)}`;
-    const under = (p: string) => p === folder || p.startsWith(`${folder}/`);
-    for (const [p, f] of [...files]) {
-      if (!under(p)) continue;
-      files.delete(p);
-      files.set(moved(p), f);
-    }
-    for (const f of [...folders]) {
-      if (!under(f)) continue;
-      folders.delete(f);
-      folders.add(moved(f));
-    }
+    const moved = rekeyScan(folder, renamed, files, folders);
     // What this device synced in it, recorded as spelled here, is the same files under the new spelling.
-    for (const [p, synced] of this.state.files.filter(([p]) => under(p))) {
+    for (const [p, synced] of this.state.files.filter(([p]) => p === folder || p.startsWith(`${folder}/`))) {
       this.state.setFile(p, undefined);
       this.state.setFile(moved(p), synced);
     }
@@ -713,17 +702,7 @@ export class SyncAgent {
       for (let n = 2; !aside || folders.has(aside) || (await lstat(this.local(aside)).catch(() => undefined)); n++) aside = `${m.path} (${n})`;
       await rename(this.local(m.path), join(dirname(this.local(m.path)), aside.slice(aside.lastIndexOf("/") + 1)));
       this.emit({ kind: "conflict", path: m.path, to: aside });
-      const moved = (p: string) => `${aside}${p.slice(m.path.length)}`;
-      for (const [p, f] of [...files]) {
-        if (!within(p, m.path)) continue;
-        files.delete(p);
-        files.set(moved(p), f);
-      }
-      for (const f of [...folders]) {
-        if (!within(f, m.path)) continue;
-        folders.delete(f);
-        folders.add(moved(f));
-      }
+      rekeyScan(m.path, aside, files, folders);
       this.spellings.clear();
     }
   }
@@ -1397,4 +1376,24 @@ async function removeEmptyDirs(dir: string): Promise<boolean> {
   }
   if (empty) await rmdir(dir).catch(() => undefined);
   return empty;
+}
+
+/**
+ * A scan's files and folders after the local folder `from` was renamed to `to` (exactly as spelled
+ * here: a twin in another case is another folder); gives the mapping of a path under `from`.
+ */
+function rekeyScan(from: string, to: string, files: Map<string, LocalFile>, folders: Set<string>): (p: string) => string {
+  const under = (p: string) => p === from || p.startsWith(`${from}/`);
+  const moved = (p: string) => `${to}${p.slice(from.length)}`;
+  for (const [p, f] of [...files]) {
+    if (!under(p)) continue;
+    files.delete(p);
+    files.set(moved(p), f);
+  }
+  for (const f of [...folders]) {
+    if (!under(f)) continue;
+    folders.delete(f);
+    folders.add(moved(f));
+  }
+  return moved;
 }

@@ -1,5 +1,7 @@
 import { Redis } from "ioredis";
-import { latestCursorKey, NAMESPACE_CHANNEL, redisTls, type Logger, type NamespaceAdvance, type TlsConfig } from "@satchel/proto";
+import {
+  latestCursorKey, MEMBERSHIP_CHANNEL, NAMESPACE_CHANNEL, redisTls, type Logger, type MembershipEnded, type NamespaceAdvance, type TlsConfig,
+} from "@satchel/proto";
 
 /** Where metaservers tell each other that a namespace moved to another shard. */
 export const SHARD_MAP_CHANNEL = "satchel:shard-map";
@@ -70,6 +72,13 @@ export class CommitPublisher {
 
   get unpublishedCount(): number {
     return this.unpublished.size;
+  }
+
+  /** Tells every notifyserver that a user's membership of a namespace ended (a hint: lost when Redis is down). */
+  async membershipEnded(userId: bigint, namespaceId: bigint): Promise<void> {
+    const ended: MembershipEnded = { userId: userId.toString(), namespaceId: namespaceId.toString() };
+    await this.redis.publish(MEMBERSHIP_CHANNEL, JSON.stringify(ended)).catch((err: Error) =>
+      this.logger.warn({ err: err.message }, "membership-ended publish failed; notifyservers find out at their next recheck"));
   }
 
   /** Tells every metaserver that a namespace now lives on another shard. */

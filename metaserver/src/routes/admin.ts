@@ -2,7 +2,11 @@ import type { ServiceRouter } from "@satchel/proto";
 import { MetaAdminService } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "../context.js";
 import { moveNamespace } from "../store/namespace-mover.js";
+import { invalidArgument } from "../errors.js";
 import { guarded } from "./caller.js";
+
+/** Users one ListMemberships may ask about. */
+const MEMBERSHIPS_PER_CALL = 1000;
 
 export function adminRoutes(ctx: MetaserverContext) {
   return (router: ServiceRouter) =>
@@ -24,6 +28,11 @@ export function adminRoutes(ctx: MetaserverContext) {
         const r = await ctx.retention.run();
         ctx.relay.wake();
         return { versionsPruned: BigInt(r.versionsPruned), entriesPurged: BigInt(r.entriesPurged), journalEntriesCompacted: BigInt(r.journalCompacted) };
+      }),
+      listMemberships: guarded("ListMemberships", async (req) => {
+        if (req.userIds.length > MEMBERSHIPS_PER_CALL) throw invalidArgument(`ask about at most ${MEMBERSHIPS_PER_CALL} users per call, not ${req.userIds.length}`);
+        const of = await ctx.namespaces.membershipsOf(req.userIds);
+        return { memberships: req.userIds.map((userId) => ({ userId, namespaceIds: of.get(userId) ?? [] })) };
       }),
       compactJournal: guarded("CompactJournal", async (req) => {
         return { entriesRemoved: BigInt(await ctx.journal.compactJournal(req.namespaceId, req.throughCursor)) };

@@ -1,5 +1,6 @@
-import type { ServiceRouter } from "@satchel/proto";
+import { clientAddressKey, type ServiceRouter } from "@satchel/proto";
 import { createHash, randomBytes } from "node:crypto";
+import type { HandlerContext } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuthService, type Tokens } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { hashPassword, verifyPassword } from "../auth/passwords.js";
@@ -17,8 +18,23 @@ const MAX_DEVICE_NAME = 128;
 export const PUBLIC_AUTH_METHODS = ["CreateAccount", "Login", "Refresh"].map((m) => `${AuthService.typeName}/${m}`);
 
 const refreshHash = (token: string) => createHash("sha256").update(token).digest();
+/** The client's address, for limits per address ("unknown" where the runtime gave none). */
+const addressOf = (hctx: HandlerContext) => hctx.values.get(clientAddressKey) || "unknown";
 
+/**
+ * Sign-in that a flood cannot exhaust: Login and Refresh are limited per client address ("signin"),
+ * CreateAccount per address ("signup"), and wrong passwords per username ("failedSignins": checked
+ * before the hash, charged when it fails, so guessing one account from many addresses stops too);
+ * every password hash waits its turn in ctx.passwords, address by address. An unknown username is checked against a
+ * stand-in hash, so it takes as long as a wrong password and the answer is the same.
+ */
 export function authRoutes(ctx: MetaserverContext) {
+  let standIn: Promise<string> | undefined;
+  const verify = (address: string, password: string, user: UserRecord | undefined) => ctx.passwords.run(address, async () => {
+    const ok = await verifyPassword(password, user?.passwordHash ?? (await (standIn ??= hashPassword(randomBytes(16).toString("hex")))));
+    return ok && user !== undefined;
+  });
+
   const issue = async (user: Pick<UserRecord, "userId" | "username">, device: DeviceRecord): Promise<Tokens> => {
     const access = await ctx.accessTokens.sign(
       { userId: user.userId, username: user.username, deviceId: device.deviceId, deviceName: device.name }, ctx.config.accessTokenTtlSeconds,
@@ -37,25 +53,35 @@ export function authRoutes(ctx: MetaserverContext) {
 
   return (router: ServiceRouter) =>
     router.service(AuthService, {
-      createAccount: guarded("CreateAccount", async (req) => {
+      createAccount: guarded("CreateAccount", async (req, hctx) => {
+        await ctx.limits.check(addressOf(hctx), "signup", 1, "from your address");
         if (!USERNAME.test(req.username)) throw invalidArgument("username must be 3 to 64 characters: letters, digits, \".\", \"_\" or \"-\"");
         if (req.password.length < MIN_PASSWORD) throw invalidArgument(`password must be at least ${MIN_PASSWORD} characters`);
         if (req.password.length > MAX_PASSWORD) throw invalidArgument(`password must be at most ${MAX_PASSWORD} characters`);
-        const user = await ctx.namespaces.createUser(req.username, await hashPassword(req.password));
+        const user = await ctx.namespaces.createUser(req.username, await ctx.passwords.run(addressOf(hctx), () => hashPassword(req.password)));
         return { userId: user.userId };
       }),
-      login: guarded("Login", async (req) => {
+      login: guarded("Login", async (req, hctx) => {
         const deviceName = req.deviceName.trim();
         if (!deviceName || deviceName.length > MAX_DEVICE_NAME || /[\u0000-\u001f]/.test(deviceName)) {
           throw invalidArgument(`device_name must be 1 to ${MAX_DEVICE_NAME} printable characters`);
         }
+        if (req.password.length > MAX_PASSWORD) throw invalidArgument(`password must be at most ${MAX_PASSWORD} characters`);
+        await ctx.limits.check(addressOf(hctx), "signin", 1, "from your address");
+        const account = req.username.slice(0, 128);
+        await ctx.limits.check(account, "failedSignins", 0, "for this account");
         const user = await ctx.namespaces.findUser({ username: req.username });
-        // One answer for "no such user" and "wrong password": do not reveal which usernames exist.
-        if (!user || !(await verifyPassword(req.password, user.passwordHash))) throw unauthenticated("wrong username or password");
+        // One answer, in one time, for "no such user" and "wrong password": do not reveal which usernames exist.
+        const ok = await verify(addressOf(hctx), req.password, user);
+        if (!ok || !user) {
+          await ctx.limits.charge(account, "failedSignins", 1);
+          throw unauthenticated("wrong username or password");
+        }
         const device = await ctx.namespaces.upsertDevice(user.userId, deviceName);
         return { userId: user.userId, device: toDevice(device), tokens: await issue(user, device) };
       }),
-      refresh: guarded("Refresh", async (req) => {
+      refresh: guarded("Refresh", async (req, hctx) => {
+        await ctx.limits.check(addressOf(hctx), "signin", 1, "from your address");
         const next = randomBytes(32).toString("base64url");
         const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
         const device = await ctx.namespaces.rotateRefresh(refreshHash(req.refreshToken), refreshHash(next), expiresAt);

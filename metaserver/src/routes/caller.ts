@@ -8,11 +8,11 @@ export interface Caller {
   deviceName: string;
 }
 
-/** The signed-in user making a call; the service token does not act on anyone's files. */
+/** The signed-in user making a call; a service credential does not act on anyone's files. */
 export function callerOf(hctx: HandlerContext): Caller {
   const p = hctx.values.get(principalKey);
   if (!p) throw unauthenticated("no authenticated caller");
-  if (p.kind !== "user") throw permissionDenied("this call acts on a user's files: call it with the user's access token, not the service token");
+  if (p.kind !== "user") throw permissionDenied("this call acts on a user's files: call it with the user's access token, not a service credential");
   return { userId: BigInt(p.userId), username: p.username ?? "", deviceName: p.deviceName ?? "" };
 }
 

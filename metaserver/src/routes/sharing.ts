@@ -1,11 +1,16 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext } from "@connectrpc/connect";
-import { Role, type CreateShareLinkRequest, type ListMembersRequest, type ShareFolderRequest, type UnshareRequest, type LeaveSharedFolderRequest, type RevokeShareLinkRequest } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import {
+  Role, type CreateShareLinkRequest, type LeaveSharedFolderRequest, type ListMembersRequest, type ListShareLinksRequest, type RevokeShareLinkRequest,
+  type SetLinkPolicyRequest, type ShareFolderRequest, type UnshareRequest,
+} from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "../context.js";
 import { failedPrecondition, invalidArgument, notFound, permissionDenied } from "../errors.js";
+import { linkEnded } from "../links/access.js";
 import { signLink } from "../links/link-tokens.js";
 import type { Role as StoredRole } from "../store/namespaces.js";
 import { journalUnmount, splitOutNamespace } from "../store/sharing.js";
+import { outerPath } from "../store/namespaces.js";
 import { nameOf, pathKey, ROOT } from "../tree/paths.js";
 import { callerOf, guarded } from "./caller.js";
 import { locate, ROLES, type Located } from "./located.js";
@@ -22,6 +27,13 @@ export function shareRoutes(ctx: MetaserverContext) {
       throw failedPrecondition(`"${at.path}" is not a shared folder`);
     }
     return at.mount;
+  };
+
+  /** NOT_FOUND unless the located path holds a live entry (a mount's root always does). */
+  const mustExist = async (at: Located) => {
+    if (at.inner === ROOT) return;
+    const entry = await ctx.files.get(at.mount.namespaceId, at.inner);
+    if (!entry || entry.deleted) throw notFound(`"${at.path}" does not exist`);
   };
 
   /** Where a new member sees the folder: "/<name>", or "/<name> (2)" and so on when that is taken. */
@@ -42,6 +54,7 @@ export function shareRoutes(ctx: MetaserverContext) {
   const endMembership = async (member: { userId: bigint; rootNamespaceId: bigint }, namespaceId: bigint): Promise<boolean> => {
     const mount = (await ctx.namespaces.mountsOf(member.userId)).find((m) => m.namespaceId === namespaceId);
     if (!mount || mount.role === "owner" || !(await ctx.namespaces.removeMount(member.userId, namespaceId))) return false;
+    await ctx.publisher.membershipEnded(member.userId, namespaceId);
     await journalUnmount(ctx.txns, member.rootNamespaceId, mount.path);
     return true;
   };
@@ -105,25 +118,60 @@ export function shareRoutes(ctx: MetaserverContext) {
     listMembers: guarded("ListMembers", async (req: ListMembersRequest, hctx: HandlerContext) => {
       const shared = await sharedFolderAt(await locate(ctx, hctx, req.path, "read"));
       const members = await ctx.namespaces.members(shared.namespaceId);
-      return { namespaceId: shared.namespaceId, members: members.map((m) => ({ username: m.username, role: ROLES[m.role] })) };
+      return {
+        namespaceId: shared.namespaceId, members: members.map((m) => ({ username: m.username, role: ROLES[m.role] })),
+        viewersMayCreateLinks: await ctx.namespaces.viewersMayLink(shared.namespaceId),
+      };
     }),
     createShareLink: guarded("CreateShareLink", async (req: CreateShareLinkRequest, hctx: HandlerContext) => {
       const at = await locate(ctx, hctx, req.path, "read");
-      if (at.inner !== ROOT) {
-        const entry = await ctx.files.get(at.mount.namespaceId, at.inner);
-        if (!entry || entry.deleted) throw notFound(`"${at.path}" does not exist`);
-      } else if (at.mount.path === ROOT) {
+      await mustExist(at);
+      if (at.inner === ROOT && at.mount.path === ROOT) {
         throw invalidArgument("your whole root folder cannot be shared by link; link a file or folder in it");
+      }
+      if (at.mount.role === "viewer" && !(await ctx.namespaces.viewersMayLink(at.mount.namespaceId))) {
+        throw permissionDenied(`"${at.mount.path}" is shared with you as a viewer, and its owner does not let viewers make links to what it holds`);
+      }
+      const max = ctx.config.shareLinkMaxSeconds;
+      if (req.expiresInSeconds > max) {
+        throw invalidArgument(`expires_in_seconds ${req.expiresInSeconds} is more than this server allows: at most ${max} (${(max / 86400).toFixed(1)} days)`);
       }
       const ttl = req.expiresInSeconds || ctx.config.shareLinkTtlSeconds;
       const expiresAt = new Date(Date.now() + ttl * 1000);
       const linkId = await ctx.namespaces.createLink(at.caller.userId, at.mount.namespaceId, at.inner, expiresAt);
-      const token = signLink(ctx.config.tokenKeys, linkId, expiresAt);
+      const token = signLink(ctx.linkKeys, linkId, expiresAt);
       return { linkId, url: `${ctx.config.linksBaseUrl}/s/${token}`, expireTime: timestampFromDate(expiresAt) };
     }),
     revokeShareLink: guarded("RevokeShareLink", async (req: RevokeShareLinkRequest, hctx: HandlerContext) => {
       const caller = callerOf(hctx);
-      if (!(await ctx.namespaces.revokeLink(caller.userId, req.linkId))) throw notFound(`you have no share link ${req.linkId}`);
+      const link = await ctx.namespaces.findLink(req.linkId);
+      // Its creator, or an owner or editor of the folder it is in; to anyone else it does not exist.
+      const mount = link && (await ctx.namespaces.mountsOf(caller.userId)).find((m) => m.namespaceId === link.namespaceId);
+      const may = link && (link.userId === caller.userId || (mount !== undefined && mount.role !== "viewer"));
+      if (!link || !may || !link.live || !(await ctx.namespaces.revokeLink(req.linkId))) throw notFound(`you have no share link ${req.linkId} to revoke`);
+      return {};
+    }),
+    listShareLinks: guarded("ListShareLinks", async (req: ListShareLinksRequest, hctx: HandlerContext) => {
+      const at = await locate(ctx, hctx, req.path, "read");
+      await mustExist(at);
+      if (at.mount.role === "viewer") throw permissionDenied(`"${at.mount.path}" is shared with you as a viewer: only its owner and editors see its links`);
+      const links = await ctx.namespaces.liveLinksAt(at.mount.namespaceId, at.inner, req.recursive);
+      return {
+        links: await Promise.all(links.map(async (l) => {
+          const ended = await linkEnded(ctx.namespaces, l);
+          return {
+            linkId: l.linkId, path: outerPath(at.mount, l.path), createdBy: l.username,
+            createTime: timestampFromDate(l.createdAt), expireTime: timestampFromDate(l.expiresAt),
+            url: l.userId === at.caller.userId ? `${ctx.config.linksBaseUrl}/s/${signLink(ctx.linkKeys, l.linkId, l.expiresAt)}` : "",
+            works: ended === undefined, endedBecause: ended ?? "",
+          };
+        })),
+      };
+    }),
+    setLinkPolicy: guarded("SetLinkPolicy", async (req: SetLinkPolicyRequest, hctx: HandlerContext) => {
+      const shared = await sharedFolderAt(await locate(ctx, hctx, req.path, "read"));
+      if (shared.role !== "owner") throw permissionDenied(`only the owner of "${shared.path}" decides whether its viewers may make links`);
+      await ctx.namespaces.setViewersMayLink(shared.namespaceId, req.viewersMayCreateLinks);
       return {};
     }),
   };

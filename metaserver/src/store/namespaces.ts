@@ -114,14 +114,22 @@ export class NamespaceStore {
    * one in the same statement, so each refresh token works once.
    */
   async rotateRefresh(oldHash: Buffer, newHash: Buffer, expiresAt: Date): Promise<DeviceRecord | undefined> {
-    return inTransaction(this.directory, async (conn) => {
-      const [rows] = await conn.query<RowDataPacket[]>(
-        "SELECT * FROM devices WHERE refresh_hash = ? AND refresh_expires_at > CURRENT_TIMESTAMP(3) FOR UPDATE", [oldHash],
-      );
-      if (rows.length === 0) return undefined;
-      await conn.query("UPDATE devices SET refresh_hash = ?, refresh_expires_at = ?, last_seen_at = CURRENT_TIMESTAMP(3) WHERE device_id = ?", [newHash, expiresAt, rows[0].device_id]);
-      return toDevice(rows[0]);
-    });
+    // Racing refreshes of one token may deadlock on its index entry (InnoDB picks a victim): the
+    // victim tries again and finds the token used, as a racer that waited would.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await inTransaction(this.directory, async (conn) => {
+          const [rows] = await conn.query<RowDataPacket[]>(
+            "SELECT * FROM devices WHERE refresh_hash = ? AND refresh_expires_at > CURRENT_TIMESTAMP(3) FOR UPDATE", [oldHash],
+          );
+          if (rows.length === 0) return undefined;
+          await conn.query("UPDATE devices SET refresh_hash = ?, refresh_expires_at = ?, last_seen_at = CURRENT_TIMESTAMP(3) WHERE device_id = ?", [newHash, expiresAt, rows[0].device_id]);
+          return toDevice(rows[0]);
+        });
+      } catch (err) {
+        if ((err as { code?: string }).code !== "ER_LOCK_DEADLOCK" || attempt === 3) throw err;
+      }
+    }
   }
 
   async listDevices(userId: bigint): Promise<DeviceRecord[]> {
@@ -193,6 +201,18 @@ export class NamespaceStore {
     };
   }
 
+  /** The namespaces mounted in each user's tree, read now (not from the mount cache). */
+  async membershipsOf(userIds: bigint[]): Promise<Map<bigint, bigint[]>> {
+    const out = new Map<bigint, bigint[]>();
+    if (userIds.length === 0) return out;
+    const [rows] = await this.directory.query<RowDataPacket[]>("SELECT user_id, namespace_id FROM mounts WHERE user_id IN (?)", [userIds]);
+    for (const r of rows) {
+      const id = BigInt(r.user_id);
+      out.set(id, [...(out.get(id) ?? []), BigInt(r.namespace_id)]);
+    }
+    return out;
+  }
+
   // Share links.
 
   async createLink(userId: bigint, namespaceId: bigint, path: string, expiresAt: Date): Promise<bigint> {
@@ -202,19 +222,63 @@ export class NamespaceStore {
     return BigInt(res.insertId);
   }
 
-  async findLink(linkId: bigint): Promise<{ namespaceId: bigint; path: string; live: boolean } | undefined> {
-    const [rows] = await this.directory.query<RowDataPacket[]>(
-      "SELECT namespace_id, path, revoked_at IS NULL AND expires_at > CURRENT_TIMESTAMP(3) AS live FROM share_links WHERE link_id = ?", [linkId],
-    );
-    return rows[0] ? { namespaceId: BigInt(rows[0].namespace_id), path: rows[0].path, live: Boolean(rows[0].live) } : undefined;
+  async findLink(linkId: bigint): Promise<LinkRecord | undefined> {
+    const [rows] = await this.directory.query<RowDataPacket[]>(`${LINK_COLUMNS} WHERE l.link_id = ?`, [linkId]);
+    return rows[0] ? toLink(rows[0]) : undefined;
   }
 
-  async revokeLink(userId: bigint, linkId: bigint): Promise<boolean> {
+  /** The links not revoked nor expired on a namespace's path, or (recursive) on it and under it. */
+  async liveLinksAt(namespaceId: bigint, path: string, recursive: boolean): Promise<LinkRecord[]> {
+    const [rows] = await this.directory.query<RowDataPacket[]>(
+      `${LINK_COLUMNS} WHERE l.namespace_id = ? AND l.revoked_at IS NULL AND l.expires_at > CURRENT_TIMESTAMP(3) ORDER BY l.link_id`, [namespaceId],
+    );
+    const key = pathKey(path);
+    const on = (p: string) => pathKey(p) === key || (recursive && (key === ROOT || pathKey(p).startsWith(`${key}/`)));
+    return rows.map(toLink).filter((l) => on(l.path));
+  }
+
+  /** Revokes a link (the caller has checked who may); whether it was live until now. */
+  async revokeLink(linkId: bigint): Promise<boolean> {
     const [res] = await this.directory.query<ResultSetHeader>(
-      "UPDATE share_links SET revoked_at = CURRENT_TIMESTAMP(3) WHERE link_id = ? AND user_id = ? AND revoked_at IS NULL", [linkId, userId],
+      "UPDATE share_links SET revoked_at = CURRENT_TIMESTAMP(3) WHERE link_id = ? AND revoked_at IS NULL", [linkId],
     );
     return res.affectedRows > 0;
   }
+
+  /** Whether the viewers of a shared folder may make links to what it holds (its owner's choice). */
+  async viewersMayLink(namespaceId: bigint): Promise<boolean> {
+    const [rows] = await this.directory.query<RowDataPacket[]>("SELECT viewers_may_link FROM namespaces WHERE namespace_id = ?", [namespaceId]);
+    return Boolean(rows[0]?.viewers_may_link);
+  }
+
+  async setViewersMayLink(namespaceId: bigint, allowed: boolean): Promise<void> {
+    await this.directory.query("UPDATE namespaces SET viewers_may_link = ? WHERE namespace_id = ?", [allowed ? 1 : 0, namespaceId]);
+  }
+}
+
+/** A share link as stored, with its creator's username. */
+export interface LinkRecord {
+  linkId: bigint;
+  userId: bigint;
+  username: string;
+  namespaceId: bigint;
+  /** Inside the namespace. */
+  path: string;
+  createdAt: Date;
+  expiresAt: Date;
+  /** Neither revoked nor expired (whether its creator may still read the path is the caller's to check). */
+  live: boolean;
+}
+
+const LINK_COLUMNS = `SELECT l.link_id, l.user_id, COALESCE(u.username, '') AS username, l.namespace_id, l.path, l.created_at, l.expires_at,
+    l.revoked_at IS NULL AND l.expires_at > CURRENT_TIMESTAMP(3) AS live
+  FROM share_links l LEFT JOIN users u ON u.user_id = l.user_id`;
+
+function toLink(r: RowDataPacket): LinkRecord {
+  return {
+    linkId: BigInt(r.link_id), userId: BigInt(r.user_id), username: r.username, namespaceId: BigInt(r.namespace_id), path: r.path,
+    createdAt: r.created_at, expiresAt: r.expires_at, live: Boolean(r.live),
+  };
 }
 
 function toDevice(r: RowDataPacket): DeviceRecord {

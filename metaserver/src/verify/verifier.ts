@@ -1,4 +1,4 @@
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { Counter, Gauge } from "prom-client";
 import type { Logger } from "@satchel/proto";
 import type { BlockAdminService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
@@ -13,6 +13,8 @@ import {
 const INSPECT_BATCH = 500;
 /** Longest single InspectBlocks call: 500 blocks of up to 16 MiB at a slow scrub rate. */
 const INSPECT_TIMEOUT_MS = 3600_000;
+/** Tries of one InspectBlocks batch that the blockserver could not answer (UNAVAILABLE). */
+const INSPECT_TRIES = 3;
 export const MAX_PROBLEMS_LISTED = 10_000;
 export const DEFAULT_FILES_LISTED = 1000;
 /**
@@ -151,7 +153,7 @@ export async function verify(
   }
 
   const inspect = async (batch: Buffer[]) => {
-    const res = await blockAdmin.inspectBlocks({ hashes: batch, unthrottled: Boolean(opts.unthrottled) }, { signal, timeoutMs: INSPECT_TIMEOUT_MS });
+    const res = await inspectAgain(() => blockAdmin.inspectBlocks({ hashes: batch, unthrottled: Boolean(opts.unthrottled) }, { signal, timeoutMs: INSPECT_TIMEOUT_MS }), signal);
     if (res.blocks.length !== batch.length) throw new Error(`the blockserver inspected ${res.blocks.length} of ${batch.length} blocks`);
     res.blocks.forEach((b, i) => {
       bytesRead += b.bytesRead;
@@ -259,4 +261,21 @@ async function describeFiles(reads: VersionReads, problems: Problem[]): Promise<
     revision: f.revision,
     owner: ownerOf.get(String(f.namespaceId)) ?? "",
   });
+}
+
+/**
+ * Runs an InspectBlocks call again when it failed UNAVAILABLE: a blockserver restarting, or its
+ * connection recycled under a long batch (the server gives a draining connection 30 s), is not a
+ * reason to fail a whole verify. Inspecting is a read (a repair it queues is queued once), so a
+ * second try is safe; after the last the status is the caller's.
+ */
+export async function inspectAgain<T>(call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (attempt >= INSPECT_TRIES || signal?.aborted || ConnectError.from(err).code !== Code.Unavailable) throw err;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
+  }
 }

@@ -18,7 +18,14 @@ export class Subscriber<M = unknown> {
   /** Advances folded into one already pending (the consumer had not taken it yet). */
   coalesced = 0;
 
-  constructor(readonly namespaces: ReadonlySet<bigint>) {}
+  /** The namespaces watched (an ended membership takes one out: see Fanout.revoke); `owner` is the user (or "service"). */
+  constructor(readonly namespaces: Set<bigint>, readonly owner = "") {}
+
+  /** Stops watching a namespace: nothing more of it is delivered, and what was pending of it goes. */
+  forget(namespaceId: bigint): void {
+    this.namespaces.delete(namespaceId);
+    this.pending.delete(namespaceId);
+  }
 
   /** The highest cursor offered (or known to the client) per namespace: cursors never go back. */
   private readonly highest = new Map<bigint, bigint>();
@@ -86,12 +93,16 @@ export class Subscriber<M = unknown> {
  */
 export class Fanout<M = unknown> {
   private readonly byNamespace = new Map<bigint, Set<Subscriber<M>>>();
+  private readonly byOwner = new Map<string, Set<Subscriber<M>>>();
   private subscribers = 0;
 
   constructor(private readonly message?: (namespaceId: bigint, cursor: bigint) => M) {}
 
   add(sub: Subscriber<M>): void {
     this.subscribers++;
+    let mine = this.byOwner.get(sub.owner);
+    if (!mine) this.byOwner.set(sub.owner, (mine = new Set()));
+    mine.add(sub);
     for (const ns of sub.namespaces) {
       let set = this.byNamespace.get(ns);
       if (!set) this.byNamespace.set(ns, (set = new Set()));
@@ -101,11 +112,40 @@ export class Fanout<M = unknown> {
 
   remove(sub: Subscriber<M>): void {
     this.subscribers--;
+    const mine = this.byOwner.get(sub.owner);
+    mine?.delete(sub);
+    if (mine?.size === 0) this.byOwner.delete(sub.owner);
     for (const ns of sub.namespaces) {
       const set = this.byNamespace.get(ns);
       set?.delete(sub);
       if (set?.size === 0) this.byNamespace.delete(ns);
     }
+  }
+
+  /** The owners of the open subscribers (users, and "service"). */
+  owners(): string[] {
+    return [...this.byOwner.keys()];
+  }
+
+  /** The namespaces an owner's subscribers watch. */
+  watchedBy(owner: string): Set<bigint> {
+    const out = new Set<bigint>();
+    for (const sub of this.byOwner.get(owner) ?? []) for (const ns of sub.namespaces) out.add(ns);
+    return out;
+  }
+
+  /** An owner's membership of a namespace ended: their subscribers stop hearing of it. Returns how many did. */
+  revoke(owner: string, namespaceId: bigint): number {
+    let n = 0;
+    for (const sub of this.byOwner.get(owner) ?? []) {
+      if (!sub.namespaces.has(namespaceId)) continue;
+      sub.forget(namespaceId);
+      const set = this.byNamespace.get(namespaceId);
+      set?.delete(sub);
+      if (set?.size === 0) this.byNamespace.delete(namespaceId);
+      n++;
+    }
+    return n;
   }
 
   /** Offers an advance to every subscriber of the namespace; returns how many there are. */

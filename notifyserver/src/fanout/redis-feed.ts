@@ -1,12 +1,15 @@
 import { Redis } from "ioredis";
-import { latestCursorKey, NAMESPACE_CHANNEL, redisTls, type Logger, type NamespaceAdvance, type TlsConfig } from "@satchel/proto";
+import {
+  latestCursorKey, MEMBERSHIP_CHANNEL, NAMESPACE_CHANNEL, redisTls, type Logger, type MembershipEnded, type NamespaceAdvance, type TlsConfig,
+} from "@satchel/proto";
 import type { NotifyMetrics } from "../metrics.js";
 import type { Fanout } from "./fanout.js";
 
 /**
  * The fan-out's feed: every metaserver publishes "namespace advanced" on one Redis channel, and
- * each message reaches every subscriber of the namespace here. Also reads the latest cursors Redis
- * keeps, which a new stream starts from.
+ * each message reaches every subscriber of the namespace here; an ended membership (another
+ * channel) takes that namespace from the user's subscribers at once. Also reads the latest cursors
+ * Redis keeps, which a new stream starts from.
  */
 export class RedisFeed {
   private readonly subscriber: Redis;
@@ -19,10 +22,18 @@ export class RedisFeed {
    */
   private arrived: { namespaceId: bigint; cursor: bigint; at: number }[] = [];
 
-  constructor(redisUrl: string, fanout: Fanout, metrics: Pick<NotifyMetrics, "received">, logger: Logger, tls: TlsConfig | undefined) {
+  constructor(
+    redisUrl: string, fanout: Fanout, metrics: Pick<NotifyMetrics, "received">, logger: Logger, tls: TlsConfig | undefined,
+    onMembershipEnded: (userId: string, namespaceId: bigint) => void,
+  ) {
     this.subscriber = new Redis(redisUrl, { ...redisTls(redisUrl, tls), maxRetriesPerRequest: null });
     this.subscriber.on("error", (err) => logger.warn({ err: err.message }, "redis unavailable; devices fall back to polling"));
-    this.subscriber.on("message", (_channel: string, raw: string) => {
+    this.subscriber.on("message", (channel: string, raw: string) => {
+      if (channel === MEMBERSHIP_CHANNEL) {
+        const ended = parseMembershipEnded(raw);
+        if (ended) onMembershipEnded(ended.userId, ended.namespaceId);
+        return;
+      }
       const msg = parseAdvance(raw);
       if (!msg) {
         logger.warn({ raw: raw.slice(0, 200) }, "ignoring malformed notification");
@@ -32,7 +43,7 @@ export class RedisFeed {
       this.arrived.push(msg);
       if (this.arrived.length === 1) setImmediate(() => this.publishArrived(fanout));
     });
-    this.subscriber.subscribe(NAMESPACE_CHANNEL).catch((err: Error) => logger.warn({ err: err.message }, "redis subscribe failed; retrying"));
+    this.subscriber.subscribe(NAMESPACE_CHANNEL, MEMBERSHIP_CHANNEL).catch((err: Error) => logger.warn({ err: err.message }, "redis subscribe failed; retrying"));
     this.reader = new Redis(redisUrl, { ...redisTls(redisUrl, tls), maxRetriesPerRequest: 1, enableOfflineQueue: false });
     this.reader.on("error", () => undefined);
   }
@@ -56,6 +67,17 @@ export class RedisFeed {
   close(): void {
     this.subscriber.disconnect();
     this.reader.disconnect();
+  }
+}
+
+/** One ended membership, or undefined when the message is not one. */
+export function parseMembershipEnded(raw: string): { userId: string; namespaceId: bigint } | undefined {
+  try {
+    const msg = JSON.parse(raw) as MembershipEnded;
+    if (!/^\d+$/.test(msg.userId)) return undefined;
+    return { userId: msg.userId, namespaceId: BigInt(msg.namespaceId) };
+  } catch {
+    return undefined;
   }
 }
 

@@ -22,11 +22,12 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
     if (!p) throw unauthenticated("no authenticated caller");
     if (requested.length > MAX_NAMESPACES) throw invalidArgument(`watch at most ${MAX_NAMESPACES} namespaces per call`);
     if (p.kind === "service") {
-      if (requested.length === 0) throw invalidArgument("name the namespaces to watch (the service token has no tree)");
+      if (requested.length === 0) throw invalidArgument("name the namespaces to watch (the operator's credential has no tree)");
       return { caller: "service", namespaces: new Set(requested) };
     }
     const mine = await ctx.mounts.namespacesOf(p.userId);
-    if (requested.length === 0) return { caller: p.userId, namespaces: mine };
+    // A copy: an ended membership takes a namespace out of this stream's set, not the cache's.
+    if (requested.length === 0) return { caller: p.userId, namespaces: new Set(mine) };
     for (const ns of requested) {
       if (!mine.has(ns)) throw permissionDenied(`namespace ${ns} is not in your tree`);
     }
@@ -60,7 +61,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
       subscribe: guardedStream("Subscribe", async function* (req, hctx) {
         const { caller, namespaces } = await watched(hctx, req.namespaceIds);
         const release = admit(caller);
-        const sub = new Subscriber<SubscribeResponse>(namespaces);
+        const sub = new Subscriber<SubscribeResponse>(namespaces, caller);
         ctx.fanout.add(sub);
         ctx.notifyMetrics.openStreams.inc();
         const draining = lifecycle.drain();
@@ -113,7 +114,7 @@ export function subscribeRoutes(ctx: NotifyserverContext, lifecycle: Lifecycle) 
         const draining = lifecycle.drain();
         if (draining.aborted) return { advanced: [], timeoutSeconds, retryAfterSeconds: 1 + Math.floor(Math.random() * 5) };
         const release = admit(caller);
-        const sub = new Subscriber<SubscribeResponse>(namespaces);
+        const sub = new Subscriber<SubscribeResponse>(namespaces, caller);
         ctx.fanout.add(sub);
         ctx.notifyMetrics.openPolls.inc();
         let cleanup = () => {};

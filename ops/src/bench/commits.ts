@@ -54,6 +54,7 @@ import { readClusterFile, type ClusterEndpoints } from "../cluster/cluster.js";
 import { grpcCredentialsOf, mysqlTlsOf } from "../cluster/trust.js";
 import { loadClusterConfig } from "../config.js";
 import { createAccount, signIn } from "../testing/accounts.js";
+import { figureLine } from "./figures.js";
 
 interface LevelResult {
   commits: number;
@@ -128,6 +129,10 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   const line = (what: string, n: number, r: LevelResult, raw?: LevelResult) => {
     const rate = r.commits / r.seconds;
+    const [tool, metric] = what.startsWith("raw") ? ["mysql2", "txn"] : ["satchel", what.includes("empty") ? "commit_empty" : "commit_1block"];
+    console.log(figureLine(tool, `${metric}_c${n}_per_s`, rate, "commits/s"));
+    console.log(figureLine(tool, `${metric}_c${n}_p50_ms`, r.p50, "ms"));
+    console.log(figureLine(tool, `${metric}_c${n}_p99_ms`, r.p99, "ms"));
     const ratio = raw ? ` ${((100 * rate) / (raw.commits / raw.seconds)).toFixed(0).padStart(5)}%` : "";
     rows.push(`${what.padEnd(22)} ${String(n).padStart(3)}  ${rate.toFixed(0).padStart(8)}/s  p50 ${r.p50.toFixed(1).padStart(6)} ms  p99 ${r.p99.toFixed(1).padStart(6)} ms  errors ${r.errors}${ratio}`);
   };

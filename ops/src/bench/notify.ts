@@ -19,6 +19,7 @@ import { SubscribeRequestSchema, SubscribeResponseSchema, type SubscribeRequest,
 import { readClusterFile, type ClusterEndpoints } from "../cluster/cluster.js";
 import { grpcCredentialsOf } from "../cluster/trust.js";
 import { loadClusterConfig } from "../config.js";
+import { figureLine } from "./figures.js";
 
 const STREAMS_PER_CONNECTION = 100;
 const NAMESPACE_BASE = 1_000_000_000n;
@@ -108,6 +109,9 @@ async function level(endpoints: ClusterEndpoints, streams: number, rate: number,
   redis.disconnect();
   const sorted = [...latencies].sort((a, b) => a - b);
   const achieved = sent / seconds;
+  console.log(figureLine("satchel", `notify_${streams}_streams_p50_ms`, percentile(sorted, 0.5), "ms"));
+  console.log(figureLine("satchel", `notify_${streams}_streams_p99_ms`, percentile(sorted, 0.99), "ms"));
+  console.log(figureLine("satchel", `notify_${streams}_streams_delivered_pct`, (100 * latencies.length) / sent, "%"));
   return `${String(streams).padStart(6)} streams (open in ${openSeconds.toFixed(1)} s): ${achieved.toFixed(0)} notifications/s sent, ${latencies.length} delivered` +
     ` (${((100 * latencies.length) / sent).toFixed(1)}%), fan-out p50 ${percentile(sorted, 0.5)} ms p99 ${percentile(sorted, 0.99)} ms max ${sorted.at(-1)} ms; ` +
     `notifyserver ${((100 * (after.cpu - before.cpu)) / publishing).toFixed(0)}% of a core, RSS ${(after.rss / 2 ** 20).toFixed(0)} MiB${failed ? `; errors: ${failed}` : ""}`;

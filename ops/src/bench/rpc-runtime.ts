@@ -28,7 +28,7 @@ type Runtime = (typeof RUNTIMES)[number];
 const routes = (router: ServiceRouter) => router.service(NotifyService, {
   poll: (req) => ({ advanced: req.cursors.map((c) => ({ namespaceId: c.namespaceId, cursor: c.cursor + 1n })), timeoutSeconds: 30, retryAfterSeconds: 0 }),
 });
-const auth = { verify: (token: string) => { if (token !== TOKEN) throw new Error("bad token"); return { kind: "service" as const, userId: "service" }; } };
+const auth = { verify: (token: string) => { if (token !== TOKEN) throw new Error("bad token"); return { kind: "service" as const, userId: "service", service: "operator" as const }; }, servicePermissions: {} };
 
 /** The child: serves one runtime on an ephemeral port and reports it. */
 async function serve(runtime: Runtime): Promise<void> {

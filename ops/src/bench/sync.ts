@@ -19,6 +19,7 @@ import { SatchelClient, SyncAgent } from "@satchel/client-sdk";
 import { readClusterFile, type ClusterEndpoints } from "../cluster/cluster.js";
 import { loadClusterConfig } from "../config.js";
 import { createAccount } from "../testing/accounts.js";
+import { figureLine } from "./figures.js";
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -78,6 +79,8 @@ async function latencies(endpoints: ClusterEndpoints, sizes: number[], count: nu
       times.push(performance.now() - started);
     }
     times.sort((x, y) => x - y);
+    console.log(figureLine("satchel", `sync_latency_${kib}KiB_p50_ms`, percentile(times, 0.5), "ms"));
+    console.log(figureLine("satchel", `sync_latency_${kib}KiB_p99_ms`, percentile(times, 0.99), "ms"));
     console.log(`${String(kib).padStart(6)} KiB: sync latency A -> B p50 ${percentile(times, 0.5).toFixed(0)} ms, p99 ${percentile(times, 0.99).toFixed(0)} ms (${count} files)`);
   }
   await pair.stop();
@@ -92,7 +95,7 @@ async function peers(endpoints: ClusterEndpoints): Promise<void> {
   let fetched = 0;
   const pair = await startPair(endpoints, (bytes) => (fetched += bytes));
   const stage = mkdtempSync(join(pair.a, "..", "satchel-stage-"));
-  const out = (metric: string, value: number, unit: string) => console.log(`satchel.${metric} ${Number.isInteger(value) ? value : value.toFixed(2)} ${unit}`);
+  const out = (metric: string, value: number, unit: string) => console.log(figureLine("satchel", metric, value, unit));
 
   // a. many small files, built outside, renamed in as one folder
   const want = new Map<string, string>();
@@ -115,7 +118,7 @@ async function peers(endpoints: ClusterEndpoints): Promise<void> {
   t = performance.now();
   await rename(join(stage, "big.bin"), join(pair.a, "big.bin"));
   await until(pair.b, new Map([["big.bin", sha(big)]]), 900_000);
-  out("big_file_MBps", big.length / 1e6 / ((performance.now() - t) / 1000), "MB/s");
+  out("big_file_mb_per_s", big.length / 1e6 / ((performance.now() - t) / 1000), "MB/s");
 
   // c. 1 MiB overwritten in place in the middle of the big file
   const patch = randomBytes(1024 * 1024);
@@ -126,8 +129,8 @@ async function peers(endpoints: ClusterEndpoints): Promise<void> {
   await h.write(patch, 0, patch.length, Math.floor(big.length / 2));
   await h.close();
   await until(pair.b, new Map([["big.bin", sha(big)]]), 900_000);
-  out("overwrite_1MiB_s", (performance.now() - t) / 1000, "s");
-  out("overwrite_1MiB_bytes_fetched_by_B", fetched, "B");
+  out("delta_overwrite_time", (performance.now() - t) / 1000, "s");
+  out("delta_overwrite_rx_bytes", fetched, "bytes");
 
   // d. 10 bytes inserted at the start of an INSERT_MB file
   const base = randomBytes(insertMb * 1024 * 1024);
@@ -140,8 +143,8 @@ async function peers(endpoints: ClusterEndpoints): Promise<void> {
   t = performance.now();
   await rename(join(stage, "insert.bin"), join(pair.a, "insert.bin"));
   await until(pair.b, new Map([["insert.bin", sha(edited)]]), 900_000);
-  out("insert_10B_s", (performance.now() - t) / 1000, "s");
-  out("insert_10B_bytes_fetched_by_B", fetched, "B");
+  out("delta_insert_time", (performance.now() - t) / 1000, "s");
+  out("delta_insert_rx_bytes", fetched, "bytes");
 
   rmSync(stage, { recursive: true, force: true });
   await pair.stop();

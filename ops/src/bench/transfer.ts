@@ -6,17 +6,16 @@
  * cluster's idle memory and start time.
  *   node ops/dist/bench/transfer.js [size-MiB] [rounds]
  */
-import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { REPO_ROOT, loadClusterConfig } from "../config.js";
+import { loadClusterConfig } from "../config.js";
 import { minioClient } from "../cluster/minio.js";
 import { readClusterFile } from "../cluster/cluster.js";
+import { runCliPeakRss } from "../testing/cli.js";
+import { figureLine } from "./figures.js";
 
-const run = promisify(execFile);
 
 async function main(): Promise<void> {
   const sizeMiB = Number(process.argv[2] ?? 100);
@@ -29,11 +28,17 @@ async function main(): Promise<void> {
   const size = sizeMiB * 1024 * 1024;
   writeFileSync(file, randomBytes(size));
   const expected = createHash("sha256").update(readFileSync(file)).digest("hex");
-  const cli = join(REPO_ROOT, "client-sdk", "dist", "cli", "bin.js");
   const env = { ...process.env, SATCHEL_STATE_DIR: config.stateDir };
   const node = info.storageNodes[0];
   const s3 = minioClient(node);
   const mbps = (ms: number) => size / 1e6 / (ms / 1000);
+  // The CLI's peak resident memory, the most any round needed (its memory must not grow with the file).
+  const peak = { put: 0, get: 0 };
+  const cliOk = async (args: string[]) => {
+    const r = await runCliPeakRss(args, env);
+    if (r.code !== 0) throw new Error(`satchel ${args[0]} failed: ${r.stderr}`);
+    return r;
+  };
   const rows: Record<string, number[]> = { "satchel put": [], "satchel get": [], "minio putObject": [], "minio getObject": [] };
   const time = async (name: string, fn: () => Promise<unknown>) => {
     const t = performance.now();
@@ -45,8 +50,8 @@ async function main(): Promise<void> {
     writeFileSync(file, randomBytes(size));
     const digest = createHash("sha256").update(readFileSync(file)).digest("hex");
     const remote = `/bench/transfer-${Date.now()}-${r}.bin`;
-    await time("satchel put", () => run(process.execPath, [cli, "put", file, remote], { env }));
-    await time("satchel get", () => run(process.execPath, [cli, "get", remote, join(dir, "out.bin")], { env }));
+    await time("satchel put", async () => (peak.put = Math.max(peak.put, (await cliOk(["put", file, remote])).peakRssMiB)));
+    await time("satchel get", async () => (peak.get = Math.max(peak.get, (await cliOk(["get", remote, join(dir, "out.bin")])).peakRssMiB)));
     if (createHash("sha256").update(readFileSync(join(dir, "out.bin"))).digest("hex") !== digest) throw new Error("satchel get returned different bytes");
     const key = `bench/${Date.now()}-${r}`;
     await time("minio putObject", () => s3.putObject(node.bucket, key, createReadStream(file), size));
@@ -62,6 +67,12 @@ async function main(): Promise<void> {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(`file ${sizeMiB} MiB, ${rounds} rounds, median MB/s (1 MB = 10^6 bytes)`);
   for (const [name, xs] of Object.entries(rows)) console.log(`${name.padEnd(16)} ${median(xs).toFixed(1).padStart(8)} MB/s   (${xs.map((x) => x.toFixed(0)).join(", ")})`);
+  console.log(figureLine("satchel", "put_MBps", median(rows["satchel put"]), "MB/s"));
+  console.log(figureLine("minio", "put_MBps", median(rows["minio putObject"]), "MB/s"));
+  console.log(figureLine("satchel", "get_MBps", median(rows["satchel get"]), "MB/s"));
+  console.log(figureLine("minio", "get_MBps", median(rows["minio getObject"]), "MB/s"));
+  console.log(figureLine("satchel", "put_peak_rss_MiB", peak.put, "MiB"));
+  console.log(figureLine("satchel", "get_peak_rss_MiB", peak.get, "MiB"));
   console.log(`put ratio satchel/minio ${(median(rows["satchel put"]) / median(rows["minio putObject"])).toFixed(2)}`);
   console.log(`get ratio satchel/minio ${(median(rows["satchel get"]) / median(rows["minio getObject"])).toFixed(2)}`);
   console.log(`cluster idle RSS ${(idleRss / 1024 / 1024).toFixed(0)} MiB; start time ${(info.startMs / 1000).toFixed(1)} s`);

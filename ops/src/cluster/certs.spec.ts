@@ -69,7 +69,7 @@ describe("the launcher's local CA", () => {
     const own = certs.server("notifyserver");
     const server = await startRpcServer({
       name: "tls_test", host: "127.0.0.1", port: 0, metricsPort: 0, services: [NotifyService], logger: createLogger("test", "silent"),
-      auth: { verify: () => ({ kind: "service" as const, userId: "service" }) },
+      auth: { verify: () => ({ kind: "service" as const, userId: "service", service: "operator" as const }), servicePermissions: {} },
       routes: (router) => router.service(NotifyService, {}),
       tls: { cert: readFileSync(own.cert), key: readFileSync(own.key) },
     });

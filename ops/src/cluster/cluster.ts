@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import mysql from "mysql2/promise";
-import { createSatchelTransport, mysqlTls } from "@satchel/proto";
+import { createSatchelTransport, credentialDigests, mysqlTls, publicTokenKeys } from "@satchel/proto";
 import { Health, HealthCheckResponse_ServingStatus } from "@satchel/proto/gen/grpc/health/v1/health_pb.js";
 import { AuthService } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { REPO_ROOT, loadOrCreateSecrets, ports, type ClusterConfig } from "../config.js";
@@ -11,7 +11,7 @@ import { startMariadb, provisionMariadb, type MariadbServer } from "./mariadb.js
 import { readMigrations, migrateUp } from "./migrate.js";
 import { startMinioNode, type MinioNode } from "./minio.js";
 import { ManagedProcess, WaitAbortedError, waitFor } from "./process.js";
-import { startRedis } from "./redis.js";
+import { REDIS_USER, startRedis } from "./redis.js";
 import { trustClusterCa } from "./trust.js";
 
 /** What a client, a test or an operator needs to reach a running cluster; written to <state>/cluster.json. */
@@ -29,15 +29,22 @@ export interface ClusterEndpoints {
    * the cluster runs in plaintext (SATCHEL_PLAINTEXT=on).
    */
   ca?: string;
-  /** For services and operators (admin RPCs); it cannot act on users' files. */
+  /** The operator's credential (admin RPCs of every service); it cannot act on users' files. */
   serviceToken: string;
+  /** Each service's own credential (what a second service process of this cluster needs); each may call only what its service needs. */
+  serviceCredentials: Record<"metaserver" | "blockserver" | "notifyserver", string>;
   /** Access-token signing keys (what a second service process of this cluster needs). */
-  tokenKeys: { kid: string; secret: string }[];
+  /** Access-token keys with their private halves (the operator's copy: tests sign tokens with them; only the metaserver is given "d"). */
+  tokenKeys: { kid: string; x: string; d: string }[];
+  /** Block-grant keys (the metaserver's and the blockserver's). */
+  grantKeys: { kid: string; secret: string }[];
   /** The development account: sign in with it (AuthService/Login) to act on files. */
   devUser: { username: string; password: string };
   directoryUrl: string;
   redisUrl: string;
   storageNodes: { name: string; endpoint: string; accessKey: string; secretKey: string; bucket: string }[];
+  /** The services' SATCHEL_RATE_LIMITS, when the cluster was started with one (extra services get it too). */
+  rateLimits?: string;
 }
 
 export interface Cluster {
@@ -81,7 +88,7 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       });
     const starts = await Promise.allSettled([
       ...Array.from({ length: config.mariadbServers }, (_, i) => registered(startMariadb(config.stateDir, i, h, p.mariadb(i), tlsOf(`mariadb-${i}`)), (m) => m.process.stop(30_000))),
-      registered(startRedis(config.stateDir, h, p.redis, tlsOf("redis")), (r) => r.stop()),
+      registered(startRedis(config.stateDir, h, p.redis, secrets.redisPassword, tlsOf("redis")), (r) => r.stop()),
       ...Array.from({ length: config.minioNodes }, (_, i) =>
         registered(startMinioNode(config.stateDir, config.minioBinary, i, h, p.minio(i), secrets.minio[i], false, tlsOf(`minio-${i}`)), (n) => n.process.stop())),
     ]);
@@ -102,7 +109,7 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
     await migrateAll(config, mariadb, serverOfShard, secrets.mysqlPassword, caPem, log);
 
     const directoryUrl = `mysql://satchel:${encodeURIComponent(secrets.mysqlPassword)}@${h}:${mariadb[0].port}/${DIRECTORY_DATABASE}`;
-    const redisUrl = `${certs ? "rediss" : "redis"}://${h}:${p.redis}`;
+    const redisUrl = `${certs ? "rediss" : "redis"}://${REDIS_USER}:${encodeURIComponent(secrets.redisPassword)}@${h}:${p.redis}`;
     // Clients reach the services over TLS unless the cluster runs in plaintext; /metrics stays plain HTTP on loopback.
     const rpc = certs ? "https" : "http";
     const storageNodes = minio.map((n) => ({ name: n.name, endpoint: n.endpoint, accessKey: n.accessKey, secretKey: n.secretKey, bucket: n.bucket }));
@@ -123,28 +130,35 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       shareLinks: `${rpc}://${h}:${p.shareLinks}`,
       ...(certs ? { ca: certs.ca } : {}),
       serviceToken: secrets.serviceToken,
-      tokenKeys: secrets.tokenKeys,
+      serviceCredentials: secrets.serviceCredentials,
+      tokenKeys: secrets.accessKeys,
+      grantKeys: secrets.grantKeys,
       devUser: secrets.devUser,
       directoryUrl,
       redisUrl,
       storageNodes,
+      ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),
     };
     const common = {
       SATCHEL_HOST: h,
       SATCHEL_LOG_LEVEL: config.logLevel,
-      SATCHEL_SERVICE_TOKEN: secrets.serviceToken,
-      SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
+      // Public halves only: the metaserver alone is given the private keys (below).
+      SATCHEL_TOKEN_KEYS: JSON.stringify(publicTokenKeys(endpoints.tokenKeys)),
       SATCHEL_DIRECTORY_URL: directoryUrl,
       SATCHEL_REDIS_URL: redisUrl,
+      ...(config.rateLimits ? { SATCHEL_RATE_LIMITS: config.rateLimits } : {}),
     };
     const service = (name: string, env: Record<string, string>) =>
-      new ManagedProcess(name, config.stateDir, process.execPath, [join(REPO_ROOT, name, "dist", "bin.js")], { ...common, ...tlsEnv(certs, name), ...env });
+      new ManagedProcess(name, config.stateDir, process.execPath, [join(REPO_ROOT, name, "dist", "bin.js")], {
+        ...common, ...identityEnv(endpoints, name as ServiceName), ...tlsEnv(certs, name), ...env,
+      });
     const services = {
       blockserver: service("blockserver", {
         SATCHEL_BLOCKSERVER_PORT: String(p.blockserver),
         SATCHEL_BLOCKSERVER_METRICS_PORT: String(p.blockserverMetrics),
         SATCHEL_BLOCKSERVER_WEB_PORT: String(p.blockserverWeb),
         SATCHEL_STORAGE_NODES: JSON.stringify(storageNodes),
+        SATCHEL_GRANT_KEYS: JSON.stringify(endpoints.grantKeys),
         SATCHEL_EC_DATA_SHARDS: String(config.dataShards),
         SATCHEL_EC_PARITY_SHARDS: String(config.parityShards),
       }),
@@ -154,11 +168,14 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
         SATCHEL_METASERVER_WEB_PORT: String(p.metaserverWeb),
         SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
         SATCHEL_METASERVER_LINKS_PORT: String(p.shareLinks),
+        SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
+        SATCHEL_GRANT_KEYS: JSON.stringify(endpoints.grantKeys),
       }),
       notifyserver: service("notifyserver", {
         SATCHEL_NOTIFYSERVER_PORT: String(p.notifyserver),
         SATCHEL_NOTIFYSERVER_METRICS_PORT: String(p.notifyserverMetrics),
         SATCHEL_NOTIFYSERVER_WEB_PORT: String(p.notifyserverWeb),
+        SATCHEL_METASERVER_URL: endpoints.metaserver,
       }),
     };
     for (const name of SERVICE_NAMES) {
@@ -191,6 +208,20 @@ function certificateNames(config: ClusterConfig): string[] {
     "redis",
     ...Array.from({ length: config.minioNodes }, (_, i) => `minio-${i}`),
   ];
+}
+
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+/**
+ * A service process's identity: its own credential, which it calls the others with, and the
+ * digests of every credential it accepts (each service's and the operator's), never another's
+ * credential itself.
+ */
+export function identityEnv(e: ClusterEndpoints, service: ServiceName): Record<string, string> {
+  return {
+    SATCHEL_SERVICE_TOKEN: e.serviceCredentials[service],
+    SATCHEL_SERVICE_CREDENTIALS: JSON.stringify(credentialDigests({ ...e.serviceCredentials, operator: e.serviceToken })),
+  };
 }
 
 /** A service process's TLS settings: its own certificate and the cluster's CA, or the explicit plaintext setting. */

@@ -6,11 +6,17 @@ import { clientTlsOptions } from "@satchel/proto";
 import type { CertFiles } from "./certs.js";
 import { ManagedProcess, waitFor } from "./process.js";
 
+/** The Redis user every Satchel service connects as (the default user is off). */
+export const REDIS_USER = "satchel";
+
 /**
- * Redis for commit fan-out and the latest-cursor cache. It keeps nothing on disk: the journal in
- * MariaDB is the truth. With `tls`, it listens for TLS only (its plaintext port is off).
+ * Redis for commit fan-out, the latest-cursor cache and the shared rate limits. It keeps nothing on
+ * disk: the journal in MariaDB is the truth. With `tls`, it listens for TLS only (its plaintext port
+ * is off). Protected mode is on and the default user is off: clients sign in as REDIS_USER with
+ * the password from the state directory's secrets, which may run data commands and scripts but no
+ * administrative ones (CONFIG, DEBUG, SHUTDOWN, ACL, …) and cannot flush or list every key.
  */
-export async function startRedis(stateDir: string, host: string, port: number, tls?: CertFiles & { ca: string }): Promise<ManagedProcess> {
+export async function startRedis(stateDir: string, host: string, port: number, password: string, tls?: CertFiles & { ca: string }): Promise<ManagedProcess> {
   const dir = join(stateDir, "redis");
   mkdirSync(dir, { recursive: true });
   const listen = tls
@@ -22,21 +28,23 @@ export async function startRedis(stateDir: string, host: string, port: number, t
     "--dir", dir,
     "--save", "",
     "--appendonly", "no",
-    "--protected-mode", "no",
+    "--protected-mode", "yes",
+    "--user", "default", "off",
+    "--user", REDIS_USER, "on", `>${password}`, "~*", "&*", "+@all", "-@admin", "-flushall", "-flushdb", "-keys",
   ]);
   proc.start();
   const ca = tls && readFileSync(tls.ca);
-  await waitFor(`redis on port ${port}`, 20_000, () => ping(host, port, ca), () => proc.tail());
+  await waitFor(`redis on port ${port}`, 20_000, () => ping(host, port, password, ca), () => proc.tail());
   return proc;
 }
 
-function ping(host: string, port: number, ca: Buffer | undefined): Promise<boolean> {
+function ping(host: string, port: number, password: string, ca: Buffer | undefined): Promise<boolean> {
   return new Promise((resolve) => {
-    const hello = () => socket.write("PING\r\n");
+    const hello = () => socket.write(`AUTH ${REDIS_USER} ${password}\r\n`);
     const socket: Socket = ca ? tlsConnect({ host, port, ...clientTlsOptions(ca) }, hello) : createConnection({ host, port }, hello);
     socket.once("data", (d) => {
       socket.destroy();
-      resolve(d.toString().startsWith("+PONG"));
+      resolve(d.toString().startsWith("+OK"));
     });
     socket.once("error", () => resolve(false));
   });

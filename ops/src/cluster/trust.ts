@@ -45,23 +45,25 @@ export interface HttpAnswer {
   status: number;
   type: string;
   body: Buffer;
+  headers: http.IncomingHttpHeaders;
 }
 
 /**
  * A GET of an http or https URL, the https server's certificate checked against `ca` (default:
- * SATCHEL_TLS_CA's file): what `fetch` cannot do, as it takes no CA of its own.
+ * SATCHEL_TLS_CA's file): what `fetch` cannot do, as it takes no CA of its own. `localAddress`
+ * sends it from another loopback address (127.0.0.2, say), as another client would.
  */
-export function httpGet(url: string, ca?: Buffer, timeoutMs = 15_000): Promise<HttpAnswer> {
+export function httpGet(url: string, ca?: Buffer, timeoutMs = 15_000, localAddress?: string): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const done = (res: http.IncomingMessage) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"] ?? ""), body: Buffer.concat(chunks) }));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"] ?? ""), body: Buffer.concat(chunks), headers: res.headers }));
       res.on("error", reject);
     };
     const req = url.startsWith("https:")
-      ? https.get(url, { ...clientTlsOptions(ca), agent: false, timeout: timeoutMs }, done)
-      : http.get(url, { agent: false, timeout: timeoutMs }, done);
+      ? https.get(url, { ...clientTlsOptions(ca), agent: false, timeout: timeoutMs, localAddress }, done)
+      : http.get(url, { agent: false, timeout: timeoutMs, localAddress }, done);
     req.on("timeout", () => req.destroy(new Error(`GET ${url}: no answer in ${timeoutMs} ms`)));
     req.on("error", reject);
   });

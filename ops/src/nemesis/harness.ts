@@ -9,7 +9,7 @@ import { startCluster, waitServing, type Cluster } from "../cluster/cluster.js";
 import { liveness, minioClient, type MinioNode } from "../cluster/minio.js";
 import { caOf, mysqlTlsOf } from "../cluster/trust.js";
 import { killLeftovers, waitFor } from "../cluster/process.js";
-import { loadClusterConfig } from "../config.js";
+import { BUSY_CLIENT_LIMITS, loadClusterConfig } from "../config.js";
 import type { ManagedProcess } from "../cluster/process.js";
 import { createAccount } from "../testing/accounts.js";
 import { deleteShardViaS3, fillDrive, flipBit, flipBitViaS3, mountSmallDrives, releaseDrives, truncateShard, wipeDisk, wipeDiskUnderRunningNode } from "../testing/disk-faults.js";
@@ -739,6 +739,8 @@ export const NEMESIS_SERVICE_SETTINGS: Record<string, string> = {
   // No reconciliation: counts that drift must stay visible to the checker, not be corrected first.
   SATCHEL_RECONCILE_INTERVAL_SECONDS: "0",
   SATCHEL_RECONCILE_AFTER_RELAY_OUTAGE: "off",
+  // Clients sign in again after every restart, all from 127.0.0.1.
+  SATCHEL_RATE_LIMITS: BUSY_CLIENT_LIMITS,
 };
 
 /**

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startCluster } from "../cluster/cluster.js";
 import { killLeftovers } from "../cluster/process.js";
-import { loadClusterConfig, REPO_ROOT } from "../config.js";
+import { BUSY_CLIENT_LIMITS, loadClusterConfig, REPO_ROOT } from "../config.js";
 import { seedBudget } from "../testing/seed-budget.js";
 import { scenarioSwitches, SyncSimulation } from "./harness.js";
 
@@ -21,7 +21,8 @@ async function main(): Promise<void> {
   const first = Number(process.env.SATCHEL_SIM_FIRST_SEED ?? 1);
   const stateDir = process.env.SATCHEL_SIM_STATE_DIR ?? join(REPO_ROOT, ".satchel", "sim");
   killLeftovers(stateDir);
-  const config = loadClusterConfig({ ...process.env, SATCHEL_STATE_DIR: stateDir, SATCHEL_PORT_BASE: process.env.SATCHEL_SIM_PORT_BASE ?? "20300", SATCHEL_LOG_LEVEL: "warn" });
+  const config = loadClusterConfig({ ...process.env, SATCHEL_STATE_DIR: stateDir, SATCHEL_PORT_BASE: process.env.SATCHEL_SIM_PORT_BASE ?? "20300", SATCHEL_LOG_LEVEL: "warn",
+    SATCHEL_RATE_LIMITS: process.env.SATCHEL_RATE_LIMITS ?? BUSY_CLIENT_LIMITS });
   const cluster = await startCluster(config);
   const sim = new SyncSimulation(cluster.endpoints, {
     devices: Number(process.env.SATCHEL_SIM_DEVICES ?? 3),

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ClusterEndpoints } from "../cluster/cluster.js";
@@ -40,4 +41,20 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_0
     resolve({ code, signal, stdout, stderr });
   }));
   return { child, done };
+}
+
+/**
+ * Runs the built `satchel` CLI to its end and reads its peak resident memory (VmHWM, Linux) while
+ * it lives: what a user's machine gives an upload or a download.
+ */
+export async function runCliPeakRss(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 600_000): Promise<CliResult & { peakRssMiB: number }> {
+  const { child, done } = runCli(args, env, timeoutMs);
+  let peakKiB = 0;
+  const read = () => readFile(`/proc/${child.pid}/status`, "utf8").then((s) => {
+    peakKiB = Math.max(peakKiB, Number(/VmHWM:\s+(\d+) kB/.exec(s)?.[1] ?? 0));
+  }, () => undefined);
+  const timer = setInterval(() => void read(), 50);
+  const result = await done;
+  clearInterval(timer);
+  return { ...result, peakRssMiB: peakKiB / 1024 };
 }

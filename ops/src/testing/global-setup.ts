@@ -1,7 +1,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { REPO_ROOT, killLeftovers, loadClusterConfig, startCluster, trustClusterCa, type Cluster } from "../index.js";
+import { BUSY_CLIENT_LIMITS, REPO_ROOT, killLeftovers, loadClusterConfig, startCluster, trustClusterCa, type Cluster } from "../index.js";
 
 let cluster: Cluster | undefined;
 
@@ -18,6 +18,7 @@ export async function setup(project: TestProject): Promise<void> {
     SATCHEL_STATE_DIR: stateDir,
     SATCHEL_PORT_BASE: process.env.SATCHEL_TEST_PORT_BASE ?? "17300",
     SATCHEL_LOG_LEVEL: "warn",
+    SATCHEL_RATE_LIMITS: process.env.SATCHEL_RATE_LIMITS ?? BUSY_CLIENT_LIMITS,
   });
   cluster = await startCluster(config, (line) => console.log(`[cluster] ${line}`));
   console.log(`[cluster] up in ${cluster.startMs} ms${cluster.endpoints.ca ? ", TLS on every hop" : ", in plaintext"}`);

@@ -1,12 +1,13 @@
 import { join } from "node:path";
+import { publicTokenKeys } from "@satchel/proto";
 import type { ClusterEndpoints } from "../cluster/cluster.js";
-import { tlsEnv, waitServing } from "../cluster/cluster.js";
+import { identityEnv, tlsEnv, waitServing, type ServiceName } from "../cluster/cluster.js";
 import { clusterCertsAt } from "../cluster/certs.js";
 import { caOf } from "../cluster/trust.js";
 import { ManagedProcess } from "../cluster/process.js";
 import { REPO_ROOT } from "../config.js";
 
-export type ServiceName = "metaserver" | "blockserver" | "notifyserver";
+export type { ServiceName };
 
 /** One extra service process: its process, its gRPC base URL and its /metrics URL. */
 export interface ServiceProcess {
@@ -28,11 +29,15 @@ export function serviceEnv(e: ClusterEndpoints, service: ServiceName, port: numb
     [`${prefix}_METRICS_PORT`]: String(port + 1),
     ...(service === "metaserver" ? { SATCHEL_METASERVER_LINKS_PORT: String(port + 2), SATCHEL_BLOCKSERVER_URL: e.blockserver } : {}),
     ...(service === "blockserver" ? { SATCHEL_STORAGE_NODES: JSON.stringify(e.storageNodes) } : {}),
-    SATCHEL_SERVICE_TOKEN: e.serviceToken,
-    SATCHEL_TOKEN_KEYS: JSON.stringify(e.tokenKeys),
+    ...(service === "notifyserver" ? { SATCHEL_METASERVER_URL: e.metaserver } : {}),
+    ...identityEnv(e, service),
+    // The private token keys and the grant keys go only where they are used.
+    SATCHEL_TOKEN_KEYS: JSON.stringify(service === "metaserver" ? e.tokenKeys : publicTokenKeys(e.tokenKeys)),
+    ...(service === "notifyserver" ? {} : { SATCHEL_GRANT_KEYS: JSON.stringify(e.grantKeys) }),
     SATCHEL_DIRECTORY_URL: e.directoryUrl,
     SATCHEL_REDIS_URL: e.redisUrl,
     SATCHEL_LOG_LEVEL: "warn",
+    ...(e.rateLimits ? { SATCHEL_RATE_LIMITS: e.rateLimits } : {}),
     ...tlsEnv(e.ca ? clusterCertsAt(e.ca) : undefined, service),
   };
 }

@@ -18,9 +18,9 @@ import type { SigningKey } from "./tokens.js";
  * different releases in step):
  *   0x01 | kid length (1 byte) | kid (UTF-8) | expiry (uint32 BE, unix seconds) | MAC (16 bytes)
  * MAC = the first 16 bytes of HMAC-SHA256(grant key, "satchel-block-grant-v1" 0x00 | user id
- * (decimal) 0x00 | block hash | expiry (uint32 BE)). Each grant key is derived from an access-token
- * key of the same kid (HMAC-SHA256(secret, "satchel block grants")), so grant keys rotate with the
- * token keys: the first signs, all verify.
+ * (decimal) 0x00 | block hash | expiry (uint32 BE)). Each MAC key is derived from a configured
+ * grant key of the same kid (SATCHEL_GRANT_KEYS, held by the metaserver and the blockserver only:
+ * HMAC-SHA256(secret, "satchel block grants")); the first signs, all verify (rotation).
  */
 const VERSION = 1;
 const MAC_BYTES = 16;
@@ -37,7 +37,7 @@ export class BlockGrants {
 
   /** ttlSeconds: how long a grant issued now stays valid. */
   constructor(keys: SigningKey[], readonly ttlSeconds: number) {
-    if (keys.length === 0) throw new Error("block grants need at least one token key");
+    if (keys.length === 0) throw new Error("block grants need at least one grant key (SATCHEL_GRANT_KEYS)");
     for (const k of keys) {
       if (Buffer.byteLength(k.kid) > 255) throw new Error(`token key id "${k.kid.slice(0, 20)}…" is longer than 255 bytes`);
       this.keys.set(k.kid, createHmac("sha256", Buffer.from(k.secret, "base64url")).update(KEY_LABEL).digest());

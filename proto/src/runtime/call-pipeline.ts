@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { PUBLIC_SERVICES, REQUEST_ID_HEADER, principalKey, requestIdKey, type AuthOptions, type Principal } from "./interceptors.js";
 import type { Logger } from "./logger.js";
+import { servicePermits } from "./service-identity.js";
 import { codeName, type ServiceMetrics } from "./metrics.js";
 
 /** What the pipeline needs of an incoming call, whichever server runtime received it. */
@@ -60,7 +61,9 @@ export class CallPipeline {
         }
         if (status) {
           const level = status.code === Code.Internal || status.code === Code.Unknown ? "error" : "info";
-          logger[level]({ requestId, method, ms, code: codeName(status.code), err: status.rawMessage }, "rpc failed");
+          // An INTERNAL's cause (what a library threw) is logged here only: its message never reaches the caller.
+          const cause = status.cause instanceof Error && status.cause !== status ? status.cause.message : undefined;
+          logger[level]({ requestId, method, ms, code: codeName(status.code), err: status.rawMessage, ...(cause ? { cause } : {}) }, "rpc failed");
           status.metadata.set(REQUEST_ID_HEADER, requestId);
         } else if (logger.isLevelEnabled("debug")) {
           logger.debug({ requestId, method, ms }, "rpc ok");
@@ -80,12 +83,15 @@ function authenticate(opts: AuthOptions, call: IncomingCall): Principal | Promis
   if (PUBLIC_SERVICES.has(call.service) || opts.publicMethods?.has(call.method)) return undefined;
   const match = /^Bearer\s+(\S+)$/i.exec(call.header("authorization") ?? "");
   if (!match) throw new ConnectError('missing credentials: send the header "authorization: Bearer <token>"', Code.Unauthenticated);
-  const permitted = (principal: Principal): Principal => {
+  const permitted = (principal: Principal): Principal | Promise<Principal> => {
     if (principal.kind !== "service" && (opts.serviceOnly?.has(call.service) || opts.serviceOnly?.has(call.method))) {
-      throw new ConnectError(`${call.method} is for Satchel services and operators: call it with the service token`, Code.PermissionDenied);
+      throw new ConnectError(`${call.method} is for Satchel services and operators: call it with the operator's credential`, Code.PermissionDenied);
     }
-    if (principal.kind === "user") opts.limits?.admit(principal.userId, call.method);
-    return principal;
+    if (principal.kind === "service" && (principal.service === undefined || !servicePermits(opts.servicePermissions, principal.service, call.service, call.method))) {
+      throw new ConnectError(`${call.method} is not for the ${principal.service ?? "unnamed service"}'s credential: each Satchel service calls only what it needs; operators use the operator's credential`, Code.PermissionDenied);
+    }
+    const admitted = principal.kind === "user" ? opts.limits?.admit(principal.userId, call.method) : undefined;
+    return admitted instanceof Promise ? admitted.then(() => principal) : principal;
   };
   const invalid = (err: unknown): never => {
     const ce = ConnectError.from(err);

@@ -1,6 +1,7 @@
 import { rateLimitsFrom, type RateLimitConfig } from "./rate-limits.js";
-import type { SigningKey } from "./tokens.js";
-import { tlsFromEnv, type TlsConfig } from "./tls.js";
+import type { SigningKey, TokenKey } from "./tokens.js";
+import { checkServiceCredentials, credentialDigest, type ServiceCredentials, type ServiceIdentity } from "./service-identity.js";
+import { secureUrl, tlsFromEnv, type TlsConfig } from "./tls.js";
 
 /**
  * Typed readers for environment variables. Only the services' config.ts files call these, so that
@@ -53,14 +54,20 @@ export interface ServiceBasics {
   logLevel: string;
   /** The RPC metrics interceptor (on unless SATCHEL_RPC_METRICS=off; off only to measure its cost). */
   rpcMetrics: boolean;
-  /** The token Satchel services and operators call each other with. */
+  /** This service's own credential, which it calls the other services with (SATCHEL_SERVICE_TOKEN). */
   serviceToken: string;
-  /** Access token keys; the first signs, all verify (rotation). Block grant keys derive from them. */
-  tokenKeys: SigningKey[];
+  /** The digests of the credentials it accepts, by whom each names (SATCHEL_SERVICE_CREDENTIALS; see service-identity.ts). */
+  serviceCredentials: ServiceCredentials;
+  /** Access-token keys (Ed25519): public halves everywhere, private halves only in the metaserver (see tokens.ts). */
+  tokenKeys: TokenKey[];
+  /** Block-grant keys (HMAC; SATCHEL_GRANT_KEYS): the metaserver and the blockserver only; the first signs. */
+  grantKeys: SigningKey[];
   /** How long a block grant stays valid: how long read access outlives a revoked share. */
   blockGrantSeconds: number;
-  /** Per-user rate limits (SATCHEL_RATE_LIMITS). */
+  /** Rate limits (SATCHEL_RATE_LIMITS), per user and per client address, shared through Redis. */
   rateLimits: RateLimitConfig;
+  /** Redis (SATCHEL_REDIS_URL): the journal's notifications and the shared rate limits. */
+  redisUrl: string;
   /** What the service serves with and trusts (see tls.ts); undefined only with SATCHEL_PLAINTEXT=on. */
   tls: TlsConfig | undefined;
 }
@@ -68,8 +75,13 @@ export interface ServiceBasics {
 /**
  * Reads SATCHEL_HOST, SATCHEL_<SERVICE>_PORT (gRPC), SATCHEL_<SERVICE>_WEB_PORT (Connect and
  * gRPC-Web; not served when unset), SATCHEL_<SERVICE>_METRICS_PORT (default: port + 10),
- * SATCHEL_LOG_LEVEL, SATCHEL_SERVICE_TOKEN (required) and SATCHEL_TOKEN_KEYS (required; JSON
- * [{"kid": "...", "secret": "<base64url, 32+ bytes>"}], newest first) and
+ * SATCHEL_LOG_LEVEL, SATCHEL_SERVICE_TOKEN (required: this service's own credential),
+ * SATCHEL_SERVICE_CREDENTIALS (required; JSON {"metaserver": "<sha256 hex>", "blockserver": …,
+ * "notifyserver": …, "operator": …}: the digests of the credentials it accepts, its own among them),
+ * SATCHEL_TOKEN_KEYS (required; JSON
+ * [{"kid": "...", "x": "<Ed25519 public key, base64url>"}], newest first, with "d" — the private
+ * key — in the metaserver's only), SATCHEL_GRANT_KEYS (the metaserver's and the blockserver's; JSON
+ * [{"kid": "...", "secret": "<base64url, 32+ bytes>"}], newest first),
  * SATCHEL_BLOCK_GRANT_SECONDS (default 300), SATCHEL_RATE_LIMITS (see rate-limits.ts), and
  * SATCHEL_TLS_CA, SATCHEL_TLS_CERT, SATCHEL_TLS_KEY or SATCHEL_PLAINTEXT=on (see tls.ts).
  */
@@ -84,12 +96,25 @@ export function serviceBasics(env: Env, service: string, defaultPort: number): S
     logLevel: envString(env, "SATCHEL_LOG_LEVEL", "info"),
     rpcMetrics: envString(env, "SATCHEL_RPC_METRICS", "on") !== "off",
     serviceToken: envString(env, "SATCHEL_SERVICE_TOKEN", ""),
-    tokenKeys: envJson<SigningKey[]>(env, "SATCHEL_TOKEN_KEYS", []),
+    serviceCredentials: checkServiceCredentials(envJson<unknown>(env, "SATCHEL_SERVICE_CREDENTIALS", {})),
+    tokenKeys: envJson<TokenKey[]>(env, "SATCHEL_TOKEN_KEYS", []),
+    grantKeys: envJson<SigningKey[]>(env, "SATCHEL_GRANT_KEYS", []),
     blockGrantSeconds: envInt(env, "SATCHEL_BLOCK_GRANT_SECONDS", 300),
     rateLimits: rateLimitsFrom(env.SATCHEL_RATE_LIMITS),
     tls: tlsFromEnv(env, true),
+    redisUrl: "",
   };
-  if (!basics.serviceToken) throw new Error("SATCHEL_SERVICE_TOKEN is required");
-  if (basics.tokenKeys.length === 0) throw new Error("SATCHEL_TOKEN_KEYS is required (access token signing keys)");
+  basics.redisUrl = secureUrl("SATCHEL_REDIS_URL", envString(env, "SATCHEL_REDIS_URL", `${basics.tls ? "rediss" : "redis"}://127.0.0.1:7330`), basics.tls);
+  if (!basics.serviceToken) throw new Error("SATCHEL_SERVICE_TOKEN is required (this service's own credential)");
+  const own = basics.serviceCredentials[service as ServiceIdentity];
+  if (own === undefined) throw new Error(`SATCHEL_SERVICE_CREDENTIALS has no "${service}": list the digest of every credential this service accepts, its own among them`);
+  if (own !== credentialDigest(basics.serviceToken)) {
+    throw new Error(`SATCHEL_SERVICE_TOKEN is not the ${service}'s credential (its digest is not SATCHEL_SERVICE_CREDENTIALS["${service}"]): each service calls with its own`);
+  }
+  if (basics.tokenKeys.length === 0) throw new Error("SATCHEL_TOKEN_KEYS is required (access-token keys: [{\"kid\", \"x\"}], Ed25519 public keys)");
+  // Only the metaserver mints users' tokens: any other service holding a private key could too.
+  if (service !== "metaserver" && basics.tokenKeys.some((k) => k.d)) {
+    throw new Error(`SATCHEL_TOKEN_KEYS holds a private key ("d"): only the metaserver may; give the ${service} the public keys ({"kid", "x"}) only`);
+  }
   return basics;
 }

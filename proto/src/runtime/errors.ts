@@ -1,9 +1,11 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { requestIdKey } from "./interceptors.js";
 
 /**
  * One error vocabulary for every service: statuses named for what they mean, and one mapping from
  * what libraries throw (the network, MySQL, Redis, S3) to them. UNAVAILABLE and ABORTED say "retry";
- * INTERNAL is a bug or an unknown failure, with the library's message so a person can act on it.
+ * INTERNAL is a bug or an unknown failure: the caller gets the request id, never the library's
+ * message (it may quote SQL, table names, paths); the call's log line has it (the cause).
  */
 export { Code, ConnectError };
 
@@ -32,20 +34,23 @@ const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE",
 /** Transactions that lost a race: retry at once. */
 const CONTENDED = new Set(["ER_LOCK_DEADLOCK", "ER_LOCK_WAIT_TIMEOUT"]);
 
-/** Maps anything thrown to a status, keeping statuses as they are. */
-export function toStatus(err: unknown, what: string, backends: Backends): ConnectError {
+/** Maps anything thrown to a status, keeping statuses as they are (requestId goes into an INTERNAL's message). */
+export function toStatus(err: unknown, what: string, backends: Backends, requestId?: string): ConnectError {
   if (err instanceof ConnectError) return err;
   const e = err as { code?: string; name?: string; message?: string };
   if ((e.code && UNREACHABLE.has(e.code)) || e.name === "MaxRetriesPerRequestError") {
     return new ConnectError(`${what}: ${backends.unreachable} is unreachable (${e.code ?? e.name}); retry later`, Code.Unavailable);
   }
   if (e.code && CONTENDED.has(e.code)) return new ConnectError(`${what}: contention on ${backends.contended}; retry`, Code.Aborted);
-  return new ConnectError(`${what}: ${e.message ?? String(err)}`, Code.Internal);
+  const cause = err instanceof Error ? err : new Error(String(err));
+  return new ConnectError(
+    `${what} failed with an internal error${requestId ? ` (request ${requestId})` : ""}; the server's log has the detail`, Code.Internal, undefined, undefined, cause,
+  );
 }
 
 /** A service's mapping and its handler wrappers: every error a handler throws leaves as a status. */
 export function statusMapping(backends: Backends) {
-  const map = (err: unknown, what: string) => toStatus(err, what, backends);
+  const map = (err: unknown, what: string, hctx?: HandlerContext) => toStatus(err, what, backends, hctx?.values.get(requestIdKey) || undefined);
   return {
     toStatus: map,
     /** Wraps a unary handler. */
@@ -54,7 +59,7 @@ export function statusMapping(backends: Backends) {
         try {
           return await fn(req, hctx);
         } catch (err) {
-          throw map(err, what);
+          throw map(err, what, hctx);
         }
       },
     /** Wraps a server-streaming handler: a failure before or between messages leaves as a status. */
@@ -63,7 +68,7 @@ export function statusMapping(backends: Backends) {
         try {
           yield* fn(req, hctx);
         } catch (err) {
-          throw map(err, what);
+          throw map(err, what, hctx);
         }
       },
   };

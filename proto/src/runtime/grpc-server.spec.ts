@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, describe, expect, it } from "vitest";
 import { NotifyService, SubscribeResponseSchema } from "../gen/satchel/notify/v1/notify_pb.js";
-import { encodeOnce } from "./grpc-server.js";
+import { encodeOnce, peerHost } from "./grpc-server.js";
 import { createLogger } from "./logger.js";
 import { startRpcServer, type RpcServer } from "./server.js";
 import { createSatchelTransport } from "./transport.js";
@@ -13,7 +13,7 @@ afterAll(async () => {
 });
 
 const logger = createLogger("test", "silent");
-const allow = { verify: () => ({ kind: "service" as const, userId: "service" }) };
+const allow = { verify: () => ({ kind: "service" as const, userId: "service", service: "operator" as const }), servicePermissions: {} };
 const advanced = (cursor: bigint) => create(SubscribeResponseSchema, { event: { case: "advanced", value: { namespaceId: 1n, cursor } } });
 
 describe("the grpc-js runtime", () => {
@@ -70,7 +70,7 @@ describe("the grpc-js runtime", () => {
   it("answers a method the service does not implement with UNIMPLEMENTED, and a missing token with UNAUTHENTICATED", async () => {
     const server = await startRpcServer({
       name: "t", host: "127.0.0.1", port: 0, metricsPort: 0, services: [NotifyService], logger,
-      auth: { verify: () => ({ kind: "service" as const, userId: "service" }) },
+      auth: { verify: () => ({ kind: "service" as const, userId: "service", service: "operator" as const }), servicePermissions: {} },
       routes: (router) => router.service(NotifyService, {}),
     });
     servers.push(server);
@@ -78,5 +78,15 @@ describe("the grpc-js runtime", () => {
     const code = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
     expect(await code(createClient(NotifyService, createSatchelTransport({ baseUrl: url, token: "t" })).poll({}))).toBe("Unimplemented");
     expect(await code(createClient(NotifyService, createSatchelTransport({ baseUrl: url })).poll({}))).toBe("Unauthenticated");
+  });
+});
+
+describe("a grpc-js peer's address", () => {
+  it("is its host without the port, for IPv4 and IPv6, with or without the scheme grpc-js may put first", () => {
+    expect(peerHost("127.0.0.2:50321")).toBe("127.0.0.2");
+    expect(peerHost("ipv4:10.1.2.3:443")).toBe("10.1.2.3");
+    expect(peerHost("[::1]:50321")).toBe("::1");
+    expect(peerHost("ipv6:[fe80::1]:8")).toBe("fe80::1");
+    expect(peerHost("unix:/tmp/sock")).toBe("unix:/tmp/sock");
   });
 });

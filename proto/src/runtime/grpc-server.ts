@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { CallPipeline, OpenCall } from "./call-pipeline.js";
-import { currentRequest, REQUEST_ID_HEADER } from "./interceptors.js";
+import { clientAddressKey, currentRequest, REQUEST_ID_HEADER } from "./interceptors.js";
 
 /** What a service's routes register: handlers written once, served by grpc-js and connect-node alike. */
 export interface ServiceRouter {
@@ -164,6 +164,15 @@ class GrpcHandlerContext implements HandlerContext {
   }
 }
 
+/** The host of a grpc-js peer ("127.0.0.1:5000", "[::1]:5000", "ipv4:127.0.0.1:5000"): the client's address. */
+export function peerHost(peer: string): string {
+  if (peer.startsWith("unix:")) return peer;
+  const p = peer.replace(/^ipv[46]:/, "");
+  if (p.startsWith("[")) return p.slice(1, p.indexOf("]"));
+  const colon = p.lastIndexOf(":");
+  return colon > 0 && p.indexOf(":") === colon ? p.slice(0, colon) : p;
+}
+
 /** Sends the response headers (the request id, and any the handler set) once. */
 function sendHeaders(call: AnyCall, ctx: GrpcHandlerContext, open: OpenCall): void {
   const md = new grpc.Metadata();
@@ -200,6 +209,7 @@ function handlersOf(desc: DescService, impl: Partial<ServiceImpl<DescService>>, 
     const fn = (impl as Record<string, unknown>)[m.localName] as ((req: unknown, ctx: HandlerContext) => unknown) | undefined;
     const begin = (call: AnyCall) => {
       const ctx = new GrpcHandlerContext(desc, m, call, shutdown);
+      ctx.values.set(clientAddressKey, peerHost(call.getPeer()));
       const open = pipeline.start({ service: desc.typeName, method: `${desc.typeName}/${m.name}`, header: (n) => ctx.header(n), values: ctx.values });
       return { ctx, open };
     };

@@ -16,8 +16,9 @@ const tokens: string[] = [];
 const auth = {
   verify: (token: string | undefined) => {
     if (token) tokens.push(token);
-    return { kind: "service" as const, userId: "service" };
+    return { kind: "service" as const, userId: "service", service: "operator" as const };
   },
+  servicePermissions: {},
 };
 
 async function serve(routes: RpcServerOptions["routes"], services: RpcServerOptions["services"], port = 0) {

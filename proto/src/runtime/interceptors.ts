@@ -2,12 +2,14 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { CallPipeline } from "./call-pipeline.js";
 import type { Logger } from "./logger.js";
-import type { RateLimiter } from "./rate-limits.js";
+import type { ServiceIdentity, ServicePermissions } from "./service-identity.js";
 
 /** Who is calling: a user (from an access token) or another Satchel service. */
 export interface Principal {
   kind: "user" | "service";
   userId: string;
+  /** For a service: whose credential it called with (see service-identity.ts). */
+  service?: ServiceIdentity;
   username?: string;
   deviceId?: string;
   deviceName?: string;
@@ -16,6 +18,13 @@ export interface Principal {
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
 export const requestIdKey = createContextKey<string>("", { description: "request id" });
 export const loggerKey = createContextKey<Logger | undefined>(undefined, { description: "request logger" });
+/** The address a call came from ("127.0.0.1", "::1"), for limits per client address; "" when unknown. */
+export const clientAddressKey = createContextKey<string>("", { description: "client address" });
+
+/** Admits a user's call, or throws RESOURCE_EXHAUSTED (see rate-limits.ts). */
+export interface CallAdmission {
+  admit(userId: string, method: string): void | Promise<void>;
+}
 
 export const REQUEST_ID_HEADER = "x-request-id";
 
@@ -35,10 +44,12 @@ export interface AuthOptions {
   verify: TokenVerifier;
   /** Methods ("pkg.Service/Method") anyone may call without a token, besides PUBLIC_SERVICES. */
   publicMethods?: Set<string>;
-  /** Services or methods only the service token may call (operators and other Satchel services). */
+  /** Services or methods only a service credential may call (operators and other Satchel services). */
   serviceOnly?: Set<string>;
+  /** What each other service's credential may call here (the operator's may call anything; see service-identity.ts). */
+  servicePermissions: ServicePermissions;
   /** Per-user rate limits, applied once the caller is known to be a user. */
-  limits?: RateLimiter;
+  limits?: CallAdmission;
 }
 
 /**

@@ -17,6 +17,7 @@ export class ServiceMetrics {
   readonly rpcDuration: Histogram<"method">;
   readonly rpcInFlight: Gauge<"method">;
   readonly rateLimited: Counter<"class">;
+  readonly rateLimitsLocal: Gauge;
 
   constructor(readonly service: string) {
     collectDefaultMetrics({ register: this.registry });
@@ -42,8 +43,13 @@ export class ServiceMetrics {
     });
     this.rateLimited = new Counter({
       name: `satchel_${service}_rate_limited_total`,
-      help: "Calls refused RESOURCE_EXHAUSTED by a user's rate limit, by class (metadata, commits, blocks).",
+      help: "Calls refused RESOURCE_EXHAUSTED by a rate limit, by class (metadata, commits, blocks; signin, signup, failedSignins, links).",
       labelNames: ["class"],
+      registers: [this.registry],
+    });
+    this.rateLimitsLocal = new Gauge({
+      name: `satchel_${service}_rate_limits_local`,
+      help: "1 while Redis does not answer and this process enforces the rate limits with buckets of its own (the limits then hold per process, not platform-wide).",
       registers: [this.registry],
     });
   }

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { NotifyService } from "../gen/satchel/notify/v1/notify_pb.js";
 import { createLogger } from "./logger.js";
 import { ServiceMetrics } from "./metrics.js";
-import { DEFAULT_RATE_LIMITS, RateLimiter, rateLimitsFrom, RETRY_AFTER_HEADER, userRateLimits } from "./rate-limits.js";
+import { DEFAULT_RATE_LIMITS, RateLimiter, rateLimitsFrom, RETRY_AFTER_HEADER } from "./rate-limits.js";
 import { startRpcServer, type RpcServer } from "./server.js";
 import { createSatchelTransport } from "./transport.js";
 
@@ -72,7 +72,7 @@ describe("rate limits in the call pipeline", () => {
     let served = 0;
     const server = await startRpcServer({
       name: "ratetest", host: "127.0.0.1", port: 0, metricsPort: 0, services: [NotifyService], logger: createLogger("t", "silent"), metrics,
-      auth: { verify: (t) => (t === "svc" ? { kind: "service", userId: "service" } : { kind: "user", userId: t }), limits: userRateLimits(tight, metrics) },
+      auth: { servicePermissions: {}, verify: (t) => (t === "svc" ? { kind: "service", userId: "service", service: "operator" } : { kind: "user", userId: t }), limits: new RateLimiter(tight, (cls) => metrics.rateLimited.inc({ class: cls })) },
       routes: (router) => router.service(NotifyService, { poll: () => (served++, {}) }),
     });
     servers.push(server);
@@ -85,16 +85,23 @@ describe("rate limits in the call pipeline", () => {
     expect(served).toBe(6);
     const refusals = (await metrics.registry.getSingleMetric("satchel_ratetest_rate_limited_total")!.get()).values;
     expect(refusals.find((v) => v.labels.class === "metadata")!.value).toBeGreaterThanOrEqual(4);
-    // A deadline too short for the wait: the refusal reaches the caller.
-    await Promise.all([user.poll({}), user.poll({})]).catch(() => undefined);
-    // A deadline shorter than the wait (~250 ms), long enough for the refusal itself to arrive.
-    const err = await user.poll({}, { timeoutMs: 120 }).then(() => undefined, (e) => ConnectError.from(e));
+    // A deadline too short for the wait: the refusal reaches the caller. On a server whose wait is
+    // ~4 s, so that a deadline well past a loaded machine's round trip is still shorter than it.
+    const slow = await startRpcServer({
+      name: "slowtest", host: "127.0.0.1", port: 0, metricsPort: 0, services: [NotifyService], logger: createLogger("t", "silent"),
+      auth: { servicePermissions: {}, verify: (t) => ({ kind: "user", userId: t }), limits: new RateLimiter({ ...DEFAULT_RATE_LIMITS, metadata: { perSecond: 0.25, burst: 1 } }) },
+      routes: (router) => router.service(NotifyService, { poll: () => ({}) }),
+    });
+    servers.push(slow);
+    const slowUser = createClient(NotifyService, createSatchelTransport({ baseUrl: `http://127.0.0.1:${slow.port}`, token: "7" }));
+    await slowUser.poll({});
+    const err = await slowUser.poll({}, { timeoutMs: 1500 }).then(() => undefined, (e) => ConnectError.from(e));
     expect(err?.code).toBe(Code.ResourceExhausted);
     expect(err?.rawMessage).toMatch(/rate limit: too many metadata reads from this user; retry in \d+ ms/);
     // Another RESOURCE_EXHAUSTED (a quota) names no wait: it reaches the caller at once.
     const quota = await startRpcServer({
       name: "quotatest", host: "127.0.0.1", port: 0, metricsPort: 0, services: [NotifyService], logger: createLogger("t", "silent"),
-      auth: { verify: () => ({ kind: "user", userId: "1" }) },
+      auth: { verify: () => ({ kind: "user", userId: "1" }), servicePermissions: {} },
       routes: (router) => router.service(NotifyService, { poll: () => { throw new ConnectError("over quota", Code.ResourceExhausted); } }),
     });
     servers.push(quota);

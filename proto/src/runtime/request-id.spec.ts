@@ -12,7 +12,7 @@ afterAll(async () => {
 });
 
 const logger = createLogger("test", "silent");
-const allow = { verify: () => ({ kind: "service" as const, userId: "service" }) };
+const allow = { verify: () => ({ kind: "service" as const, userId: "service", service: "operator" as const }), servicePermissions: {} };
 
 describe("request ids", () => {
   it("follow a call from one service into the calls it makes to another", async () => {

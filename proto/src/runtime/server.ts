@@ -4,7 +4,7 @@ import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
@@ -12,7 +12,7 @@ import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/
 import { CallPipeline } from "./call-pipeline.js";
 import { createGrpcServer, ServiceRegistry, widenWindows, type ServiceRouter } from "./grpc-server.js";
 import { HealthStatus, ServingStatus } from "./health.js";
-import { pipelineInterceptor, type AuthOptions } from "./interceptors.js";
+import { clientAddressKey, pipelineInterceptor, type AuthOptions } from "./interceptors.js";
 import type { Logger } from "./logger.js";
 import { HTTP2_SESSION_MEMORY_MB, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "./limits.js";
 import { ServiceMetrics, startMetricsServer } from "./metrics.js";
@@ -148,6 +148,7 @@ async function startWebServer(opts: RpcServerOptions, registry: ServiceRegistry,
     acceptCompression: [],
     shutdownSignal: shutdown,
     interceptors: [pipelineInterceptor(pipeline)],
+    contextValues: (req) => createContextValues().set(clientAddressKey, req.socket.remoteAddress ?? ""),
   });
   const server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : http.createServer(handler);
   await new Promise<void>((resolve, reject) => {

@@ -40,6 +40,9 @@ describe("a process's TLS settings", () => {
     expect(() => secureUrl("SATCHEL_REDIS_URL", "redis://127.0.0.1:7330", tls)).toThrow(/SATCHEL_REDIS_URL is redis:\/\/127\.0\.0\.1:7330, which is plaintext while TLS is on: use rediss:\/\//);
     expect(() => secureUrl("SATCHEL_BLOCKSERVER_URL", "http://127.0.0.1:7301", tls)).toThrow(/use https:\/\//);
     expect(secureUrl("SATCHEL_REDIS_URL", "rediss://127.0.0.1:7330", tls)).toBe("rediss://127.0.0.1:7330");
+    // Schemes are case-insensitive: an upper-case plaintext scheme is still plaintext.
+    for (const url of ["HTTP://127.0.0.1:7301", "Redis://127.0.0.1:7330", "hTtP://x"]) expect(() => secureUrl("SATCHEL_X_URL", url, tls)).toThrow(/plaintext while TLS is on/);
+    expect(secureUrl("SATCHEL_X_URL", "HTTPS://127.0.0.1:7301", tls)).toBe("HTTPS://127.0.0.1:7301");
     expect(secureUrl("SATCHEL_BLOCKSERVER_URL", "http://127.0.0.1:7301", undefined)).toBe("http://127.0.0.1:7301");
   });
 
@@ -49,5 +52,6 @@ describe("a process's TLS settings", () => {
     expect(mysqlTls(undefined)).toEqual({});
     expect(redisTls("rediss://127.0.0.1:1", { ca }).tls?.ca).toBe(ca);
     expect(redisTls("redis://127.0.0.1:1", { ca })).toEqual({});
+    expect(redisTls("REDISS://127.0.0.1:1", { ca }).tls?.ca).toBe(ca);
   });
 });

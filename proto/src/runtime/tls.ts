@@ -67,7 +67,8 @@ export function tlsFromEnv(env: Env, serving: boolean): TlsConfig | undefined {
  * settings: a hop is never left in plaintext by a stale setting.
  */
 export function secureUrl(name: string, url: string, tls: TlsConfig | undefined): string {
-  const scheme = /^([a-z]+):/.exec(url)?.[1];
+  // Schemes are case-insensitive (RFC 3986): HTTP:// is plaintext too.
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
   if (tls && (scheme === "http" || scheme === "redis")) {
     throw new Error(`${name} is ${url}, which is plaintext while TLS is on: use ${scheme}s:// (or ${PLAINTEXT_SETTING}=on, for local development only)`);
   }
@@ -107,7 +108,7 @@ export function mysqlTls(tls: Pick<TlsConfig, "ca"> | undefined): { ssl?: { ca: 
 
 /** ioredis's `tls` option for a rediss:// URL, trusting the process's CA (nothing for redis://, which is plaintext). */
 export function redisTls(url: string, tls: Pick<TlsConfig, "ca"> | undefined): { tls?: ConnectionOptions } {
-  return url.startsWith("rediss:") ? { tls: clientTlsOptions(tls?.ca) } : {};
+  return /^rediss:/i.test(url) ? { tls: clientTlsOptions(tls?.ca) } : {};
 }
 
 /** A keep-alive HTTPS agent that trusts `ca`. */

@@ -1,13 +1,45 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, timingSafeEqual, type KeyObject } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errors, jwtVerify, SignJWT } from "jose";
 import type { Principal, TokenVerifier } from "./interceptors.js";
+import { identify, type ServiceCredentials } from "./service-identity.js";
 
-/** One HMAC key for access tokens. The first configured key signs; every configured key verifies. */
+/** A secret key of an HMAC (block grants, share links): the first configured signs, every one verifies. */
 export interface SigningKey {
   kid: string;
   /** At least 32 bytes, base64url. */
   secret: string;
+}
+
+/**
+ * An access-token key: Ed25519, in the JWK fields of RFC 8037 (base64url). `x` is the public key,
+ * which every service holds to verify; `d` the private key, which only the metaserver holds (only
+ * it signs users' tokens). The first key with `d` signs; every key verifies (rotation: put a new key
+ * first, keep the old one until the tokens it signed have expired).
+ */
+export interface TokenKey {
+  kid: string;
+  x: string;
+  d?: string;
+}
+
+/** A new Ed25519 token key (with its private half). */
+export function generateTokenKey(kid: string): Required<TokenKey> {
+  const jwk = generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" });
+  return { kid, x: jwk.x!, d: jwk.d! };
+}
+
+/** The keys as a service that only verifies holds them. */
+export function publicTokenKeys(keys: TokenKey[]): TokenKey[] {
+  return keys.map(({ kid, x }) => ({ kid, x }));
+}
+
+/**
+ * The share links' HMAC keys, derived from the token keys' private halves: only the metaserver
+ * (which serves the links) can make or check them, and they rotate with the token keys.
+ */
+export function linkKeysOf(keys: TokenKey[]): SigningKey[] {
+  return keys.filter((k) => k.d).map((k) => ({ kid: k.kid, secret: createHmac("sha256", Buffer.from(k.d!, "base64url")).update("satchel share links").digest("base64url") }));
 }
 
 export interface AccessClaims {
@@ -19,43 +51,51 @@ export interface AccessClaims {
 
 const ISSUER = "satchel";
 const AUDIENCE = "satchel";
-const ALGORITHM = "HS256";
+const ALGORITHM = "EdDSA";
 
 /**
- * Signs and verifies short-lived access tokens (JWT, HS256). Keys rotate by configuration: put a
- * new key first (it signs from then on) and keep the old one after it until the longest-lived
- * token it signed has expired.
+ * Signs (the metaserver) and verifies (every service) short-lived access tokens: JWT, EdDSA with
+ * Ed25519, `kid` in the header. A process given public keys only can verify but never mint one.
  */
 /** Verified tokens remembered per process (verification is the costliest part of a small call). */
 const VERIFIED_CACHE = 10_000;
 
 export class AccessTokens {
-  private readonly keys: Map<string, Uint8Array>;
+  private readonly keys = new Map<string, KeyObject>();
   private readonly verified = new Map<string, { principal: Principal; expiresAt: number }>();
-  private readonly signingKid: string;
+  private readonly signing?: { kid: string; key: KeyObject };
 
-  constructor(keys: SigningKey[]) {
-    if (keys.length === 0) throw new Error("at least one token signing key is required (SATCHEL_TOKEN_KEYS)");
-    this.keys = new Map();
+  constructor(keys: TokenKey[]) {
+    if (keys.length === 0) throw new Error("at least one access-token key is required (SATCHEL_TOKEN_KEYS)");
     for (const k of keys) {
-      const secret = Buffer.from(k.secret, "base64url");
-      if (secret.length < 32) throw new Error(`token key "${k.kid}" is shorter than 32 bytes`);
-      this.keys.set(k.kid, secret);
+      if (!k.kid || !k.x) throw new Error("an access-token key needs a kid and x (an Ed25519 public key, base64url)");
+      const jwk = { kty: "OKP", crv: "Ed25519", x: k.x };
+      try {
+        this.keys.set(k.kid, createPublicKey({ key: jwk, format: "jwk" }));
+        if (k.d && !this.signing) this.signing = { kid: k.kid, key: createPrivateKey({ key: { ...jwk, d: k.d }, format: "jwk" }) };
+      } catch (err) {
+        throw new Error(`access-token key "${k.kid}" is not an Ed25519 key: ${(err as Error).message}`);
+      }
     }
-    this.signingKid = keys[0].kid;
+  }
+
+  /** Whether this process may sign tokens (it holds a private key). */
+  get canSign(): boolean {
+    return this.signing !== undefined;
   }
 
   async sign(claims: AccessClaims, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }> {
+    if (!this.signing) throw new Error("this process holds public token keys only: only the metaserver signs access tokens");
     const now = Math.floor(Date.now() / 1000);
     const exp = now + ttlSeconds;
     const token = await new SignJWT({ name: claims.username, dev: claims.deviceId.toString(), dvn: claims.deviceName })
-      .setProtectedHeader({ alg: ALGORITHM, kid: this.signingKid })
+      .setProtectedHeader({ alg: ALGORITHM, kid: this.signing.kid })
       .setSubject(claims.userId.toString())
       .setIssuer(ISSUER)
       .setAudience(AUDIENCE)
       .setIssuedAt(now)
       .setExpirationTime(exp)
-      .sign(this.keys.get(this.signingKid)!);
+      .sign(this.signing.key);
     return { token, expiresAt: new Date(exp * 1000) };
   }
 
@@ -95,14 +135,14 @@ export class AccessTokens {
 }
 
 /**
- * The verifier every service uses: the cluster's service token (services and operators) or a
- * user's signed access token.
+ * The verifier every service uses: a service's or the operator's credential (see
+ * service-identity.ts) or a user's signed access token.
  */
-export function tokenVerifier(serviceToken: string, tokens: AccessTokens): TokenVerifier {
-  const serviceDigest = createHash("sha256").update(serviceToken).digest();
+export function tokenVerifier(credentials: ServiceCredentials, tokens: AccessTokens): TokenVerifier {
   return async (token) => {
-    if (timingSafeEqual(createHash("sha256").update(token).digest(), serviceDigest)) return { kind: "service", userId: "service" };
-    if (token.split(".").length !== 3) throw new ConnectError("token is neither an access token nor the service token", Code.Unauthenticated);
+    const service = identify(token, credentials);
+    if (service) return { kind: "service", userId: "service", service };
+    if (token.split(".").length !== 3) throw new ConnectError("token is neither an access token nor a service credential", Code.Unauthenticated);
     return tokens.verify(token);
   };
 }

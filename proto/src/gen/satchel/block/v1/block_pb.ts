@@ -297,7 +297,9 @@ export type HasBlocksResponse = Message<"satchel.block.v1.HasBlocksResponse"> & 
   present: boolean[];
 
   /**
-   * For a user: a fresh grant for each present block (empty for the others), for its commit.
+   * For a user: a grant for each present block (empty for the others), for its commit. A valid
+   * grant the caller passed comes back unchanged (never extended: fresh grants come only from the
+   * metaserver, which checks access again); a block the caller sent lately gets one, as PutBlock.
    *
    * @generated from field: repeated bytes grants = 2;
    */

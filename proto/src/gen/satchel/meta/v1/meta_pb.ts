@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file satchel/meta/v1/meta.proto.
  */
 export const file_satchel_meta_v1_meta: GenFile = /*@__PURE__*/
-  fileDesc("ChpzYXRjaGVsL21ldGEvdjEvbWV0YS5wcm90bxIPc2F0Y2hlbC5tZXRhLnYxIjUKCEJsb2NrUmVmEgwKBGhhc2gYASABKAwSDAoEc2l6ZRgCIAEoDRINCgVncmFudBgDIAEoDCL1AQoMRmlsZU1ldGFkYXRhEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIRCglpc19mb2xkZXIYAyABKAgSEAoIcmV2aXNpb24YBCABKAQSDAoEc2l6ZRgFIAEoBBIpCgZibG9ja3MYBiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSMQoNbW9kaWZpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbmFtZXNwYWNlX2lkGAggASgEEg4KBmN1cnNvchgJIAEoBBISCgppc19kZWxldGVkGAogASgIIocBChFDb21taXRGaWxlUmVxdWVzdBIMCgRwYXRoGAEgASgJEikKBmJsb2NrcxgCIAMoCzIZLnNhdGNoZWwubWV0YS52MS5CbG9ja1JlZhIMCgRzaXplGAMgASgEEhcKD3BhcmVudF9yZXZpc2lvbhgEIAEoBBISCgpyZXF1ZXN0X2lkGAUgASgJImsKEkNvbW1pdEZpbGVSZXNwb25zZRIWCg5taXNzaW5nX2Jsb2NrcxgBIAMoDBIrCgRmaWxlGAIgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIQCghjb25mbGljdBgDIAEoCCI4ChZHZXRGaWxlTWV0YWRhdGFSZXF1ZXN0EgwKBHBhdGgYASABKAkSEAoIcmV2aXNpb24YAiABKAQiRgoXR2V0RmlsZU1ldGFkYXRhUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEidAoRTGlzdEZvbGRlclJlcXVlc3QSDAoEcGF0aBgBIAEoCRIRCglyZWN1cnNpdmUYAiABKAgSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkSFwoPaW5jbHVkZV9kZWxldGVkGAUgASgIIm8KEkxpc3RGb2xkZXJSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIaGFzX21vcmUYAyABKAgiIwoTQ3JlYXRlRm9sZGVyUmVxdWVzdBIMCgRwYXRoGAEgASgJIkUKFENyZWF0ZUZvbGRlclJlc3BvbnNlEi0KBmZvbGRlchgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiSwoNRGVsZXRlUmVxdWVzdBIMCgRwYXRoGAEgASgJEhcKD3BhcmVudF9yZXZpc2lvbhgCIAEoBBITCgtzZWVuX2N1cnNvchgDIAEoBCJtCg5EZWxldGVSZXNwb25zZRIsCgVlbnRyeRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGESFAoMZW50cmllc19rZXB0GAIgASgEEhcKD2VudHJpZXNfZGVsZXRlZBgDIAEoBCIfCg9VbmRlbGV0ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSJAChBVbmRlbGV0ZVJlc3BvbnNlEiwKBWVudHJ5GAEgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YSIoChhQZXJtYW5lbnRseURlbGV0ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSI0ChlQZXJtYW5lbnRseURlbGV0ZVJlc3BvbnNlEhcKD2VudHJpZXNfcmVtb3ZlZBgBIAEoBCIxCgtNb3ZlUmVxdWVzdBIRCglmcm9tX3BhdGgYASABKAkSDwoHdG9fcGF0aBgCIAEoCSJXCgxNb3ZlUmVzcG9uc2USLAoFZW50cnkYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhEhkKEWRlc2NlbmRhbnRzX21vdmVkGAIgASgEIjMKFExpc3RSZXZpc2lvbnNSZXF1ZXN0EgwKBHBhdGgYASABKAkSDQoFbGltaXQYAiABKA0iSQoVTGlzdFJldmlzaW9uc1Jlc3BvbnNlEjAKCXJldmlzaW9ucxgBIAMoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiMAoOUmVzdG9yZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoBCI+Cg9SZXN0b3JlUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiaQoOTmFtZXNwYWNlTW91bnQSFAoMbmFtZXNwYWNlX2lkGAEgASgEEgwKBHBhdGgYAiABKAkSIwoEcm9sZRgDIAEoDjIVLnNhdGNoZWwubWV0YS52MS5Sb2xlEg4KBmN1cnNvchgEIAEoBCIXChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QiTQoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIzCgpuYW1lc3BhY2VzGAEgAygLMh8uc2F0Y2hlbC5tZXRhLnYxLk5hbWVzcGFjZU1vdW50IpsBCgxKb3VybmFsRW50cnkSDgoGY3Vyc29yGAEgASgEEi0KCW9wZXJhdGlvbhgCIAEoDjIaLnNhdGNoZWwubWV0YS52MS5PcGVyYXRpb24SDAoEcGF0aBgDIAEoCRIRCglmcm9tX3BhdGgYBCABKAkSKwoEZmlsZRgFIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiSwoQTGlzdERlbHRhUmVxdWVzdBIUCgxuYW1lc3BhY2VfaWQYASABKAQSDgoGY3Vyc29yGAIgASgEEhEKCXBhZ2Vfc2l6ZRgDIAEoDSJ0ChFMaXN0RGVsdGFSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkpvdXJuYWxFbnRyeRIOCgZjdXJzb3IYAiABKAQSEAoIaGFzX21vcmUYAyABKAgSDQoFcmVzZXQYBCABKAgiNwoPTmFtZXNwYWNlQ3Vyc29yEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIOCgZjdXJzb3IYAiABKAQiYgoUV2FpdEZvckNoYW5nZVJlcXVlc3QSMQoHY3Vyc29ycxgBIAMoCzIgLnNhdGNoZWwubWV0YS52MS5OYW1lc3BhY2VDdXJzb3ISFwoPdGltZW91dF9zZWNvbmRzGAIgASgNImMKFVdhaXRGb3JDaGFuZ2VSZXNwb25zZRIxCgdjaGFuZ2VkGAEgAygLMiAuc2F0Y2hlbC5tZXRhLnYxLk5hbWVzcGFjZUN1cnNvchIXCg9iYWNrb2ZmX3NlY29uZHMYAiABKA0iWQoSU2hhcmVGb2xkZXJSZXF1ZXN0EgwKBHBhdGgYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSIwoEcm9sZRgDIAEoDjIVLnNhdGNoZWwubWV0YS52MS5Sb2xlIlQKE1NoYXJlRm9sZGVyUmVzcG9uc2USFAoMbmFtZXNwYWNlX2lkGAEgASgEEicKBm1lbWJlchgCIAEoCzIXLnNhdGNoZWwubWV0YS52MS5NZW1iZXIiPwoGTWVtYmVyEhAKCHVzZXJuYW1lGAEgASgJEiMKBHJvbGUYAiABKA4yFS5zYXRjaGVsLm1ldGEudjEuUm9sZSIwCg5VbnNoYXJlUmVxdWVzdBIMCgRwYXRoGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJIhEKD1Vuc2hhcmVSZXNwb25zZSIoChhMZWF2ZVNoYXJlZEZvbGRlclJlcXVlc3QSDAoEcGF0aBgBIAEoCSIxChlMZWF2ZVNoYXJlZEZvbGRlclJlc3BvbnNlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBCIiChJMaXN0TWVtYmVyc1JlcXVlc3QSDAoEcGF0aBgBIAEoCSJVChNMaXN0TWVtYmVyc1Jlc3BvbnNlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIoCgdtZW1iZXJzGAIgAygLMhcuc2F0Y2hlbC5tZXRhLnYxLk1lbWJlciJCChZDcmVhdGVTaGFyZUxpbmtSZXF1ZXN0EgwKBHBhdGgYASABKAkSGgoSZXhwaXJlc19pbl9zZWNvbmRzGAIgASgNImgKF0NyZWF0ZVNoYXJlTGlua1Jlc3BvbnNlEg8KB2xpbmtfaWQYASABKAQSCwoDdXJsGAIgASgJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIpChZSZXZva2VTaGFyZUxpbmtSZXF1ZXN0Eg8KB2xpbmtfaWQYASABKAQiGQoXUmV2b2tlU2hhcmVMaW5rUmVzcG9uc2UiFgoUR2V0U3BhY2VVc2FnZVJlcXVlc3QiQAoVR2V0U3BhY2VVc2FnZVJlc3BvbnNlEhIKCnVzZWRfYnl0ZXMYASABKAQSEwoLcXVvdGFfYnl0ZXMYAiABKAQiHAoaUmVjb25jaWxlUmVmZXJlbmNlc1JlcXVlc3QiYgobUmVjb25jaWxlUmVmZXJlbmNlc1Jlc3BvbnNlEhYKDmJsb2Nrc19jaGVja2VkGAEgASgEEhYKDmJsb2Nrc19kcmlmdGVkGAIgASgEEhMKC3RvdGFsX2RyaWZ0GAMgASgEIkUKFE1vdmVOYW1lc3BhY2VSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIXCg90YXJnZXRfc2hhcmRfaWQYAiABKA0idgoVTW92ZU5hbWVzcGFjZVJlc3BvbnNlEhcKD3NvdXJjZV9zaGFyZF9pZBgBIAEoDRIXCg90YXJnZXRfc2hhcmRfaWQYAiABKA0SEwoLcm93c19jb3BpZWQYAyABKAQSFgoOd3JpdGVzX2hlbGRfbXMYBCABKA0iOAoPU2V0UXVvdGFSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhMKC3F1b3RhX2J5dGVzGAIgASgEIhIKEFNldFF1b3RhUmVzcG9uc2UiDgoMUHJ1bmVSZXF1ZXN0ImMKDVBydW5lUmVzcG9uc2USFwoPdmVyc2lvbnNfcHJ1bmVkGAEgASgEEhYKDmVudHJpZXNfcHVyZ2VkGAIgASgEEiEKGWpvdXJuYWxfZW50cmllc19jb21wYWN0ZWQYAyABKAQiRQoVQ29tcGFjdEpvdXJuYWxSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIWCg50aHJvdWdoX2N1cnNvchgCIAEoBCIxChZDb21wYWN0Sm91cm5hbFJlc3BvbnNlEhcKD2VudHJpZXNfcmVtb3ZlZBgBIAEoBCI+Cg1WZXJpZnlSZXF1ZXN0EhMKC3VudGhyb3R0bGVkGAEgASgIEhgKEG1heF9maWxlc19saXN0ZWQYAiABKA0iUwoMQWZmZWN0ZWRGaWxlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIMCgRwYXRoGAIgASgJEhAKCHJldmlzaW9uGAMgASgEEg0KBW93bmVyGAQgASgJIp4BCg1WZXJpZmllZEJsb2NrEgwKBGhhc2gYASABKAwSDAoEa2luZBgCIAEoCRITCgtzaGFyZHNfZ29vZBgDIAEoDRIUCgxzaGFyZHNfdG90YWwYBCABKA0SLAoFZmlsZXMYBSADKAsyHS5zYXRjaGVsLm1ldGEudjEuQWZmZWN0ZWRGaWxlEhgKEGZpbGVzX25vdF9saXN0ZWQYBiABKAQisgIKDlZlcmlmeVJlc3BvbnNlEhgKEHZlcnNpb25zX2NoZWNrZWQYASABKAQSFgoOYmxvY2tzX2NoZWNrZWQYAiABKAQSGQoRYmxvY2tzX3VucmVhZGFibGUYAyABKAQSEwoLYmxvY2tzX2xvc3QYBCABKAQSJAocYmxvY2tzX2JlbG93X2Z1bGxfcmVkdW5kYW5jeRgFIAEoBBIkChxyZWZlcmVuY2VzX3RvX21pc3NpbmdfYmxvY2tzGAYgASgEEjAKCHByb2JsZW1zGAcgAygLMh4uc2F0Y2hlbC5tZXRhLnYxLlZlcmlmaWVkQmxvY2sSDwoHc2Vjb25kcxgIIAEoARISCgpieXRlc19yZWFkGAkgASgEEhsKE3Byb2JsZW1zX25vdF9saXN0ZWQYCiABKAQqTgoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDgoKUk9MRV9PV05FUhABEg8KC1JPTEVfRURJVE9SEAISDwoLUk9MRV9WSUVXRVIQAyqNAQoJT3BlcmF0aW9uEhkKFU9QRVJBVElPTl9VTlNQRUNJRklFRBAAEhEKDU9QRVJBVElPTl9QVVQQARITCg9PUEVSQVRJT05fTUtESVIQAhIUChBPUEVSQVRJT05fREVMRVRFEAMSEgoOT1BFUkFUSU9OX01PVkUQBBITCg9PUEVSQVRJT05fTU9VTlQQBTKqDgoLTWV0YVNlcnZpY2USVQoKQ29tbWl0RmlsZRIiLnNhdGNoZWwubWV0YS52MS5Db21taXRGaWxlUmVxdWVzdBojLnNhdGNoZWwubWV0YS52MS5Db21taXRGaWxlUmVzcG9uc2USZAoPR2V0RmlsZU1ldGFkYXRhEicuc2F0Y2hlbC5tZXRhLnYxLkdldEZpbGVNZXRhZGF0YVJlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuR2V0RmlsZU1ldGFkYXRhUmVzcG9uc2USVQoKTGlzdEZvbGRlchIiLnNhdGNoZWwubWV0YS52MS5MaXN0Rm9sZGVyUmVxdWVzdBojLnNhdGNoZWwubWV0YS52MS5MaXN0Rm9sZGVyUmVzcG9uc2USWwoMQ3JlYXRlRm9sZGVyEiQuc2F0Y2hlbC5tZXRhLnYxLkNyZWF0ZUZvbGRlclJlcXVlc3QaJS5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlRm9sZGVyUmVzcG9uc2USSQoGRGVsZXRlEh4uc2F0Y2hlbC5tZXRhLnYxLkRlbGV0ZVJlcXVlc3QaHy5zYXRjaGVsLm1ldGEudjEuRGVsZXRlUmVzcG9uc2USTwoIVW5kZWxldGUSIC5zYXRjaGVsLm1ldGEudjEuVW5kZWxldGVSZXF1ZXN0GiEuc2F0Y2hlbC5tZXRhLnYxLlVuZGVsZXRlUmVzcG9uc2USagoRUGVybWFuZW50bHlEZWxldGUSKS5zYXRjaGVsLm1ldGEudjEuUGVybWFuZW50bHlEZWxldGVSZXF1ZXN0Giouc2F0Y2hlbC5tZXRhLnYxLlBlcm1hbmVudGx5RGVsZXRlUmVzcG9uc2USQwoETW92ZRIcLnNhdGNoZWwubWV0YS52MS5Nb3ZlUmVxdWVzdBodLnNhdGNoZWwubWV0YS52MS5Nb3ZlUmVzcG9uc2USXgoNTGlzdFJldmlzaW9ucxIlLnNhdGNoZWwubWV0YS52MS5MaXN0UmV2aXNpb25zUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5MaXN0UmV2aXNpb25zUmVzcG9uc2USTAoHUmVzdG9yZRIfLnNhdGNoZWwubWV0YS52MS5SZXN0b3JlUmVxdWVzdBogLnNhdGNoZWwubWV0YS52MS5SZXN0b3JlUmVzcG9uc2USYQoOTGlzdE5hbWVzcGFjZXMSJi5zYXRjaGVsLm1ldGEudjEuTGlzdE5hbWVzcGFjZXNSZXF1ZXN0Gicuc2F0Y2hlbC5tZXRhLnYxLkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USUgoJTGlzdERlbHRhEiEuc2F0Y2hlbC5tZXRhLnYxLkxpc3REZWx0YVJlcXVlc3QaIi5zYXRjaGVsLm1ldGEudjEuTGlzdERlbHRhUmVzcG9uc2USXgoNV2FpdEZvckNoYW5nZRIlLnNhdGNoZWwubWV0YS52MS5XYWl0Rm9yQ2hhbmdlUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5XYWl0Rm9yQ2hhbmdlUmVzcG9uc2USWAoLU2hhcmVGb2xkZXISIy5zYXRjaGVsLm1ldGEudjEuU2hhcmVGb2xkZXJSZXF1ZXN0GiQuc2F0Y2hlbC5tZXRhLnYxLlNoYXJlRm9sZGVyUmVzcG9uc2USTAoHVW5zaGFyZRIfLnNhdGNoZWwubWV0YS52MS5VbnNoYXJlUmVxdWVzdBogLnNhdGNoZWwubWV0YS52MS5VbnNoYXJlUmVzcG9uc2USagoRTGVhdmVTaGFyZWRGb2xkZXISKS5zYXRjaGVsLm1ldGEudjEuTGVhdmVTaGFyZWRGb2xkZXJSZXF1ZXN0Giouc2F0Y2hlbC5tZXRhLnYxLkxlYXZlU2hhcmVkRm9sZGVyUmVzcG9uc2USWAoLTGlzdE1lbWJlcnMSIy5zYXRjaGVsLm1ldGEudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiQuc2F0Y2hlbC5tZXRhLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2USZAoPQ3JlYXRlU2hhcmVMaW5rEicuc2F0Y2hlbC5tZXRhLnYxLkNyZWF0ZVNoYXJlTGlua1JlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlU2hhcmVMaW5rUmVzcG9uc2USZAoPUmV2b2tlU2hhcmVMaW5rEicuc2F0Y2hlbC5tZXRhLnYxLlJldm9rZVNoYXJlTGlua1JlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuUmV2b2tlU2hhcmVMaW5rUmVzcG9uc2USXgoNR2V0U3BhY2VVc2FnZRIlLnNhdGNoZWwubWV0YS52MS5HZXRTcGFjZVVzYWdlUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5HZXRTcGFjZVVzYWdlUmVzcG9uc2UyqwQKEE1ldGFBZG1pblNlcnZpY2UScAoTUmVjb25jaWxlUmVmZXJlbmNlcxIrLnNhdGNoZWwubWV0YS52MS5SZWNvbmNpbGVSZWZlcmVuY2VzUmVxdWVzdBosLnNhdGNoZWwubWV0YS52MS5SZWNvbmNpbGVSZWZlcmVuY2VzUmVzcG9uc2USXgoNTW92ZU5hbWVzcGFjZRIlLnNhdGNoZWwubWV0YS52MS5Nb3ZlTmFtZXNwYWNlUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5Nb3ZlTmFtZXNwYWNlUmVzcG9uc2USTwoIU2V0UXVvdGESIC5zYXRjaGVsLm1ldGEudjEuU2V0UXVvdGFSZXF1ZXN0GiEuc2F0Y2hlbC5tZXRhLnYxLlNldFF1b3RhUmVzcG9uc2USRgoFUHJ1bmUSHS5zYXRjaGVsLm1ldGEudjEuUHJ1bmVSZXF1ZXN0Gh4uc2F0Y2hlbC5tZXRhLnYxLlBydW5lUmVzcG9uc2USYQoOQ29tcGFjdEpvdXJuYWwSJi5zYXRjaGVsLm1ldGEudjEuQ29tcGFjdEpvdXJuYWxSZXF1ZXN0Gicuc2F0Y2hlbC5tZXRhLnYxLkNvbXBhY3RKb3VybmFsUmVzcG9uc2USSQoGVmVyaWZ5Eh4uc2F0Y2hlbC5tZXRhLnYxLlZlcmlmeVJlcXVlc3QaHy5zYXRjaGVsLm1ldGEudjEuVmVyaWZ5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChpzYXRjaGVsL21ldGEvdjEvbWV0YS5wcm90bxIPc2F0Y2hlbC5tZXRhLnYxIjUKCEJsb2NrUmVmEgwKBGhhc2gYASABKAwSDAoEc2l6ZRgCIAEoDRINCgVncmFudBgDIAEoDCL1AQoMRmlsZU1ldGFkYXRhEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIRCglpc19mb2xkZXIYAyABKAgSEAoIcmV2aXNpb24YBCABKAQSDAoEc2l6ZRgFIAEoBBIpCgZibG9ja3MYBiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSMQoNbW9kaWZpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbmFtZXNwYWNlX2lkGAggASgEEg4KBmN1cnNvchgJIAEoBBISCgppc19kZWxldGVkGAogASgIIocBChFDb21taXRGaWxlUmVxdWVzdBIMCgRwYXRoGAEgASgJEikKBmJsb2NrcxgCIAMoCzIZLnNhdGNoZWwubWV0YS52MS5CbG9ja1JlZhIMCgRzaXplGAMgASgEEhcKD3BhcmVudF9yZXZpc2lvbhgEIAEoBBISCgpyZXF1ZXN0X2lkGAUgASgJImsKEkNvbW1pdEZpbGVSZXNwb25zZRIWCg5taXNzaW5nX2Jsb2NrcxgBIAMoDBIrCgRmaWxlGAIgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIQCghjb25mbGljdBgDIAEoCCI4ChZHZXRGaWxlTWV0YWRhdGFSZXF1ZXN0EgwKBHBhdGgYASABKAkSEAoIcmV2aXNpb24YAiABKAQiRgoXR2V0RmlsZU1ldGFkYXRhUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEidAoRTGlzdEZvbGRlclJlcXVlc3QSDAoEcGF0aBgBIAEoCRIRCglyZWN1cnNpdmUYAiABKAgSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkSFwoPaW5jbHVkZV9kZWxldGVkGAUgASgIIm8KEkxpc3RGb2xkZXJSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIaGFzX21vcmUYAyABKAgiIwoTQ3JlYXRlRm9sZGVyUmVxdWVzdBIMCgRwYXRoGAEgASgJIkUKFENyZWF0ZUZvbGRlclJlc3BvbnNlEi0KBmZvbGRlchgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiSwoNRGVsZXRlUmVxdWVzdBIMCgRwYXRoGAEgASgJEhcKD3BhcmVudF9yZXZpc2lvbhgCIAEoBBITCgtzZWVuX2N1cnNvchgDIAEoBCJtCg5EZWxldGVSZXNwb25zZRIsCgVlbnRyeRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGESFAoMZW50cmllc19rZXB0GAIgASgEEhcKD2VudHJpZXNfZGVsZXRlZBgDIAEoBCIfCg9VbmRlbGV0ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSJAChBVbmRlbGV0ZVJlc3BvbnNlEiwKBWVudHJ5GAEgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YSIoChhQZXJtYW5lbnRseURlbGV0ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSI0ChlQZXJtYW5lbnRseURlbGV0ZVJlc3BvbnNlEhcKD2VudHJpZXNfcmVtb3ZlZBgBIAEoBCIxCgtNb3ZlUmVxdWVzdBIRCglmcm9tX3BhdGgYASABKAkSDwoHdG9fcGF0aBgCIAEoCSJXCgxNb3ZlUmVzcG9uc2USLAoFZW50cnkYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhEhkKEWRlc2NlbmRhbnRzX21vdmVkGAIgASgEIjMKFExpc3RSZXZpc2lvbnNSZXF1ZXN0EgwKBHBhdGgYASABKAkSDQoFbGltaXQYAiABKA0iSQoVTGlzdFJldmlzaW9uc1Jlc3BvbnNlEjAKCXJldmlzaW9ucxgBIAMoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiMAoOUmVzdG9yZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoBCI+Cg9SZXN0b3JlUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiaQoOTmFtZXNwYWNlTW91bnQSFAoMbmFtZXNwYWNlX2lkGAEgASgEEgwKBHBhdGgYAiABKAkSIwoEcm9sZRgDIAEoDjIVLnNhdGNoZWwubWV0YS52MS5Sb2xlEg4KBmN1cnNvchgEIAEoBCIXChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QiTQoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIzCgpuYW1lc3BhY2VzGAEgAygLMh8uc2F0Y2hlbC5tZXRhLnYxLk5hbWVzcGFjZU1vdW50IpsBCgxKb3VybmFsRW50cnkSDgoGY3Vyc29yGAEgASgEEi0KCW9wZXJhdGlvbhgCIAEoDjIaLnNhdGNoZWwubWV0YS52MS5PcGVyYXRpb24SDAoEcGF0aBgDIAEoCRIRCglmcm9tX3BhdGgYBCABKAkSKwoEZmlsZRgFIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiSwoQTGlzdERlbHRhUmVxdWVzdBIUCgxuYW1lc3BhY2VfaWQYASABKAQSDgoGY3Vyc29yGAIgASgEEhEKCXBhZ2Vfc2l6ZRgDIAEoDSJ0ChFMaXN0RGVsdGFSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkpvdXJuYWxFbnRyeRIOCgZjdXJzb3IYAiABKAQSEAoIaGFzX21vcmUYAyABKAgSDQoFcmVzZXQYBCABKAgiNwoPTmFtZXNwYWNlQ3Vyc29yEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIOCgZjdXJzb3IYAiABKAQiYgoUV2FpdEZvckNoYW5nZVJlcXVlc3QSMQoHY3Vyc29ycxgBIAMoCzIgLnNhdGNoZWwubWV0YS52MS5OYW1lc3BhY2VDdXJzb3ISFwoPdGltZW91dF9zZWNvbmRzGAIgASgNImMKFVdhaXRGb3JDaGFuZ2VSZXNwb25zZRIxCgdjaGFuZ2VkGAEgAygLMiAuc2F0Y2hlbC5tZXRhLnYxLk5hbWVzcGFjZUN1cnNvchIXCg9iYWNrb2ZmX3NlY29uZHMYAiABKA0iWQoSU2hhcmVGb2xkZXJSZXF1ZXN0EgwKBHBhdGgYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSIwoEcm9sZRgDIAEoDjIVLnNhdGNoZWwubWV0YS52MS5Sb2xlIlQKE1NoYXJlRm9sZGVyUmVzcG9uc2USFAoMbmFtZXNwYWNlX2lkGAEgASgEEicKBm1lbWJlchgCIAEoCzIXLnNhdGNoZWwubWV0YS52MS5NZW1iZXIiPwoGTWVtYmVyEhAKCHVzZXJuYW1lGAEgASgJEiMKBHJvbGUYAiABKA4yFS5zYXRjaGVsLm1ldGEudjEuUm9sZSIwCg5VbnNoYXJlUmVxdWVzdBIMCgRwYXRoGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJIhEKD1Vuc2hhcmVSZXNwb25zZSIoChhMZWF2ZVNoYXJlZEZvbGRlclJlcXVlc3QSDAoEcGF0aBgBIAEoCSIxChlMZWF2ZVNoYXJlZEZvbGRlclJlc3BvbnNlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBCIiChJMaXN0TWVtYmVyc1JlcXVlc3QSDAoEcGF0aBgBIAEoCSJ3ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIoCgdtZW1iZXJzGAIgAygLMhcuc2F0Y2hlbC5tZXRhLnYxLk1lbWJlchIgChh2aWV3ZXJzX21heV9jcmVhdGVfbGlua3MYAyABKAgiQgoWQ3JlYXRlU2hhcmVMaW5rUmVxdWVzdBIMCgRwYXRoGAEgASgJEhoKEmV4cGlyZXNfaW5fc2Vjb25kcxgCIAEoDSJoChdDcmVhdGVTaGFyZUxpbmtSZXNwb25zZRIPCgdsaW5rX2lkGAEgASgEEgsKA3VybBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKQoWUmV2b2tlU2hhcmVMaW5rUmVxdWVzdBIPCgdsaW5rX2lkGAEgASgEIhkKF1Jldm9rZVNoYXJlTGlua1Jlc3BvbnNlIjgKFUxpc3RTaGFyZUxpbmtzUmVxdWVzdBIMCgRwYXRoGAEgASgJEhEKCXJlY3Vyc2l2ZRgCIAEoCCLTAQoJU2hhcmVMaW5rEg8KB2xpbmtfaWQYASABKAQSDAoEcGF0aBgCIAEoCRISCgpjcmVhdGVkX2J5GAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDdXJsGAYgASgJEg0KBXdvcmtzGAcgASgIEhUKDWVuZGVkX2JlY2F1c2UYCCABKAkiQwoWTGlzdFNoYXJlTGlua3NSZXNwb25zZRIpCgVsaW5rcxgBIAMoCzIaLnNhdGNoZWwubWV0YS52MS5TaGFyZUxpbmsiRgoUU2V0TGlua1BvbGljeVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIgChh2aWV3ZXJzX21heV9jcmVhdGVfbGlua3MYAiABKAgiFwoVU2V0TGlua1BvbGljeVJlc3BvbnNlIhYKFEdldFNwYWNlVXNhZ2VSZXF1ZXN0IkAKFUdldFNwYWNlVXNhZ2VSZXNwb25zZRISCgp1c2VkX2J5dGVzGAEgASgEEhMKC3F1b3RhX2J5dGVzGAIgASgEIioKFkxpc3RNZW1iZXJzaGlwc1JlcXVlc3QSEAoIdXNlcl9pZHMYASADKAQiNAoKTWVtYmVyc2hpcBIPCgd1c2VyX2lkGAEgASgEEhUKDW5hbWVzcGFjZV9pZHMYAiADKAQiSwoXTGlzdE1lbWJlcnNoaXBzUmVzcG9uc2USMAoLbWVtYmVyc2hpcHMYASADKAsyGy5zYXRjaGVsLm1ldGEudjEuTWVtYmVyc2hpcCIcChpSZWNvbmNpbGVSZWZlcmVuY2VzUmVxdWVzdCJiChtSZWNvbmNpbGVSZWZlcmVuY2VzUmVzcG9uc2USFgoOYmxvY2tzX2NoZWNrZWQYASABKAQSFgoOYmxvY2tzX2RyaWZ0ZWQYAiABKAQSEwoLdG90YWxfZHJpZnQYAyABKAQiRQoUTW92ZU5hbWVzcGFjZVJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgEEhcKD3RhcmdldF9zaGFyZF9pZBgCIAEoDSJ2ChVNb3ZlTmFtZXNwYWNlUmVzcG9uc2USFwoPc291cmNlX3NoYXJkX2lkGAEgASgNEhcKD3RhcmdldF9zaGFyZF9pZBgCIAEoDRITCgtyb3dzX2NvcGllZBgDIAEoBBIWCg53cml0ZXNfaGVsZF9tcxgEIAEoDSI4Cg9TZXRRdW90YVJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEwoLcXVvdGFfYnl0ZXMYAiABKAQiEgoQU2V0UXVvdGFSZXNwb25zZSIOCgxQcnVuZVJlcXVlc3QiYwoNUHJ1bmVSZXNwb25zZRIXCg92ZXJzaW9uc19wcnVuZWQYASABKAQSFgoOZW50cmllc19wdXJnZWQYAiABKAQSIQoZam91cm5hbF9lbnRyaWVzX2NvbXBhY3RlZBgDIAEoBCJFChVDb21wYWN0Sm91cm5hbFJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgEEhYKDnRocm91Z2hfY3Vyc29yGAIgASgEIjEKFkNvbXBhY3RKb3VybmFsUmVzcG9uc2USFwoPZW50cmllc19yZW1vdmVkGAEgASgEIj4KDVZlcmlmeVJlcXVlc3QSEwoLdW50aHJvdHRsZWQYASABKAgSGAoQbWF4X2ZpbGVzX2xpc3RlZBgCIAEoDSJTCgxBZmZlY3RlZEZpbGUSFAoMbmFtZXNwYWNlX2lkGAEgASgEEgwKBHBhdGgYAiABKAkSEAoIcmV2aXNpb24YAyABKAQSDQoFb3duZXIYBCABKAkingEKDVZlcmlmaWVkQmxvY2sSDAoEaGFzaBgBIAEoDBIMCgRraW5kGAIgASgJEhMKC3NoYXJkc19nb29kGAMgASgNEhQKDHNoYXJkc190b3RhbBgEIAEoDRIsCgVmaWxlcxgFIAMoCzIdLnNhdGNoZWwubWV0YS52MS5BZmZlY3RlZEZpbGUSGAoQZmlsZXNfbm90X2xpc3RlZBgGIAEoBCKyAgoOVmVyaWZ5UmVzcG9uc2USGAoQdmVyc2lvbnNfY2hlY2tlZBgBIAEoBBIWCg5ibG9ja3NfY2hlY2tlZBgCIAEoBBIZChFibG9ja3NfdW5yZWFkYWJsZRgDIAEoBBITCgtibG9ja3NfbG9zdBgEIAEoBBIkChxibG9ja3NfYmVsb3dfZnVsbF9yZWR1bmRhbmN5GAUgASgEEiQKHHJlZmVyZW5jZXNfdG9fbWlzc2luZ19ibG9ja3MYBiABKAQSMAoIcHJvYmxlbXMYByADKAsyHi5zYXRjaGVsLm1ldGEudjEuVmVyaWZpZWRCbG9jaxIPCgdzZWNvbmRzGAggASgBEhIKCmJ5dGVzX3JlYWQYCSABKAQSGwoTcHJvYmxlbXNfbm90X2xpc3RlZBgKIAEoBCpOCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIOCgpST0xFX09XTkVSEAESDwoLUk9MRV9FRElUT1IQAhIPCgtST0xFX1ZJRVdFUhADKo0BCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASEQoNT1BFUkFUSU9OX1BVVBABEhMKD09QRVJBVElPTl9NS0RJUhACEhQKEE9QRVJBVElPTl9ERUxFVEUQAxISCg5PUEVSQVRJT05fTU9WRRAEEhMKD09QRVJBVElPTl9NT1VOVBAFMu0PCgtNZXRhU2VydmljZRJVCgpDb21taXRGaWxlEiIuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEZpbGVSZXF1ZXN0GiMuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEZpbGVSZXNwb25zZRJkCg9HZXRGaWxlTWV0YWRhdGESJy5zYXRjaGVsLm1ldGEudjEuR2V0RmlsZU1ldGFkYXRhUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5HZXRGaWxlTWV0YWRhdGFSZXNwb25zZRJVCgpMaXN0Rm9sZGVyEiIuc2F0Y2hlbC5tZXRhLnYxLkxpc3RGb2xkZXJSZXF1ZXN0GiMuc2F0Y2hlbC5tZXRhLnYxLkxpc3RGb2xkZXJSZXNwb25zZRJbCgxDcmVhdGVGb2xkZXISJC5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlRm9sZGVyUmVxdWVzdBolLnNhdGNoZWwubWV0YS52MS5DcmVhdGVGb2xkZXJSZXNwb25zZRJJCgZEZWxldGUSHi5zYXRjaGVsLm1ldGEudjEuRGVsZXRlUmVxdWVzdBofLnNhdGNoZWwubWV0YS52MS5EZWxldGVSZXNwb25zZRJPCghVbmRlbGV0ZRIgLnNhdGNoZWwubWV0YS52MS5VbmRlbGV0ZVJlcXVlc3QaIS5zYXRjaGVsLm1ldGEudjEuVW5kZWxldGVSZXNwb25zZRJqChFQZXJtYW5lbnRseURlbGV0ZRIpLnNhdGNoZWwubWV0YS52MS5QZXJtYW5lbnRseURlbGV0ZVJlcXVlc3QaKi5zYXRjaGVsLm1ldGEudjEuUGVybWFuZW50bHlEZWxldGVSZXNwb25zZRJDCgRNb3ZlEhwuc2F0Y2hlbC5tZXRhLnYxLk1vdmVSZXF1ZXN0Gh0uc2F0Y2hlbC5tZXRhLnYxLk1vdmVSZXNwb25zZRJeCg1MaXN0UmV2aXNpb25zEiUuc2F0Y2hlbC5tZXRhLnYxLkxpc3RSZXZpc2lvbnNSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLkxpc3RSZXZpc2lvbnNSZXNwb25zZRJMCgdSZXN0b3JlEh8uc2F0Y2hlbC5tZXRhLnYxLlJlc3RvcmVSZXF1ZXN0GiAuc2F0Y2hlbC5tZXRhLnYxLlJlc3RvcmVSZXNwb25zZRJhCg5MaXN0TmFtZXNwYWNlcxImLnNhdGNoZWwubWV0YS52MS5MaXN0TmFtZXNwYWNlc1JlcXVlc3QaJy5zYXRjaGVsLm1ldGEudjEuTGlzdE5hbWVzcGFjZXNSZXNwb25zZRJSCglMaXN0RGVsdGESIS5zYXRjaGVsLm1ldGEudjEuTGlzdERlbHRhUmVxdWVzdBoiLnNhdGNoZWwubWV0YS52MS5MaXN0RGVsdGFSZXNwb25zZRJeCg1XYWl0Rm9yQ2hhbmdlEiUuc2F0Y2hlbC5tZXRhLnYxLldhaXRGb3JDaGFuZ2VSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLldhaXRGb3JDaGFuZ2VSZXNwb25zZRJYCgtTaGFyZUZvbGRlchIjLnNhdGNoZWwubWV0YS52MS5TaGFyZUZvbGRlclJlcXVlc3QaJC5zYXRjaGVsLm1ldGEudjEuU2hhcmVGb2xkZXJSZXNwb25zZRJMCgdVbnNoYXJlEh8uc2F0Y2hlbC5tZXRhLnYxLlVuc2hhcmVSZXF1ZXN0GiAuc2F0Y2hlbC5tZXRhLnYxLlVuc2hhcmVSZXNwb25zZRJqChFMZWF2ZVNoYXJlZEZvbGRlchIpLnNhdGNoZWwubWV0YS52MS5MZWF2ZVNoYXJlZEZvbGRlclJlcXVlc3QaKi5zYXRjaGVsLm1ldGEudjEuTGVhdmVTaGFyZWRGb2xkZXJSZXNwb25zZRJYCgtMaXN0TWVtYmVycxIjLnNhdGNoZWwubWV0YS52MS5MaXN0TWVtYmVyc1JlcXVlc3QaJC5zYXRjaGVsLm1ldGEudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJkCg9DcmVhdGVTaGFyZUxpbmsSJy5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlU2hhcmVMaW5rUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5DcmVhdGVTaGFyZUxpbmtSZXNwb25zZRJkCg9SZXZva2VTaGFyZUxpbmsSJy5zYXRjaGVsLm1ldGEudjEuUmV2b2tlU2hhcmVMaW5rUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5SZXZva2VTaGFyZUxpbmtSZXNwb25zZRJhCg5MaXN0U2hhcmVMaW5rcxImLnNhdGNoZWwubWV0YS52MS5MaXN0U2hhcmVMaW5rc1JlcXVlc3QaJy5zYXRjaGVsLm1ldGEudjEuTGlzdFNoYXJlTGlua3NSZXNwb25zZRJeCg1TZXRMaW5rUG9saWN5EiUuc2F0Y2hlbC5tZXRhLnYxLlNldExpbmtQb2xpY3lSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLlNldExpbmtQb2xpY3lSZXNwb25zZRJeCg1HZXRTcGFjZVVzYWdlEiUuc2F0Y2hlbC5tZXRhLnYxLkdldFNwYWNlVXNhZ2VSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLkdldFNwYWNlVXNhZ2VSZXNwb25zZTKRBQoQTWV0YUFkbWluU2VydmljZRJwChNSZWNvbmNpbGVSZWZlcmVuY2VzEisuc2F0Y2hlbC5tZXRhLnYxLlJlY29uY2lsZVJlZmVyZW5jZXNSZXF1ZXN0Giwuc2F0Y2hlbC5tZXRhLnYxLlJlY29uY2lsZVJlZmVyZW5jZXNSZXNwb25zZRJeCg1Nb3ZlTmFtZXNwYWNlEiUuc2F0Y2hlbC5tZXRhLnYxLk1vdmVOYW1lc3BhY2VSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLk1vdmVOYW1lc3BhY2VSZXNwb25zZRJPCghTZXRRdW90YRIgLnNhdGNoZWwubWV0YS52MS5TZXRRdW90YVJlcXVlc3QaIS5zYXRjaGVsLm1ldGEudjEuU2V0UXVvdGFSZXNwb25zZRJGCgVQcnVuZRIdLnNhdGNoZWwubWV0YS52MS5QcnVuZVJlcXVlc3QaHi5zYXRjaGVsLm1ldGEudjEuUHJ1bmVSZXNwb25zZRJhCg5Db21wYWN0Sm91cm5hbBImLnNhdGNoZWwubWV0YS52MS5Db21wYWN0Sm91cm5hbFJlcXVlc3QaJy5zYXRjaGVsLm1ldGEudjEuQ29tcGFjdEpvdXJuYWxSZXNwb25zZRJJCgZWZXJpZnkSHi5zYXRjaGVsLm1ldGEudjEuVmVyaWZ5UmVxdWVzdBofLnNhdGNoZWwubWV0YS52MS5WZXJpZnlSZXNwb25zZRJkCg9MaXN0TWVtYmVyc2hpcHMSJy5zYXRjaGVsLm1ldGEudjEuTGlzdE1lbWJlcnNoaXBzUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5MaXN0TWVtYmVyc2hpcHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * BlockRef names one content-addressed block of a file, in file order.
@@ -1046,6 +1046,13 @@ export type ListMembersResponse = Message<"satchel.meta.v1.ListMembersResponse">
    * @generated from field: repeated satchel.meta.v1.Member members = 2;
    */
   members: Member[];
+
+  /**
+   * Whether the folder's viewers may make share links (SetLinkPolicy).
+   *
+   * @generated from field: bool viewers_may_create_links = 3;
+   */
+  viewersMayCreateLinks: boolean;
 };
 
 /**
@@ -1065,7 +1072,8 @@ export type CreateShareLinkRequest = Message<"satchel.meta.v1.CreateShareLinkReq
   path: string;
 
   /**
-   * How long the link works; 0 means the server's default.
+   * How long the link works; 0 means the server's default (7 days unless configured). More than
+   * the server's maximum (365 days unless configured) is INVALID_ARGUMENT.
    *
    * @generated from field: uint32 expires_in_seconds = 2;
    */
@@ -1139,6 +1147,144 @@ export const RevokeShareLinkResponseSchema: GenMessage<RevokeShareLinkResponse> 
   messageDesc(file_satchel_meta_v1_meta, 43);
 
 /**
+ * @generated from message satchel.meta.v1.ListShareLinksRequest
+ */
+export type ListShareLinksRequest = Message<"satchel.meta.v1.ListShareLinksRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * Also the links on everything under path.
+   *
+   * @generated from field: bool recursive = 2;
+   */
+  recursive: boolean;
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListShareLinksRequest.
+ * Use `create(ListShareLinksRequestSchema)` to create a new message.
+ */
+export const ListShareLinksRequestSchema: GenMessage<ListShareLinksRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 44);
+
+/**
+ * @generated from message satchel.meta.v1.ShareLink
+ */
+export type ShareLink = Message<"satchel.meta.v1.ShareLink"> & {
+  /**
+   * @generated from field: uint64 link_id = 1;
+   */
+  linkId: bigint;
+
+  /**
+   * Where the linked entry is in the caller's tree.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * The username of whoever made it.
+   *
+   * @generated from field: string created_by = 3;
+   */
+  createdBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 5;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * The link's URL: only on the caller's own links.
+   *
+   * @generated from field: string url = 6;
+   */
+  url: string;
+
+  /**
+   * Whether the link downloads now; when not, why (its creator no longer has access).
+   *
+   * @generated from field: bool works = 7;
+   */
+  works: boolean;
+
+  /**
+   * @generated from field: string ended_because = 8;
+   */
+  endedBecause: string;
+};
+
+/**
+ * Describes the message satchel.meta.v1.ShareLink.
+ * Use `create(ShareLinkSchema)` to create a new message.
+ */
+export const ShareLinkSchema: GenMessage<ShareLink> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 45);
+
+/**
+ * @generated from message satchel.meta.v1.ListShareLinksResponse
+ */
+export type ListShareLinksResponse = Message<"satchel.meta.v1.ListShareLinksResponse"> & {
+  /**
+   * @generated from field: repeated satchel.meta.v1.ShareLink links = 1;
+   */
+  links: ShareLink[];
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListShareLinksResponse.
+ * Use `create(ListShareLinksResponseSchema)` to create a new message.
+ */
+export const ListShareLinksResponseSchema: GenMessage<ListShareLinksResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 46);
+
+/**
+ * @generated from message satchel.meta.v1.SetLinkPolicyRequest
+ */
+export type SetLinkPolicyRequest = Message<"satchel.meta.v1.SetLinkPolicyRequest"> & {
+  /**
+   * A shared folder the caller owns.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * @generated from field: bool viewers_may_create_links = 2;
+   */
+  viewersMayCreateLinks: boolean;
+};
+
+/**
+ * Describes the message satchel.meta.v1.SetLinkPolicyRequest.
+ * Use `create(SetLinkPolicyRequestSchema)` to create a new message.
+ */
+export const SetLinkPolicyRequestSchema: GenMessage<SetLinkPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 47);
+
+/**
+ * @generated from message satchel.meta.v1.SetLinkPolicyResponse
+ */
+export type SetLinkPolicyResponse = Message<"satchel.meta.v1.SetLinkPolicyResponse"> & {
+};
+
+/**
+ * Describes the message satchel.meta.v1.SetLinkPolicyResponse.
+ * Use `create(SetLinkPolicyResponseSchema)` to create a new message.
+ */
+export const SetLinkPolicyResponseSchema: GenMessage<SetLinkPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 48);
+
+/**
  * @generated from message satchel.meta.v1.GetSpaceUsageRequest
  */
 export type GetSpaceUsageRequest = Message<"satchel.meta.v1.GetSpaceUsageRequest"> & {
@@ -1149,7 +1295,7 @@ export type GetSpaceUsageRequest = Message<"satchel.meta.v1.GetSpaceUsageRequest
  * Use `create(GetSpaceUsageRequestSchema)` to create a new message.
  */
 export const GetSpaceUsageRequestSchema: GenMessage<GetSpaceUsageRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 44);
+  messageDesc(file_satchel_meta_v1_meta, 49);
 
 /**
  * @generated from message satchel.meta.v1.GetSpaceUsageResponse
@@ -1175,7 +1321,69 @@ export type GetSpaceUsageResponse = Message<"satchel.meta.v1.GetSpaceUsageRespon
  * Use `create(GetSpaceUsageResponseSchema)` to create a new message.
  */
 export const GetSpaceUsageResponseSchema: GenMessage<GetSpaceUsageResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 45);
+  messageDesc(file_satchel_meta_v1_meta, 50);
+
+/**
+ * @generated from message satchel.meta.v1.ListMembershipsRequest
+ */
+export type ListMembershipsRequest = Message<"satchel.meta.v1.ListMembershipsRequest"> & {
+  /**
+   * At most 1,000 users per call.
+   *
+   * @generated from field: repeated uint64 user_ids = 1;
+   */
+  userIds: bigint[];
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListMembershipsRequest.
+ * Use `create(ListMembershipsRequestSchema)` to create a new message.
+ */
+export const ListMembershipsRequestSchema: GenMessage<ListMembershipsRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 51);
+
+/**
+ * @generated from message satchel.meta.v1.Membership
+ */
+export type Membership = Message<"satchel.meta.v1.Membership"> & {
+  /**
+   * @generated from field: uint64 user_id = 1;
+   */
+  userId: bigint;
+
+  /**
+   * Empty for a user with no tree (no such user).
+   *
+   * @generated from field: repeated uint64 namespace_ids = 2;
+   */
+  namespaceIds: bigint[];
+};
+
+/**
+ * Describes the message satchel.meta.v1.Membership.
+ * Use `create(MembershipSchema)` to create a new message.
+ */
+export const MembershipSchema: GenMessage<Membership> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 52);
+
+/**
+ * @generated from message satchel.meta.v1.ListMembershipsResponse
+ */
+export type ListMembershipsResponse = Message<"satchel.meta.v1.ListMembershipsResponse"> & {
+  /**
+   * One per user asked about, in the order asked.
+   *
+   * @generated from field: repeated satchel.meta.v1.Membership memberships = 1;
+   */
+  memberships: Membership[];
+};
+
+/**
+ * Describes the message satchel.meta.v1.ListMembershipsResponse.
+ * Use `create(ListMembershipsResponseSchema)` to create a new message.
+ */
+export const ListMembershipsResponseSchema: GenMessage<ListMembershipsResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 53);
 
 /**
  * @generated from message satchel.meta.v1.ReconcileReferencesRequest
@@ -1188,7 +1396,7 @@ export type ReconcileReferencesRequest = Message<"satchel.meta.v1.ReconcileRefer
  * Use `create(ReconcileReferencesRequestSchema)` to create a new message.
  */
 export const ReconcileReferencesRequestSchema: GenMessage<ReconcileReferencesRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 46);
+  messageDesc(file_satchel_meta_v1_meta, 54);
 
 /**
  * @generated from message satchel.meta.v1.ReconcileReferencesResponse
@@ -1221,7 +1429,7 @@ export type ReconcileReferencesResponse = Message<"satchel.meta.v1.ReconcileRefe
  * Use `create(ReconcileReferencesResponseSchema)` to create a new message.
  */
 export const ReconcileReferencesResponseSchema: GenMessage<ReconcileReferencesResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 47);
+  messageDesc(file_satchel_meta_v1_meta, 55);
 
 /**
  * @generated from message satchel.meta.v1.MoveNamespaceRequest
@@ -1243,7 +1451,7 @@ export type MoveNamespaceRequest = Message<"satchel.meta.v1.MoveNamespaceRequest
  * Use `create(MoveNamespaceRequestSchema)` to create a new message.
  */
 export const MoveNamespaceRequestSchema: GenMessage<MoveNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 48);
+  messageDesc(file_satchel_meta_v1_meta, 56);
 
 /**
  * @generated from message satchel.meta.v1.MoveNamespaceResponse
@@ -1279,7 +1487,7 @@ export type MoveNamespaceResponse = Message<"satchel.meta.v1.MoveNamespaceRespon
  * Use `create(MoveNamespaceResponseSchema)` to create a new message.
  */
 export const MoveNamespaceResponseSchema: GenMessage<MoveNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 49);
+  messageDesc(file_satchel_meta_v1_meta, 57);
 
 /**
  * @generated from message satchel.meta.v1.SetQuotaRequest
@@ -1303,7 +1511,7 @@ export type SetQuotaRequest = Message<"satchel.meta.v1.SetQuotaRequest"> & {
  * Use `create(SetQuotaRequestSchema)` to create a new message.
  */
 export const SetQuotaRequestSchema: GenMessage<SetQuotaRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 50);
+  messageDesc(file_satchel_meta_v1_meta, 58);
 
 /**
  * @generated from message satchel.meta.v1.SetQuotaResponse
@@ -1316,7 +1524,7 @@ export type SetQuotaResponse = Message<"satchel.meta.v1.SetQuotaResponse"> & {
  * Use `create(SetQuotaResponseSchema)` to create a new message.
  */
 export const SetQuotaResponseSchema: GenMessage<SetQuotaResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 51);
+  messageDesc(file_satchel_meta_v1_meta, 59);
 
 /**
  * @generated from message satchel.meta.v1.PruneRequest
@@ -1329,7 +1537,7 @@ export type PruneRequest = Message<"satchel.meta.v1.PruneRequest"> & {
  * Use `create(PruneRequestSchema)` to create a new message.
  */
 export const PruneRequestSchema: GenMessage<PruneRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 52);
+  messageDesc(file_satchel_meta_v1_meta, 60);
 
 /**
  * @generated from message satchel.meta.v1.PruneResponse
@@ -1356,7 +1564,7 @@ export type PruneResponse = Message<"satchel.meta.v1.PruneResponse"> & {
  * Use `create(PruneResponseSchema)` to create a new message.
  */
 export const PruneResponseSchema: GenMessage<PruneResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 53);
+  messageDesc(file_satchel_meta_v1_meta, 61);
 
 /**
  * @generated from message satchel.meta.v1.CompactJournalRequest
@@ -1380,7 +1588,7 @@ export type CompactJournalRequest = Message<"satchel.meta.v1.CompactJournalReque
  * Use `create(CompactJournalRequestSchema)` to create a new message.
  */
 export const CompactJournalRequestSchema: GenMessage<CompactJournalRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 54);
+  messageDesc(file_satchel_meta_v1_meta, 62);
 
 /**
  * @generated from message satchel.meta.v1.CompactJournalResponse
@@ -1397,7 +1605,7 @@ export type CompactJournalResponse = Message<"satchel.meta.v1.CompactJournalResp
  * Use `create(CompactJournalResponseSchema)` to create a new message.
  */
 export const CompactJournalResponseSchema: GenMessage<CompactJournalResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 55);
+  messageDesc(file_satchel_meta_v1_meta, 63);
 
 /**
  * @generated from message satchel.meta.v1.VerifyRequest
@@ -1424,7 +1632,7 @@ export type VerifyRequest = Message<"satchel.meta.v1.VerifyRequest"> & {
  * Use `create(VerifyRequestSchema)` to create a new message.
  */
 export const VerifyRequestSchema: GenMessage<VerifyRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 56);
+  messageDesc(file_satchel_meta_v1_meta, 64);
 
 /**
  * A file version that uses a problem block.
@@ -1463,7 +1671,7 @@ export type AffectedFile = Message<"satchel.meta.v1.AffectedFile"> & {
  * Use `create(AffectedFileSchema)` to create a new message.
  */
 export const AffectedFileSchema: GenMessage<AffectedFile> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 57);
+  messageDesc(file_satchel_meta_v1_meta, 65);
 
 /**
  * A referenced block the verifier found something wrong with.
@@ -1522,7 +1730,7 @@ export type VerifiedBlock = Message<"satchel.meta.v1.VerifiedBlock"> & {
  * Use `create(VerifiedBlockSchema)` to create a new message.
  */
 export const VerifiedBlockSchema: GenMessage<VerifiedBlock> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 58);
+  messageDesc(file_satchel_meta_v1_meta, 66);
 
 /**
  * @generated from message satchel.meta.v1.VerifyResponse
@@ -1604,7 +1812,7 @@ export type VerifyResponse = Message<"satchel.meta.v1.VerifyResponse"> & {
  * Use `create(VerifyResponseSchema)` to create a new message.
  */
 export const VerifyResponseSchema: GenMessage<VerifyResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 59);
+  messageDesc(file_satchel_meta_v1_meta, 67);
 
 /**
  * @generated from enum satchel.meta.v1.Role
@@ -1873,6 +2081,10 @@ export const MetaService: GenService<{
   },
   /**
    * CreateShareLink makes a signed, expiring link that downloads one file or folder over HTTP.
+   * Owners and editors may link what they can read; a shared folder's viewers only where its owner
+   * allows it (SetLinkPolicy), else PERMISSION_DENIED. A link works only while its creator may
+   * still read the path (and, for a viewer, while viewers may still link): removal, leaving,
+   * unsharing, or the path moving out of the creator's reach ends it.
    *
    * @generated from rpc satchel.meta.v1.MetaService.CreateShareLink
    */
@@ -1882,7 +2094,8 @@ export const MetaService: GenService<{
     output: typeof CreateShareLinkResponseSchema;
   },
   /**
-   * RevokeShareLink makes a link stop working.
+   * RevokeShareLink makes a link stop working. Its creator, and the owner and editors of the folder
+   * it is in, may revoke it; for anyone else it is NOT_FOUND.
    *
    * @generated from rpc satchel.meta.v1.MetaService.RevokeShareLink
    */
@@ -1890,6 +2103,29 @@ export const MetaService: GenService<{
     methodKind: "unary";
     input: typeof RevokeShareLinkRequestSchema;
     output: typeof RevokeShareLinkResponseSchema;
+  },
+  /**
+   * ListShareLinks lists the links on a path that are neither revoked nor expired (with
+   * recursive, also those on everything under it), for its owner and editors (else
+   * PERMISSION_DENIED); each says whether it works now.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.ListShareLinks
+   */
+  listShareLinks: {
+    methodKind: "unary";
+    input: typeof ListShareLinksRequestSchema;
+    output: typeof ListShareLinksResponseSchema;
+  },
+  /**
+   * SetLinkPolicy says whether a shared folder's viewers may make links to what it holds (off by
+   * default); only its owner may. Turning it off ends the links viewers made.
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.SetLinkPolicy
+   */
+  setLinkPolicy: {
+    methodKind: "unary";
+    input: typeof SetLinkPolicyRequestSchema;
+    output: typeof SetLinkPolicyResponseSchema;
   },
   /**
    * GetSpaceUsage returns the caller's used bytes and quota.
@@ -1975,6 +2211,17 @@ export const MetaAdminService: GenService<{
     methodKind: "unary";
     input: typeof VerifyRequestSchema;
     output: typeof VerifyResponseSchema;
+  },
+  /**
+   * ListMemberships says which namespaces each user may watch (those mounted in their tree): how
+   * notifyservers learn membership, for a new stream and to recheck the open ones.
+   *
+   * @generated from rpc satchel.meta.v1.MetaAdminService.ListMemberships
+   */
+  listMemberships: {
+    methodKind: "unary";
+    input: typeof ListMembershipsRequestSchema;
+    output: typeof ListMembershipsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_satchel_meta_v1_meta, 1);
