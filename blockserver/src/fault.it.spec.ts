@@ -264,7 +264,7 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
       await s3(b.node).client.removeObject(s3(b.node).bucket, shardKey(hash, b.shard_index));
       damaged.push({ hash, index: a.shard_index, node: a.node }, { hash, index: b.shard_index, node: b.node });
     }
-    const { status } = await admin.runScrub({ wait: true, unthrottled: true }, { timeoutMs: 120_000 });
+    const { status } = await admin.runScrub({ wait: true, unthrottled: true }, { timeoutMs: 240_000 });
     // A background pass under way when the damage was done may find some of it first (and repair
     // it): the findings are counted across passes, by the scrubber's metrics.
     const after = await scrubFindings();
@@ -313,7 +313,7 @@ describe("blockserver storage invariants under node loss and bit rot (real MinIO
     try {
       await admin.setNodeState({ node: "minio-5", state: NodeState.DEAD });
       const started = Date.now();
-      await admin.runScrub({ wait: true, unthrottled: true }, { timeoutMs: 120_000 });
+      await admin.runScrub({ wait: true, unthrottled: true }, { timeoutMs: 240_000 });
       console.log(`rebuilt minio-5's shards in ${Date.now() - started} ms`);
       expect(await rowsOnNode("minio-5")).toBe(0);
       for (const [i, hash] of hashes.entries()) {

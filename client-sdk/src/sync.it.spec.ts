@@ -562,8 +562,12 @@ describe("client memory is bounded by a few chunks, not by the file", () => {
     const account = await createAccount(endpoints, "bigfile");
     const dir = await tempDir("bigfile");
     const file = join(dir, "big.bin");
+    // 64 MiB of random bytes, sixteen times over: the chunker reads and cuts all 1 GiB, the uploads
+    // run at full concurrency for the first 64 MiB, and the repeats are blocks already sent (the
+    // shared test cluster does not grow by a gigabyte that later scrub and repair tests would walk).
+    const unique = randomBytes(64 * MiB);
     const handle = await open(file, "w");
-    for (let i = 0; i < 64; i++) await handle.write(randomBytes(16 * MiB));
+    for (let i = 0; i < 16; i++) await handle.write(unique);
     await handle.close();
     const put = await runCliPeakRss(["put", file, "/big.bin"], { ...cliEnv(account, "big"), NODE_OPTIONS: "--max-old-space-size=96" });
     expect(put.code, put.stderr).toBe(0);
