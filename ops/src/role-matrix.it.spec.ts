@@ -146,6 +146,13 @@ function cases(): Map<DescService, Record<string, Case>> {
       CommitFile: { wants: WRITE, call: (c, who, f) => c.meta.commitFile({ path: f.file, blocks: [{ hash: f.block.hash, size: 5000, grant: f.block.grant }], size: 5000n, parentRevision: f.revision, requestId: `${who}-${f.port}` }).then((r) => {
         if (r.missingBlocks.length > 0) throw new ConnectError("missing blocks", Code.NotFound);
       }) },
+      // A batch's change answers as the single call would (its status, or missing blocks).
+      CommitBatch: { wants: WRITE, call: (c, who, f) => c.meta.commitBatch({ changes: [{ change: { case: "commit", value: {
+        path: f.file, blocks: [{ hash: f.block.hash, size: 5000, grant: f.block.grant }], size: 5000n, parentRevision: f.revision, requestId: `batch-${who}-${f.port}`,
+      } } }] }).then(({ results: [r] }) => {
+        if (r.code !== 0) throw new ConnectError(r.message, r.code as Code);
+        if (r.result.case !== "commit" || r.result.value.missingBlocks.length > 0) throw new ConnectError("missing blocks", Code.NotFound);
+      }) },
       GetFileMetadata: { wants: READ, call: (c, _w, f) => c.meta.getFileMetadata({ path: f.file, revision: f.revision }) },
       ListFolder: { wants: READ, call: (c, _w, f) => c.meta.listFolder({ path: f.folder }) },
       // Paths are the caller's own tree: a removed member or a stranger naming the owner's folder makes

@@ -96,6 +96,9 @@ function matrix(): Map<DescService, Record<string, Row>> {
       // B's paths are B's tree: A's path names nothing there, exactly like a path that never was.
       CommitFile: { theirs: () => m.commitFile({ path: "/x.bin", blocks: [A.block], size: BigInt(A.block.size) }).then(missing),
         never: () => m.commitFile({ path: "/x.bin", blocks: [{ ...A.block, hash: otherHash }], size: BigInt(A.block.size) }).then(missing), ids: hexes },
+      // In a batch as alone: A's block (with A's grant) is missing to B, like a hash that never was.
+      CommitBatch: { theirs: () => m.commitBatch({ changes: [{ change: { case: "commit", value: { path: "/x.bin", blocks: [A.block], size: BigInt(A.block.size) } } }] }).then(missingInBatch),
+        never: () => m.commitBatch({ changes: [{ change: { case: "commit", value: { path: "/x.bin", blocks: [{ ...A.block, hash: otherHash }], size: BigInt(A.block.size) } } }] }).then(missingInBatch), ids: hexes },
       GetFileMetadata: { theirs: () => m.getFileMetadata({ path: A.path, revision: A.revision }), never: () => m.getFileMetadata({ path: "/never/was.bin", revision: NEVER }), ids: [`${A.path}" has no kept revision ${A.revision}`, `/never/was.bin" has no kept revision ${NEVER}`] },
       ListFolder: { theirs: () => m.listFolder({ path: "/private" }), never: () => m.listFolder({ path: "/never" }), ids: ["/private", "/never"] },
       CreateFolder: { own: async () => void (await m.createFolder({ path: "/mine" })) },
@@ -151,6 +154,13 @@ function matrix(): Map<DescService, Record<string, Row>> {
       Poll: { theirs: () => bNotify.poll({ cursors: [{ namespaceId: A.team, cursor: 0n }] }), never: () => bNotify.poll({ cursors: [{ namespaceId: NEVER, cursor: 0n }] }), ids: ns(A.team) },
     }],
   ]);
+}
+
+/** A batch's one commit, refused or told its blocks are missing: a refusal, as alone. */
+function missingInBatch(res: { results: { code: number; message: string; result: { case: string | undefined; value?: unknown } }[] }): never {
+  const [r] = res.results;
+  if (r.code !== 0) throw new ConnectError(r.message, r.code as Code);
+  return missing(r.result.value as { missingBlocks: Uint8Array[]; file?: unknown });
 }
 
 /** A commit told its blocks are missing committed nothing: that is a refusal, as NOT_FOUND. */

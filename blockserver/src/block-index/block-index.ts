@@ -85,7 +85,9 @@ export class BlockIndex {
   ) {}
 
   static async open(directoryUrl: string, tls: TlsConfig | undefined): Promise<BlockIndex> {
-    const pools = await ShardPools.open(directoryUrl, { shardConnections: 8, directoryConnections: 2, tls });
+    // Several statements in one round trip where a call needs them together (reserve, adjust):
+    // every value goes through placeholders, so nothing a caller sends is read as SQL.
+    const pools = await ShardPools.open(directoryUrl, { shardConnections: 8, directoryConnections: 2, tls, multipleStatements: true });
     return new BlockIndex(pools.shards, pools.directory, pools.shardIds.map(referenceSourceOf));
   }
 
@@ -501,20 +503,18 @@ export class BlockIndex {
     const present = new Array<boolean>(hashes.length).fill(false);
     await Promise.all([...this.byShard(hashes)].map(async ([pool, indexes]) => {
       const wanted = indexes.map((i) => hashes[i]);
-      // No transaction: each statement is atomic on its own. The lease is only extended when less
-      // than half of it is left, so a block many commits share (a hot row) is rarely written.
-      await pool.query(
+      // One round trip, no transaction: each statement is atomic on its own. The lease is only
+      // extended when less than half of it is left, so a block many commits share (a hot row) is
+      // rarely written. Present means live and protected: collection skips blocks whose lease has
+      // not run out. A block recorded lost is absent too: a commit must not reference bytes that
+      // are gone (the uploader sends them again, which heals the block).
+      const [results] = await pool.query<RowDataPacket[][]>(
         `UPDATE blocks SET reserved_until = NOW(3) + INTERVAL ? SECOND
-          WHERE hash IN (?) AND state = 'live' AND (reserved_until IS NULL OR reserved_until < NOW(3) + INTERVAL ? SECOND)`,
-        [leaseSeconds, wanted, leaseSeconds / 2],
+          WHERE hash IN (?) AND state = 'live' AND (reserved_until IS NULL OR reserved_until < NOW(3) + INTERVAL ? SECOND);
+         SELECT hash FROM blocks WHERE hash IN (?) AND state = 'live' AND lost_at IS NULL AND reserved_until > NOW(3)`,
+        [leaseSeconds, wanted, leaseSeconds / 2, wanted],
       );
-      // Present means live and protected: collection skips blocks whose lease has not run out.
-      const [rows] = await pool.query<RowDataPacket[]>(
-        // A block recorded lost is absent too: a commit must not reference bytes that are gone (the
-        // uploader sends them again, which heals the block).
-        "SELECT hash FROM blocks WHERE hash IN (?) AND state = 'live' AND lost_at IS NULL AND reserved_until > NOW(3)", [wanted],
-      );
-      const set = new Set(rows.map((r) => (r.hash as Buffer).toString("hex")));
+      const set = new Set(results[1].map((r) => (r.hash as Buffer).toString("hex")));
       for (const i of indexes) present[i] = set.has(hashes[i].toString("hex"));
     }));
     return present;
@@ -529,22 +529,37 @@ export class BlockIndex {
     let applied = 0;
     const unknown: Buffer[] = [];
     await Promise.all([...this.byShard(changes.map((c) => c.hash))].map(async ([pool, indexes]) => {
-      await inTransaction(pool, async (conn) => {
-        for (const i of indexes) {
-          const c = changes[i];
-          const [ins] = await conn.query<ResultSetHeader>(
-            "INSERT IGNORE INTO reference_changes_applied (source, sequence) VALUES (?, ?)", [source, c.sequence],
-          );
-          if (ins.affectedRows === 0) continue;
-          // SET runs left to right: zero_since sees the new count.
-          const [upd] = await conn.query<ResultSetHeader>(
-            "UPDATE blocks SET ref_count = ref_count + ?, zero_since = IF(ref_count <= 0, CURRENT_TIMESTAMP(3), NULL) WHERE hash = ?",
-            [c.delta, c.hash],
-          );
-          if (upd.affectedRows === 0) unknown.push(c.hash);
+      // The whole transaction in one round trip: per change, record it (INSERT IGNORE: a change
+      // seen before inserts nothing), move the count only when it was new, and report both. SET
+      // runs left to right: zero_since sees the new count.
+      const statements = ["START TRANSACTION"];
+      const params: unknown[] = [];
+      for (const i of indexes) {
+        statements.push(
+          "INSERT IGNORE INTO reference_changes_applied (source, sequence) VALUES (?, ?)",
+          "SET @fresh = ROW_COUNT()",
+          "UPDATE blocks SET ref_count = ref_count + ?, zero_since = IF(ref_count <= 0, CURRENT_TIMESTAMP(3), NULL) WHERE hash = ? AND @fresh > 0",
+          "SELECT @fresh AS fresh, ROW_COUNT() AS counted",
+        );
+        params.push(source, changes[i].sequence, changes[i].delta, changes[i].hash);
+      }
+      statements.push("COMMIT");
+      const conn = await pool.getConnection();
+      try {
+        const [results] = await conn.query<RowDataPacket[][]>(statements.join(";\n"), params);
+        for (const [k, i] of indexes.entries()) {
+          const row = results[1 + 4 * k + 3][0];
+          if (Number(row.fresh) === 0) continue;
+          if (Number(row.counted) === 0) unknown.push(changes[i].hash);
           applied++;
         }
-      });
+      } catch (err) {
+        // A statement failed part-way: the ones before it are undone with the rest.
+        await conn.query("ROLLBACK").catch(() => undefined);
+        throw err;
+      } finally {
+        conn.release();
+      }
     }));
     return { applied, unknown };
   }

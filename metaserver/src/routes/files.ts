@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
-  FileMetadataSchema, JournalEntrySchema, MetaService, Operation, type FileMetadata, type JournalEntry,
+  FileMetadataSchema, JournalEntrySchema, MetaService, Operation, type CommitFileRequest, type FileMetadata, type JournalEntry,
 } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import type { MetaserverContext } from "../context.js";
 import { failedPrecondition, invalidArgument, notFound } from "../errors.js";
@@ -13,6 +13,7 @@ import { journalMountMove } from "../store/sharing.js";
 import { parentOf, pathKey, ROOT } from "../tree/paths.js";
 import { callerOf, guarded, type Caller } from "./caller.js";
 import { locate, mountOf, ROLES, type Located } from "./located.js";
+import { batchRoutes } from "./batch.js";
 import { shareRoutes } from "./sharing.js";
 
 const HASH_BYTES = 32;
@@ -47,55 +48,64 @@ export function toMetadata(f: FileRecord, mount: Pick<Mount, "path">, grant?: Gr
   });
 }
 
-function mountPoint(m: Mount): FileMetadata {
+const OPERATIONS = { put: Operation.PUT, mkdir: Operation.MKDIR, delete: Operation.DELETE, move: Operation.MOVE, mount: Operation.MOUNT };
+
+/** The folder at the top of a mount is the namespace itself: it cannot be replaced or trashed. */
+export function refuseMountRoot(at: Located, what: string): void {
+  if (at.inner === ROOT) throw failedPrecondition(`"${at.path}" is ${at.mount.path === ROOT ? "your root folder" : "a shared folder"}: ${what}`);
+}
+
+/** Shared folders mounted inside a folder pin it: moving it would move other people's folders. */
+export function refuseMountsInside(at: Located): void {
+  const key = pathKey(at.path);
+  const inside = at.mounts.find((m) => m.key !== ROOT && m.key.startsWith(`${key}/`));
+  if (inside) throw failedPrecondition(`"${at.path}" contains the shared folder "${inside.path}": move that out first`);
+}
+
+/** Checks a commit's request as sent (INVALID_ARGUMENT); answers its distinct block hashes. */
+export function checkCommit(req: Pick<CommitFileRequest, "requestId" | "blocks" | "size">): Uint8Array[] {
+  if (req.requestId.length > MAX_REQUEST_ID) throw invalidArgument(`request_id is longer than ${MAX_REQUEST_ID} characters`);
+  let total = 0n;
+  for (const [i, b] of req.blocks.entries()) {
+    if (b.hash.length !== HASH_BYTES) throw invalidArgument(`block ${i}: hash must be ${HASH_BYTES} bytes of SHA-256, got ${b.hash.length}`);
+    if (b.size === 0) throw invalidArgument(`block ${i}: size must be positive`);
+    total += BigInt(b.size);
+  }
+  if (total !== req.size) throw invalidArgument(`size ${req.size} does not equal the sum of the block sizes (${total})`);
+  return [...new Map(req.blocks.map((b) => [Buffer.from(b.hash).toString("hex"), b.hash])).values()];
+}
+
+/**
+ * The blocks of a commit the caller has not shown it holds: neither a valid grant of its own
+ * nor in the parent revision it names (a version of this namespace, which it may read).
+ * Checked before anything is reserved, so a guessed hash reveals nothing and claims nothing.
+ */
+export async function unprovenBlocks(
+  ctx: Pick<MetaserverContext, "grants" | "files">, at: Located, blocks: { hash: Uint8Array; grant: Uint8Array }[], parentRevision: bigint,
+): Promise<Uint8Array[]> {
+  const user = at.caller.userId.toString();
+  const unproven = new Map<string, Uint8Array>();
+  for (const b of blocks) if (ctx.grants.check(user, b.hash, b.grant) !== "ok") unproven.set(Buffer.from(b.hash).toString("hex"), b.hash);
+  if (unproven.size === 0) return [];
+  const parent = parentRevision > 0n ? await ctx.files.version(at.mount.namespaceId, parentRevision) : undefined;
+  for (const b of parent?.blocks ?? []) unproven.delete(Buffer.from(b.hash).toString("hex"));
+  return [...unproven.values()];
+}
+
+/** The metadata of a folder that is a mount point in the caller's tree. */
+export function mountPoint(m: Mount): FileMetadata {
   return create(FileMetadataSchema, { path: m.path, name: m.path.slice(m.path.lastIndexOf("/") + 1), isFolder: true, namespaceId: m.namespaceId });
 }
 
-const OPERATIONS = { put: Operation.PUT, mkdir: Operation.MKDIR, delete: Operation.DELETE, move: Operation.MOVE, mount: Operation.MOUNT };
-
 export function fileRoutes(ctx: MetaserverContext) {
-  /** The folder at the top of a mount is the namespace itself: it cannot be replaced or trashed. */
-  const refuseMountRoot = (at: Located, what: string) => {
-    if (at.inner === ROOT) throw failedPrecondition(`"${at.path}" is ${at.mount.path === ROOT ? "your root folder" : "a shared folder"}: ${what}`);
-  };
-  /** Shared folders mounted inside a folder pin it: moving it would move other people's folders. */
-  const refuseMountsInside = (at: Located) => {
-    const key = pathKey(at.path);
-    const inside = at.mounts.find((m) => m.key !== ROOT && m.key.startsWith(`${key}/`));
-    if (inside) throw failedPrecondition(`"${at.path}" contains the shared folder "${inside.path}": move that out first`);
-  };
-
-  /**
-   * The blocks of a commit the caller has not shown it holds: neither a valid grant of its own
-   * nor in the parent revision it names (a version of this namespace, which it may read).
-   * Checked before anything is reserved, so a guessed hash reveals nothing and claims nothing.
-   */
-  const unprovenBlocks = async (at: Located, blocks: { hash: Uint8Array; grant: Uint8Array }[], parentRevision: bigint): Promise<Uint8Array[]> => {
-    const user = at.caller.userId.toString();
-    const unproven = new Map<string, Uint8Array>();
-    for (const b of blocks) if (ctx.grants.check(user, b.hash, b.grant) !== "ok") unproven.set(Buffer.from(b.hash).toString("hex"), b.hash);
-    if (unproven.size === 0) return [];
-    const parent = parentRevision > 0n ? await ctx.files.version(at.mount.namespaceId, parentRevision) : undefined;
-    for (const b of parent?.blocks ?? []) unproven.delete(Buffer.from(b.hash).toString("hex"));
-    return [...unproven.values()];
-  };
-
   return (router: ServiceRouter) => {
     router.service(MetaService, {
       commitFile: guarded("CommitFile", async (req, hctx) => {
         const at = await locate(ctx, hctx, req.path, "write");
         refuseMountRoot(at, "commit files inside it");
-        if (req.requestId.length > MAX_REQUEST_ID) throw invalidArgument(`request_id is longer than ${MAX_REQUEST_ID} characters`);
-        let total = 0n;
-        for (const [i, b] of req.blocks.entries()) {
-          if (b.hash.length !== HASH_BYTES) throw invalidArgument(`block ${i}: hash must be ${HASH_BYTES} bytes of SHA-256, got ${b.hash.length}`);
-          if (b.size === 0) throw invalidArgument(`block ${i}: size must be positive`);
-          total += BigInt(b.size);
-        }
-        if (total !== req.size) throw invalidArgument(`size ${req.size} does not equal the sum of the block sizes (${total})`);
-        const unique = [...new Map(req.blocks.map((b) => [Buffer.from(b.hash).toString("hex"), b.hash])).values()];
+        const unique = checkCommit(req);
         // A hash is not a capability: each block must be one the caller has shown it holds.
-        const unproven = await unprovenBlocks(at, req.blocks, req.parentRevision);
+        const unproven = await unprovenBlocks(ctx, at, req.blocks, req.parentRevision);
         if (unproven.length > 0) return { missingBlocks: unproven };
         if (unique.length > 0) {
           // Reserve, not just ask: a block about to be referenced must not be collected before the
@@ -271,6 +281,7 @@ export function fileRoutes(ctx: MetaserverContext) {
         const usage = await ctx.quotas.usage(user.rootNamespaceId);
         return { usedBytes: usage.usedBytes, quotaBytes: usage.quotaBytes };
       }),
+      ...batchRoutes(ctx),
       ...shareRoutes(ctx),
     });
   };

@@ -1,5 +1,5 @@
 import type { ResultSetHeader, RowDataPacket } from "mysql2/promise";
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, resourceExhausted } from "../errors.js";
+import { ConnectError, alreadyExists, failedPrecondition, invalidArgument, notFound, resourceExhausted } from "../errors.js";
 import { packBlockList, unpackBlockList } from "../tree/block-list.js";
 import { ancestorsOf, conflictedCopyPath, descendantRange, keyHash, nameOf, parentOf, pathKey } from "../tree/paths.js";
 import { planSeenDelete } from "../tree/seen-delete.js";
@@ -7,6 +7,27 @@ import { FILE_COLUMNS, PARENT_KEY_SQL, toRecord, type CommitInput, type FileReco
 import type { NamespaceTxn, NamespaceTxns, Prefetch } from "./namespace-txn.js";
 import type { NamespacePlacement } from "./placement.js";
 import type { PoolConnection } from "./shards.js";
+
+/** One change of a batch, inside its namespace (paths are the namespace's own). */
+export type BatchChange =
+  | { kind: "commit"; input: CommitInput }
+  | { kind: "mkdir"; path: string }
+  | { kind: "delete"; path: string; parentRevision: bigint; seenCursor: bigint }
+  | { kind: "move"; from: string; to: string };
+
+export type BatchValue =
+  | { kind: "commit"; file: FileRecord; conflict: boolean }
+  | { kind: "mkdir"; folder: FileRecord }
+  | { kind: "delete"; entry: FileRecord & { kept: number; removed: number } }
+  | { kind: "move"; entry: FileRecord; descendants: number };
+
+/** A request id's earlier commit, as commit_requests holds it. */
+interface DoneRequest {
+  path_key: Buffer | string;
+  revision: bigint | number | string;
+}
+
+export type BatchOutcome = { ok: true; value: BatchValue } | { ok: false; error: ConnectError };
 
 /**
  * The file tree of each namespace on its shard, by the tree's rules: commits with conflicted
@@ -20,7 +41,6 @@ export class FileStore {
   ) {}
 
   async commit(input: CommitInput): Promise<{ file: FileRecord; conflict: boolean }> {
-    const key = pathKey(input.path);
     const ns = input.namespaceId;
     // The request id, the file and its ancestor folders are read with the lock, in one round trip.
     const prefetch: Prefetch = {
@@ -28,62 +48,120 @@ export class FileStore {
       params: [ns, input.requestId],
       paths: [input.path, ...ancestorsOf(input.path)],
     };
-    return this.txns.mutate(ns, async (t, done) => {
-      if (input.requestId && done.length > 0) {
-        const doneKey = Buffer.from(done[0].path_key).toString();
-        const file = await this.versionOf(t.conn, ns, BigInt(done[0].revision));
-        return { file: file ?? notFoundThrow(input.path), conflict: doneKey !== key };
-      }
-      const current = await t.row(input.path);
-      if (current?.is_folder && !current.deleted) throw failedPrecondition(`"${current.path}" is a folder; a file cannot replace it`);
-      const live = current && !current.deleted;
-      const currentRevision = current ? BigInt(current.revision) : 0n;
-      // A trashed file may be re-created from scratch (parent 0) or from its last version.
-      const accepted = live ? currentRevision === input.parentRevision : input.parentRevision === 0n || input.parentRevision === currentRevision;
-      let path: string = live ? current.path : await t.spelled(input.path);
-      let replaced = accepted ? current : undefined;
-      if (!accepted) {
-        // The parent is stale: keep this upload beside the winner instead of overwriting it.
-        for (let attempt = 1; ; attempt++) {
-          path = conflictedCopyPath(current?.path ?? input.path, input.deviceName, new Date(), attempt);
-          const taken = await t.row(path);
-          if (!taken || taken.deleted) {
-            replaced = taken;
-            break;
-          }
+    return this.txns.mutate(ns, (t, done) => this.commitIn(t, input, done[0] as DoneRequest | undefined), prefetch);
+  }
+
+  /**
+   * A commit inside an open transaction on its namespace. `done`: what commit_requests holds for
+   * the request id (its path key and revision), when it was committed before.
+   */
+  private async commitIn(t: NamespaceTxn, input: CommitInput, done: DoneRequest | undefined): Promise<{ file: FileRecord; conflict: boolean }> {
+    const key = pathKey(input.path);
+    const ns = t.ns;
+    if (input.requestId && done) {
+      const doneKey = Buffer.from(done.path_key).toString();
+      await t.flush();
+      const file = await this.versionOf(t.conn, ns, BigInt(String(done.revision)));
+      return { file: file ?? notFoundThrow(input.path), conflict: doneKey !== key };
+    }
+    const current = await t.row(input.path);
+    if (current?.is_folder && !current.deleted) throw failedPrecondition(`"${current.path}" is a folder; a file cannot replace it`);
+    const live = current && !current.deleted;
+    const currentRevision = current ? BigInt(current.revision) : 0n;
+    // A trashed file may be re-created from scratch (parent 0) or from its last version.
+    const accepted = live ? currentRevision === input.parentRevision : input.parentRevision === 0n || input.parentRevision === currentRevision;
+    let path: string = live ? current.path : await t.spelled(input.path);
+    let replaced = accepted ? current : undefined;
+    if (!accepted) {
+      // The parent is stale: keep this upload beside the winner instead of overwriting it.
+      for (let attempt = 1; ; attempt++) {
+        path = conflictedCopyPath(current?.path ?? input.path, input.deviceName, new Date(), attempt);
+        const taken = await t.row(path);
+        if (!taken || taken.deleted) {
+          replaced = taken;
+          break;
         }
       }
-      const replacedLiveSize = replaced && !replaced.deleted && !replaced.is_folder ? BigInt(replaced.size) : 0n;
-      await this.checkQuota(t, input.size - replacedLiveSize);
-      await t.ensureFolders(path);
-      const revision = t.next();
-      const pkey = pathKey(path);
-      const blockList = packBlockList(input.blocks);
-      // One clock for the row, the version and the response: the database's would differ by a tick.
-      const now = new Date();
-      t.write(
-        `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position, modified_at)
-         VALUES (?, ?, ?, ?, FALSE, ?, ?, ?, ?, ?)
-         ON DUPLICATE KEY UPDATE path = VALUES(path), is_folder = FALSE, deleted = FALSE, deleted_cursor = NULL, revision = VALUES(revision), size = VALUES(size),
-           block_list = VALUES(block_list), cursor_position = VALUES(cursor_position), modified_at = VALUES(modified_at)`,
-        [ns, pkey, keyHash(pathKey(parentOf(path))), path, revision, input.size, blockList, revision, now],
-      );
-      t.write(
-        "INSERT INTO file_versions (namespace_id, path_key, revision, size, block_list, cursor_position, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [ns, pkey, revision, input.size, blockList, revision, now],
-      );
-      await t.journal("put", path, revision);
-      await t.reference(input.blocks, 1);
-      t.usedBytes += input.size - replacedLiveSize;
-      if (input.requestId) {
-        t.write("INSERT INTO commit_requests (namespace_id, request_id, path_key, revision) VALUES (?, ?, ?, ?)", [ns, input.requestId, pkey, revision]);
+    }
+    const replacedLiveSize = replaced && !replaced.deleted && !replaced.is_folder ? BigInt(replaced.size) : 0n;
+    await this.checkQuota(t, input.size - replacedLiveSize);
+    await t.ensureFolders(path);
+    const revision = t.next();
+    const pkey = pathKey(path);
+    const blockList = packBlockList(input.blocks);
+    // One clock for the row, the version and the response: the database's would differ by a tick.
+    const now = new Date();
+    t.write(
+      `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position, modified_at)
+       VALUES (?, ?, ?, ?, FALSE, ?, ?, ?, ?, ?)
+       ON DUPLICATE KEY UPDATE path = VALUES(path), is_folder = FALSE, deleted = FALSE, deleted_cursor = NULL, revision = VALUES(revision), size = VALUES(size),
+         block_list = VALUES(block_list), cursor_position = VALUES(cursor_position), modified_at = VALUES(modified_at)`,
+      [ns, pkey, keyHash(pathKey(parentOf(path))), path, revision, input.size, blockList, revision, now],
+    );
+    t.write(
+      "INSERT INTO file_versions (namespace_id, path_key, revision, size, block_list, cursor_position, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      [ns, pkey, revision, input.size, blockList, revision, now],
+    );
+    await t.journal("put", path, revision);
+    await t.reference(input.blocks, 1);
+    t.usedBytes += input.size - replacedLiveSize;
+    if (input.requestId) {
+      t.write("INSERT INTO commit_requests (namespace_id, request_id, path_key, revision) VALUES (?, ?, ?, ?)", [ns, input.requestId, pkey, revision]);
+    }
+    t.forget(path);
+    const file: FileRecord = {
+      namespaceId: ns, path, name: nameOf(path), isFolder: false, revision, size: input.size,
+      blocks: input.blocks, cursor: revision, modifiedAt: now, deleted: false,
+    };
+    return { file, conflict: !accepted };
+  }
+
+  /**
+   * Applies a batch of changes to one namespace in one transaction, in order. A change refused
+   * (any ConnectError: a stale parent, a path taken, over quota) is rolled back to where it began
+   * and answered with its error; the others go on. Commits are idempotent by request id, also
+   * within the batch. Any other failure (the shard) fails the whole batch: nothing is written.
+   */
+  async batch(ns: bigint, changes: BatchChange[]): Promise<BatchOutcome[]> {
+    const ids = [...new Set(changes.flatMap((c) => (c.kind === "commit" && c.input.requestId ? [c.input.requestId] : [])))];
+    const paths = new Set(changes.flatMap((c) => (c.kind === "commit" ? [c.input.path, ...ancestorsOf(c.input.path)] : [])));
+    const prefetch: Prefetch = {
+      sql: "SELECT path_key, revision, request_id FROM commit_requests WHERE namespace_id = ? AND request_id IN (?)",
+      params: [ns, ids.length > 0 ? ids : [""]],
+      paths: [...paths],
+    };
+    return this.txns.mutate(ns, async (t, done) => {
+      const answered = new Map<string, DoneRequest>(done.map((r) => [String(r.request_id), r as DoneRequest]));
+      const out: BatchOutcome[] = [];
+      for (const change of changes) {
+        const mark = t.mark();
+        try {
+          out.push({ ok: true, value: await this.applyIn(t, change, answered) });
+        } catch (err) {
+          if (!(err instanceof ConnectError)) throw err;
+          await t.rollbackTo(mark);
+          out.push({ ok: false, error: err });
+        }
       }
-      const file: FileRecord = {
-        namespaceId: ns, path, name: nameOf(path), isFolder: false, revision, size: input.size,
-        blocks: input.blocks, cursor: revision, modifiedAt: now, deleted: false,
-      };
-      return { file, conflict: !accepted };
+      return out;
     }, prefetch);
+  }
+
+  private async applyIn(t: NamespaceTxn, change: BatchChange, answered: Map<string, DoneRequest>): Promise<BatchValue> {
+    switch (change.kind) {
+      case "commit": {
+        const id = change.input.requestId;
+        const result = await this.commitIn(t, change.input, id ? answered.get(id) : undefined);
+        if (id) answered.set(id, { path_key: pathKey(result.conflict ? result.file.path : change.input.path), revision: result.file.revision });
+        return { kind: "commit", ...result };
+      }
+      case "mkdir":
+        return { kind: "mkdir", folder: await this.createFolderIn(t, change.path) };
+      case "delete":
+        return { kind: "delete", entry: await this.deleteIn(t, change.path, change.parentRevision, change.seenCursor) };
+      case "move":
+        return { kind: "move", ...(await this.moveIn(t, change.from, change.to)) };
+    }
   }
 
   /** Refuses a change that would take the namespace owner's usage over quota (nothing is written). */
@@ -113,14 +191,16 @@ export class FileStore {
   }
 
   async createFolder(ns: bigint, path: string): Promise<FileRecord> {
-    return this.txns.mutate(ns, async (t) => {
-      const existing = await t.row(path);
-      if (existing && !existing.deleted) throw alreadyExists(`"${existing.path}" already exists as a ${existing.is_folder ? "folder" : "file"}`);
-      const spelled = await t.spelled(path);
-      await t.ensureFolders(spelled);
-      await t.ensureFolder(spelled);
-      return toRecord(ns, (await t.row(spelled))!);
-    });
+    return this.txns.mutate(ns, (t) => this.createFolderIn(t, path));
+  }
+
+  private async createFolderIn(t: NamespaceTxn, path: string): Promise<FileRecord> {
+    const existing = await t.row(path);
+    if (existing && !existing.deleted) throw alreadyExists(`"${existing.path}" already exists as a ${existing.is_folder ? "folder" : "file"}`);
+    const spelled = await t.spelled(path);
+    await t.ensureFolders(spelled);
+    await t.ensureFolder(spelled);
+    return toRecord(t.ns, (await t.row(spelled))!);
   }
 
   /**
@@ -129,35 +209,38 @@ export class FileStore {
    * folders above them (see tree/seen-delete.ts), and a file changed after it is not deleted.
    */
   async delete(ns: bigint, path: string, parentRevision: bigint, seenCursor = 0n): Promise<FileRecord & { kept: number; removed: number }> {
-    return this.txns.mutate(ns, async (t) => {
-      const row = await t.row(path);
-      if (!row || row.deleted) throw notFound(`"${path}" does not exist`);
-      if (seenCursor > t.startCursor) {
-        throw invalidArgument(`seen_cursor ${seenCursor} is ahead of the namespace (at ${t.startCursor}); send the cursor ListDelta gave you`);
-      }
-      if (parentRevision !== 0n && BigInt(row.revision) !== parentRevision) {
-        throw failedPrecondition(`"${row.path}" changed since revision ${parentRevision} (now ${row.revision}); look at the new version before deleting it`);
-      }
-      const key = pathKey(path);
-      const [lo, hi] = descendantRange(key);
-      if (seenCursor > 0n && !row.is_folder && BigInt(row.cursor_position) > seenCursor) {
-        throw failedPrecondition(`"${row.path}" changed after cursor ${seenCursor}; look at the new version before deleting it`);
-      }
-      if (seenCursor > 0n && row.is_folder) return this.deleteSeen(t, row, seenCursor);
-      const cursor = t.next();
-      const [sum] = await t.query<RowDataPacket[]>(
-        "SELECT COALESCE(SUM(size), 0) AS bytes, COUNT(*) AS n FROM files WHERE namespace_id = ? AND deleted = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))",
-        [ns, key, lo, hi],
-      );
-      await t.query(
-        `UPDATE files SET deleted = TRUE, deleted_cursor = ?, cursor_position = ?, modified_at = CURRENT_TIMESTAMP(3)
-         WHERE namespace_id = ? AND deleted = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))`,
-        [cursor, cursor, ns, key, lo, hi],
-      );
-      t.usedBytes -= BigInt(sum[0].bytes);
-      await t.journal("delete", row.path, BigInt(row.revision));
-      return { ...toRecord(ns, row), deleted: true, cursor, kept: 0, removed: Number(sum[0].n) };
-    });
+    return this.txns.mutate(ns, (t) => this.deleteIn(t, path, parentRevision, seenCursor));
+  }
+
+  private async deleteIn(t: NamespaceTxn, path: string, parentRevision: bigint, seenCursor: bigint): Promise<FileRecord & { kept: number; removed: number }> {
+    const ns = t.ns;
+    const row = await t.row(path);
+    if (!row || row.deleted) throw notFound(`"${path}" does not exist`);
+    if (seenCursor > t.startCursor) {
+      throw invalidArgument(`seen_cursor ${seenCursor} is ahead of the namespace (at ${t.startCursor}); send the cursor ListDelta gave you`);
+    }
+    if (parentRevision !== 0n && BigInt(row.revision) !== parentRevision) {
+      throw failedPrecondition(`"${row.path}" changed since revision ${parentRevision} (now ${row.revision}); look at the new version before deleting it`);
+    }
+    const key = pathKey(path);
+    const [lo, hi] = descendantRange(key);
+    if (seenCursor > 0n && !row.is_folder && BigInt(row.cursor_position) > seenCursor) {
+      throw failedPrecondition(`"${row.path}" changed after cursor ${seenCursor}; look at the new version before deleting it`);
+    }
+    if (seenCursor > 0n && row.is_folder) return this.deleteSeen(t, row, seenCursor);
+    const cursor = t.next();
+    const [sum] = await t.query<RowDataPacket[]>(
+      "SELECT COALESCE(SUM(size), 0) AS bytes, COUNT(*) AS n FROM files WHERE namespace_id = ? AND deleted = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))",
+      [ns, key, lo, hi],
+    );
+    await t.query(
+      `UPDATE files SET deleted = TRUE, deleted_cursor = ?, cursor_position = ?, modified_at = CURRENT_TIMESTAMP(3)
+       WHERE namespace_id = ? AND deleted = FALSE AND (path_key = ? OR (path_key > ? AND path_key < ?))`,
+      [cursor, cursor, ns, key, lo, hi],
+    );
+    t.usedBytes -= BigInt(sum[0].bytes);
+    await t.journal("delete", row.path, BigInt(row.revision));
+    return { ...toRecord(ns, row), deleted: true, cursor, kept: 0, removed: Number(sum[0].n) };
   }
 
   /** A folder delete limited to what the caller saw: each doomed subtree is its own trash group and journal entry. */
@@ -244,58 +327,61 @@ export class FileStore {
    * transaction: one UPDATE rewrites the keys of the whole subtree, and its versions follow it.
    */
   async move(ns: bigint, from: string, to: string): Promise<{ entry: FileRecord; descendants: number }> {
+    return this.txns.mutate(ns, (t) => this.moveIn(t, from, to));
+  }
+
+  private async moveIn(t: NamespaceTxn, from: string, to: string): Promise<{ entry: FileRecord; descendants: number }> {
+    const ns = t.ns;
     const fromKey = pathKey(from);
     const toKey = pathKey(to);
     if (toKey.startsWith(`${fromKey}/`)) throw invalidArgument(`cannot move "${from}" into itself ("${to}")`);
-    return this.txns.mutate(ns, async (t) => {
-      const row = await t.row(from);
-      if (!row || row.deleted) throw notFound(`"${from}" does not exist`);
-      // Into the target's folders as they are spelled (a case-only rename of the entry itself stays).
-      to = await t.spelled(to);
-      const [fromLo, fromHi] = descendantRange(fromKey);
-      if (fromKey !== toKey) {
-        const target = await t.row(to);
-        if (target && !target.deleted) throw alreadyExists(`"${target.path}" already exists; move or delete it first`);
-        // A trashed entry exactly where a moved entry lands is superseded by it: its row goes, its
-        // versions stay as history of that path (listed and restorable with the moved entry's). Other
-        // trashed entries there stay in the trash. Nothing's past is erased by a rename.
-        const [moving] = await t.query<RowDataPacket[]>(
-          "SELECT path_key FROM files WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))", [ns, fromKey, fromLo, fromHi],
-        );
-        const fromBytes = Buffer.byteLength(fromKey);
-        const landing = moving.map((r) => Buffer.concat([Buffer.from(toKey), (r.path_key as Buffer).subarray(fromBytes)]));
-        for (let i = 0; i < landing.length; i += 500) {
-          await t.query("DELETE FROM files WHERE namespace_id = ? AND deleted = TRUE AND path_key IN (?)", [ns, landing.slice(i, i + 500)]);
-        }
-        await t.ensureFolders(to);
-      }
-      // After the folders it lands in (they take cursors of their own).
-      const cursor = t.next();
-      // Bytes, not characters, for keys (VARBINARY); characters for display paths.
-      const fromKeyBytes = Buffer.byteLength(fromKey);
-      const storedFrom: string = row.path;
-      const [res] = await t.query<ResultSetHeader>(
-        `UPDATE files SET
-           path_key = CONCAT(?, SUBSTRING(path_key, ?)),
-           path = CONCAT(?, SUBSTRING(path, ?)),
-           parent_key_hash = UNHEX(LEFT(SHA2(${PARENT_KEY_SQL}, 256), 32)),
-           cursor_position = ?
-         WHERE namespace_id = ? AND path_key > ? AND path_key < ?`,
-        [Buffer.from(toKey), fromKeyBytes + 1, to, [...storedFrom].length + 1, cursor, ns, fromLo, fromHi],
+    const row = await t.row(from);
+    if (!row || row.deleted) throw notFound(`"${from}" does not exist`);
+    // Into the target's folders as they are spelled (a case-only rename of the entry itself stays).
+    to = await t.spelled(to);
+    const [fromLo, fromHi] = descendantRange(fromKey);
+    if (fromKey !== toKey) {
+      const target = await t.row(to);
+      if (target && !target.deleted) throw alreadyExists(`"${target.path}" already exists; move or delete it first`);
+      // A trashed entry exactly where a moved entry lands is superseded by it: its row goes, its
+      // versions stay as history of that path (listed and restorable with the moved entry's). Other
+      // trashed entries there stay in the trash. Nothing's past is erased by a rename.
+      const [moving] = await t.query<RowDataPacket[]>(
+        "SELECT path_key FROM files WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))", [ns, fromKey, fromLo, fromHi],
       );
+      const fromBytes = Buffer.byteLength(fromKey);
+      const landing = moving.map((r) => Buffer.concat([Buffer.from(toKey), (r.path_key as Buffer).subarray(fromBytes)]));
+      for (let i = 0; i < landing.length; i += 500) {
+        await t.query("DELETE FROM files WHERE namespace_id = ? AND deleted = TRUE AND path_key IN (?)", [ns, landing.slice(i, i + 500)]);
+      }
+      await t.ensureFolders(to);
+    }
+    // After the folders it lands in (they take cursors of their own).
+    const cursor = t.next();
+    // Bytes, not characters, for keys (VARBINARY); characters for display paths.
+    const fromKeyBytes = Buffer.byteLength(fromKey);
+    const storedFrom: string = row.path;
+    const [res] = await t.query<ResultSetHeader>(
+      `UPDATE files SET
+         path_key = CONCAT(?, SUBSTRING(path_key, ?)),
+         path = CONCAT(?, SUBSTRING(path, ?)),
+         parent_key_hash = UNHEX(LEFT(SHA2(${PARENT_KEY_SQL}, 256), 32)),
+         cursor_position = ?
+       WHERE namespace_id = ? AND path_key > ? AND path_key < ?`,
+      [Buffer.from(toKey), fromKeyBytes + 1, to, [...storedFrom].length + 1, cursor, ns, fromLo, fromHi],
+    );
+    await t.query(
+      "UPDATE files SET path_key = ?, path = ?, parent_key_hash = ?, cursor_position = ?, modified_at = CURRENT_TIMESTAMP(3) WHERE namespace_id = ? AND path_key = ?",
+      [Buffer.from(toKey), to, keyHash(pathKey(parentOf(to))), cursor, ns, fromKey],
+    );
+    if (fromKey !== toKey) {
       await t.query(
-        "UPDATE files SET path_key = ?, path = ?, parent_key_hash = ?, cursor_position = ?, modified_at = CURRENT_TIMESTAMP(3) WHERE namespace_id = ? AND path_key = ?",
-        [Buffer.from(toKey), to, keyHash(pathKey(parentOf(to))), cursor, ns, fromKey],
+        "UPDATE file_versions SET path_key = CONCAT(?, SUBSTRING(path_key, ?)) WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))",
+        [Buffer.from(toKey), fromKeyBytes + 1, ns, fromKey, fromLo, fromHi],
       );
-      if (fromKey !== toKey) {
-        await t.query(
-          "UPDATE file_versions SET path_key = CONCAT(?, SUBSTRING(path_key, ?)) WHERE namespace_id = ? AND (path_key = ? OR (path_key > ? AND path_key < ?))",
-          [Buffer.from(toKey), fromKeyBytes + 1, ns, fromKey, fromLo, fromHi],
-        );
-      }
-      await t.journal("move", to, BigInt(row.revision), { fromPath: storedFrom });
-      return { entry: toRecord(ns, (await t.row(to))!), descendants: res.affectedRows };
-    });
+    }
+    await t.journal("move", to, BigInt(row.revision), { fromPath: storedFrom });
+    return { entry: toRecord(ns, (await t.row(to))!), descendants: res.affectedRows };
   }
 
   async revisions(ns: bigint, path: string, limit: number): Promise<FileRecord[]> {

@@ -19,6 +19,15 @@ export interface Prefetch {
   paths: string[];
 }
 
+/** See NamespaceTxn.mark. */
+export interface TxnMark {
+  name: string;
+  queuedAt: number;
+  flushes: number;
+  cursor: bigint;
+  usedBytes: bigint;
+}
+
 /** A write that reached a namespace while it switches shards: wait, then go to its new shard. */
 class NamespaceRelocating extends Error {}
 
@@ -46,6 +55,37 @@ export class NamespaceTxn {
   private pending: { sql: string; params: unknown[] }[] = [];
   /** Rows read (or prefetched) in this transaction, by path key; null: no row. */
   private readonly rows = new Map<string, RowDataPacket | null>();
+  /** Batches of writes sent so far (a mark knows whether its savepoint reached the server). */
+  private flushes = 0;
+  private savepoints = 0;
+
+  /**
+   * A point this transaction can return to (a change of a batch that is refused after it began
+   * writing): a savepoint, queued like any write, and the cursor and usage as they are now.
+   */
+  mark(): TxnMark {
+    const name = `change_${++this.savepoints}`;
+    this.write(`SAVEPOINT ${name}`, []);
+    return { name, queuedAt: this.pending.length - 1, flushes: this.flushes, cursor: this.cursor, usedBytes: this.usedBytes };
+  }
+
+  /** Undoes everything since the mark: writes still queued are dropped, sent ones rolled back. */
+  async rollbackTo(mark: TxnMark): Promise<void> {
+    this.cursor = mark.cursor;
+    this.usedBytes = mark.usedBytes;
+    this.rows.clear();
+    if (this.flushes === mark.flushes) {
+      this.pending.length = mark.queuedAt;
+      return;
+    }
+    this.pending = [];
+    await this.conn.query(`ROLLBACK TO SAVEPOINT ${mark.name}`);
+  }
+
+  /** Forgets what was read at a path this transaction has just written. */
+  forget(path: string): void {
+    this.rows.delete(pathKey(path));
+  }
 
   next(): bigint {
     this.cursor += 1n;
@@ -60,6 +100,7 @@ export class NamespaceTxn {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
+    this.flushes++;
     await this.conn.query(batch.map((b) => b.sql).join(";\n"), batch.flatMap((b) => b.params));
   }
 

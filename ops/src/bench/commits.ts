@@ -9,7 +9,8 @@
  * One client alone exceeds the default per-user limit on changes (200/s): for capacity figures
  * start the cluster with it raised, e.g. SATCHEL_RATE_LIMITS='{"commits":{"perSecond":1e6,"burst":1e6}}'.
  * Two kinds of Satchel commit are measured: a one-block file (ReserveBlocks on the blockserver,
- * then the shard transaction) and an empty file (the shard transaction alone). The clients are
+ * then the shard transaction), an empty file (the shard transaction alone), and CommitBatch of
+ * BATCH_FILES one-block files per call (figures in files per second). The clients are
  * stock grpc-js clients (the lightest Node gRPC client here), one connection each.
  */
 
@@ -24,12 +25,20 @@ class CommitClient {
   }
 
   commitFile(req: MessageInitShape<typeof CommitFileRequestSchema>): Promise<CommitFileResponse> {
+    return this.unary("CommitFile", CommitFileRequestSchema, CommitFileResponseSchema, req);
+  }
+
+  commitBatch(req: MessageInitShape<typeof CommitBatchRequestSchema>): Promise<CommitBatchResponse> {
+    return this.unary("CommitBatch", CommitBatchRequestSchema, CommitBatchResponseSchema, req);
+  }
+
+  private unary<I extends DescMessage, O extends DescMessage>(method: string, input: I, output: O, req: MessageInitShape<I>): Promise<MessageShape<O>> {
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(
-        "/satchel.meta.v1.MetaService/CommitFile",
-        (r: CommitFileRequest) => Buffer.from(toBinary(CommitFileRequestSchema, r)),
-        (b: Buffer) => fromBinary(CommitFileResponseSchema, b),
-        create(CommitFileRequestSchema, req),
+        `/satchel.meta.v1.MetaService/${method}`,
+        (r: MessageShape<I>) => Buffer.from(toBinary(input, r)),
+        (b: Buffer) => fromBinary(output, b),
+        create(input, req),
         this.metadata,
         (err, res) => (err ? reject(err) : resolve(res!)),
       );
@@ -43,18 +52,23 @@ class CommitClient {
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import mysql, { type RowDataPacket } from "mysql2/promise";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { CommitFileRequestSchema, CommitFileResponseSchema, type CommitFileRequest, type CommitFileResponse } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import {
+  CommitBatchRequestSchema, CommitBatchResponseSchema, CommitFileRequestSchema, CommitFileResponseSchema, type CommitBatchResponse, type CommitFileResponse,
+} from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { readClusterFile, type ClusterEndpoints } from "../cluster/cluster.js";
 import { grpcCredentialsOf, mysqlTlsOf } from "../cluster/trust.js";
 import { loadClusterConfig } from "../config.js";
 import { createAccount, signIn } from "../testing/accounts.js";
 import { figureLine } from "./figures.js";
+
+/** Files per CommitBatch call (the issue's figure: a batch of 100). */
+const BATCH_FILES = 100;
 
 interface LevelResult {
   commits: number;
@@ -129,8 +143,8 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   const line = (what: string, n: number, r: LevelResult, raw?: LevelResult) => {
     const rate = r.commits / r.seconds;
-    const [tool, metric] = what.startsWith("raw") ? ["mysql2", "txn"] : ["satchel", what.includes("empty") ? "commit_empty" : "commit_1block"];
-    console.log(figureLine(tool, `${metric}_c${n}_per_s`, rate, "commits/s"));
+    const [tool, metric] = what.startsWith("raw") ? ["mysql2", "txn"] : ["satchel", what.includes("empty") ? "commit_empty" : what.includes("batch") ? "batch_files" : "commit_1block"];
+    console.log(figureLine(tool, `${metric}_c${n}_per_s`, rate, metric === "batch_files" ? "files/s" : "commits/s"));
     console.log(figureLine(tool, `${metric}_c${n}_p50_ms`, r.p50, "ms"));
     console.log(figureLine(tool, `${metric}_c${n}_p99_ms`, r.p99, "ms"));
     const ratio = raw ? ` ${((100 * rate) / (raw.commits / raw.seconds)).toFixed(0).padStart(5)}%` : "";
@@ -158,9 +172,20 @@ async function main(): Promise<void> {
     const empty = await drive(n, seconds, async (w, i) => {
       await clients[w].meta.commitFile({ path: `/bench-${run}/e-${n}-${i}`, size: 0n });
     });
+    console.log(`level ${n}: satchel CommitBatch of ${BATCH_FILES} one-block files...`);
+    await renewGrants();
+    const batched = await drive(n, seconds, async (w, i) => {
+      const { results } = await clients[w].meta.commitBatch({
+        changes: Array.from({ length: BATCH_FILES }, (_, f) => ({
+          change: { case: "commit", value: { path: `/bench-${run}/batch-${n}-${i}/f-${f}`, blocks: [{ hash: hashes[w], size: 4096, grant: grants[w] }], size: 4096n } },
+        })),
+      });
+      if (results.some((r) => r.code !== 0 || (r.result.case === "commit" && !r.result.value.file))) throw new Error("a batch change was refused");
+    });
     line("raw mysql2 insert txn", n, raw);
     line("satchel 1-block commit", n, withBlock, raw);
     line("satchel empty commit", n, empty, raw);
+    line(`satchel batch x${BATCH_FILES} (files)`, n, { ...batched, commits: batched.commits * BATCH_FILES }, raw);
   }
   for (const p of pools) {
     await p.query("DROP TABLE IF EXISTS bench_raw_commits");

@@ -52,6 +52,7 @@ const commitRows = (levels: number[]): Comparison[] => levels.flatMap((n) => [
   { scenario: "commits", label: `one-block CommitFile, ${n} client${n > 1 ? "s" : ""}`, satchel: `satchel.commit_1block_c${n}_per_s`, peer: `mysql2.txn_c${n}_per_s`, higherIsBetter: true },
   { scenario: "commits", label: `empty-file CommitFile, ${n} client${n > 1 ? "s" : ""}`, satchel: `satchel.commit_empty_c${n}_per_s`, peer: `mysql2.txn_c${n}_per_s`, higherIsBetter: true },
   { scenario: "commits", label: `one-block CommitFile p99, ${n} client${n > 1 ? "s" : ""}`, satchel: `satchel.commit_1block_c${n}_p99_ms`, peer: `mysql2.txn_c${n}_p99_ms`, higherIsBetter: false },
+  { scenario: "commits", label: `files committed by CommitBatch of 100, ${n} client${n > 1 ? "s" : ""}`, satchel: `satchel.batch_files_c${n}_per_s`, peer: `mysql2.txn_c${n}_per_s`, higherIsBetter: true },
 ]);
 
 export const SCENARIOS: Record<string, Scenario> = {

@@ -71,7 +71,7 @@ const NOTIFY = "satchel.notify.v1.NotifyService/";
 export const METHOD_CLASSES: ReadonlyMap<string, RateClass> = new Map<string, RateClass>([
   ...["GetFileMetadata", "ListFolder", "ListRevisions", "ListNamespaces", "ListDelta", "WaitForChange", "ListMembers", "GetSpaceUsage", "ListShareLinks"]
     .map((m): [string, RateClass] => [META + m, "metadata"]),
-  ...["CommitFile", "CreateFolder", "Delete", "Undelete", "PermanentlyDelete", "Move", "Restore", "ShareFolder", "Unshare", "LeaveSharedFolder", "CreateShareLink", "RevokeShareLink", "SetLinkPolicy"]
+  ...["CommitFile", "CommitBatch", "CreateFolder", "Delete", "Undelete", "PermanentlyDelete", "Move", "Restore", "ShareFolder", "Unshare", "LeaveSharedFolder", "CreateShareLink", "RevokeShareLink", "SetLinkPolicy"]
     .map((m): [string, RateClass] => [META + m, "commits"]),
   [BLOCK + "HasBlocks", "metadata"],
   [BLOCK + "PutBlock", "blocks"],

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file satchel/meta/v1/meta.proto.
  */
 export const file_satchel_meta_v1_meta: GenFile = /*@__PURE__*/
-  fileDesc("ChpzYXRjaGVsL21ldGEvdjEvbWV0YS5wcm90bxIPc2F0Y2hlbC5tZXRhLnYxIjUKCEJsb2NrUmVmEgwKBGhhc2gYASABKAwSDAoEc2l6ZRgCIAEoDRINCgVncmFudBgDIAEoDCL1AQoMRmlsZU1ldGFkYXRhEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIRCglpc19mb2xkZXIYAyABKAgSEAoIcmV2aXNpb24YBCABKAQSDAoEc2l6ZRgFIAEoBBIpCgZibG9ja3MYBiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSMQoNbW9kaWZpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbmFtZXNwYWNlX2lkGAggASgEEg4KBmN1cnNvchgJIAEoBBISCgppc19kZWxldGVkGAogASgIIocBChFDb21taXRGaWxlUmVxdWVzdBIMCgRwYXRoGAEgASgJEikKBmJsb2NrcxgCIAMoCzIZLnNhdGNoZWwubWV0YS52MS5CbG9ja1JlZhIMCgRzaXplGAMgASgEEhcKD3BhcmVudF9yZXZpc2lvbhgEIAEoBBISCgpyZXF1ZXN0X2lkGAUgASgJImsKEkNvbW1pdEZpbGVSZXNwb25zZRIWCg5taXNzaW5nX2Jsb2NrcxgBIAMoDBIrCgRmaWxlGAIgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIQCghjb25mbGljdBgDIAEoCCI4ChZHZXRGaWxlTWV0YWRhdGFSZXF1ZXN0EgwKBHBhdGgYASABKAkSEAoIcmV2aXNpb24YAiABKAQiRgoXR2V0RmlsZU1ldGFkYXRhUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEidAoRTGlzdEZvbGRlclJlcXVlc3QSDAoEcGF0aBgBIAEoCRIRCglyZWN1cnNpdmUYAiABKAgSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkSFwoPaW5jbHVkZV9kZWxldGVkGAUgASgIIm8KEkxpc3RGb2xkZXJSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIaGFzX21vcmUYAyABKAgiIwoTQ3JlYXRlRm9sZGVyUmVxdWVzdBIMCgRwYXRoGAEgASgJIkUKFENyZWF0ZUZvbGRlclJlc3BvbnNlEi0KBmZvbGRlchgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiSwoNRGVsZXRlUmVxdWVzdBIMCgRwYXRoGAEgASgJEhcKD3BhcmVudF9yZXZpc2lvbhgCIAEoBBITCgtzZWVuX2N1cnNvchgDIAEoBCJtCg5EZWxldGVSZXNwb25zZRIsCgVlbnRyeRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGESFAoMZW50cmllc19rZXB0GAIgASgEEhcKD2VudHJpZXNfZGVsZXRlZBgDIAEoBCIfCg9VbmRlbGV0ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSJAChBVbmRlbGV0ZVJlc3BvbnNlEiwKBWVudHJ5GAEgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YSIoChhQZXJtYW5lbnRseURlbGV0ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSI0ChlQZXJtYW5lbnRseURlbGV0ZVJlc3BvbnNlEhcKD2VudHJpZXNfcmVtb3ZlZBgBIAEoBCIxCgtNb3ZlUmVxdWVzdBIRCglmcm9tX3BhdGgYASABKAkSDwoHdG9fcGF0aBgCIAEoCSJXCgxNb3ZlUmVzcG9uc2USLAoFZW50cnkYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhEhkKEWRlc2NlbmRhbnRzX21vdmVkGAIgASgEIjMKFExpc3RSZXZpc2lvbnNSZXF1ZXN0EgwKBHBhdGgYASABKAkSDQoFbGltaXQYAiABKA0iSQoVTGlzdFJldmlzaW9uc1Jlc3BvbnNlEjAKCXJldmlzaW9ucxgBIAMoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiMAoOUmVzdG9yZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoBCI+Cg9SZXN0b3JlUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiaQoOTmFtZXNwYWNlTW91bnQSFAoMbmFtZXNwYWNlX2lkGAEgASgEEgwKBHBhdGgYAiABKAkSIwoEcm9sZRgDIAEoDjIVLnNhdGNoZWwubWV0YS52MS5Sb2xlEg4KBmN1cnNvchgEIAEoBCIXChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QiTQoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIzCgpuYW1lc3BhY2VzGAEgAygLMh8uc2F0Y2hlbC5tZXRhLnYxLk5hbWVzcGFjZU1vdW50IpsBCgxKb3VybmFsRW50cnkSDgoGY3Vyc29yGAEgASgEEi0KCW9wZXJhdGlvbhgCIAEoDjIaLnNhdGNoZWwubWV0YS52MS5PcGVyYXRpb24SDAoEcGF0aBgDIAEoCRIRCglmcm9tX3BhdGgYBCABKAkSKwoEZmlsZRgFIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiSwoQTGlzdERlbHRhUmVxdWVzdBIUCgxuYW1lc3BhY2VfaWQYASABKAQSDgoGY3Vyc29yGAIgASgEEhEKCXBhZ2Vfc2l6ZRgDIAEoDSJ0ChFMaXN0RGVsdGFSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uc2F0Y2hlbC5tZXRhLnYxLkpvdXJuYWxFbnRyeRIOCgZjdXJzb3IYAiABKAQSEAoIaGFzX21vcmUYAyABKAgSDQoFcmVzZXQYBCABKAgiNwoPTmFtZXNwYWNlQ3Vyc29yEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIOCgZjdXJzb3IYAiABKAQiYgoUV2FpdEZvckNoYW5nZVJlcXVlc3QSMQoHY3Vyc29ycxgBIAMoCzIgLnNhdGNoZWwubWV0YS52MS5OYW1lc3BhY2VDdXJzb3ISFwoPdGltZW91dF9zZWNvbmRzGAIgASgNImMKFVdhaXRGb3JDaGFuZ2VSZXNwb25zZRIxCgdjaGFuZ2VkGAEgAygLMiAuc2F0Y2hlbC5tZXRhLnYxLk5hbWVzcGFjZUN1cnNvchIXCg9iYWNrb2ZmX3NlY29uZHMYAiABKA0iWQoSU2hhcmVGb2xkZXJSZXF1ZXN0EgwKBHBhdGgYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSIwoEcm9sZRgDIAEoDjIVLnNhdGNoZWwubWV0YS52MS5Sb2xlIlQKE1NoYXJlRm9sZGVyUmVzcG9uc2USFAoMbmFtZXNwYWNlX2lkGAEgASgEEicKBm1lbWJlchgCIAEoCzIXLnNhdGNoZWwubWV0YS52MS5NZW1iZXIiPwoGTWVtYmVyEhAKCHVzZXJuYW1lGAEgASgJEiMKBHJvbGUYAiABKA4yFS5zYXRjaGVsLm1ldGEudjEuUm9sZSIwCg5VbnNoYXJlUmVxdWVzdBIMCgRwYXRoGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJIhEKD1Vuc2hhcmVSZXNwb25zZSIoChhMZWF2ZVNoYXJlZEZvbGRlclJlcXVlc3QSDAoEcGF0aBgBIAEoCSIxChlMZWF2ZVNoYXJlZEZvbGRlclJlc3BvbnNlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBCIiChJMaXN0TWVtYmVyc1JlcXVlc3QSDAoEcGF0aBgBIAEoCSJ3ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIoCgdtZW1iZXJzGAIgAygLMhcuc2F0Y2hlbC5tZXRhLnYxLk1lbWJlchIgChh2aWV3ZXJzX21heV9jcmVhdGVfbGlua3MYAyABKAgiQgoWQ3JlYXRlU2hhcmVMaW5rUmVxdWVzdBIMCgRwYXRoGAEgASgJEhoKEmV4cGlyZXNfaW5fc2Vjb25kcxgCIAEoDSJoChdDcmVhdGVTaGFyZUxpbmtSZXNwb25zZRIPCgdsaW5rX2lkGAEgASgEEgsKA3VybBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKQoWUmV2b2tlU2hhcmVMaW5rUmVxdWVzdBIPCgdsaW5rX2lkGAEgASgEIhkKF1Jldm9rZVNoYXJlTGlua1Jlc3BvbnNlIjgKFUxpc3RTaGFyZUxpbmtzUmVxdWVzdBIMCgRwYXRoGAEgASgJEhEKCXJlY3Vyc2l2ZRgCIAEoCCLTAQoJU2hhcmVMaW5rEg8KB2xpbmtfaWQYASABKAQSDAoEcGF0aBgCIAEoCRISCgpjcmVhdGVkX2J5GAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDdXJsGAYgASgJEg0KBXdvcmtzGAcgASgIEhUKDWVuZGVkX2JlY2F1c2UYCCABKAkiQwoWTGlzdFNoYXJlTGlua3NSZXNwb25zZRIpCgVsaW5rcxgBIAMoCzIaLnNhdGNoZWwubWV0YS52MS5TaGFyZUxpbmsiRgoUU2V0TGlua1BvbGljeVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIgChh2aWV3ZXJzX21heV9jcmVhdGVfbGlua3MYAiABKAgiFwoVU2V0TGlua1BvbGljeVJlc3BvbnNlIhYKFEdldFNwYWNlVXNhZ2VSZXF1ZXN0IkAKFUdldFNwYWNlVXNhZ2VSZXNwb25zZRISCgp1c2VkX2J5dGVzGAEgASgEEhMKC3F1b3RhX2J5dGVzGAIgASgEIioKFkxpc3RNZW1iZXJzaGlwc1JlcXVlc3QSEAoIdXNlcl9pZHMYASADKAQiNAoKTWVtYmVyc2hpcBIPCgd1c2VyX2lkGAEgASgEEhUKDW5hbWVzcGFjZV9pZHMYAiADKAQiSwoXTGlzdE1lbWJlcnNoaXBzUmVzcG9uc2USMAoLbWVtYmVyc2hpcHMYASADKAsyGy5zYXRjaGVsLm1ldGEudjEuTWVtYmVyc2hpcCIcChpSZWNvbmNpbGVSZWZlcmVuY2VzUmVxdWVzdCJiChtSZWNvbmNpbGVSZWZlcmVuY2VzUmVzcG9uc2USFgoOYmxvY2tzX2NoZWNrZWQYASABKAQSFgoOYmxvY2tzX2RyaWZ0ZWQYAiABKAQSEwoLdG90YWxfZHJpZnQYAyABKAQiRQoUTW92ZU5hbWVzcGFjZVJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgEEhcKD3RhcmdldF9zaGFyZF9pZBgCIAEoDSJ2ChVNb3ZlTmFtZXNwYWNlUmVzcG9uc2USFwoPc291cmNlX3NoYXJkX2lkGAEgASgNEhcKD3RhcmdldF9zaGFyZF9pZBgCIAEoDRITCgtyb3dzX2NvcGllZBgDIAEoBBIWCg53cml0ZXNfaGVsZF9tcxgEIAEoDSI4Cg9TZXRRdW90YVJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEwoLcXVvdGFfYnl0ZXMYAiABKAQiEgoQU2V0UXVvdGFSZXNwb25zZSIOCgxQcnVuZVJlcXVlc3QiYwoNUHJ1bmVSZXNwb25zZRIXCg92ZXJzaW9uc19wcnVuZWQYASABKAQSFgoOZW50cmllc19wdXJnZWQYAiABKAQSIQoZam91cm5hbF9lbnRyaWVzX2NvbXBhY3RlZBgDIAEoBCJFChVDb21wYWN0Sm91cm5hbFJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgEEhYKDnRocm91Z2hfY3Vyc29yGAIgASgEIjEKFkNvbXBhY3RKb3VybmFsUmVzcG9uc2USFwoPZW50cmllc19yZW1vdmVkGAEgASgEIj4KDVZlcmlmeVJlcXVlc3QSEwoLdW50aHJvdHRsZWQYASABKAgSGAoQbWF4X2ZpbGVzX2xpc3RlZBgCIAEoDSJTCgxBZmZlY3RlZEZpbGUSFAoMbmFtZXNwYWNlX2lkGAEgASgEEgwKBHBhdGgYAiABKAkSEAoIcmV2aXNpb24YAyABKAQSDQoFb3duZXIYBCABKAkingEKDVZlcmlmaWVkQmxvY2sSDAoEaGFzaBgBIAEoDBIMCgRraW5kGAIgASgJEhMKC3NoYXJkc19nb29kGAMgASgNEhQKDHNoYXJkc190b3RhbBgEIAEoDRIsCgVmaWxlcxgFIAMoCzIdLnNhdGNoZWwubWV0YS52MS5BZmZlY3RlZEZpbGUSGAoQZmlsZXNfbm90X2xpc3RlZBgGIAEoBCKyAgoOVmVyaWZ5UmVzcG9uc2USGAoQdmVyc2lvbnNfY2hlY2tlZBgBIAEoBBIWCg5ibG9ja3NfY2hlY2tlZBgCIAEoBBIZChFibG9ja3NfdW5yZWFkYWJsZRgDIAEoBBITCgtibG9ja3NfbG9zdBgEIAEoBBIkChxibG9ja3NfYmVsb3dfZnVsbF9yZWR1bmRhbmN5GAUgASgEEiQKHHJlZmVyZW5jZXNfdG9fbWlzc2luZ19ibG9ja3MYBiABKAQSMAoIcHJvYmxlbXMYByADKAsyHi5zYXRjaGVsLm1ldGEudjEuVmVyaWZpZWRCbG9jaxIPCgdzZWNvbmRzGAggASgBEhIKCmJ5dGVzX3JlYWQYCSABKAQSGwoTcHJvYmxlbXNfbm90X2xpc3RlZBgKIAEoBCpOCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIOCgpST0xFX09XTkVSEAESDwoLUk9MRV9FRElUT1IQAhIPCgtST0xFX1ZJRVdFUhADKo0BCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASEQoNT1BFUkFUSU9OX1BVVBABEhMKD09QRVJBVElPTl9NS0RJUhACEhQKEE9QRVJBVElPTl9ERUxFVEUQAxISCg5PUEVSQVRJT05fTU9WRRAEEhMKD09QRVJBVElPTl9NT1VOVBAFMu0PCgtNZXRhU2VydmljZRJVCgpDb21taXRGaWxlEiIuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEZpbGVSZXF1ZXN0GiMuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEZpbGVSZXNwb25zZRJkCg9HZXRGaWxlTWV0YWRhdGESJy5zYXRjaGVsLm1ldGEudjEuR2V0RmlsZU1ldGFkYXRhUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5HZXRGaWxlTWV0YWRhdGFSZXNwb25zZRJVCgpMaXN0Rm9sZGVyEiIuc2F0Y2hlbC5tZXRhLnYxLkxpc3RGb2xkZXJSZXF1ZXN0GiMuc2F0Y2hlbC5tZXRhLnYxLkxpc3RGb2xkZXJSZXNwb25zZRJbCgxDcmVhdGVGb2xkZXISJC5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlRm9sZGVyUmVxdWVzdBolLnNhdGNoZWwubWV0YS52MS5DcmVhdGVGb2xkZXJSZXNwb25zZRJJCgZEZWxldGUSHi5zYXRjaGVsLm1ldGEudjEuRGVsZXRlUmVxdWVzdBofLnNhdGNoZWwubWV0YS52MS5EZWxldGVSZXNwb25zZRJPCghVbmRlbGV0ZRIgLnNhdGNoZWwubWV0YS52MS5VbmRlbGV0ZVJlcXVlc3QaIS5zYXRjaGVsLm1ldGEudjEuVW5kZWxldGVSZXNwb25zZRJqChFQZXJtYW5lbnRseURlbGV0ZRIpLnNhdGNoZWwubWV0YS52MS5QZXJtYW5lbnRseURlbGV0ZVJlcXVlc3QaKi5zYXRjaGVsLm1ldGEudjEuUGVybWFuZW50bHlEZWxldGVSZXNwb25zZRJDCgRNb3ZlEhwuc2F0Y2hlbC5tZXRhLnYxLk1vdmVSZXF1ZXN0Gh0uc2F0Y2hlbC5tZXRhLnYxLk1vdmVSZXNwb25zZRJeCg1MaXN0UmV2aXNpb25zEiUuc2F0Y2hlbC5tZXRhLnYxLkxpc3RSZXZpc2lvbnNSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLkxpc3RSZXZpc2lvbnNSZXNwb25zZRJMCgdSZXN0b3JlEh8uc2F0Y2hlbC5tZXRhLnYxLlJlc3RvcmVSZXF1ZXN0GiAuc2F0Y2hlbC5tZXRhLnYxLlJlc3RvcmVSZXNwb25zZRJhCg5MaXN0TmFtZXNwYWNlcxImLnNhdGNoZWwubWV0YS52MS5MaXN0TmFtZXNwYWNlc1JlcXVlc3QaJy5zYXRjaGVsLm1ldGEudjEuTGlzdE5hbWVzcGFjZXNSZXNwb25zZRJSCglMaXN0RGVsdGESIS5zYXRjaGVsLm1ldGEudjEuTGlzdERlbHRhUmVxdWVzdBoiLnNhdGNoZWwubWV0YS52MS5MaXN0RGVsdGFSZXNwb25zZRJeCg1XYWl0Rm9yQ2hhbmdlEiUuc2F0Y2hlbC5tZXRhLnYxLldhaXRGb3JDaGFuZ2VSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLldhaXRGb3JDaGFuZ2VSZXNwb25zZRJYCgtTaGFyZUZvbGRlchIjLnNhdGNoZWwubWV0YS52MS5TaGFyZUZvbGRlclJlcXVlc3QaJC5zYXRjaGVsLm1ldGEudjEuU2hhcmVGb2xkZXJSZXNwb25zZRJMCgdVbnNoYXJlEh8uc2F0Y2hlbC5tZXRhLnYxLlVuc2hhcmVSZXF1ZXN0GiAuc2F0Y2hlbC5tZXRhLnYxLlVuc2hhcmVSZXNwb25zZRJqChFMZWF2ZVNoYXJlZEZvbGRlchIpLnNhdGNoZWwubWV0YS52MS5MZWF2ZVNoYXJlZEZvbGRlclJlcXVlc3QaKi5zYXRjaGVsLm1ldGEudjEuTGVhdmVTaGFyZWRGb2xkZXJSZXNwb25zZRJYCgtMaXN0TWVtYmVycxIjLnNhdGNoZWwubWV0YS52MS5MaXN0TWVtYmVyc1JlcXVlc3QaJC5zYXRjaGVsLm1ldGEudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJkCg9DcmVhdGVTaGFyZUxpbmsSJy5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlU2hhcmVMaW5rUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5DcmVhdGVTaGFyZUxpbmtSZXNwb25zZRJkCg9SZXZva2VTaGFyZUxpbmsSJy5zYXRjaGVsLm1ldGEudjEuUmV2b2tlU2hhcmVMaW5rUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5SZXZva2VTaGFyZUxpbmtSZXNwb25zZRJhCg5MaXN0U2hhcmVMaW5rcxImLnNhdGNoZWwubWV0YS52MS5MaXN0U2hhcmVMaW5rc1JlcXVlc3QaJy5zYXRjaGVsLm1ldGEudjEuTGlzdFNoYXJlTGlua3NSZXNwb25zZRJeCg1TZXRMaW5rUG9saWN5EiUuc2F0Y2hlbC5tZXRhLnYxLlNldExpbmtQb2xpY3lSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLlNldExpbmtQb2xpY3lSZXNwb25zZRJeCg1HZXRTcGFjZVVzYWdlEiUuc2F0Y2hlbC5tZXRhLnYxLkdldFNwYWNlVXNhZ2VSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLkdldFNwYWNlVXNhZ2VSZXNwb25zZTKRBQoQTWV0YUFkbWluU2VydmljZRJwChNSZWNvbmNpbGVSZWZlcmVuY2VzEisuc2F0Y2hlbC5tZXRhLnYxLlJlY29uY2lsZVJlZmVyZW5jZXNSZXF1ZXN0Giwuc2F0Y2hlbC5tZXRhLnYxLlJlY29uY2lsZVJlZmVyZW5jZXNSZXNwb25zZRJeCg1Nb3ZlTmFtZXNwYWNlEiUuc2F0Y2hlbC5tZXRhLnYxLk1vdmVOYW1lc3BhY2VSZXF1ZXN0GiYuc2F0Y2hlbC5tZXRhLnYxLk1vdmVOYW1lc3BhY2VSZXNwb25zZRJPCghTZXRRdW90YRIgLnNhdGNoZWwubWV0YS52MS5TZXRRdW90YVJlcXVlc3QaIS5zYXRjaGVsLm1ldGEudjEuU2V0UXVvdGFSZXNwb25zZRJGCgVQcnVuZRIdLnNhdGNoZWwubWV0YS52MS5QcnVuZVJlcXVlc3QaHi5zYXRjaGVsLm1ldGEudjEuUHJ1bmVSZXNwb25zZRJhCg5Db21wYWN0Sm91cm5hbBImLnNhdGNoZWwubWV0YS52MS5Db21wYWN0Sm91cm5hbFJlcXVlc3QaJy5zYXRjaGVsLm1ldGEudjEuQ29tcGFjdEpvdXJuYWxSZXNwb25zZRJJCgZWZXJpZnkSHi5zYXRjaGVsLm1ldGEudjEuVmVyaWZ5UmVxdWVzdBofLnNhdGNoZWwubWV0YS52MS5WZXJpZnlSZXNwb25zZRJkCg9MaXN0TWVtYmVyc2hpcHMSJy5zYXRjaGVsLm1ldGEudjEuTGlzdE1lbWJlcnNoaXBzUmVxdWVzdBooLnNhdGNoZWwubWV0YS52MS5MaXN0TWVtYmVyc2hpcHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChpzYXRjaGVsL21ldGEvdjEvbWV0YS5wcm90bxIPc2F0Y2hlbC5tZXRhLnYxIjUKCEJsb2NrUmVmEgwKBGhhc2gYASABKAwSDAoEc2l6ZRgCIAEoDRINCgVncmFudBgDIAEoDCL1AQoMRmlsZU1ldGFkYXRhEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIRCglpc19mb2xkZXIYAyABKAgSEAoIcmV2aXNpb24YBCABKAQSDAoEc2l6ZRgFIAEoBBIpCgZibG9ja3MYBiADKAsyGS5zYXRjaGVsLm1ldGEudjEuQmxvY2tSZWYSMQoNbW9kaWZpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbmFtZXNwYWNlX2lkGAggASgEEg4KBmN1cnNvchgJIAEoBBISCgppc19kZWxldGVkGAogASgIIocBChFDb21taXRGaWxlUmVxdWVzdBIMCgRwYXRoGAEgASgJEikKBmJsb2NrcxgCIAMoCzIZLnNhdGNoZWwubWV0YS52MS5CbG9ja1JlZhIMCgRzaXplGAMgASgEEhcKD3BhcmVudF9yZXZpc2lvbhgEIAEoBBISCgpyZXF1ZXN0X2lkGAUgASgJImsKEkNvbW1pdEZpbGVSZXNwb25zZRIWCg5taXNzaW5nX2Jsb2NrcxgBIAMoDBIrCgRmaWxlGAIgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIQCghjb25mbGljdBgDIAEoCCJDChJDb21taXRCYXRjaFJlcXVlc3QSLQoHY2hhbmdlcxgBIAMoCzIcLnNhdGNoZWwubWV0YS52MS5CYXRjaENoYW5nZSLsAQoLQmF0Y2hDaGFuZ2USNAoGY29tbWl0GAEgASgLMiIuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEZpbGVSZXF1ZXN0SAASPQoNY3JlYXRlX2ZvbGRlchgCIAEoCzIkLnNhdGNoZWwubWV0YS52MS5DcmVhdGVGb2xkZXJSZXF1ZXN0SAASMAoGZGVsZXRlGAMgASgLMh4uc2F0Y2hlbC5tZXRhLnYxLkRlbGV0ZVJlcXVlc3RIABIsCgRtb3ZlGAQgASgLMhwuc2F0Y2hlbC5tZXRhLnYxLk1vdmVSZXF1ZXN0SABCCAoGY2hhbmdlIkQKE0NvbW1pdEJhdGNoUmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLnNhdGNoZWwubWV0YS52MS5CYXRjaFJlc3VsdCKPAgoLQmF0Y2hSZXN1bHQSDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJEjUKBmNvbW1pdBgDIAEoCzIjLnNhdGNoZWwubWV0YS52MS5Db21taXRGaWxlUmVzcG9uc2VIABI+Cg1jcmVhdGVfZm9sZGVyGAQgASgLMiUuc2F0Y2hlbC5tZXRhLnYxLkNyZWF0ZUZvbGRlclJlc3BvbnNlSAASMQoGZGVsZXRlGAUgASgLMh8uc2F0Y2hlbC5tZXRhLnYxLkRlbGV0ZVJlc3BvbnNlSAASLQoEbW92ZRgGIAEoCzIdLnNhdGNoZWwubWV0YS52MS5Nb3ZlUmVzcG9uc2VIAEIICgZyZXN1bHQiOAoWR2V0RmlsZU1ldGFkYXRhUmVxdWVzdBIMCgRwYXRoGAEgASgJEhAKCHJldmlzaW9uGAIgASgEIkYKF0dldEZpbGVNZXRhZGF0YVJlc3BvbnNlEisKBGZpbGUYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhInQKEUxpc3RGb2xkZXJSZXF1ZXN0EgwKBHBhdGgYASABKAkSEQoJcmVjdXJzaXZlGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJEhcKD2luY2x1ZGVfZGVsZXRlZBgFIAEoCCJvChJMaXN0Rm9sZGVyUmVzcG9uc2USLgoHZW50cmllcxgBIAMoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhAKCGhhc19tb3JlGAMgASgIIiMKE0NyZWF0ZUZvbGRlclJlcXVlc3QSDAoEcGF0aBgBIAEoCSJFChRDcmVhdGVGb2xkZXJSZXNwb25zZRItCgZmb2xkZXIYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhIksKDURlbGV0ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIXCg9wYXJlbnRfcmV2aXNpb24YAiABKAQSEwoLc2Vlbl9jdXJzb3IYAyABKAQibQoORGVsZXRlUmVzcG9uc2USLAoFZW50cnkYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhEhQKDGVudHJpZXNfa2VwdBgCIAEoBBIXCg9lbnRyaWVzX2RlbGV0ZWQYAyABKAQiHwoPVW5kZWxldGVSZXF1ZXN0EgwKBHBhdGgYASABKAkiQAoQVW5kZWxldGVSZXNwb25zZRIsCgVlbnRyeRgBIAEoCzIdLnNhdGNoZWwubWV0YS52MS5GaWxlTWV0YWRhdGEiKAoYUGVybWFuZW50bHlEZWxldGVSZXF1ZXN0EgwKBHBhdGgYASABKAkiNAoZUGVybWFuZW50bHlEZWxldGVSZXNwb25zZRIXCg9lbnRyaWVzX3JlbW92ZWQYASABKAQiMQoLTW92ZVJlcXVlc3QSEQoJZnJvbV9wYXRoGAEgASgJEg8KB3RvX3BhdGgYAiABKAkiVwoMTW92ZVJlc3BvbnNlEiwKBWVudHJ5GAEgASgLMh0uc2F0Y2hlbC5tZXRhLnYxLkZpbGVNZXRhZGF0YRIZChFkZXNjZW5kYW50c19tb3ZlZBgCIAEoBCIzChRMaXN0UmV2aXNpb25zUmVxdWVzdBIMCgRwYXRoGAEgASgJEg0KBWxpbWl0GAIgASgNIkkKFUxpc3RSZXZpc2lvbnNSZXNwb25zZRIwCglyZXZpc2lvbnMYASADKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhIjAKDlJlc3RvcmVSZXF1ZXN0EgwKBHBhdGgYASABKAkSEAoIcmV2aXNpb24YAiABKAQiPgoPUmVzdG9yZVJlc3BvbnNlEisKBGZpbGUYASABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhImkKDk5hbWVzcGFjZU1vdW50EhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIMCgRwYXRoGAIgASgJEiMKBHJvbGUYAyABKA4yFS5zYXRjaGVsLm1ldGEudjEuUm9sZRIOCgZjdXJzb3IYBCABKAQiFwoVTGlzdE5hbWVzcGFjZXNSZXF1ZXN0Ik0KFkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USMwoKbmFtZXNwYWNlcxgBIAMoCzIfLnNhdGNoZWwubWV0YS52MS5OYW1lc3BhY2VNb3VudCKbAQoMSm91cm5hbEVudHJ5Eg4KBmN1cnNvchgBIAEoBBItCglvcGVyYXRpb24YAiABKA4yGi5zYXRjaGVsLm1ldGEudjEuT3BlcmF0aW9uEgwKBHBhdGgYAyABKAkSEQoJZnJvbV9wYXRoGAQgASgJEisKBGZpbGUYBSABKAsyHS5zYXRjaGVsLm1ldGEudjEuRmlsZU1ldGFkYXRhIksKEExpc3REZWx0YVJlcXVlc3QSFAoMbmFtZXNwYWNlX2lkGAEgASgEEg4KBmN1cnNvchgCIAEoBBIRCglwYWdlX3NpemUYAyABKA0idAoRTGlzdERlbHRhUmVzcG9uc2USLgoHZW50cmllcxgBIAMoCzIdLnNhdGNoZWwubWV0YS52MS5Kb3VybmFsRW50cnkSDgoGY3Vyc29yGAIgASgEEhAKCGhhc19tb3JlGAMgASgIEg0KBXJlc2V0GAQgASgIIjcKD05hbWVzcGFjZUN1cnNvchIUCgxuYW1lc3BhY2VfaWQYASABKAQSDgoGY3Vyc29yGAIgASgEImIKFFdhaXRGb3JDaGFuZ2VSZXF1ZXN0EjEKB2N1cnNvcnMYASADKAsyIC5zYXRjaGVsLm1ldGEudjEuTmFtZXNwYWNlQ3Vyc29yEhcKD3RpbWVvdXRfc2Vjb25kcxgCIAEoDSJjChVXYWl0Rm9yQ2hhbmdlUmVzcG9uc2USMQoHY2hhbmdlZBgBIAMoCzIgLnNhdGNoZWwubWV0YS52MS5OYW1lc3BhY2VDdXJzb3ISFwoPYmFja29mZl9zZWNvbmRzGAIgASgNIlkKElNoYXJlRm9sZGVyUmVxdWVzdBIMCgRwYXRoGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEiMKBHJvbGUYAyABKA4yFS5zYXRjaGVsLm1ldGEudjEuUm9sZSJUChNTaGFyZUZvbGRlclJlc3BvbnNlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBInCgZtZW1iZXIYAiABKAsyFy5zYXRjaGVsLm1ldGEudjEuTWVtYmVyIj8KBk1lbWJlchIQCgh1c2VybmFtZRgBIAEoCRIjCgRyb2xlGAIgASgOMhUuc2F0Y2hlbC5tZXRhLnYxLlJvbGUiMAoOVW5zaGFyZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSIRCg9VbnNoYXJlUmVzcG9uc2UiKAoYTGVhdmVTaGFyZWRGb2xkZXJSZXF1ZXN0EgwKBHBhdGgYASABKAkiMQoZTGVhdmVTaGFyZWRGb2xkZXJSZXNwb25zZRIUCgxuYW1lc3BhY2VfaWQYASABKAQiIgoSTGlzdE1lbWJlcnNSZXF1ZXN0EgwKBHBhdGgYASABKAkidwoTTGlzdE1lbWJlcnNSZXNwb25zZRIUCgxuYW1lc3BhY2VfaWQYASABKAQSKAoHbWVtYmVycxgCIAMoCzIXLnNhdGNoZWwubWV0YS52MS5NZW1iZXISIAoYdmlld2Vyc19tYXlfY3JlYXRlX2xpbmtzGAMgASgIIkIKFkNyZWF0ZVNoYXJlTGlua1JlcXVlc3QSDAoEcGF0aBgBIAEoCRIaChJleHBpcmVzX2luX3NlY29uZHMYAiABKA0iaAoXQ3JlYXRlU2hhcmVMaW5rUmVzcG9uc2USDwoHbGlua19pZBgBIAEoBBILCgN1cmwYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIikKFlJldm9rZVNoYXJlTGlua1JlcXVlc3QSDwoHbGlua19pZBgBIAEoBCIZChdSZXZva2VTaGFyZUxpbmtSZXNwb25zZSI4ChVMaXN0U2hhcmVMaW5rc1JlcXVlc3QSDAoEcGF0aBgBIAEoCRIRCglyZWN1cnNpdmUYAiABKAgi0wEKCVNoYXJlTGluaxIPCgdsaW5rX2lkGAEgASgEEgwKBHBhdGgYAiABKAkSEgoKY3JlYXRlZF9ieRgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA3VybBgGIAEoCRINCgV3b3JrcxgHIAEoCBIVCg1lbmRlZF9iZWNhdXNlGAggASgJIkMKFkxpc3RTaGFyZUxpbmtzUmVzcG9uc2USKQoFbGlua3MYASADKAsyGi5zYXRjaGVsLm1ldGEudjEuU2hhcmVMaW5rIkYKFFNldExpbmtQb2xpY3lSZXF1ZXN0EgwKBHBhdGgYASABKAkSIAoYdmlld2Vyc19tYXlfY3JlYXRlX2xpbmtzGAIgASgIIhcKFVNldExpbmtQb2xpY3lSZXNwb25zZSIWChRHZXRTcGFjZVVzYWdlUmVxdWVzdCJAChVHZXRTcGFjZVVzYWdlUmVzcG9uc2USEgoKdXNlZF9ieXRlcxgBIAEoBBITCgtxdW90YV9ieXRlcxgCIAEoBCIqChZMaXN0TWVtYmVyc2hpcHNSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygEIjQKCk1lbWJlcnNoaXASDwoHdXNlcl9pZBgBIAEoBBIVCg1uYW1lc3BhY2VfaWRzGAIgAygEIksKF0xpc3RNZW1iZXJzaGlwc1Jlc3BvbnNlEjAKC21lbWJlcnNoaXBzGAEgAygLMhsuc2F0Y2hlbC5tZXRhLnYxLk1lbWJlcnNoaXAiHAoaUmVjb25jaWxlUmVmZXJlbmNlc1JlcXVlc3QiYgobUmVjb25jaWxlUmVmZXJlbmNlc1Jlc3BvbnNlEhYKDmJsb2Nrc19jaGVja2VkGAEgASgEEhYKDmJsb2Nrc19kcmlmdGVkGAIgASgEEhMKC3RvdGFsX2RyaWZ0GAMgASgEIkUKFE1vdmVOYW1lc3BhY2VSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIXCg90YXJnZXRfc2hhcmRfaWQYAiABKA0idgoVTW92ZU5hbWVzcGFjZVJlc3BvbnNlEhcKD3NvdXJjZV9zaGFyZF9pZBgBIAEoDRIXCg90YXJnZXRfc2hhcmRfaWQYAiABKA0SEwoLcm93c19jb3BpZWQYAyABKAQSFgoOd3JpdGVzX2hlbGRfbXMYBCABKA0iOAoPU2V0UXVvdGFSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhMKC3F1b3RhX2J5dGVzGAIgASgEIhIKEFNldFF1b3RhUmVzcG9uc2UiDgoMUHJ1bmVSZXF1ZXN0ImMKDVBydW5lUmVzcG9uc2USFwoPdmVyc2lvbnNfcHJ1bmVkGAEgASgEEhYKDmVudHJpZXNfcHVyZ2VkGAIgASgEEiEKGWpvdXJuYWxfZW50cmllc19jb21wYWN0ZWQYAyABKAQiRQoVQ29tcGFjdEpvdXJuYWxSZXF1ZXN0EhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIWCg50aHJvdWdoX2N1cnNvchgCIAEoBCIxChZDb21wYWN0Sm91cm5hbFJlc3BvbnNlEhcKD2VudHJpZXNfcmVtb3ZlZBgBIAEoBCI+Cg1WZXJpZnlSZXF1ZXN0EhMKC3VudGhyb3R0bGVkGAEgASgIEhgKEG1heF9maWxlc19saXN0ZWQYAiABKA0iUwoMQWZmZWN0ZWRGaWxlEhQKDG5hbWVzcGFjZV9pZBgBIAEoBBIMCgRwYXRoGAIgASgJEhAKCHJldmlzaW9uGAMgASgEEg0KBW93bmVyGAQgASgJIp4BCg1WZXJpZmllZEJsb2NrEgwKBGhhc2gYASABKAwSDAoEa2luZBgCIAEoCRITCgtzaGFyZHNfZ29vZBgDIAEoDRIUCgxzaGFyZHNfdG90YWwYBCABKA0SLAoFZmlsZXMYBSADKAsyHS5zYXRjaGVsLm1ldGEudjEuQWZmZWN0ZWRGaWxlEhgKEGZpbGVzX25vdF9saXN0ZWQYBiABKAQisgIKDlZlcmlmeVJlc3BvbnNlEhgKEHZlcnNpb25zX2NoZWNrZWQYASABKAQSFgoOYmxvY2tzX2NoZWNrZWQYAiABKAQSGQoRYmxvY2tzX3VucmVhZGFibGUYAyABKAQSEwoLYmxvY2tzX2xvc3QYBCABKAQSJAocYmxvY2tzX2JlbG93X2Z1bGxfcmVkdW5kYW5jeRgFIAEoBBIkChxyZWZlcmVuY2VzX3RvX21pc3NpbmdfYmxvY2tzGAYgASgEEjAKCHByb2JsZW1zGAcgAygLMh4uc2F0Y2hlbC5tZXRhLnYxLlZlcmlmaWVkQmxvY2sSDwoHc2Vjb25kcxgIIAEoARISCgpieXRlc19yZWFkGAkgASgEEhsKE3Byb2JsZW1zX25vdF9saXN0ZWQYCiABKAQqTgoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDgoKUk9MRV9PV05FUhABEg8KC1JPTEVfRURJVE9SEAISDwoLUk9MRV9WSUVXRVIQAyqNAQoJT3BlcmF0aW9uEhkKFU9QRVJBVElPTl9VTlNQRUNJRklFRBAAEhEKDU9QRVJBVElPTl9QVVQQARITCg9PUEVSQVRJT05fTUtESVIQAhIUChBPUEVSQVRJT05fREVMRVRFEAMSEgoOT1BFUkFUSU9OX01PVkUQBBITCg9PUEVSQVRJT05fTU9VTlQQBTLHEAoLTWV0YVNlcnZpY2USVQoKQ29tbWl0RmlsZRIiLnNhdGNoZWwubWV0YS52MS5Db21taXRGaWxlUmVxdWVzdBojLnNhdGNoZWwubWV0YS52MS5Db21taXRGaWxlUmVzcG9uc2USWAoLQ29tbWl0QmF0Y2gSIy5zYXRjaGVsLm1ldGEudjEuQ29tbWl0QmF0Y2hSZXF1ZXN0GiQuc2F0Y2hlbC5tZXRhLnYxLkNvbW1pdEJhdGNoUmVzcG9uc2USZAoPR2V0RmlsZU1ldGFkYXRhEicuc2F0Y2hlbC5tZXRhLnYxLkdldEZpbGVNZXRhZGF0YVJlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuR2V0RmlsZU1ldGFkYXRhUmVzcG9uc2USVQoKTGlzdEZvbGRlchIiLnNhdGNoZWwubWV0YS52MS5MaXN0Rm9sZGVyUmVxdWVzdBojLnNhdGNoZWwubWV0YS52MS5MaXN0Rm9sZGVyUmVzcG9uc2USWwoMQ3JlYXRlRm9sZGVyEiQuc2F0Y2hlbC5tZXRhLnYxLkNyZWF0ZUZvbGRlclJlcXVlc3QaJS5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlRm9sZGVyUmVzcG9uc2USSQoGRGVsZXRlEh4uc2F0Y2hlbC5tZXRhLnYxLkRlbGV0ZVJlcXVlc3QaHy5zYXRjaGVsLm1ldGEudjEuRGVsZXRlUmVzcG9uc2USTwoIVW5kZWxldGUSIC5zYXRjaGVsLm1ldGEudjEuVW5kZWxldGVSZXF1ZXN0GiEuc2F0Y2hlbC5tZXRhLnYxLlVuZGVsZXRlUmVzcG9uc2USagoRUGVybWFuZW50bHlEZWxldGUSKS5zYXRjaGVsLm1ldGEudjEuUGVybWFuZW50bHlEZWxldGVSZXF1ZXN0Giouc2F0Y2hlbC5tZXRhLnYxLlBlcm1hbmVudGx5RGVsZXRlUmVzcG9uc2USQwoETW92ZRIcLnNhdGNoZWwubWV0YS52MS5Nb3ZlUmVxdWVzdBodLnNhdGNoZWwubWV0YS52MS5Nb3ZlUmVzcG9uc2USXgoNTGlzdFJldmlzaW9ucxIlLnNhdGNoZWwubWV0YS52MS5MaXN0UmV2aXNpb25zUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5MaXN0UmV2aXNpb25zUmVzcG9uc2USTAoHUmVzdG9yZRIfLnNhdGNoZWwubWV0YS52MS5SZXN0b3JlUmVxdWVzdBogLnNhdGNoZWwubWV0YS52MS5SZXN0b3JlUmVzcG9uc2USYQoOTGlzdE5hbWVzcGFjZXMSJi5zYXRjaGVsLm1ldGEudjEuTGlzdE5hbWVzcGFjZXNSZXF1ZXN0Gicuc2F0Y2hlbC5tZXRhLnYxLkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USUgoJTGlzdERlbHRhEiEuc2F0Y2hlbC5tZXRhLnYxLkxpc3REZWx0YVJlcXVlc3QaIi5zYXRjaGVsLm1ldGEudjEuTGlzdERlbHRhUmVzcG9uc2USXgoNV2FpdEZvckNoYW5nZRIlLnNhdGNoZWwubWV0YS52MS5XYWl0Rm9yQ2hhbmdlUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5XYWl0Rm9yQ2hhbmdlUmVzcG9uc2USWAoLU2hhcmVGb2xkZXISIy5zYXRjaGVsLm1ldGEudjEuU2hhcmVGb2xkZXJSZXF1ZXN0GiQuc2F0Y2hlbC5tZXRhLnYxLlNoYXJlRm9sZGVyUmVzcG9uc2USTAoHVW5zaGFyZRIfLnNhdGNoZWwubWV0YS52MS5VbnNoYXJlUmVxdWVzdBogLnNhdGNoZWwubWV0YS52MS5VbnNoYXJlUmVzcG9uc2USagoRTGVhdmVTaGFyZWRGb2xkZXISKS5zYXRjaGVsLm1ldGEudjEuTGVhdmVTaGFyZWRGb2xkZXJSZXF1ZXN0Giouc2F0Y2hlbC5tZXRhLnYxLkxlYXZlU2hhcmVkRm9sZGVyUmVzcG9uc2USWAoLTGlzdE1lbWJlcnMSIy5zYXRjaGVsLm1ldGEudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiQuc2F0Y2hlbC5tZXRhLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2USZAoPQ3JlYXRlU2hhcmVMaW5rEicuc2F0Y2hlbC5tZXRhLnYxLkNyZWF0ZVNoYXJlTGlua1JlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuQ3JlYXRlU2hhcmVMaW5rUmVzcG9uc2USZAoPUmV2b2tlU2hhcmVMaW5rEicuc2F0Y2hlbC5tZXRhLnYxLlJldm9rZVNoYXJlTGlua1JlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuUmV2b2tlU2hhcmVMaW5rUmVzcG9uc2USYQoOTGlzdFNoYXJlTGlua3MSJi5zYXRjaGVsLm1ldGEudjEuTGlzdFNoYXJlTGlua3NSZXF1ZXN0Gicuc2F0Y2hlbC5tZXRhLnYxLkxpc3RTaGFyZUxpbmtzUmVzcG9uc2USXgoNU2V0TGlua1BvbGljeRIlLnNhdGNoZWwubWV0YS52MS5TZXRMaW5rUG9saWN5UmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5TZXRMaW5rUG9saWN5UmVzcG9uc2USXgoNR2V0U3BhY2VVc2FnZRIlLnNhdGNoZWwubWV0YS52MS5HZXRTcGFjZVVzYWdlUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5HZXRTcGFjZVVzYWdlUmVzcG9uc2UykQUKEE1ldGFBZG1pblNlcnZpY2UScAoTUmVjb25jaWxlUmVmZXJlbmNlcxIrLnNhdGNoZWwubWV0YS52MS5SZWNvbmNpbGVSZWZlcmVuY2VzUmVxdWVzdBosLnNhdGNoZWwubWV0YS52MS5SZWNvbmNpbGVSZWZlcmVuY2VzUmVzcG9uc2USXgoNTW92ZU5hbWVzcGFjZRIlLnNhdGNoZWwubWV0YS52MS5Nb3ZlTmFtZXNwYWNlUmVxdWVzdBomLnNhdGNoZWwubWV0YS52MS5Nb3ZlTmFtZXNwYWNlUmVzcG9uc2USTwoIU2V0UXVvdGESIC5zYXRjaGVsLm1ldGEudjEuU2V0UXVvdGFSZXF1ZXN0GiEuc2F0Y2hlbC5tZXRhLnYxLlNldFF1b3RhUmVzcG9uc2USRgoFUHJ1bmUSHS5zYXRjaGVsLm1ldGEudjEuUHJ1bmVSZXF1ZXN0Gh4uc2F0Y2hlbC5tZXRhLnYxLlBydW5lUmVzcG9uc2USYQoOQ29tcGFjdEpvdXJuYWwSJi5zYXRjaGVsLm1ldGEudjEuQ29tcGFjdEpvdXJuYWxSZXF1ZXN0Gicuc2F0Y2hlbC5tZXRhLnYxLkNvbXBhY3RKb3VybmFsUmVzcG9uc2USSQoGVmVyaWZ5Eh4uc2F0Y2hlbC5tZXRhLnYxLlZlcmlmeVJlcXVlc3QaHy5zYXRjaGVsLm1ldGEudjEuVmVyaWZ5UmVzcG9uc2USZAoPTGlzdE1lbWJlcnNoaXBzEicuc2F0Y2hlbC5tZXRhLnYxLkxpc3RNZW1iZXJzaGlwc1JlcXVlc3QaKC5zYXRjaGVsLm1ldGEudjEuTGlzdE1lbWJlcnNoaXBzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * BlockRef names one content-addressed block of a file, in file order.
@@ -211,6 +211,142 @@ export const CommitFileResponseSchema: GenMessage<CommitFileResponse> = /*@__PUR
   messageDesc(file_satchel_meta_v1_meta, 3);
 
 /**
+ * @generated from message satchel.meta.v1.CommitBatchRequest
+ */
+export type CommitBatchRequest = Message<"satchel.meta.v1.CommitBatchRequest"> & {
+  /**
+   * @generated from field: repeated satchel.meta.v1.BatchChange changes = 1;
+   */
+  changes: BatchChange[];
+};
+
+/**
+ * Describes the message satchel.meta.v1.CommitBatchRequest.
+ * Use `create(CommitBatchRequestSchema)` to create a new message.
+ */
+export const CommitBatchRequestSchema: GenMessage<CommitBatchRequest> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 4);
+
+/**
+ * One change of a batch: the request the single call takes.
+ *
+ * @generated from message satchel.meta.v1.BatchChange
+ */
+export type BatchChange = Message<"satchel.meta.v1.BatchChange"> & {
+  /**
+   * @generated from oneof satchel.meta.v1.BatchChange.change
+   */
+  change: {
+    /**
+     * @generated from field: satchel.meta.v1.CommitFileRequest commit = 1;
+     */
+    value: CommitFileRequest;
+    case: "commit";
+  } | {
+    /**
+     * @generated from field: satchel.meta.v1.CreateFolderRequest create_folder = 2;
+     */
+    value: CreateFolderRequest;
+    case: "createFolder";
+  } | {
+    /**
+     * @generated from field: satchel.meta.v1.DeleteRequest delete = 3;
+     */
+    value: DeleteRequest;
+    case: "delete";
+  } | {
+    /**
+     * @generated from field: satchel.meta.v1.MoveRequest move = 4;
+     */
+    value: MoveRequest;
+    case: "move";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message satchel.meta.v1.BatchChange.
+ * Use `create(BatchChangeSchema)` to create a new message.
+ */
+export const BatchChangeSchema: GenMessage<BatchChange> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 5);
+
+/**
+ * @generated from message satchel.meta.v1.CommitBatchResponse
+ */
+export type CommitBatchResponse = Message<"satchel.meta.v1.CommitBatchResponse"> & {
+  /**
+   * One per change, in request order.
+   *
+   * @generated from field: repeated satchel.meta.v1.BatchResult results = 1;
+   */
+  results: BatchResult[];
+};
+
+/**
+ * Describes the message satchel.meta.v1.CommitBatchResponse.
+ * Use `create(CommitBatchResponseSchema)` to create a new message.
+ */
+export const CommitBatchResponseSchema: GenMessage<CommitBatchResponse> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 6);
+
+/**
+ * What one change of a batch came to: OK with the response the single call gives, or the status
+ * the single call would have failed with (nothing of that change was written).
+ *
+ * @generated from message satchel.meta.v1.BatchResult
+ */
+export type BatchResult = Message<"satchel.meta.v1.BatchResult"> & {
+  /**
+   * A gRPC status code: 0 (OK), or e.g. 3 INVALID_ARGUMENT, 5 NOT_FOUND, 6 ALREADY_EXISTS,
+   * 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED, 9 FAILED_PRECONDITION.
+   *
+   * @generated from field: uint32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * @generated from oneof satchel.meta.v1.BatchResult.result
+   */
+  result: {
+    /**
+     * @generated from field: satchel.meta.v1.CommitFileResponse commit = 3;
+     */
+    value: CommitFileResponse;
+    case: "commit";
+  } | {
+    /**
+     * @generated from field: satchel.meta.v1.CreateFolderResponse create_folder = 4;
+     */
+    value: CreateFolderResponse;
+    case: "createFolder";
+  } | {
+    /**
+     * @generated from field: satchel.meta.v1.DeleteResponse delete = 5;
+     */
+    value: DeleteResponse;
+    case: "delete";
+  } | {
+    /**
+     * @generated from field: satchel.meta.v1.MoveResponse move = 6;
+     */
+    value: MoveResponse;
+    case: "move";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message satchel.meta.v1.BatchResult.
+ * Use `create(BatchResultSchema)` to create a new message.
+ */
+export const BatchResultSchema: GenMessage<BatchResult> = /*@__PURE__*/
+  messageDesc(file_satchel_meta_v1_meta, 7);
+
+/**
  * @generated from message satchel.meta.v1.GetFileMetadataRequest
  */
 export type GetFileMetadataRequest = Message<"satchel.meta.v1.GetFileMetadataRequest"> & {
@@ -233,7 +369,7 @@ export type GetFileMetadataRequest = Message<"satchel.meta.v1.GetFileMetadataReq
  * Use `create(GetFileMetadataRequestSchema)` to create a new message.
  */
 export const GetFileMetadataRequestSchema: GenMessage<GetFileMetadataRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 4);
+  messageDesc(file_satchel_meta_v1_meta, 8);
 
 /**
  * @generated from message satchel.meta.v1.GetFileMetadataResponse
@@ -250,7 +386,7 @@ export type GetFileMetadataResponse = Message<"satchel.meta.v1.GetFileMetadataRe
  * Use `create(GetFileMetadataResponseSchema)` to create a new message.
  */
 export const GetFileMetadataResponseSchema: GenMessage<GetFileMetadataResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 5);
+  messageDesc(file_satchel_meta_v1_meta, 9);
 
 /**
  * @generated from message satchel.meta.v1.ListFolderRequest
@@ -297,7 +433,7 @@ export type ListFolderRequest = Message<"satchel.meta.v1.ListFolderRequest"> & {
  * Use `create(ListFolderRequestSchema)` to create a new message.
  */
 export const ListFolderRequestSchema: GenMessage<ListFolderRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 6);
+  messageDesc(file_satchel_meta_v1_meta, 10);
 
 /**
  * @generated from message satchel.meta.v1.ListFolderResponse
@@ -324,7 +460,7 @@ export type ListFolderResponse = Message<"satchel.meta.v1.ListFolderResponse"> &
  * Use `create(ListFolderResponseSchema)` to create a new message.
  */
 export const ListFolderResponseSchema: GenMessage<ListFolderResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 7);
+  messageDesc(file_satchel_meta_v1_meta, 11);
 
 /**
  * @generated from message satchel.meta.v1.CreateFolderRequest
@@ -341,7 +477,7 @@ export type CreateFolderRequest = Message<"satchel.meta.v1.CreateFolderRequest">
  * Use `create(CreateFolderRequestSchema)` to create a new message.
  */
 export const CreateFolderRequestSchema: GenMessage<CreateFolderRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 8);
+  messageDesc(file_satchel_meta_v1_meta, 12);
 
 /**
  * @generated from message satchel.meta.v1.CreateFolderResponse
@@ -358,7 +494,7 @@ export type CreateFolderResponse = Message<"satchel.meta.v1.CreateFolderResponse
  * Use `create(CreateFolderResponseSchema)` to create a new message.
  */
 export const CreateFolderResponseSchema: GenMessage<CreateFolderResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 9);
+  messageDesc(file_satchel_meta_v1_meta, 13);
 
 /**
  * @generated from message satchel.meta.v1.DeleteRequest
@@ -393,7 +529,7 @@ export type DeleteRequest = Message<"satchel.meta.v1.DeleteRequest"> & {
  * Use `create(DeleteRequestSchema)` to create a new message.
  */
 export const DeleteRequestSchema: GenMessage<DeleteRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 10);
+  messageDesc(file_satchel_meta_v1_meta, 14);
 
 /**
  * @generated from message satchel.meta.v1.DeleteResponse
@@ -423,7 +559,7 @@ export type DeleteResponse = Message<"satchel.meta.v1.DeleteResponse"> & {
  * Use `create(DeleteResponseSchema)` to create a new message.
  */
 export const DeleteResponseSchema: GenMessage<DeleteResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 11);
+  messageDesc(file_satchel_meta_v1_meta, 15);
 
 /**
  * @generated from message satchel.meta.v1.UndeleteRequest
@@ -440,7 +576,7 @@ export type UndeleteRequest = Message<"satchel.meta.v1.UndeleteRequest"> & {
  * Use `create(UndeleteRequestSchema)` to create a new message.
  */
 export const UndeleteRequestSchema: GenMessage<UndeleteRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 12);
+  messageDesc(file_satchel_meta_v1_meta, 16);
 
 /**
  * @generated from message satchel.meta.v1.UndeleteResponse
@@ -457,7 +593,7 @@ export type UndeleteResponse = Message<"satchel.meta.v1.UndeleteResponse"> & {
  * Use `create(UndeleteResponseSchema)` to create a new message.
  */
 export const UndeleteResponseSchema: GenMessage<UndeleteResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 13);
+  messageDesc(file_satchel_meta_v1_meta, 17);
 
 /**
  * @generated from message satchel.meta.v1.PermanentlyDeleteRequest
@@ -474,7 +610,7 @@ export type PermanentlyDeleteRequest = Message<"satchel.meta.v1.PermanentlyDelet
  * Use `create(PermanentlyDeleteRequestSchema)` to create a new message.
  */
 export const PermanentlyDeleteRequestSchema: GenMessage<PermanentlyDeleteRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 14);
+  messageDesc(file_satchel_meta_v1_meta, 18);
 
 /**
  * @generated from message satchel.meta.v1.PermanentlyDeleteResponse
@@ -493,7 +629,7 @@ export type PermanentlyDeleteResponse = Message<"satchel.meta.v1.PermanentlyDele
  * Use `create(PermanentlyDeleteResponseSchema)` to create a new message.
  */
 export const PermanentlyDeleteResponseSchema: GenMessage<PermanentlyDeleteResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 15);
+  messageDesc(file_satchel_meta_v1_meta, 19);
 
 /**
  * @generated from message satchel.meta.v1.MoveRequest
@@ -515,7 +651,7 @@ export type MoveRequest = Message<"satchel.meta.v1.MoveRequest"> & {
  * Use `create(MoveRequestSchema)` to create a new message.
  */
 export const MoveRequestSchema: GenMessage<MoveRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 16);
+  messageDesc(file_satchel_meta_v1_meta, 20);
 
 /**
  * @generated from message satchel.meta.v1.MoveResponse
@@ -539,7 +675,7 @@ export type MoveResponse = Message<"satchel.meta.v1.MoveResponse"> & {
  * Use `create(MoveResponseSchema)` to create a new message.
  */
 export const MoveResponseSchema: GenMessage<MoveResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 17);
+  messageDesc(file_satchel_meta_v1_meta, 21);
 
 /**
  * @generated from message satchel.meta.v1.ListRevisionsRequest
@@ -563,7 +699,7 @@ export type ListRevisionsRequest = Message<"satchel.meta.v1.ListRevisionsRequest
  * Use `create(ListRevisionsRequestSchema)` to create a new message.
  */
 export const ListRevisionsRequestSchema: GenMessage<ListRevisionsRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 18);
+  messageDesc(file_satchel_meta_v1_meta, 22);
 
 /**
  * @generated from message satchel.meta.v1.ListRevisionsResponse
@@ -580,7 +716,7 @@ export type ListRevisionsResponse = Message<"satchel.meta.v1.ListRevisionsRespon
  * Use `create(ListRevisionsResponseSchema)` to create a new message.
  */
 export const ListRevisionsResponseSchema: GenMessage<ListRevisionsResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 19);
+  messageDesc(file_satchel_meta_v1_meta, 23);
 
 /**
  * @generated from message satchel.meta.v1.RestoreRequest
@@ -602,7 +738,7 @@ export type RestoreRequest = Message<"satchel.meta.v1.RestoreRequest"> & {
  * Use `create(RestoreRequestSchema)` to create a new message.
  */
 export const RestoreRequestSchema: GenMessage<RestoreRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 20);
+  messageDesc(file_satchel_meta_v1_meta, 24);
 
 /**
  * @generated from message satchel.meta.v1.RestoreResponse
@@ -619,7 +755,7 @@ export type RestoreResponse = Message<"satchel.meta.v1.RestoreResponse"> & {
  * Use `create(RestoreResponseSchema)` to create a new message.
  */
 export const RestoreResponseSchema: GenMessage<RestoreResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 21);
+  messageDesc(file_satchel_meta_v1_meta, 25);
 
 /**
  * @generated from message satchel.meta.v1.NamespaceMount
@@ -655,7 +791,7 @@ export type NamespaceMount = Message<"satchel.meta.v1.NamespaceMount"> & {
  * Use `create(NamespaceMountSchema)` to create a new message.
  */
 export const NamespaceMountSchema: GenMessage<NamespaceMount> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 22);
+  messageDesc(file_satchel_meta_v1_meta, 26);
 
 /**
  * @generated from message satchel.meta.v1.ListNamespacesRequest
@@ -668,7 +804,7 @@ export type ListNamespacesRequest = Message<"satchel.meta.v1.ListNamespacesReque
  * Use `create(ListNamespacesRequestSchema)` to create a new message.
  */
 export const ListNamespacesRequestSchema: GenMessage<ListNamespacesRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 23);
+  messageDesc(file_satchel_meta_v1_meta, 27);
 
 /**
  * @generated from message satchel.meta.v1.ListNamespacesResponse
@@ -685,7 +821,7 @@ export type ListNamespacesResponse = Message<"satchel.meta.v1.ListNamespacesResp
  * Use `create(ListNamespacesResponseSchema)` to create a new message.
  */
 export const ListNamespacesResponseSchema: GenMessage<ListNamespacesResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 24);
+  messageDesc(file_satchel_meta_v1_meta, 28);
 
 /**
  * @generated from message satchel.meta.v1.JournalEntry
@@ -728,7 +864,7 @@ export type JournalEntry = Message<"satchel.meta.v1.JournalEntry"> & {
  * Use `create(JournalEntrySchema)` to create a new message.
  */
 export const JournalEntrySchema: GenMessage<JournalEntry> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 25);
+  messageDesc(file_satchel_meta_v1_meta, 29);
 
 /**
  * @generated from message satchel.meta.v1.ListDeltaRequest
@@ -759,7 +895,7 @@ export type ListDeltaRequest = Message<"satchel.meta.v1.ListDeltaRequest"> & {
  * Use `create(ListDeltaRequestSchema)` to create a new message.
  */
 export const ListDeltaRequestSchema: GenMessage<ListDeltaRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 26);
+  messageDesc(file_satchel_meta_v1_meta, 30);
 
 /**
  * @generated from message satchel.meta.v1.ListDeltaResponse
@@ -796,7 +932,7 @@ export type ListDeltaResponse = Message<"satchel.meta.v1.ListDeltaResponse"> & {
  * Use `create(ListDeltaResponseSchema)` to create a new message.
  */
 export const ListDeltaResponseSchema: GenMessage<ListDeltaResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 27);
+  messageDesc(file_satchel_meta_v1_meta, 31);
 
 /**
  * @generated from message satchel.meta.v1.NamespaceCursor
@@ -818,7 +954,7 @@ export type NamespaceCursor = Message<"satchel.meta.v1.NamespaceCursor"> & {
  * Use `create(NamespaceCursorSchema)` to create a new message.
  */
 export const NamespaceCursorSchema: GenMessage<NamespaceCursor> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 28);
+  messageDesc(file_satchel_meta_v1_meta, 32);
 
 /**
  * @generated from message satchel.meta.v1.WaitForChangeRequest
@@ -842,7 +978,7 @@ export type WaitForChangeRequest = Message<"satchel.meta.v1.WaitForChangeRequest
  * Use `create(WaitForChangeRequestSchema)` to create a new message.
  */
 export const WaitForChangeRequestSchema: GenMessage<WaitForChangeRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 29);
+  messageDesc(file_satchel_meta_v1_meta, 33);
 
 /**
  * @generated from message satchel.meta.v1.WaitForChangeResponse
@@ -868,7 +1004,7 @@ export type WaitForChangeResponse = Message<"satchel.meta.v1.WaitForChangeRespon
  * Use `create(WaitForChangeResponseSchema)` to create a new message.
  */
 export const WaitForChangeResponseSchema: GenMessage<WaitForChangeResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 30);
+  messageDesc(file_satchel_meta_v1_meta, 34);
 
 /**
  * @generated from message satchel.meta.v1.ShareFolderRequest
@@ -897,7 +1033,7 @@ export type ShareFolderRequest = Message<"satchel.meta.v1.ShareFolderRequest"> &
  * Use `create(ShareFolderRequestSchema)` to create a new message.
  */
 export const ShareFolderRequestSchema: GenMessage<ShareFolderRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 31);
+  messageDesc(file_satchel_meta_v1_meta, 35);
 
 /**
  * @generated from message satchel.meta.v1.ShareFolderResponse
@@ -919,7 +1055,7 @@ export type ShareFolderResponse = Message<"satchel.meta.v1.ShareFolderResponse">
  * Use `create(ShareFolderResponseSchema)` to create a new message.
  */
 export const ShareFolderResponseSchema: GenMessage<ShareFolderResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 32);
+  messageDesc(file_satchel_meta_v1_meta, 36);
 
 /**
  * @generated from message satchel.meta.v1.Member
@@ -941,7 +1077,7 @@ export type Member = Message<"satchel.meta.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 33);
+  messageDesc(file_satchel_meta_v1_meta, 37);
 
 /**
  * @generated from message satchel.meta.v1.UnshareRequest
@@ -963,7 +1099,7 @@ export type UnshareRequest = Message<"satchel.meta.v1.UnshareRequest"> & {
  * Use `create(UnshareRequestSchema)` to create a new message.
  */
 export const UnshareRequestSchema: GenMessage<UnshareRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 34);
+  messageDesc(file_satchel_meta_v1_meta, 38);
 
 /**
  * @generated from message satchel.meta.v1.UnshareResponse
@@ -976,7 +1112,7 @@ export type UnshareResponse = Message<"satchel.meta.v1.UnshareResponse"> & {
  * Use `create(UnshareResponseSchema)` to create a new message.
  */
 export const UnshareResponseSchema: GenMessage<UnshareResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 35);
+  messageDesc(file_satchel_meta_v1_meta, 39);
 
 /**
  * @generated from message satchel.meta.v1.LeaveSharedFolderRequest
@@ -995,7 +1131,7 @@ export type LeaveSharedFolderRequest = Message<"satchel.meta.v1.LeaveSharedFolde
  * Use `create(LeaveSharedFolderRequestSchema)` to create a new message.
  */
 export const LeaveSharedFolderRequestSchema: GenMessage<LeaveSharedFolderRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 36);
+  messageDesc(file_satchel_meta_v1_meta, 40);
 
 /**
  * @generated from message satchel.meta.v1.LeaveSharedFolderResponse
@@ -1014,7 +1150,7 @@ export type LeaveSharedFolderResponse = Message<"satchel.meta.v1.LeaveSharedFold
  * Use `create(LeaveSharedFolderResponseSchema)` to create a new message.
  */
 export const LeaveSharedFolderResponseSchema: GenMessage<LeaveSharedFolderResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 37);
+  messageDesc(file_satchel_meta_v1_meta, 41);
 
 /**
  * @generated from message satchel.meta.v1.ListMembersRequest
@@ -1031,7 +1167,7 @@ export type ListMembersRequest = Message<"satchel.meta.v1.ListMembersRequest"> &
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 38);
+  messageDesc(file_satchel_meta_v1_meta, 42);
 
 /**
  * @generated from message satchel.meta.v1.ListMembersResponse
@@ -1060,7 +1196,7 @@ export type ListMembersResponse = Message<"satchel.meta.v1.ListMembersResponse">
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 39);
+  messageDesc(file_satchel_meta_v1_meta, 43);
 
 /**
  * @generated from message satchel.meta.v1.CreateShareLinkRequest
@@ -1085,7 +1221,7 @@ export type CreateShareLinkRequest = Message<"satchel.meta.v1.CreateShareLinkReq
  * Use `create(CreateShareLinkRequestSchema)` to create a new message.
  */
 export const CreateShareLinkRequestSchema: GenMessage<CreateShareLinkRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 40);
+  messageDesc(file_satchel_meta_v1_meta, 44);
 
 /**
  * @generated from message satchel.meta.v1.CreateShareLinkResponse
@@ -1114,7 +1250,7 @@ export type CreateShareLinkResponse = Message<"satchel.meta.v1.CreateShareLinkRe
  * Use `create(CreateShareLinkResponseSchema)` to create a new message.
  */
 export const CreateShareLinkResponseSchema: GenMessage<CreateShareLinkResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 41);
+  messageDesc(file_satchel_meta_v1_meta, 45);
 
 /**
  * @generated from message satchel.meta.v1.RevokeShareLinkRequest
@@ -1131,7 +1267,7 @@ export type RevokeShareLinkRequest = Message<"satchel.meta.v1.RevokeShareLinkReq
  * Use `create(RevokeShareLinkRequestSchema)` to create a new message.
  */
 export const RevokeShareLinkRequestSchema: GenMessage<RevokeShareLinkRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 42);
+  messageDesc(file_satchel_meta_v1_meta, 46);
 
 /**
  * @generated from message satchel.meta.v1.RevokeShareLinkResponse
@@ -1144,7 +1280,7 @@ export type RevokeShareLinkResponse = Message<"satchel.meta.v1.RevokeShareLinkRe
  * Use `create(RevokeShareLinkResponseSchema)` to create a new message.
  */
 export const RevokeShareLinkResponseSchema: GenMessage<RevokeShareLinkResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 43);
+  messageDesc(file_satchel_meta_v1_meta, 47);
 
 /**
  * @generated from message satchel.meta.v1.ListShareLinksRequest
@@ -1168,7 +1304,7 @@ export type ListShareLinksRequest = Message<"satchel.meta.v1.ListShareLinksReque
  * Use `create(ListShareLinksRequestSchema)` to create a new message.
  */
 export const ListShareLinksRequestSchema: GenMessage<ListShareLinksRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 44);
+  messageDesc(file_satchel_meta_v1_meta, 48);
 
 /**
  * @generated from message satchel.meta.v1.ShareLink
@@ -1228,7 +1364,7 @@ export type ShareLink = Message<"satchel.meta.v1.ShareLink"> & {
  * Use `create(ShareLinkSchema)` to create a new message.
  */
 export const ShareLinkSchema: GenMessage<ShareLink> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 45);
+  messageDesc(file_satchel_meta_v1_meta, 49);
 
 /**
  * @generated from message satchel.meta.v1.ListShareLinksResponse
@@ -1245,7 +1381,7 @@ export type ListShareLinksResponse = Message<"satchel.meta.v1.ListShareLinksResp
  * Use `create(ListShareLinksResponseSchema)` to create a new message.
  */
 export const ListShareLinksResponseSchema: GenMessage<ListShareLinksResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 46);
+  messageDesc(file_satchel_meta_v1_meta, 50);
 
 /**
  * @generated from message satchel.meta.v1.SetLinkPolicyRequest
@@ -1269,7 +1405,7 @@ export type SetLinkPolicyRequest = Message<"satchel.meta.v1.SetLinkPolicyRequest
  * Use `create(SetLinkPolicyRequestSchema)` to create a new message.
  */
 export const SetLinkPolicyRequestSchema: GenMessage<SetLinkPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 47);
+  messageDesc(file_satchel_meta_v1_meta, 51);
 
 /**
  * @generated from message satchel.meta.v1.SetLinkPolicyResponse
@@ -1282,7 +1418,7 @@ export type SetLinkPolicyResponse = Message<"satchel.meta.v1.SetLinkPolicyRespon
  * Use `create(SetLinkPolicyResponseSchema)` to create a new message.
  */
 export const SetLinkPolicyResponseSchema: GenMessage<SetLinkPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 48);
+  messageDesc(file_satchel_meta_v1_meta, 52);
 
 /**
  * @generated from message satchel.meta.v1.GetSpaceUsageRequest
@@ -1295,7 +1431,7 @@ export type GetSpaceUsageRequest = Message<"satchel.meta.v1.GetSpaceUsageRequest
  * Use `create(GetSpaceUsageRequestSchema)` to create a new message.
  */
 export const GetSpaceUsageRequestSchema: GenMessage<GetSpaceUsageRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 49);
+  messageDesc(file_satchel_meta_v1_meta, 53);
 
 /**
  * @generated from message satchel.meta.v1.GetSpaceUsageResponse
@@ -1321,7 +1457,7 @@ export type GetSpaceUsageResponse = Message<"satchel.meta.v1.GetSpaceUsageRespon
  * Use `create(GetSpaceUsageResponseSchema)` to create a new message.
  */
 export const GetSpaceUsageResponseSchema: GenMessage<GetSpaceUsageResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 50);
+  messageDesc(file_satchel_meta_v1_meta, 54);
 
 /**
  * @generated from message satchel.meta.v1.ListMembershipsRequest
@@ -1340,7 +1476,7 @@ export type ListMembershipsRequest = Message<"satchel.meta.v1.ListMembershipsReq
  * Use `create(ListMembershipsRequestSchema)` to create a new message.
  */
 export const ListMembershipsRequestSchema: GenMessage<ListMembershipsRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 51);
+  messageDesc(file_satchel_meta_v1_meta, 55);
 
 /**
  * @generated from message satchel.meta.v1.Membership
@@ -1364,7 +1500,7 @@ export type Membership = Message<"satchel.meta.v1.Membership"> & {
  * Use `create(MembershipSchema)` to create a new message.
  */
 export const MembershipSchema: GenMessage<Membership> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 52);
+  messageDesc(file_satchel_meta_v1_meta, 56);
 
 /**
  * @generated from message satchel.meta.v1.ListMembershipsResponse
@@ -1383,7 +1519,7 @@ export type ListMembershipsResponse = Message<"satchel.meta.v1.ListMembershipsRe
  * Use `create(ListMembershipsResponseSchema)` to create a new message.
  */
 export const ListMembershipsResponseSchema: GenMessage<ListMembershipsResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 53);
+  messageDesc(file_satchel_meta_v1_meta, 57);
 
 /**
  * @generated from message satchel.meta.v1.ReconcileReferencesRequest
@@ -1396,7 +1532,7 @@ export type ReconcileReferencesRequest = Message<"satchel.meta.v1.ReconcileRefer
  * Use `create(ReconcileReferencesRequestSchema)` to create a new message.
  */
 export const ReconcileReferencesRequestSchema: GenMessage<ReconcileReferencesRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 54);
+  messageDesc(file_satchel_meta_v1_meta, 58);
 
 /**
  * @generated from message satchel.meta.v1.ReconcileReferencesResponse
@@ -1429,7 +1565,7 @@ export type ReconcileReferencesResponse = Message<"satchel.meta.v1.ReconcileRefe
  * Use `create(ReconcileReferencesResponseSchema)` to create a new message.
  */
 export const ReconcileReferencesResponseSchema: GenMessage<ReconcileReferencesResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 55);
+  messageDesc(file_satchel_meta_v1_meta, 59);
 
 /**
  * @generated from message satchel.meta.v1.MoveNamespaceRequest
@@ -1451,7 +1587,7 @@ export type MoveNamespaceRequest = Message<"satchel.meta.v1.MoveNamespaceRequest
  * Use `create(MoveNamespaceRequestSchema)` to create a new message.
  */
 export const MoveNamespaceRequestSchema: GenMessage<MoveNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 56);
+  messageDesc(file_satchel_meta_v1_meta, 60);
 
 /**
  * @generated from message satchel.meta.v1.MoveNamespaceResponse
@@ -1487,7 +1623,7 @@ export type MoveNamespaceResponse = Message<"satchel.meta.v1.MoveNamespaceRespon
  * Use `create(MoveNamespaceResponseSchema)` to create a new message.
  */
 export const MoveNamespaceResponseSchema: GenMessage<MoveNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 57);
+  messageDesc(file_satchel_meta_v1_meta, 61);
 
 /**
  * @generated from message satchel.meta.v1.SetQuotaRequest
@@ -1511,7 +1647,7 @@ export type SetQuotaRequest = Message<"satchel.meta.v1.SetQuotaRequest"> & {
  * Use `create(SetQuotaRequestSchema)` to create a new message.
  */
 export const SetQuotaRequestSchema: GenMessage<SetQuotaRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 58);
+  messageDesc(file_satchel_meta_v1_meta, 62);
 
 /**
  * @generated from message satchel.meta.v1.SetQuotaResponse
@@ -1524,7 +1660,7 @@ export type SetQuotaResponse = Message<"satchel.meta.v1.SetQuotaResponse"> & {
  * Use `create(SetQuotaResponseSchema)` to create a new message.
  */
 export const SetQuotaResponseSchema: GenMessage<SetQuotaResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 59);
+  messageDesc(file_satchel_meta_v1_meta, 63);
 
 /**
  * @generated from message satchel.meta.v1.PruneRequest
@@ -1537,7 +1673,7 @@ export type PruneRequest = Message<"satchel.meta.v1.PruneRequest"> & {
  * Use `create(PruneRequestSchema)` to create a new message.
  */
 export const PruneRequestSchema: GenMessage<PruneRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 60);
+  messageDesc(file_satchel_meta_v1_meta, 64);
 
 /**
  * @generated from message satchel.meta.v1.PruneResponse
@@ -1564,7 +1700,7 @@ export type PruneResponse = Message<"satchel.meta.v1.PruneResponse"> & {
  * Use `create(PruneResponseSchema)` to create a new message.
  */
 export const PruneResponseSchema: GenMessage<PruneResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 61);
+  messageDesc(file_satchel_meta_v1_meta, 65);
 
 /**
  * @generated from message satchel.meta.v1.CompactJournalRequest
@@ -1588,7 +1724,7 @@ export type CompactJournalRequest = Message<"satchel.meta.v1.CompactJournalReque
  * Use `create(CompactJournalRequestSchema)` to create a new message.
  */
 export const CompactJournalRequestSchema: GenMessage<CompactJournalRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 62);
+  messageDesc(file_satchel_meta_v1_meta, 66);
 
 /**
  * @generated from message satchel.meta.v1.CompactJournalResponse
@@ -1605,7 +1741,7 @@ export type CompactJournalResponse = Message<"satchel.meta.v1.CompactJournalResp
  * Use `create(CompactJournalResponseSchema)` to create a new message.
  */
 export const CompactJournalResponseSchema: GenMessage<CompactJournalResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 63);
+  messageDesc(file_satchel_meta_v1_meta, 67);
 
 /**
  * @generated from message satchel.meta.v1.VerifyRequest
@@ -1632,7 +1768,7 @@ export type VerifyRequest = Message<"satchel.meta.v1.VerifyRequest"> & {
  * Use `create(VerifyRequestSchema)` to create a new message.
  */
 export const VerifyRequestSchema: GenMessage<VerifyRequest> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 64);
+  messageDesc(file_satchel_meta_v1_meta, 68);
 
 /**
  * A file version that uses a problem block.
@@ -1671,7 +1807,7 @@ export type AffectedFile = Message<"satchel.meta.v1.AffectedFile"> & {
  * Use `create(AffectedFileSchema)` to create a new message.
  */
 export const AffectedFileSchema: GenMessage<AffectedFile> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 65);
+  messageDesc(file_satchel_meta_v1_meta, 69);
 
 /**
  * A referenced block the verifier found something wrong with.
@@ -1730,7 +1866,7 @@ export type VerifiedBlock = Message<"satchel.meta.v1.VerifiedBlock"> & {
  * Use `create(VerifiedBlockSchema)` to create a new message.
  */
 export const VerifiedBlockSchema: GenMessage<VerifiedBlock> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 66);
+  messageDesc(file_satchel_meta_v1_meta, 70);
 
 /**
  * @generated from message satchel.meta.v1.VerifyResponse
@@ -1812,7 +1948,7 @@ export type VerifyResponse = Message<"satchel.meta.v1.VerifyResponse"> & {
  * Use `create(VerifyResponseSchema)` to create a new message.
  */
 export const VerifyResponseSchema: GenMessage<VerifyResponse> = /*@__PURE__*/
-  messageDesc(file_satchel_meta_v1_meta, 67);
+  messageDesc(file_satchel_meta_v1_meta, 71);
 
 /**
  * @generated from enum satchel.meta.v1.Role
@@ -1914,6 +2050,22 @@ export const MetaService: GenService<{
     methodKind: "unary";
     input: typeof CommitFileRequestSchema;
     output: typeof CommitFileResponseSchema;
+  },
+  /**
+   * CommitBatch applies up to 1,000 changes in one call: file commits, folder creates, deletes and
+   * moves. Entries are applied in request order; those in one namespace share one transaction on
+   * its shard. Each entry gets its own result: one refused entry (a stale parent on a delete, a
+   * bad path, missing blocks, no permission, over quota) never fails the others, and nothing of it
+   * is written. A file commit is idempotent by its request_id, as with CommitFile. Rate limits and
+   * quota count entries. The call as a whole fails only when no entry could be tried (UNAVAILABLE:
+   * retry it; committed entries answer the same again by their request ids).
+   *
+   * @generated from rpc satchel.meta.v1.MetaService.CommitBatch
+   */
+  commitBatch: {
+    methodKind: "unary";
+    input: typeof CommitBatchRequestSchema;
+    output: typeof CommitBatchResponseSchema;
   },
   /**
    * GetFileMetadata returns the current version of one file or folder.
