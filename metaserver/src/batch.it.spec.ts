@@ -129,6 +129,11 @@ describe("CommitBatch", () => {
     expect(Code[again[1].code]).toBe("AlreadyExists");
     expect(await journalAfter(dev, namespaceId, entries.at(-1)!.cursor)).toEqual([]);
 
+    // A batch of folder changes alone (nothing read ahead for commits).
+    const folders = await batch(dev, [mkdir("/only/folders"), del("/made")]);
+    expect(folders.map((r) => Code[r.code])).toEqual([Code[0], Code[0]]);
+    expect(folders[1].result.case === "delete" && folders[1].result.value.entriesDeleted).toBe(2n);
+
     // Bad batches as a whole: empty, and over the limit.
     await expect(dev.meta.commitBatch({ changes: [] })).rejects.toMatchObject({ code: Code.InvalidArgument });
     await expect(dev.meta.commitBatch({ changes: Array.from({ length: 1001 }, (_, i) => create(BatchChangeSchema, { change: mkdir(`/m${i}`) })) }))

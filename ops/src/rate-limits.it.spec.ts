@@ -53,16 +53,35 @@ describe("per-user rate limits", () => {
     const account = await createAccount(endpoints, "ratelimit-sdk");
     const sdk = new SatchelClient({ metaserverUrl: limited.url, blockserverUrl: endpoints.blockserver, credentials: { ...account, deviceName: "sdk" } });
     const dir = mkdtempSync(join(tmpdir(), "ratelimit-"));
-    const started = Date.now();
-    await Promise.all(Array.from({ length: 15 }, async (_, i) => {
-      const local = join(dir, `f${i}`);
+    const burst = (from: number, n: number) => Promise.all(Array.from({ length: n }, async (_, k) => {
+      const local = join(dir, `f${from + k}`);
       writeFileSync(local, randomBytes(2000));
-      await sdk.upload(local, `/paced/f${i}.bin`);
+      await sdk.upload(local, `/paced/f${from + k}.bin`);
     }));
-    // 5 at once, then 5 a second: the last of 15 commits cannot land before ~2 s.
+    const started = Date.now();
+    // The SDK sends the commits of a burst together (CommitBatch), counted change by change: 15
+    // changes against a bucket of 5 leave the user some 10 in debt at 5 a second.
+    await burst(0, 15);
+    await burst(15, 5);
+    // The second burst waits out the debt (RESOURCE_EXHAUSTED with the wait, then sent again).
     expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
     const listed = await sdk.list("/paced");
-    expect(listed.length).toBe(15);
+    expect(listed.length).toBe(20);
+  });
+
+  it("a batch counts its changes: twenty changes in one CommitBatch leave the user waiting as twenty calls would", async () => {
+    const account = await createAccount(endpoints, "ratelimit-batch");
+    const token = await signIn(endpoints, account);
+    const meta = createClient(MetaService, createGrpcTransport({
+      baseUrl: limited.url, nodeOptions: { ca: caOf(endpoints) }, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))],
+    }));
+    // Admitted while the bucket holds one (5 at most), then charged for the other 19: in debt.
+    const { results } = await meta.commitBatch({ changes: Array.from({ length: 20 }, (_, i) => ({ change: { case: "createFolder", value: { path: `/batched-${i}` } } })) });
+    expect(results.map((r) => r.code)).toEqual(Array(20).fill(0));
+    const refused = ConnectError.from(await meta.createFolder({ path: "/one-more" }).catch((e: unknown) => e));
+    expect(refused.code).toBe(Code.ResourceExhausted);
+    // 5 a second, about 15 in debt: some 3 s before one change is allowed again.
+    expect(Number(refused.metadata.get(RETRY_AFTER_HEADER))).toBeGreaterThan(2000);
   });
 });
 

@@ -125,7 +125,8 @@ export class FileStore {
   async batch(ns: bigint, changes: BatchChange[]): Promise<BatchOutcome[]> {
     const ids = [...new Set(changes.flatMap((c) => (c.kind === "commit" && c.input.requestId ? [c.input.requestId] : [])))];
     const paths = new Set(changes.flatMap((c) => (c.kind === "commit" ? [c.input.path, ...ancestorsOf(c.input.path)] : [])));
-    const prefetch: Prefetch = {
+    // Commits' request ids and paths are read with the lock (a batch without commits reads nothing ahead).
+    const prefetch: Prefetch | undefined = paths.size === 0 ? undefined : {
       sql: "SELECT path_key, revision, request_id FROM commit_requests WHERE namespace_id = ? AND request_id IN (?)",
       params: [ns, ids.length > 0 ? ids : [""]],
       paths: [...paths],
