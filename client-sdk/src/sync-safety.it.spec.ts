@@ -594,12 +594,13 @@ describe("a retried upload is the same request", () => {
     await writeFile(join(a.dir, "notes.txt"), "second, committed but not recorded\n");
 
     // The commit reaches the server; the device never learns it (the process died, the answer was lost).
-    const commitFile = a.client.meta.commitFile.bind(a.client.meta);
+    // (The SDK sends commits in CommitBatch calls.)
+    const commitBatch = a.client.meta.commitBatch.bind(a.client.meta);
     let lost = false;
     Object.assign(a.client.meta, {
-      commitFile: async (...args: Parameters<typeof commitFile>) => {
-        const res = await commitFile(...args);
-        if (res.file && !lost) {
+      commitBatch: async (...args: Parameters<typeof commitBatch>) => {
+        const res = await commitBatch(...args);
+        if (res.results.some((r) => r.result.case === "commit" && r.result.value.file) && !lost) {
           lost = true;
           throw new ConnectError("connection reset after the commit", Code.Aborted);
         }
