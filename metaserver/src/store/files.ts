@@ -108,7 +108,7 @@ export class FileStore {
     if (input.requestId) {
       t.write("INSERT INTO commit_requests (namespace_id, request_id, path_key, revision) VALUES (?, ?, ?, ?)", [ns, input.requestId, pkey, revision]);
     }
-    t.forget(path);
+    t.wrote(path, { isFolder: false, revision, size: input.size, blockList, modifiedAt: now });
     const file: FileRecord = {
       namespaceId: ns, path, name: nameOf(path), isFolder: false, revision, size: input.size,
       blocks: input.blocks, cursor: revision, modifiedAt: now, deleted: false,

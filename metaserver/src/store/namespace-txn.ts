@@ -82,11 +82,6 @@ export class NamespaceTxn {
     await this.conn.query(`ROLLBACK TO SAVEPOINT ${mark.name}`);
   }
 
-  /** Forgets what was read at a path this transaction has just written. */
-  forget(path: string): void {
-    this.rows.delete(pathKey(path));
-  }
-
   next(): bigint {
     this.cursor += 1n;
     return this.cursor;
@@ -104,11 +99,32 @@ export class NamespaceTxn {
     await this.conn.query(batch.map((b) => b.sql).join(";\n"), batch.flatMap((b) => b.params));
   }
 
-  /** A read (or a write whose result matters): queued writes go first, in order. */
+  /**
+   * A statement whose result matters (a write that may change any row, or a read of many):
+   * queued writes go first, in order, and the rows remembered are forgotten.
+   */
   async query<T extends RowDataPacket[] | ResultSetHeader>(sql: string, params: unknown[]): Promise<[T, unknown]> {
     await this.flush();
     this.rows.clear();
     return this.conn.query<T>(sql, params);
+  }
+
+  /** A read that changes nothing: queued writes go first; the rows remembered stay. */
+  private async read(sql: string, params: unknown[]): Promise<RowDataPacket[]> {
+    await this.flush();
+    const [rows] = await this.conn.query<RowDataPacket[]>(sql, params);
+    return rows;
+  }
+
+  /**
+   * Remembers the row a write queued in this transaction leaves at a path (so the changes after
+   * it in a batch need not read it back). Only the columns the tree's rules read are kept.
+   */
+  wrote(path: string, row: { isFolder: boolean; revision: bigint; size: bigint; blockList: Buffer | string; modifiedAt: Date }): void {
+    this.rows.set(pathKey(path), {
+      path, is_folder: row.isFolder ? 1 : 0, deleted: 0, deleted_cursor: null, revision: row.revision, size: row.size,
+      block_list: row.blockList, cursor_position: row.revision, modified_at: row.modifiedAt,
+    } as unknown as RowDataPacket);
   }
 
   /** Remembers rows read ahead (see Prefetch) for the keys asked about; missing keys have no row. */
@@ -129,7 +145,8 @@ export class NamespaceTxn {
     const key = pathKey(path);
     const known = this.rows.get(key);
     if (known !== undefined) return known ?? undefined;
-    const [rows] = await this.query<RowDataPacket[]>(`SELECT ${FILE_COLUMNS}, deleted_cursor FROM files WHERE namespace_id = ? AND path_key = ?`, [this.ns, key]);
+    const rows = await this.read(`SELECT ${FILE_COLUMNS}, deleted_cursor FROM files WHERE namespace_id = ? AND path_key = ?`, [this.ns, key]);
+    this.rows.set(key, rows[0] ?? null);
     return rows[0];
   }
 
@@ -161,19 +178,21 @@ export class NamespaceTxn {
       return existing;
     }
     const cursor = this.next();
-    this.rows.delete(pathKey(folder));
     if (existing) {
+      this.rows.delete(pathKey(folder));
       // A trashed file or folder there: the new folder replaces it (its versions stay restorable).
       this.write(
         "UPDATE files SET path = ?, is_folder = TRUE, deleted = FALSE, deleted_cursor = NULL, revision = ?, size = 0, block_list = '', cursor_position = ? WHERE namespace_id = ? AND path_key = ?",
         [folder, cursor, cursor, this.ns, pathKey(folder)],
       );
     } else {
+      const now = new Date();
       this.write(
-        `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position)
-         VALUES (?, ?, ?, ?, TRUE, ?, 0, '', ?)`,
-        [this.ns, pathKey(folder), keyHash(pathKey(parentOf(folder))), folder, cursor, cursor],
+        `INSERT INTO files (namespace_id, path_key, parent_key_hash, path, is_folder, revision, size, block_list, cursor_position, modified_at)
+         VALUES (?, ?, ?, ?, TRUE, ?, 0, '', ?, ?)`,
+        [this.ns, pathKey(folder), keyHash(pathKey(parentOf(folder))), folder, cursor, cursor, now],
       );
+      this.wrote(folder, { isFolder: true, revision: cursor, size: 0n, blockList: "", modifiedAt: now });
     }
     await this.journal("mkdir", folder, cursor);
     return undefined;

@@ -56,6 +56,7 @@ import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, 
 import { createClient, type Client } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import mysql, { type RowDataPacket } from "mysql2/promise";
+import { withRetry } from "@satchel/client-sdk";
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import {
@@ -122,7 +123,8 @@ async function main(): Promise<void> {
   // what a commit presents; HasBlocks renews it before each level (grants last minutes).
   const blocks = Array.from({ length: maxClients }, () => randomBytes(4096));
   const hashes = blocks.map((b) => createHash("sha256").update(b).digest());
-  const grants = await Promise.all(blocks.map(async (data, i) => (await clients[i].blocks.putBlock({ hash: hashes[i], data })).grant));
+  // (64 uploads at once may meet contention on the block index: ABORTED, retried as the SDK does.)
+  const grants = await Promise.all(blocks.map(async (data, i) => (await withRetry(() => clients[i].blocks.putBlock({ hash: hashes[i], data }))).grant));
   const renewGrants = () => Promise.all(clients.map(async (c, i) => {
     grants[i] = (await c.blocks.hasBlocks({ hashes: [hashes[i]] })).grants[0];
   }));
