@@ -5,6 +5,10 @@ export interface MetaserverConfig extends ServiceBasics {
   blockserverUrl: string;
   /** Connections per shard pool. */
   shardPoolSize: number;
+  /** Group commit: commits (of different namespaces) one shard transaction may hold; 1 turns it off. */
+  groupCommitMembers: number;
+  /** Group commit: group transactions in flight per shard (commits arriving meanwhile form the next). */
+  groupCommitSlots: number;
   listPageSize: number;
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
@@ -60,6 +64,8 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
     directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
     blockserverUrl: secureUrl("SATCHEL_BLOCKSERVER_URL", envString(env, "SATCHEL_BLOCKSERVER_URL", `${basics.tls ? "https" : "http"}://127.0.0.1:7301`), basics.tls),
     shardPoolSize: envInt(env, "SATCHEL_SHARD_POOL_SIZE", 16),
+    groupCommitMembers: envInt(env, "SATCHEL_GROUP_COMMIT_MEMBERS", 64),
+    groupCommitSlots: envInt(env, "SATCHEL_GROUP_COMMIT_SLOTS", 4),
     listPageSize: envInt(env, "SATCHEL_LIST_PAGE_SIZE", 1000),
     accessTokenTtlSeconds: envInt(env, "SATCHEL_ACCESS_TOKEN_TTL_SECONDS", 900),
     refreshTokenTtlSeconds: envInt(env, "SATCHEL_REFRESH_TOKEN_TTL_SECONDS", 30 * 86400),
@@ -89,6 +95,9 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
   }
   if (config.reconcileIntervalSeconds < 0 || config.reconcileIntervalSeconds > 2_147_483) {
     throw new Error(`SATCHEL_RECONCILE_INTERVAL_SECONDS must be between 0 (off) and 2147483 (about 24 days), got ${config.reconcileIntervalSeconds}`);
+  }
+  if (config.groupCommitMembers < 1 || config.groupCommitSlots < 1 || config.groupCommitSlots >= config.shardPoolSize) {
+    throw new Error(`SATCHEL_GROUP_COMMIT_MEMBERS (${config.groupCommitMembers}) must be at least 1 (1: off) and SATCHEL_GROUP_COMMIT_SLOTS (${config.groupCommitSlots}) between 1 and SATCHEL_SHARD_POOL_SIZE - 1 (${config.shardPoolSize - 1}): other writes need connections too`);
   }
   if (!(config.shareLinkTtlSeconds >= 1 && config.shareLinkTtlSeconds <= config.shareLinkMaxSeconds)) {
     throw new Error(`SATCHEL_SHARE_LINK_TTL_SECONDS (${config.shareLinkTtlSeconds}) must be between 1 and SATCHEL_SHARE_LINK_MAX_SECONDS (${config.shareLinkMaxSeconds})`);

@@ -66,15 +66,20 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
   const publisher = new CommitPublisher(config.redisUrl, logger, config.cursorCacheSeconds, config.tls);
   const cursorStates = new CursorStates(placement);
   const quotas = new Quotas(namespaces, cursorStates, config.defaultQuotaBytes);
-  const txns = new NamespaceTxns(placement, (ns, cursor) => publisher.published(ns, cursor));
+  const metrics = new ServiceMetrics("metaserver");
+  const metaMetrics = createMetaMetrics(metrics.registry, { shards, unpublished: () => publisher.unpublishedCount });
+  const txns = new NamespaceTxns(placement, (ns, cursor) => publisher.published(ns, cursor), {
+    members: config.groupCommitMembers,
+    slots: config.groupCommitSlots,
+    observe: (n) => metaMetrics.groupCommit.members.observe(n),
+    alone: (reason) => metaMetrics.groupCommit.alone.inc({ reason }),
+  });
   const files = new FileStore(placement, txns, quotas);
   const journal = new JournalStore(placement, txns, cursorStates);
   const cursors = new CursorWatcher(config.redisUrl, publisher, journal, logger, (ns) => placement.forgetPlacement(ns), config.tls);
   const blockTransport = createSatchelTransport({ baseUrl: config.blockserverUrl, token: config.serviceToken, ca: config.tls?.ca });
   const blocks = createClient(BlockService, blockTransport);
   const blockAdmin = createClient(BlockAdminService, blockTransport);
-  const metrics = new ServiceMetrics("metaserver");
-  const metaMetrics = createMetaMetrics(metrics.registry, { shards, unpublished: () => publisher.unpublishedCount });
   const stopProbe = probeShards(shards, metaMetrics, 5000);
   const outbox = new ReferenceOutbox(shards);
   // A relay back from an outage asks for a reconciliation: counts are checked once it caught up.

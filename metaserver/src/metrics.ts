@@ -8,6 +8,8 @@ export interface MetaMetrics {
   quotaRefusals: Counter;
   shardUp: Gauge<"shard">;
   shardPing: Histogram<"shard">;
+  /** How many commits share each shard transaction, and commits sent on alone instead. */
+  groupCommit: { members: Histogram; alone: Counter<"reason"> };
   /** What reconciliation of block references finds and how often it runs. */
   reconcile: ReconcileMetrics;
   /** What the last verify run found, when it finished and how long it took; runs by result. */
@@ -44,6 +46,20 @@ export function createMetaMetrics(registry: Registry, live: { shards: ShardSet; 
       labelNames: ["shard"],
       registers: [registry],
     }),
+    groupCommit: {
+      members: new Histogram({
+        name: "satchel_metaserver_group_commit_members",
+        help: "Commits (of different namespaces) applied in one shard transaction with one COMMIT (refused ones included); 1: the shard was idle.",
+        buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+        registers: [registry],
+      }),
+      alone: new Counter({
+        name: "satchel_metaserver_group_commit_alone_total",
+        help: "Commits that waited for a group but went on alone: their namespace was moving (reason=relocating), or their group failed before its COMMIT (reason=group_failed: a deadlock or a shard error; nothing of it was written).",
+        labelNames: ["reason"],
+        registers: [registry],
+      }),
+    },
     reconcile: {
       drift: new Gauge({
         name: "satchel_metaserver_reference_drift",

@@ -48,7 +48,8 @@ export class FileStore {
       params: [ns, input.requestId],
       paths: [input.path, ...ancestorsOf(input.path)],
     };
-    return this.txns.mutate(ns, (t, done) => this.commitIn(t, input, done[0] as DoneRequest | undefined), prefetch);
+    // Commits of other namespaces on the shard may share its transaction (group commit).
+    return this.txns.mutate(ns, (t, done) => this.commitIn(t, input, done[0] as DoneRequest | undefined), prefetch, { grouped: true });
   }
 
   /**

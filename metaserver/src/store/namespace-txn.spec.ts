@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { NamespaceTxn } from "./namespace-txn.js";
+import { NamespaceTxn, TxnSession } from "./namespace-txn.js";
 import type { PoolConnection } from "./shards.js";
 
 /**
@@ -14,7 +14,7 @@ function recording() {
       return [[], []];
     },
   } as unknown as PoolConnection;
-  return { sent, txn: new NamespaceTxn(conn, 7n, 100n, 5000n, 0n) };
+  return { sent, txn: new NamespaceTxn(new TxnSession(conn), 7n, 100n, 5000n, 0n) };
 }
 
 describe("NamespaceTxn savepoints", () => {

@@ -1,10 +1,11 @@
 import type { ResultSetHeader, RowDataPacket } from "mysql2/promise";
-import { failedPrecondition, notFound, unavailable } from "../errors.js";
+import { ConnectError, failedPrecondition, notFound, unavailable } from "../errors.js";
 import { unpackBlockList, type BlockEntry } from "../tree/block-list.js";
 import { ancestorsOf, keyHash, parentOf, pathKey } from "../tree/paths.js";
 import { FILE_COLUMNS, type JournalOperation } from "./file-records.js";
 import type { NamespacePlacement } from "./placement.js";
-import type { PoolConnection } from "./shards.js";
+import { takeGroup } from "./group-plan.js";
+import type { Pool, PoolConnection } from "./shards.js";
 
 /** How long a write waits for a namespace that is switching shards before giving up. */
 const MOVE_WAIT_MS = 15_000;
@@ -32,6 +33,49 @@ export interface TxnMark {
 class NamespaceRelocating extends Error {}
 
 /**
+ * One open transaction on a shard connection and the writes queued for it: writes whose results
+ * nobody reads are sent together with the next read or the COMMIT. A group commit's namespaces
+ * share one (see NamespaceTxns).
+ */
+export class TxnSession {
+  private pending: { sql: string; params: unknown[] }[] = [];
+  /** Batches of writes sent so far (a mark knows whether its savepoint reached the server). */
+  private flushes = 0;
+  private savepoints = 0;
+
+  constructor(readonly conn: PoolConnection) {}
+
+  write(sql: string, params: unknown[]): void {
+    this.pending.push({ sql, params });
+  }
+
+  /** A savepoint, queued like any write; where it stands in the queue and how many batches went before it. */
+  savepoint(): { name: string; queuedAt: number; flushes: number } {
+    const name = `change_${++this.savepoints}`;
+    this.write(`SAVEPOINT ${name}`, []);
+    return { name, queuedAt: this.pending.length - 1, flushes: this.flushes };
+  }
+
+  /** Undoes everything since a savepoint: writes still queued are dropped, sent ones rolled back. */
+  async rollbackTo(mark: { name: string; queuedAt: number; flushes: number }): Promise<void> {
+    if (this.flushes === mark.flushes) {
+      this.pending.length = mark.queuedAt;
+      return;
+    }
+    this.pending = [];
+    await this.conn.query(`ROLLBACK TO SAVEPOINT ${mark.name}`);
+  }
+
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.flushes++;
+    await this.conn.query(batch.map((b) => b.sql).join(";\n"), batch.flatMap((b) => b.params));
+  }
+}
+
+/**
  * One open transaction on a namespace's shard with the namespace's state row locked: every change
  * takes the next cursor from here, so cursors (which double as revisions) are strictly increasing
  * with no gaps, and the tree, versions, journal and block references change together or not at all.
@@ -41,7 +85,7 @@ export class NamespaceTxn {
   readonly startUsedBytes: bigint;
 
   constructor(
-    readonly conn: PoolConnection,
+    readonly session: TxnSession,
     readonly ns: bigint,
     public cursor: bigint,
     public usedBytes: bigint,
@@ -51,22 +95,19 @@ export class NamespaceTxn {
     this.startUsedBytes = usedBytes;
   }
 
-  /** Writes whose results nobody reads are sent together with the next read or the COMMIT. */
-  private pending: { sql: string; params: unknown[] }[] = [];
   /** Rows read (or prefetched) in this transaction, by path key; null: no row. */
   private readonly rows = new Map<string, RowDataPacket | null>();
-  /** Batches of writes sent so far (a mark knows whether its savepoint reached the server). */
-  private flushes = 0;
-  private savepoints = 0;
+
+  get conn(): PoolConnection {
+    return this.session.conn;
+  }
 
   /**
    * A point this transaction can return to (a change of a batch that is refused after it began
    * writing): a savepoint, queued like any write, and the cursor and usage as they are now.
    */
   mark(): TxnMark {
-    const name = `change_${++this.savepoints}`;
-    this.write(`SAVEPOINT ${name}`, []);
-    return { name, queuedAt: this.pending.length - 1, flushes: this.flushes, cursor: this.cursor, usedBytes: this.usedBytes };
+    return { ...this.session.savepoint(), cursor: this.cursor, usedBytes: this.usedBytes };
   }
 
   /** Undoes everything since the mark: writes still queued are dropped, sent ones rolled back. */
@@ -74,12 +115,7 @@ export class NamespaceTxn {
     this.cursor = mark.cursor;
     this.usedBytes = mark.usedBytes;
     this.rows.clear();
-    if (this.flushes === mark.flushes) {
-      this.pending.length = mark.queuedAt;
-      return;
-    }
-    this.pending = [];
-    await this.conn.query(`ROLLBACK TO SAVEPOINT ${mark.name}`);
+    await this.session.rollbackTo(mark);
   }
 
   next(): bigint {
@@ -88,15 +124,11 @@ export class NamespaceTxn {
   }
 
   write(sql: string, params: unknown[]): void {
-    this.pending.push({ sql, params });
+    this.session.write(sql, params);
   }
 
-  async flush(): Promise<void> {
-    if (this.pending.length === 0) return;
-    const batch = this.pending;
-    this.pending = [];
-    this.flushes++;
-    await this.conn.query(batch.map((b) => b.sql).join(";\n"), batch.flatMap((b) => b.params));
+  flush(): Promise<void> {
+    return this.session.flush();
   }
 
   /**
@@ -219,46 +251,120 @@ export class NamespaceTxn {
   }
 }
 
+/** Group commit per shard: how many changes one shard transaction may hold, and how many such transactions run at once. */
+export interface GroupCommitSettings {
+  /** Changes (of different namespaces) sharing one transaction and one COMMIT; 1 turns grouping off. */
+  members: number;
+  /** Group transactions in flight per shard; changes that arrive meanwhile wait for the next one. */
+  slots: number;
+  /** Told the size of every group committed (for the metrics). */
+  observe?: (members: number) => void;
+  /** Told of every grouped change sent on alone (its namespace was moving, or its group failed before COMMIT). */
+  alone?: (reason: "relocating" | "group_failed") => void;
+}
+
+type TxnBody<T> = (t: NamespaceTxn, prefetched: RowDataPacket[]) => Promise<T>;
+
+/** A change waiting on its shard for a group, and where its answer goes. */
+interface Member {
+  ns: bigint;
+  fn: TxnBody<unknown>;
+  prefetch?: Prefetch;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** One shard's waiting changes and how many of its groups are in flight. */
+interface ShardQueue {
+  waiting: Member[];
+  inFlight: number;
+}
+
+/**
+ * The statement that opens a transaction and locks namespaces' state rows (in key order, so two
+ * of them never deadlock), with each one's reads ahead; READ COMMITTED, because those locks already
+ * serialise each namespace's writers and gap locks would only make neighbours deadlock each other.
+ * Result sets: 2 the state rows, then per prefetch its own query and the rows of its paths.
+ */
+function opening(members: { ns: bigint; prefetch?: Prefetch }[]): { sql: string; params: unknown[] } {
+  const ahead = members.flatMap((m) =>
+    m.prefetch ? [{ sql: `${m.prefetch.sql};\nSELECT ${FILE_COLUMNS}, deleted_cursor, path_key FROM files WHERE namespace_id = ? AND path_key IN (?)`, params: [...m.prefetch.params, m.ns, m.prefetch.paths.map(pathKey)] }] : [],
+  );
+  const ids = [...new Set(members.map((m) => m.ns))];
+  return {
+    sql: [
+      "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION",
+      "SELECT namespace_id, cursor_position, used_bytes, journal_floor, state FROM namespace_state WHERE namespace_id IN (?) ORDER BY namespace_id FOR UPDATE",
+      ...ahead.map((a) => a.sql),
+    ].join(";\n"),
+    params: [ids, ...ahead.flatMap((a) => a.params)],
+  };
+}
+
+/** A namespace's transaction from its locked state row (and the rows read ahead for it). */
+function begin(session: TxnSession, ns: bigint, state: RowDataPacket, prefetch: Prefetch | undefined, found: RowDataPacket[] | undefined): NamespaceTxn {
+  const txn = new NamespaceTxn(session, ns, BigInt(state.cursor_position), BigInt(state.used_bytes), BigInt(state.journal_floor));
+  if (prefetch) txn.absorb(prefetch.paths.map(pathKey), found ?? []);
+  return txn;
+}
+
+/** Queues the namespace's new cursor and usage, when its changes moved them. */
+function settle(txn: NamespaceTxn): void {
+  if (txn.cursor !== txn.startCursor || txn.usedBytes !== txn.startUsedBytes) {
+    txn.write("UPDATE namespace_state SET cursor_position = ?, used_bytes = ? WHERE namespace_id = ?", [txn.cursor, txn.usedBytes, txn.ns]);
+  }
+}
+
 /**
  * Opens namespace transactions: each on the namespace's current shard, with its state row locked,
  * and tells `onAdvance` of every cursor a committed transaction moved the namespace to.
+ *
+ * Group commit: changes asked for with `grouped` wait on their shard while its group transactions
+ * (`slots` of them) are in flight, and the next group takes the waiting ones, one per namespace, in
+ * arrival order (a namespace's next change goes in a later group, which waits for its lock). A group locks all its namespaces in one statement, applies each change after a
+ * savepoint (a refused change is rolled back alone and answered with its error), and sends one
+ * COMMIT: one round trip to open, one to write and commit, one fsync, for every change in it. No
+ * change is answered before that COMMIT returns, so a crash loses only unanswered changes, and
+ * takes all of a group or none of it. When the shard is idle a change is a group of one at once.
  */
 export class NamespaceTxns {
+  private readonly queues = new Map<unknown, ShardQueue>();
+
   constructor(
     private readonly placement: Pick<NamespacePlacement, "shardFor" | "forgetPlacement">,
     private readonly onAdvance: (namespaceId: bigint, cursor: bigint) => Promise<void>,
+    private readonly groups: GroupCommitSettings = { members: 1, slots: 1 },
   ) {}
 
   /**
    * Runs fn in one transaction on the namespace's shard with its state row locked. Writes to a
-   * namespace that is switching shards wait (briefly) and then go to the new shard.
+   * namespace that is switching shards wait (briefly) and then go to the new shard. With
+   * `grouped`, fn may share its transaction with other namespaces' changes (see above): it must
+   * write only through the transaction and throw a ConnectError to refuse.
    */
-  async mutate<T>(ns: bigint, fn: (t: NamespaceTxn, prefetched: RowDataPacket[]) => Promise<T>, prefetch?: Prefetch): Promise<T> {
-    const keys = prefetch?.paths.map(pathKey) ?? [];
-    const ahead = prefetch ? `;\n${prefetch.sql};\nSELECT ${FILE_COLUMNS}, deleted_cursor, path_key FROM files WHERE namespace_id = ? AND path_key IN (?)` : "";
-    const aheadParams = prefetch ? [...prefetch.params, ns, keys] : [];
+  async mutate<T>(ns: bigint, fn: TxnBody<T>, prefetch?: Prefetch, opts: { grouped?: boolean } = {}): Promise<T> {
+    if (opts.grouped && this.groups.members > 1) {
+      const pool = await this.placement.shardFor(ns);
+      return new Promise<T>((resolve, reject) => {
+        const queue = this.queueOf(pool);
+        queue.waiting.push({ ns, fn, prefetch, resolve: resolve as (v: unknown) => void, reject });
+        this.pump(pool, queue);
+      });
+    }
     const deadline = performance.now() + MOVE_WAIT_MS;
     for (let attempt = 0; ; attempt++) {
       const pool = await this.placement.shardFor(ns);
       const conn = await pool.getConnection();
-      let txn: NamespaceTxn | undefined;
       try {
-        // One round trip opens the transaction and takes the namespace's lock; READ COMMITTED,
-        // because that lock already serialises the namespace's writers and gap locks would only
-        // make neighbouring namespaces deadlock each other.
-        const [results] = await conn.query<RowDataPacket[][]>(
-          `SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION;
-           SELECT cursor_position, used_bytes, journal_floor, state FROM namespace_state WHERE namespace_id = ? FOR UPDATE${ahead}`, [ns, ...aheadParams],
-        );
+        // One round trip opens the transaction, takes the namespace's lock and reads ahead.
+        const open = opening([{ ns, prefetch }]);
+        const [results] = await conn.query<RowDataPacket[][]>(open.sql, open.params);
         const state = results[2];
         if (state.length === 0) throw notFound(`namespace ${ns} has no state on its shard`);
         if (state[0].state !== "active") throw new NamespaceRelocating(state[0].state);
-        txn = new NamespaceTxn(conn, ns, BigInt(state[0].cursor_position), BigInt(state[0].used_bytes), BigInt(state[0].journal_floor));
-        if (prefetch) txn.absorb(keys, results[4]);
+        const txn = begin(new TxnSession(conn), ns, state[0], prefetch, results[4]);
         const out = await fn(txn, prefetch ? results[3] : []);
-        if (txn.cursor !== txn.startCursor || txn.usedBytes !== txn.startUsedBytes) {
-          txn.write("UPDATE namespace_state SET cursor_position = ?, used_bytes = ? WHERE namespace_id = ?", [txn.cursor, txn.usedBytes, ns]);
-        }
+        settle(txn);
         txn.write("COMMIT", []);
         await txn.flush();
         conn.release();
@@ -273,5 +379,97 @@ export class NamespaceTxns {
         await new Promise((r) => setTimeout(r, Math.min(20 * (attempt + 1), 200)));
       }
     }
+  }
+
+  private queueOf(pool: unknown): ShardQueue {
+    let queue = this.queues.get(pool);
+    if (!queue) {
+      queue = { waiting: [], inFlight: 0 };
+      this.queues.set(pool, queue);
+    }
+    return queue;
+  }
+
+  /** Starts groups while the shard has free slots and changes wait. */
+  private pump(pool: Pool, queue: ShardQueue): void {
+    while (queue.inFlight < this.groups.slots && queue.waiting.length > 0) {
+      const { group, rest } = takeGroup(queue.waiting, this.groups.members);
+      queue.waiting = rest;
+      queue.inFlight++;
+      void this.runGroup(pool, group).finally(() => {
+        queue.inFlight--;
+        this.pump(pool, queue);
+      });
+    }
+  }
+
+  /** One group transaction; never throws (every member is answered, or sent on alone). */
+  private async runGroup(pool: Pool, group: Member[]): Promise<void> {
+    const applied: { m: Member; txn: NamespaceTxn; out: unknown }[] = [];
+    const refused = new Set<Member>();
+    const alone: Member[] = [];
+    let committing = false;
+    let conn: PoolConnection | undefined;
+    try {
+      conn = await pool.getConnection();
+      const session = new TxnSession(conn);
+      const open = opening(group);
+      const [results] = await conn.query<RowDataPacket[][]>(open.sql, open.params);
+      const states = new Map(results[2].map((r) => [BigInt(r.namespace_id), r]));
+      let at = 3;
+      for (const m of group) {
+        const ahead = m.prefetch ? [results[at], results[at + 1]] : undefined;
+        if (m.prefetch) at += 2;
+        const state = states.get(m.ns);
+        if (!state || state.state !== "active") {
+          // Moving (or gone): the path for one namespace waits for the move and says what is wrong.
+          alone.push(m);
+          this.groups.alone?.("relocating");
+          continue;
+        }
+        const txn = begin(session, m.ns, state, m.prefetch, ahead?.[1]);
+        const mark = txn.mark();
+        try {
+          const out = await m.fn(txn, ahead?.[0] ?? []);
+          settle(txn);
+          applied.push({ m, txn, out });
+        } catch (err) {
+          if (!(err instanceof ConnectError)) throw err;
+          await txn.rollbackTo(mark);
+          refused.add(m);
+          m.reject(err);
+        }
+      }
+      committing = true;
+      session.write("COMMIT", []);
+      await session.flush();
+      conn.release();
+      conn = undefined;
+    } catch (err) {
+      if (conn) {
+        await conn.query("ROLLBACK").catch(() => undefined);
+        conn.release();
+      }
+      for (const m of group) {
+        if (refused.has(m) || alone.includes(m)) continue;
+        if (committing) {
+          // The COMMIT itself failed: whether it took is unknown, so nothing is retried here (a
+          // caller's request id makes its own retry safe).
+          m.reject(err);
+        } else {
+          // Nothing of the group was written: each change goes on alone (a deadlock or a shard
+          // error meets each one on its own; a change that broke the group fails alone).
+          alone.push(m);
+          this.groups.alone?.("group_failed");
+        }
+      }
+      applied.length = 0;
+    }
+    if (applied.length > 0) this.groups.observe?.(applied.length + refused.size);
+    for (const { m, txn, out } of applied) {
+      const advanced = txn.cursor !== txn.startCursor ? this.onAdvance(m.ns, txn.cursor) : Promise.resolve();
+      advanced.then(() => m.resolve(out), m.reject);
+    }
+    for (const m of alone) this.mutate(m.ns, m.fn, m.prefetch).then(m.resolve, m.reject);
   }
 }
