@@ -125,6 +125,8 @@ export function createMetaMetrics(registry: Registry, live: { shards: ShardSet; 
       }),
     },
   };
+  // Both reasons are series from the start (at 0), so a rate of them is there before the first.
+  for (const reason of ["relocating", "group_failed"]) metaMetrics.groupCommit.alone.inc({ reason }, 0);
   new Gauge({
     name: "satchel_metaserver_shard_pool_connections",
     help: "Connections of each shard's pool, by state (in use or idle).",
