@@ -7,7 +7,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createSatchelTransport } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import {
-  CommitFileRequestSchema, MetaAdminService, MetaService, type BlockRef, type CommitFileRequest, type CommitFileResponse, type FileMetadata,
+  CommitFileRequestSchema, DeleteRequestSchema, MetaAdminService, MetaService, type BlockRef, type CommitFileRequest, type CommitFileResponse, type DeleteRequest, type DeleteResponse, type FileMetadata,
 } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
 import { AuthSession, type Credentials } from "./auth.js";
 import { CommitQueue } from "./commit-queue.js";
@@ -103,6 +103,16 @@ export class SatchelClient {
   async commit(req: Omit<CommitFileRequest, "$typeName" | "$unknown">): Promise<CommitFileResponse> {
     const result = await this.commits.submit({ case: "commit", value: create(CommitFileRequestSchema, req) });
     if (result.case !== "commit") throw new ConnectError(`CommitBatch answered a ${result.case ?? "missing"} result for a commit`, Code.Internal);
+    return result.value;
+  }
+
+  /**
+   * Deletes a file or a folder (see Delete), in a CommitBatch with whatever other changes this
+   * client makes meanwhile: a device removing many files removes them in a few calls.
+   */
+  async remove(req: Omit<DeleteRequest, "$typeName" | "$unknown">): Promise<DeleteResponse> {
+    const result = await this.commits.submit({ case: "delete", value: create(DeleteRequestSchema, req) });
+    if (result.case !== "delete") throw new ConnectError(`CommitBatch answered a ${result.case ?? "missing"} result for a delete`, Code.Internal);
     return result.value;
   }
 

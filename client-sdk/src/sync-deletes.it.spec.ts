@@ -63,6 +63,41 @@ describe("no device deletes what it has not seen", () => {
   });
 });
 
+describe("many files deleted at once", () => {
+  it("go to the server in a few CommitBatch calls, not one call each; one changed elsewhere meanwhile comes back", async () => {
+    const { a, b, live } = await pair();
+    await mkdir(join(a.dir, "Many"));
+    for (let i = 0; i < 40; i++) await writeFile(join(a.dir, "Many", `f${i}.txt`), `file ${i}\n`);
+    await writeFile(join(a.dir, "keep.txt"), "stays\n");
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    // B edits one of them first: A's delete of it names the revision A saw, so that one survives.
+    await appendFile(join(b.dir, "Many", "f7.txt"), "edited on B\n");
+    await b.agent.syncNow();
+
+    const commitBatch = a.client.meta.commitBatch.bind(a.client.meta);
+    const deletesPerCall: number[] = [];
+    Object.assign(a.client.meta, {
+      commitBatch: async (...args: Parameters<typeof commitBatch>) => {
+        deletesPerCall.push(args[0].changes?.filter((c) => c.change?.case === "delete").length ?? 0);
+        return commitBatch(...args);
+      },
+    });
+    for (let i = 0; i < 40; i++) await rm(join(a.dir, "Many", `f${i}.txt`));
+    await a.agent.syncNow();
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+
+    expect(await live("/")).toEqual(["/Many", "/Many/f7.txt", "/keep.txt"]);
+    expect(await readFile(join(a.dir, "Many", "f7.txt"), "utf8")).toBe("file 7\nedited on B\n");
+    // 39 or 40 deletes sent (f7's is refused, or not sent when A saw B's edit first), in a few calls.
+    const deletes = deletesPerCall.reduce((n, d) => n + d, 0);
+    expect(deletes).toBeGreaterThanOrEqual(39);
+    expect(deletesPerCall.filter((d) => d > 0).length).toBeLessThan(deletes / 2);
+    expect(existsSync(join(b.dir, "Many", "f3.txt"))).toBe(false);
+  });
+});
+
 describe("a rename is a move", () => {
   const setUp = async () => {
     const { a, b, live } = await pair();

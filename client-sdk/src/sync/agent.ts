@@ -492,6 +492,7 @@ export class SyncAgent {
       // The journal may have offered the winner already (not taken then, over this unsent edit).
       this.state.followUp("refetch", path);
     }));
+    const gone: [string, SyncedFile][] = [];
     for (const [path, synced] of this.state.files) {
       if (files.has(path) || isIgnored(path) || !this.uploadDue(path, undefined, at)) continue;
       if (this.viewerOf(path, mounts)) {
@@ -500,10 +501,14 @@ export class SyncAgent {
         this.state.followUp("refetch", path);
         continue;
       }
-      // Gone locally: delete remotely, unless it changed there meanwhile (then it comes back).
-      await this.perFile(path, "upload", {}, async () => {
+      gone.push([path, synced]);
+    }
+    // Gone locally: delete remotely, unless it changed there meanwhile (then it comes back). Several
+    // at once, so the SDK sends them together in a CommitBatch.
+    await inParallel(gone, TRANSFER_CONCURRENCY, ([path, synced]) => {
+      return this.perFile(path, "upload", {}, async () => {
         this.emit({ kind: "delete-remote", path, revision: synced.revision, blocks: synced.blocks.map(([hex]) => hex) });
-        await this.client.meta.delete({ path, parentRevision: BigInt(synced.revision) }).catch((err) => {
+        await this.client.remove({ path, parentRevision: BigInt(synced.revision), seenCursor: 0n }).catch((err) => {
           if (![Code.NotFound, Code.FailedPrecondition].includes(codeOf(err))) throw err;
           // Changed there since this device saw it: that version comes back here (the journal may
           // have offered it already, and it was not taken then over the local copy).
@@ -512,7 +517,7 @@ export class SyncAgent {
         this.state.setFile(path, undefined);
         this.state.setProblem(path, undefined);
       });
-    }
+    });
     // A file that failed to upload and is gone now, never synced: nothing is left to send.
     for (const [path, problem] of this.state.problems) {
       if (problem.direction === "upload" && !files.has(path) && !this.state.file(path)) this.state.setProblem(path, undefined);
