@@ -148,8 +148,12 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       SATCHEL_REDIS_URL: redisUrl,
       ...(config.rateLimits ? { SATCHEL_RATE_LIMITS: config.rateLimits } : {}),
     };
+    // SATCHEL_CPU_PROFILE_DIR: every service writes a V8 CPU profile there when it stops (where a
+    // benchmark's time goes; Node refuses --cpu-prof in NODE_OPTIONS).
+    const profileDir = process.env.SATCHEL_CPU_PROFILE_DIR;
+    const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--cpu-prof-interval=500"] : [];
     const service = (name: string, env: Record<string, string>) =>
-      new ManagedProcess(name, config.stateDir, process.execPath, [join(REPO_ROOT, name, "dist", "bin.js")], {
+      new ManagedProcess(name, config.stateDir, process.execPath, [...profile, join(REPO_ROOT, name, "dist", "bin.js")], {
         ...common, ...identityEnv(endpoints, name as ServiceName), ...tlsEnv(certs, name), ...env,
       });
     const services = {
