@@ -82,6 +82,13 @@ interface LocalFile {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Files uploaded or downloaded at once. */
 const TRANSFER_CONCURRENCY = 8;
+/**
+ * Small files (up to SMALL_FILE_BYTES) sent or fetched at once, beside the others: each is one
+ * block and a share of a CommitBatch, bound by round trips rather than bytes or memory (2,000 files
+ * of 4 KiB from A: 35 files/s eight at a time, 51 at 32).
+ */
+const SMALL_TRANSFERS_AT_ONCE = 32;
+const SMALL_FILE_BYTES = 1 << 20;
 
 /** Runs fn over items, at most `width` at a time; the first failure is thrown after the others settle. */
 async function inParallel<T>(items: T[], width: number, fn: (item: T) => Promise<unknown>): Promise<void> {
@@ -458,8 +465,8 @@ export class SyncAgent {
     if (edits.length > 0) this.emit({ kind: "pending", files: edits.length, bytes: edits.reduce((n, [, f]) => n + f.size, 0) });
     // Upload request ids are made from the device's key: saved before the first one is sent.
     if (edits.length > 0 && this.state.ensureDeviceKey()) await this.state.save();
-    // Several files at once: small files are bound by round trips, not bytes.
-    await inParallel(edits, TRANSFER_CONCURRENCY, ([path, f]) => this.perFile(path, "upload", { local: f }, async () => {
+    // Several files at once: small files are bound by round trips, not bytes (many more of them at once).
+    const upload = ([path, f]: [string, LocalFile]) => this.perFile(path, "upload", { local: f }, async () => {
       const synced = this.state.file(path);
       // The synced version's blocks are the parent's: the server has them and knows we may use them.
       const { file, conflict, progress } = await this.client.uploadAs(
@@ -491,7 +498,12 @@ export class SyncAgent {
       files.set(file.path, f);
       // The journal may have offered the winner already (not taken then, over this unsent edit).
       this.state.followUp("refetch", path);
-    }));
+    });
+    const uploaded = await Promise.allSettled([
+      inParallel(edits.filter(([, f]) => f.size <= SMALL_FILE_BYTES), SMALL_TRANSFERS_AT_ONCE, upload),
+      inParallel(edits.filter(([, f]) => f.size > SMALL_FILE_BYTES), TRANSFER_CONCURRENCY, upload),
+    ]);
+    for (const u of uploaded) if (u.status === "rejected") throw u.reason;
     const gone: [string, SyncedFile][] = [];
     for (const [path, synced] of this.state.files) {
       if (files.has(path) || isIgnored(path) || !this.uploadDue(path, undefined, at)) continue;
@@ -911,7 +923,13 @@ export class SyncAgent {
           }
           let j = i;
           while (j < entries.length && entries[j].operation === Operation.PUT) j++;
-          await inParallel(entries.slice(i, j), TRANSFER_CONCURRENCY, (e) => this.apply(e, counts));
+          const run = entries.slice(i, j);
+          const small = (e: JournalEntry) => (e.file?.size ?? 0n) <= BigInt(SMALL_FILE_BYTES);
+          const applied = await Promise.allSettled([
+            inParallel(run.filter(small), SMALL_TRANSFERS_AT_ONCE, (e) => this.apply(e, counts)),
+            inParallel(run.filter((e) => !small(e)), TRANSFER_CONCURRENCY, (e) => this.apply(e, counts)),
+          ]);
+          for (const a of applied) if (a.status === "rejected") throw a.reason;
           i = j;
         }
         cursor = res.cursor;

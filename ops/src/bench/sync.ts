@@ -24,7 +24,7 @@ import { figureLine } from "./figures.js";
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-async function startPair(endpoints: ClusterEndpoints, onDownload: (bytes: number) => void) {
+async function startPair(endpoints: ClusterEndpoints, onDownload: (bytes: number) => void, onUpload: () => void = () => undefined) {
   const account = await createAccount(endpoints, "syncbench");
   const agents: SyncAgent[] = [];
   const folders: string[] = [];
@@ -35,6 +35,7 @@ async function startPair(endpoints: ClusterEndpoints, onDownload: (bytes: number
       notifyserverUrl: endpoints.notifyserver, notifyToken: client.session?.accessToken,
       onEvent: (e) => {
         if (device === "b" && e.kind === "download") onDownload(e.bytes ?? 0);
+        if (device === "a" && e.kind === "upload") onUpload();
       },
     });
     await agent.start();
@@ -93,7 +94,11 @@ async function peers(endpoints: ClusterEndpoints): Promise<void> {
   const bigMb = Number(process.env.BIG_MB ?? 1024);
   const insertMb = Number(process.env.INSERT_MB ?? 100);
   let fetched = 0;
-  const pair = await startPair(endpoints, (bytes) => (fetched += bytes));
+  let uploads = 0;
+  let uploadedAt = 0;
+  const pair = await startPair(endpoints, (bytes) => (fetched += bytes), () => {
+    if (++uploads === small) uploadedAt = performance.now();
+  });
   const stage = mkdtempSync(join(pair.a, "..", "satchel-stage-"));
   const out = (metric: string, value: number, unit: string) => console.log(figureLine("satchel", metric, value, unit));
 
@@ -111,6 +116,8 @@ async function peers(endpoints: ClusterEndpoints): Promise<void> {
   await rename(join(stage, "small"), join(pair.a, "small"));
   await until(pair.b, want, 900_000);
   out("small_files_per_s", small / ((performance.now() - t) / 1000), "files/s");
+  // Where the time went: A's uploads (scan, PutBlock, CommitBatch) and then B's catch-up.
+  console.log(`  small files: A uploaded all ${small} after ${uploadedAt ? ((uploadedAt - t) / 1000).toFixed(1) : "?"} s, B had them all after ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
   // b. one big file
   const big = randomBytes(bigMb * 1024 * 1024);
