@@ -145,6 +145,55 @@ describe("a folder the server keeps after a device deleted it comes back on that
   });
 });
 
+describe("a change this device did not apply stays remembered while the journal has not caught up", () => {
+  it("a folder moved elsewhere while this device re-lists it keeps the ignored name it holds: the device's later delete of the folder at its new place names a seen cursor before it", async () => {
+    const account = await createAccount(endpoints, "unapplied-moved");
+    const a = await device(account, "laptop");
+    const b = await device(account, "desktop");
+    await mkdir(join(a.dir, "Work", "Sub"), { recursive: true });
+    await writeFile(join(a.dir, "Work", "plan.txt"), "plan\n");
+    await a.agent.syncNow();
+    await b.agent.syncNow();
+    await writeFile(join(b.dir, "scratch.tmp"), "a script's scratch file\n");
+    await b.client.upload(join(b.dir, "scratch.tmp"), "/Work/Sub/scratch.tmp");
+    await a.agent.syncNow();
+
+    // The laptop deletes Work; the server keeps it for scratch.tmp, and the laptop re-lists it. Just
+    // before that listing, another device moves Work: the listing is ahead of the laptop's journal.
+    const listFolder = a.client.meta.listFolder.bind(a.client.meta);
+    let moved = false;
+    Object.assign(a.client.meta, {
+      listFolder: async (...args: Parameters<typeof listFolder>) => {
+        if (!moved && args[0].path === "/Work") {
+          moved = true;
+          await b.client.meta.move({ fromPath: "/Work", toPath: "/Moved" });
+        }
+        return listFolder(...args);
+      },
+    });
+    await rm(join(a.dir, "Work"), { recursive: true });
+    await a.agent.syncNow();
+    expect(moved).toBe(true);
+
+    // The next pass takes the move from the journal and then fails (the metaserver goes away) before
+    // it looks at the folder the move landed in.
+    const getFileMetadata = a.client.meta.getFileMetadata.bind(a.client.meta);
+    Object.assign(a.client.meta, {
+      getFileMetadata: async () => {
+        throw new ConnectError("the metaserver went away", Code.Unavailable);
+      },
+    });
+    await a.agent.syncNow().catch(() => undefined);
+    Object.assign(a.client.meta, { getFileMetadata });
+    expect(existsSync(join(a.dir, "Moved"))).toBe(true);
+
+    // The user deletes the folder at its new place: what the laptop never had stays on the server.
+    await rm(join(a.dir, "Moved"), { recursive: true });
+    await a.agent.syncNow();
+    expect(await live(a, "/")).toEqual(["/Moved", "/Moved/Sub", "/Moved/Sub/scratch.tmp"]);
+  });
+});
+
 describe("a folder this device has only from what came down into it is a synced folder", () => {
   it("renamed locally, it moves on the server as a whole, with the names this device ignores in it", async () => {
     const account = await createAccount(endpoints, "implicit");

@@ -872,7 +872,7 @@ export class SyncAgent {
       if (namespaces.some((ns) => ns.namespaceId === id)) continue;
       dropped.add(path);
       this.state.forgetCursor(id);
-      await this.resync(path, counts);
+      await this.resync(path, counts, true, true);
       // Nothing of the account's there: the folder itself goes too, unless it holds what was never sent.
       const now = await this.client.currentVersion(path);
       if (!now || now.isDeleted || !now.isFolder) await this.removeLocal(path);
@@ -905,7 +905,7 @@ export class SyncAgent {
         });
         if (!res) break;
         if (res.reset) {
-          await this.resync(ns.path, counts);
+          await this.resync(ns.path, counts, true, true);
           this.state.setCursor(ns.namespaceId, res.cursor);
           break;
         }
@@ -1313,8 +1313,16 @@ export class SyncAgent {
     this.state.setFolders([...this.state.folders].filter((f) => f !== path && !f.startsWith(`${path}/`)));
   }
 
-  /** After a journal reset: make the mount's subtree match a full listing. */
-  private async resync(mountPath: string, counts: { downloads: number }, recursive = true): Promise<void> {
+  /**
+   * Makes a subtree match a full listing (after a journal reset, or to reconcile a folder at the
+   * pull's end). `historyLost`: the journal will not follow (a reset, a mount that left), so changes
+   * not applied here that the listing no longer shows are forgotten. Otherwise they stay: the listing
+   * may be ahead of the journal this device has pulled (a folder moved meanwhile is not there any
+   * more), and the journal's move or delete carries or clears them when it comes. Forgetting an
+   * ignored name's change then let a later folder delete name a seen cursor past it: the server
+   * trashed a file this device never had (simulation seed 352).
+   */
+  private async resync(mountPath: string, counts: { downloads: number }, recursive = true, historyLost = false): Promise<void> {
     const remote = new Map<string, FileMetadata>();
     let pageToken = "";
     try {
@@ -1366,7 +1374,7 @@ export class SyncAgent {
     for (const [path, problem] of this.state.problems) {
       if (problem.direction === "download" && inside(path) && !remote.has(path)) this.state.setProblem(path, undefined);
     }
-    for (const [path] of this.state.unapplied) if (inside(path) && !spelled.has(foldKey(path))) this.state.applied(path);
+    if (historyLost) for (const [path] of this.state.unapplied) if (inside(path) && !spelled.has(foldKey(path))) this.state.applied(path);
   }
 
   /** What `satchel status` shows. */
