@@ -67,6 +67,25 @@ async function twoDevicesWith(name: string, file: string): Promise<{ a: SyncDevi
   return { a, b };
 }
 
+/**
+ * A laptop and a desktop of a new account, both holding /Work/plan.txt and /Work/Sub, and
+ * /Work/Sub/scratch.tmp (a name the agents ignore) put there by another client: the laptop has
+ * taken the journal past it without applying it.
+ */
+async function laptopWithIgnoredIn(name: string): Promise<{ a: SyncDevice; b: SyncDevice }> {
+  const account = await createAccount(endpoints, name);
+  const a = await device(account, "laptop");
+  const b = await device(account, "desktop");
+  await mkdir(join(a.dir, "Work", "Sub"), { recursive: true });
+  await writeFile(join(a.dir, "Work", "plan.txt"), "plan\n");
+  await a.agent.syncNow();
+  await b.agent.syncNow();
+  await writeFile(join(b.dir, "scratch.tmp"), "a script's scratch file\n");
+  await b.client.upload(join(b.dir, "scratch.tmp"), "/Work/Sub/scratch.tmp");
+  await a.agent.syncNow();
+  return { a, b };
+}
+
 const live = async (d: SyncDevice, path: string) => (await d.client.list(path, true)).filter((e) => !e.isDeleted).map((e) => e.path).sort();
 
 async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
@@ -115,16 +134,7 @@ describe("a device syncs only what it does not ignore, both ways", () => {
 
 describe("a folder the server keeps after a device deleted it comes back on that device", () => {
   it("a folder holding a name the agent ignores (put there by another client) stays on the server with it, and is made again on the device that deleted it", async () => {
-    const account = await createAccount(endpoints, "ignored-kept");
-    const a = await device(account, "laptop");
-    const b = await device(account, "desktop");
-    await mkdir(join(a.dir, "Work", "Sub"), { recursive: true });
-    await writeFile(join(a.dir, "Work", "plan.txt"), "plan\n");
-    await a.agent.syncNow();
-    await b.agent.syncNow();
-    await writeFile(join(b.dir, "scratch.tmp"), "a script's scratch file\n");
-    await b.client.upload(join(b.dir, "scratch.tmp"), "/Work/Sub/scratch.tmp");
-    await a.agent.syncNow();
+    const { a, b } = await laptopWithIgnoredIn("ignored-kept");
     expect(existsSync(join(a.dir, "Work", "Sub", "scratch.tmp"))).toBe(false);
 
     await rm(join(a.dir, "Work"), { recursive: true });
@@ -147,16 +157,7 @@ describe("a folder the server keeps after a device deleted it comes back on that
 
 describe("a change this device did not apply stays remembered while the journal has not caught up", () => {
   it("a folder moved elsewhere while this device re-lists it keeps the ignored name it holds: the device's later delete of the folder at its new place names a seen cursor before it", async () => {
-    const account = await createAccount(endpoints, "unapplied-moved");
-    const a = await device(account, "laptop");
-    const b = await device(account, "desktop");
-    await mkdir(join(a.dir, "Work", "Sub"), { recursive: true });
-    await writeFile(join(a.dir, "Work", "plan.txt"), "plan\n");
-    await a.agent.syncNow();
-    await b.agent.syncNow();
-    await writeFile(join(b.dir, "scratch.tmp"), "a script's scratch file\n");
-    await b.client.upload(join(b.dir, "scratch.tmp"), "/Work/Sub/scratch.tmp");
-    await a.agent.syncNow();
+    const { a, b } = await laptopWithIgnoredIn("unapplied-moved");
 
     // The laptop deletes Work; the server keeps it for scratch.tmp, and the laptop re-lists it. Just
     // before that listing, another device moves Work: the listing is ahead of the laptop's journal.
