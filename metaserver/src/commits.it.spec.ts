@@ -437,3 +437,45 @@ describe("with Redis unreachable", () => {
     expect(seen).toBe(during.file!.cursor);
   }, 30_000);
 });
+
+describe("recent reservations", () => {
+  /** How many blocks the metaserver at metricsUrl reserved itself moments ago, and asked the blockserver about. */
+  async function reservationsOf(metricsUrl: string): Promise<{ recent: number; asked: number }> {
+    const text = await (await fetch(metricsUrl)).text();
+    const value = (answer: string) => Number(text.match(new RegExp(`^satchel_metaserver_block_reservations_total\\{answer="${answer}"\\} (\\S+)$`, "m"))?.[1] ?? NaN);
+    return { recent: value("recent"), asked: value("blockserver") };
+  }
+
+  it("a block the metaserver reserved moments ago is committed again without asking the blockserver, and every commit reads back", async () => {
+    const own = await startMetaserver("metaserver-reservations", 150);
+    const off = await startMetaserver("metaserver-no-reservation-reuse", 155, { SATCHEL_RESERVATION_REUSE_SECONDS: "0" });
+    const account = await createAccount(endpoints, "reserve");
+    const dev = await deviceOf(account, "reserving", own.url);
+    const data = randomBytes(4096);
+    const other = randomBytes(4096);
+    const [refs, otherRefs] = [await store(dev, data), await store(dev, other)];
+    const commit = (d: Device, path: string, r = refs) => d.meta.commitFile({ path, blocks: r, size: 4096n });
+
+    await commit(dev, "/r/first");
+    expect(await reservationsOf(own.metricsUrl)).toEqual({ recent: 0, asked: 1 });
+    await commit(dev, "/r/second");
+    await commit(dev, "/r/third");
+    expect(await reservationsOf(own.metricsUrl)).toEqual({ recent: 2, asked: 1 });
+    // A batch asks only about blocks not reserved moments ago, once each.
+    const { results } = await dev.meta.commitBatch({
+      changes: ["/r/b1", "/r/b2", "/r/b3"].map((path, i) => ({ change: { case: "commit" as const, value: { path, blocks: i === 2 ? otherRefs : refs, size: 4096n } } })),
+    });
+    expect(results.map((r) => r.result.case === "commit" && r.result.value.file?.path)).toEqual(["/r/b1", "/r/b2", "/r/b3"]);
+    expect(await reservationsOf(own.metricsUrl)).toEqual({ recent: 3, asked: 2 });
+    for (const path of ["/r/first", "/r/third", "/r/b3"]) {
+      const { file } = await dev.meta.getFileMetadata({ path });
+      expect(await readBack(dev, file!.blocks)).toEqual(path === "/r/b3" ? other : data);
+    }
+
+    // With reuse off, every commit asks.
+    const plain = await deviceOf(account, "asking", off.url);
+    await commit(plain, "/r/p1");
+    await commit(plain, "/r/p2");
+    expect(await reservationsOf(off.metricsUrl)).toEqual({ recent: 0, asked: 2 });
+  });
+});

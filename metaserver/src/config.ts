@@ -9,6 +9,8 @@ export interface MetaserverConfig extends ServiceBasics {
   groupCommitMembers: number;
   /** Group commit: group transactions in flight per shard (commits arriving meanwhile form the next). */
   groupCommitSlots: number;
+  /** A block this metaserver reserved moments ago is committed against without asking again for this long at most (0: always ask). */
+  reservationReuseSeconds: number;
   listPageSize: number;
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
@@ -66,6 +68,7 @@ export function loadConfig(env: Env = process.env): MetaserverConfig {
     shardPoolSize: envInt(env, "SATCHEL_SHARD_POOL_SIZE", 16),
     groupCommitMembers: envInt(env, "SATCHEL_GROUP_COMMIT_MEMBERS", 64),
     groupCommitSlots: envInt(env, "SATCHEL_GROUP_COMMIT_SLOTS", 4),
+    reservationReuseSeconds: envInt(env, "SATCHEL_RESERVATION_REUSE_SECONDS", 30),
     listPageSize: envInt(env, "SATCHEL_LIST_PAGE_SIZE", 1000),
     accessTokenTtlSeconds: envInt(env, "SATCHEL_ACCESS_TOKEN_TTL_SECONDS", 900),
     refreshTokenTtlSeconds: envInt(env, "SATCHEL_REFRESH_TOKEN_TTL_SECONDS", 30 * 86400),

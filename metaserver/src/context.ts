@@ -2,6 +2,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { AccessTokens, BlockGrants, createLogger, createSatchelTransport, ServiceMetrics, linkKeysOf, userRateLimits, type Logger, type RateClass, type SharedRateLimiter, type SigningKey } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import { PasswordQueue } from "./auth/password-queue.js";
+import { RecentReservations } from "./blocks/reservations.js";
 import type { MetaserverConfig } from "./config.js";
 import { createMetaMetrics, type MetaMetrics } from "./metrics.js";
 import { CursorWatcher } from "./journal/cursor-watch.js";
@@ -21,6 +22,9 @@ import { probeShards } from "./store/shard-probe.js";
 import { openShardSet, type ShardSet } from "./store/shards.js";
 import { VersionReads } from "./store/version-reads.js";
 import { Verifier } from "./verify/verifier.js";
+
+/** Blocks whose recent reservation a metaserver remembers (about 100 bytes each). */
+const RECENT_RESERVATIONS_KEPT = 100_000;
 
 /** Every long-lived client of the metaserver, built once; close() releases them. */
 export type { MetaMetrics };
@@ -47,6 +51,8 @@ export interface MetaserverContext {
   /** Rate limits, shared through Redis: users' metadata reads and commits, sign-in per address and account, the link gateway. */
   limits: SharedRateLimiter<RateClass>;
   blocks: Client<typeof BlockService>;
+  /** Blocks reserved moments ago: a commit of one of them skips ReserveBlocks. */
+  recentReservations: RecentReservations;
   blockAdmin: Client<typeof BlockAdminService>;
   publisher: CommitPublisher;
   cursors: CursorWatcher;
@@ -102,7 +108,7 @@ export async function createContext(config: MetaserverConfig): Promise<Metaserve
     limits,
     passwords: new PasswordQueue(config.passwordHashesAtOnce, config.passwordQueue),
     linkKeys: linkKeysOf(config.tokenKeys),
-    blocks, blockAdmin, publisher, cursors, relay, outbox, reconciler, retention, verifier,
+    blocks, recentReservations: new RecentReservations(config.reservationReuseSeconds * 1000, RECENT_RESERVATIONS_KEPT), blockAdmin, publisher, cursors, relay, outbox, reconciler, retention, verifier,
     close: async () => {
       stopProbe();
       retention.stop();

@@ -10,6 +10,8 @@ export interface MetaMetrics {
   shardPing: Histogram<"shard">;
   /** How many commits share each shard transaction, and commits sent on alone instead. */
   groupCommit: { members: Histogram; alone: Counter<"reason"> };
+  /** Blocks commits needed reserved, by who answered: this metaserver's recent reservations, or the blockserver. */
+  blockReservations: Counter<"answer">;
   /** What reconciliation of block references finds and how often it runs. */
   reconcile: ReconcileMetrics;
   /** What the last verify run found, when it finished and how long it took; runs by result. */
@@ -60,6 +62,12 @@ export function createMetaMetrics(registry: Registry, live: { shards: ShardSet; 
         registers: [registry],
       }),
     },
+    blockReservations: new Counter({
+      name: "satchel_metaserver_block_reservations_total",
+      help: "Blocks a commit needed reserved against collection: answer=recent were reserved by this metaserver moments ago (no ReserveBlocks call), answer=blockserver were asked about.",
+      labelNames: ["answer"],
+      registers: [registry],
+    }),
     reconcile: {
       drift: new Gauge({
         name: "satchel_metaserver_reference_drift",
@@ -127,6 +135,7 @@ export function createMetaMetrics(registry: Registry, live: { shards: ShardSet; 
   };
   // Both reasons are series from the start (at 0), so a rate of them is there before the first.
   for (const reason of ["relocating", "group_failed"]) metaMetrics.groupCommit.alone.inc({ reason }, 0);
+  for (const answer of ["recent", "blockserver"]) metaMetrics.blockReservations.inc({ answer }, 0);
   new Gauge({
     name: "satchel_metaserver_shard_pool_connections",
     help: "Connections of each shard's pool, by state (in use or idle).",

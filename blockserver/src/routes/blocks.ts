@@ -53,7 +53,8 @@ export function blockRoutes(ctx: BlockserverContext) {
         const hashes = req.hashes.map((h) => Buffer.from(h));
         hashes.forEach(checkHash);
         const lease = req.leaseSeconds || ctx.config.gc.reserveLeaseSeconds;
-        return { present: await ctx.index.reserve(hashes, lease) };
+        // reserve() leaves every present block reserved for at least half the lease from now.
+        return { present: await ctx.index.reserve(hashes, lease), reservedSeconds: Math.floor(lease / 2) };
       }),
       adjustReferences: guarded("AdjustReferences", async (req) => {
         // Taken before anything is applied: the sender reads its outbox for a later batch only after

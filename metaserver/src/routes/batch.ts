@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import {
   BatchResultSchema, type BatchChange as ProtoChange, type BatchResult, type CommitBatchRequest,
 } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { reserveLive } from "../blocks/reservations.js";
 import type { MetaserverContext } from "../context.js";
 import { Code, ConnectError, failedPrecondition, invalidArgument, toStatus } from "../errors.js";
 import type { BatchChange, BatchOutcome } from "../store/files.js";
@@ -13,8 +14,6 @@ import { locate, type Located } from "./located.js";
 
 /** Changes one CommitBatch may carry (Dropbox's upload_session/finish_batch takes 1,000). */
 export const MAX_BATCH_CHANGES = 1000;
-/** Hashes per ReserveBlocks call a batch makes. */
-const RESERVE_CHUNK = 5000;
 
 /** A change that passed the checks a single call makes before its transaction, with where it lands. */
 interface Ready {
@@ -130,7 +129,7 @@ export function batchRoutes(ctx: MetaserverContext) {
       }
       // One reservation for every commit of the batch (see CommitFile: live blocks only, and not
       // collected before the references relayed after the commit reach the blockserver).
-      const present = await reserve(ctx, [...new Map(ready.flatMap((r) => r.hashes.map((h): [string, Uint8Array] => [Buffer.from(h).toString("hex"), h]))).values()], hctx.signal);
+      const present = await reserveLive(ctx.blocks, ctx.recentReservations, ctx.metaMetrics.blockReservations, [...new Map(ready.flatMap((r) => r.hashes.map((h): [string, Uint8Array] => [Buffer.from(h).toString("hex"), h]))).values()], hctx.signal);
       const byNamespace = new Map<bigint, Ready[]>();
       for (const r of ready) {
         const missing = r.hashes.filter((h) => !present.has(Buffer.from(h).toString("hex")));
@@ -160,15 +159,4 @@ export function batchRoutes(ctx: MetaserverContext) {
       return { results: results.map((r) => r ?? refused(new ConnectError("the change was not tried", Code.Internal), hctx)) };
     }),
   };
-}
-
-/** The hashes that are live (and now reserved) among those asked about. */
-async function reserve(ctx: MetaserverContext, hashes: Uint8Array[], signal: AbortSignal): Promise<Set<string>> {
-  const live = new Set<string>();
-  for (let i = 0; i < hashes.length; i += RESERVE_CHUNK) {
-    const chunk = hashes.slice(i, i + RESERVE_CHUNK);
-    const { present } = await ctx.blocks.reserveBlocks({ hashes: chunk }, { signal });
-    chunk.forEach((h, j) => present[j] && live.add(Buffer.from(h).toString("hex")));
-  }
-  return live;
 }

@@ -5,6 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   FileMetadataSchema, JournalEntrySchema, MetaService, Operation, type CommitFileRequest, type FileMetadata, type JournalEntry,
 } from "@satchel/proto/gen/satchel/meta/v1/meta_pb.js";
+import { reserveLive } from "../blocks/reservations.js";
 import type { MetaserverContext } from "../context.js";
 import { failedPrecondition, invalidArgument, notFound } from "../errors.js";
 import type { FileRecord } from "../store/file-records.js";
@@ -109,10 +110,9 @@ export function fileRoutes(ctx: MetaserverContext) {
         if (unproven.length > 0) return { missingBlocks: unproven };
         if (unique.length > 0) {
           // Reserve, not just ask: a block about to be referenced must not be collected before the
-          // reference (relayed from the outbox after the commit) reaches the blockserver. Only
-          // live blocks count as present, so a version never points at a block still being written.
-          const { present } = await ctx.blocks.reserveBlocks({ hashes: unique }, { signal: hctx.signal });
-          const missing = unique.filter((_, i) => !present[i]);
+          // reference (relayed from the outbox after the commit) reaches the blockserver.
+          const live = await reserveLive(ctx.blocks, ctx.recentReservations, ctx.metaMetrics.blockReservations, unique, hctx.signal);
+          const missing = unique.filter((h) => !live.has(Buffer.from(h).toString("hex")));
           if (missing.length > 0) return { missingBlocks: missing };
         }
         const { file, conflict } = await ctx.files.commit({
