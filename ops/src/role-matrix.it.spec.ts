@@ -97,7 +97,7 @@ async function fixture(port: "grpc" | "web"): Promise<Fixture> {
   const committed = await owner.meta.commitFile({ path: file, blocks, size: BigInt(data.length) });
   // Things each role may change or remove, so that no case takes another's ground.
   for (const r of ROLES) {
-    for (const what of ["del", "perm", "mv", "restore"]) await owner.meta.commitFile({ path: `${folder}/${what}-${r}.bin`, blocks, size: BigInt(data.length) });
+    for (const what of ["del", "bdel", "perm", "mv", "restore"]) await owner.meta.commitFile({ path: `${folder}/${what}-${r}.bin`, blocks, size: BigInt(data.length) });
     await owner.meta.delete({ path: `${folder}/perm-${r}.bin` });
     await owner.meta.delete({ path: `${folder}/restore-${r}.bin` });
   }
@@ -146,12 +146,21 @@ function cases(): Map<DescService, Record<string, Case>> {
       CommitFile: { wants: WRITE, call: (c, who, f) => c.meta.commitFile({ path: f.file, blocks: [{ hash: f.block.hash, size: 5000, grant: f.block.grant }], size: 5000n, parentRevision: f.revision, requestId: `${who}-${f.port}` }).then((r) => {
         if (r.missingBlocks.length > 0) throw new ConnectError("missing blocks", Code.NotFound);
       }) },
-      // A batch's change answers as the single call would (its status, or missing blocks).
-      CommitBatch: { wants: WRITE, call: (c, who, f) => c.meta.commitBatch({ changes: [{ change: { case: "commit", value: {
-        path: f.file, blocks: [{ hash: f.block.hash, size: 5000, grant: f.block.grant }], size: 5000n, parentRevision: f.revision, requestId: `batch-${who}-${f.port}`,
-      } } }] }).then(({ results: [r] }) => {
-        if (r.code !== 0) throw new ConnectError(r.message, r.code as Code);
-        if (r.result.case !== "commit" || r.result.value.missingBlocks.length > 0) throw new ConnectError("missing blocks", Code.NotFound);
+      // Each change of a batch answers as the single call would (its status, or missing blocks): a
+      // commit and a delete, which must agree (a role that may do one may do the other; NOT_FOUND
+      // and PERMISSION_DENIED both refuse).
+      CommitBatch: { wants: WRITE, call: (c, who, f) => c.meta.commitBatch({ changes: [
+        { change: { case: "commit", value: {
+          path: f.file, blocks: [{ hash: f.block.hash, size: 5000, grant: f.block.grant }], size: 5000n, parentRevision: f.revision, requestId: `batch-${who}-${f.port}`,
+        } } },
+        { change: { case: "delete", value: { path: at(f, "bdel", who) } } },
+      ] }).then(({ results: [commit, del] }) => {
+        const missing = commit.code === 0 && (commit.result.case !== "commit" || commit.result.value.missingBlocks.length > 0);
+        const refusal = (code: number) => (code === Code.NotFound ? Code.PermissionDenied : code);
+        const commitCode = missing ? Code.NotFound : commit.code;
+        if (refusal(commitCode) !== refusal(del.code)) throw new ConnectError(`the batch's commit answered ${commitCode} and its delete ${del.code}`, Code.Internal);
+        if (missing) throw new ConnectError("missing blocks", Code.NotFound);
+        if (commit.code !== 0) throw new ConnectError(commit.message, commit.code as Code);
       }) },
       GetFileMetadata: { wants: READ, call: (c, _w, f) => c.meta.getFileMetadata({ path: f.file, revision: f.revision }) },
       ListFolder: { wants: READ, call: (c, _w, f) => c.meta.listFolder({ path: f.folder }) },
@@ -267,8 +276,9 @@ describe("role matrix: every RPC, by every kind of caller of a shared folder, on
       const owner = clientsOf("grpc", tokens.owner).meta;
       const names = (await owner.listFolder({ path: f.folder })).entries.map((e) => e.name);
       for (const who of ["viewer", "removed", "stranger", "linkHolder", "signedOut"]) {
-        expect(names.filter((n) => n.includes(`-${who}`) && !/^(del|perm|mv|restore)-/.test(n))).toEqual([]);
+        expect(names.filter((n) => n.includes(`-${who}`) && !/^(b?del|perm|mv|restore)-/.test(n))).toEqual([]);
         expect(names).toContain(`del-${who}.bin`);
+        expect(names).toContain(`bdel-${who}.bin`);
         expect(names).toContain(`mv-${who}.bin`);
       }
       expect((await owner.listMembers({ path: f.folder })).members.map((m) => m.username).sort()).toEqual([accounts.owner.username, accounts.editor.username, accounts.viewer.username].sort());
