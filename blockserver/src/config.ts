@@ -10,8 +10,11 @@ export interface StorageNodeConfig {
 }
 
 export interface BlockserverConfig extends ServiceBasics {
-  /** mysql://user:password@host:port/satchel_directory: where the shard map lives. */
-  directoryUrl: string;
+  /**
+   * mysql://user:password@host:port/satchel_block_directory: the blockserver's own directory (its
+   * index shards, storage nodes' states, the sources of reference changes).
+   */
+  blockIndexUrl: string;
   storageNodes: StorageNodeConfig[];
   dataShards: number;
   parityShards: number;
@@ -48,7 +51,7 @@ export interface BlockserverConfig extends ServiceBasics {
 export function loadConfig(env: Env = process.env): BlockserverConfig {
   const config: BlockserverConfig = {
     ...serviceBasics(env, "blockserver", 7301),
-    directoryUrl: envString(env, "SATCHEL_DIRECTORY_URL", ""),
+    blockIndexUrl: envString(env, "SATCHEL_BLOCK_INDEX_URL", ""),
     storageNodes: envJson<StorageNodeConfig[]>(env, "SATCHEL_STORAGE_NODES", []),
     dataShards: envInt(env, "SATCHEL_EC_DATA_SHARDS", 4),
     parityShards: envInt(env, "SATCHEL_EC_PARITY_SHARDS", 2),
@@ -75,7 +78,7 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
     envInt(env, "SATCHEL_WRITE_QUORUM", defaultWriteQuorum(config.dataShards, config.parityShards)),
     config.dataShards, config.parityShards,
   );
-  if (!config.directoryUrl) throw new Error("SATCHEL_DIRECTORY_URL is required (the shard map database)");
+  if (!config.blockIndexUrl) throw new Error("SATCHEL_BLOCK_INDEX_URL is required (the block index's directory database)");
   if (config.grantKeys.length === 0) throw new Error("SATCHEL_GRANT_KEYS is required (block grants: [{\"kid\", \"secret\"}], shared with the metaserver)");
   const width = config.dataShards + config.parityShards;
   if (config.storageNodes.length < width) {

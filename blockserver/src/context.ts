@@ -37,7 +37,7 @@ export interface BlockserverContext {
 export async function createContext(config: BlockserverConfig): Promise<BlockserverContext> {
   const logger = createLogger("blockserver", config.logLevel);
   const metrics = new BlockserverMetrics();
-  const index = await BlockIndex.open(config.directoryUrl, config.tls);
+  const index = await BlockIndex.open(config.blockIndexUrl, config.tls);
   const nodes = new NodeSet(config.storageNodes, config.nodeTimeoutMs, config.tls?.ca);
   const shards = new ShardIO(nodes, metrics, config.hedgeMs);
   const codec = new ErasureCodec(config.dataShards, config.parityShards);

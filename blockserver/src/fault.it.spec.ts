@@ -1,11 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import mysql from "mysql2/promise";
 import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createSatchelTransport } from "@satchel/proto";
+import { createSatchelTransport, indexShardOf, ShardPools } from "@satchel/proto";
 import { BlockAdminService, BlockService, NodeState } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { NodeControl, flipBit, minioClient, mysqlTlsOf, wipeDisk, eventually } from "@satchel/ops";
+import { NodeControl, caOf, flipBit, minioClient, wipeDisk, eventually } from "@satchel/ops";
 import { decodeShard } from "./shard-format/shard-format.js";
 import { shardKey } from "./shard-io/shard-io.js";
 
@@ -26,20 +25,14 @@ const s3 = (name: string) => {
 };
 let blocks: ReturnType<typeof createClient<typeof BlockService>>;
 let admin: ReturnType<typeof createClient<typeof BlockAdminService>>;
-let directory: mysql.Connection;
+/** The blockserver's index shards, read straight from MariaDB. */
+let indexShards: ShardPools;
 
-/** The block index row of each shard, read straight from its MariaDB shard. */
+/** The block index row of each shard, read straight from its MariaDB index shard. */
 async function shardRows(hash: Buffer): Promise<{ shard_index: number; node: string; state: string }[]> {
-  const [shards] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
-  const s = shards[((hash[0] << 8) | hash[1]) % shards.length];
-  const url = new URL(endpoints.directoryUrl);
-  const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password), ...mysqlTlsOf(endpoints) });
-  try {
-    const [rows] = await conn.query<RowDataPacket[]>("SELECT shard_index, node, state FROM block_shards WHERE hash = ? ORDER BY shard_index", [hash]);
-    return rows as { shard_index: number; node: string; state: string }[];
-  } finally {
-    await conn.end();
-  }
+  const pool = indexShards.shards[indexShardOf(hash, indexShards.shards.length)];
+  const [rows] = await pool.query<RowDataPacket[]>("SELECT shard_index, node, state FROM block_shards WHERE hash = ? ORDER BY shard_index", [hash]);
+  return rows as { shard_index: number; node: string; state: string }[];
 }
 
 
@@ -58,17 +51,13 @@ async function shardIsSound(hash: Buffer, index: number, node: string): Promise<
 
 /** Shard rows that name a node, across every index shard. */
 async function rowsOnNode(node: string): Promise<number> {
-  const [shards] = await directory.query<RowDataPacket[]>("SELECT host, port, database_name FROM shards");
-  const url = new URL(endpoints.directoryUrl);
   let n = 0;
-  for (const s of shards) {
-    const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password), ...mysqlTlsOf(endpoints) });
+  for (const pool of indexShards.shards) {
     // Live blocks' shards: an abandoned write ("writing") is the garbage collector's, not repair's.
-    const [rows] = await conn.query<RowDataPacket[]>(
+    const [rows] = await pool.query<RowDataPacket[]>(
       "SELECT COUNT(*) AS n FROM block_shards s JOIN blocks b ON b.hash = s.hash WHERE s.node = ? AND b.state = 'live'", [node],
     );
     n += Number(rows[0].n);
-    await conn.end();
   }
   return n;
 }
@@ -94,10 +83,11 @@ beforeAll(async () => {
   const transport = createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken });
   blocks = createClient(BlockService, transport);
   admin = createClient(BlockAdminService, transport);
-  directory = await mysql.createConnection({ uri: endpoints.directoryUrl, ...mysqlTlsOf(endpoints) });
+  const ca = caOf(endpoints);
+  indexShards = await ShardPools.open(endpoints.blockIndexUrl, { shardConnections: 2, tls: ca && { ca }, mapTable: "index_shards" });
 });
 afterAll(async () => {
-  await directory.end();
+  await indexShards.close();
 });
 
 describe("blockserver storage invariants under node loss and bit rot (real MinIO processes)", () => {

@@ -1,11 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createClient } from "@connectrpc/connect";
-import mysql from "mysql2/promise";
 import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createLogger, createSatchelTransport } from "@satchel/proto";
+import { createLogger, createSatchelTransport, indexShardOf, ShardPools } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { caOf, minioClient, mysqlTlsOf, eventually } from "@satchel/ops";
+import { caOf, minioClient, eventually } from "@satchel/ops";
 import { BlockIndex } from "./block-index/block-index.js";
 import { ErasureCodec } from "./codec/erasure.js";
 import { BlockserverMetrics } from "./metrics.js";
@@ -24,23 +23,16 @@ const s3 = (name: string) => {
 
 let blocks: ReturnType<typeof createClient<typeof BlockService>>;
 let admin: ReturnType<typeof createClient<typeof BlockAdminService>>;
-let directory: mysql.Connection;
+/** The blockserver's index shards, read straight from MariaDB. */
+let indexShards: ShardPools;
 /** The block index and storage nodes, opened in this process beside the cluster's blockserver. */
 let index: BlockIndex;
 let nodes: NodeSet;
 
 /** Runs one statement on the index shard that holds `hash`, straight through MariaDB. */
 async function onIndexShard(hash: Buffer, sql: string, params: unknown[]): Promise<RowDataPacket[]> {
-  const [shards] = await directory.query<RowDataPacket[]>("SELECT host, port, database_name FROM shards ORDER BY shard_id");
-  const s = shards[((hash[0] << 8) | hash[1]) % shards.length];
-  const url = new URL(endpoints.directoryUrl);
-  const conn = await mysql.createConnection({ host: s.host, port: s.port, database: s.database_name, user: url.username, password: decodeURIComponent(url.password), ...mysqlTlsOf(endpoints) });
-  try {
-    const [rows] = await conn.query<RowDataPacket[]>(sql, params);
-    return rows;
-  } finally {
-    await conn.end();
-  }
+  const [rows] = await indexShards.shards[indexShardOf(hash, indexShards.shards.length)].query<RowDataPacket[]>(sql, params);
+  return rows;
 }
 
 const shardRows = async (hash: Buffer) =>
@@ -109,15 +101,15 @@ beforeAll(async () => {
   const transport = createSatchelTransport({ baseUrl: endpoints.blockserver, token: endpoints.serviceToken });
   blocks = createClient(BlockService, transport);
   admin = createClient(BlockAdminService, transport);
-  directory = await mysql.createConnection({ uri: endpoints.directoryUrl, ...mysqlTlsOf(endpoints) });
   const ca = caOf(endpoints);
-  index = await BlockIndex.open(endpoints.directoryUrl, ca && { ca });
+  indexShards = await ShardPools.open(endpoints.blockIndexUrl, { shardConnections: 2, tls: ca && { ca }, mapTable: "index_shards" });
+  index = await BlockIndex.open(endpoints.blockIndexUrl, ca && { ca });
   nodes = new NodeSet(endpoints.storageNodes, 10_000, ca);
 });
 afterAll(async () => {
   nodes?.stop();
   await index?.close();
-  await directory?.end();
+  await indexShards?.close();
 });
 
 describe("repair with claims: one repairer at a time per block", () => {

@@ -1,5 +1,5 @@
 import type { Pool, ResultSetHeader, RowDataPacket } from "mysql2/promise";
-import { inTransaction, referenceSourceOf, ShardPools, type TlsConfig } from "@satchel/proto";
+import { indexShardOf, inTransaction, ShardPools, type TlsConfig } from "@satchel/proto";
 
 export type BlockState = "writing" | "live" | "deleting";
 
@@ -73,48 +73,46 @@ export interface RepairClaim {
 }
 
 /**
- * The block index: one row per block and one per shard, sharded by block hash over the metadata
- * MariaDB shards (a different key from namespaces, so no namespace makes a hot spot).
+ * The block index: one row per block and one per shard, in the blockserver's own databases, sharded
+ * by block hash (see indexShardOf); its directory lists the index shards, the storage nodes' states
+ * and the sources of reference changes.
  */
 export class BlockIndex {
   private constructor(
     private readonly shards: Pool[],
     private readonly directory: Pool,
-    /** Every source of reference changes: one relay per metadata shard of the same shard map. */
-    private readonly sources: string[],
   ) {}
 
-  static async open(directoryUrl: string, tls: TlsConfig | undefined): Promise<BlockIndex> {
+  static async open(blockIndexUrl: string, tls: TlsConfig | undefined): Promise<BlockIndex> {
     // Several statements in one round trip where a call needs them together (reserve, adjust):
     // every value goes through placeholders, so nothing a caller sends is read as SQL.
-    const pools = await ShardPools.open(directoryUrl, { shardConnections: 8, directoryConnections: 2, tls, multipleStatements: true });
-    return new BlockIndex(pools.shards, pools.directory, pools.shardIds.map(referenceSourceOf));
+    const pools = await ShardPools.open(blockIndexUrl, { shardConnections: 8, directoryConnections: 2, tls, multipleStatements: true, mapTable: "index_shards" });
+    return new BlockIndex(pools.shards, pools.directory);
   }
 
   /** Records what a source of reference changes reported with its latest batch. */
   async recordSourceReport(source: string, deliveredThroughMs: bigint, oldestPendingSeconds: number): Promise<void> {
     // A claim only moves forward: a late retry of an older batch cannot take it back.
     await this.directory.query(
-      `INSERT INTO reference_sources (source, delivered_through_ms, oldest_pending_seconds) VALUES (?, ?, ?)
+      `INSERT INTO reference_sources (source, delivered_through_ms, oldest_pending_seconds, reported_at) VALUES (?, ?, ?, CURRENT_TIMESTAMP(3))
        ON DUPLICATE KEY UPDATE delivered_through_ms = GREATEST(delivered_through_ms, VALUES(delivered_through_ms)),
          oldest_pending_seconds = VALUES(oldest_pending_seconds), reported_at = CURRENT_TIMESTAMP(3)`,
       [source, deliveredThroughMs, oldestPendingSeconds],
     );
   }
 
-  /** Every source that must deliver before collection, with what it last reported (never: silent forever). */
+  /**
+   * Every source that must deliver before collection (registered as expected: one per metadata
+   * shard), with what it last reported (never: silent forever).
+   */
   async referenceSources(): Promise<ReferenceSourceState[]> {
     const [rows] = await this.directory.query<RowDataPacket[]>(
       `SELECT source, delivered_through_ms, oldest_pending_seconds,
-         TIMESTAMPDIFF(MICROSECOND, reported_at, NOW(3)) / 1e6 AS silent FROM reference_sources WHERE source IN (?)`, [this.sources],
+         TIMESTAMPDIFF(MICROSECOND, reported_at, NOW(3)) / 1e6 AS silent FROM reference_sources WHERE expected ORDER BY source`,
     );
-    const reported = new Map(rows.map((r) => [r.source as string, r]));
-    return this.sources.map((source) => {
-      const r = reported.get(source);
-      return r
-        ? { source, deliveredThroughMs: Number(r.delivered_through_ms), oldestPendingSeconds: Number(r.oldest_pending_seconds), silentSeconds: Number(r.silent) }
-        : { source, deliveredThroughMs: 0, oldestPendingSeconds: 0, silentSeconds: Infinity };
-    });
+    return rows.map((r) => r.silent === null
+      ? { source: r.source as string, deliveredThroughMs: 0, oldestPendingSeconds: 0, silentSeconds: Infinity }
+      : { source: r.source as string, deliveredThroughMs: Number(r.delivered_through_ms), oldestPendingSeconds: Number(r.oldest_pending_seconds), silentSeconds: Number(r.silent) });
   }
 
   /** Storage nodes an operator declared dead. */
@@ -130,7 +128,7 @@ export class BlockIndex {
   }
 
   private shardOf(hash: Uint8Array): Pool {
-    return this.shards[((hash[0] << 8) | hash[1]) % this.shards.length];
+    return this.shards[indexShardOf(hash, this.shards.length)];
   }
 
   async get(hash: Buffer): Promise<BlockRecord | undefined> {

@@ -2,10 +2,11 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import mysql from "mysql2/promise";
-import { createSatchelTransport, credentialDigests, mysqlTls, publicTokenKeys } from "@satchel/proto";
+import { createSatchelTransport, credentialDigests, mysqlTls, publicTokenKeys, referenceSourceOf } from "@satchel/proto";
 import { Health, HealthCheckResponse_ServingStatus } from "@satchel/proto/gen/grpc/health/v1/health_pb.js";
 import { AuthService } from "@satchel/proto/gen/satchel/meta/v1/auth_pb.js";
 import { REPO_ROOT, loadOrCreateSecrets, ports, type ClusterConfig } from "../config.js";
+import { MOVED_DIRECTORY_TABLES, MOVED_SHARD_TABLES, copyTables } from "./block-index-move.js";
 import { ensureClusterCerts, type ClusterCerts } from "./certs.js";
 import { startMariadb, provisionMariadb, type MariadbServer } from "./mariadb.js";
 import { readMigrations, migrateUp } from "./migrate.js";
@@ -40,7 +41,10 @@ export interface ClusterEndpoints {
   grantKeys: { kid: string; secret: string }[];
   /** The development account: sign in with it (AuthService/Login) to act on files. */
   devUser: { username: string; password: string };
+  /** The metaserver's directory database (its shard map, users, namespaces, mounts, links). */
   directoryUrl: string;
+  /** The blockserver's own directory database (its index shards, storage nodes, reference sources). */
+  blockIndexUrl: string;
   redisUrl: string;
   storageNodes: { name: string; endpoint: string; accessKey: string; secretKey: string; bucket: string }[];
   /** The services' SATCHEL_RATE_LIMITS, when the cluster was started with one (extra services get it too). */
@@ -61,8 +65,20 @@ export interface Cluster {
 
 export const SERVICE_NAMES = ["blockserver", "metaserver", "notifyserver"] as const;
 
-const shardDatabase = (i: number) => `satchel_shard_${i}`;
-const DIRECTORY_DATABASE = "satchel_directory";
+/** The databases of a cluster: the metaserver's directory and metadata shards, the blockserver's directory and index shards. */
+export interface ClusterDatabases {
+  directory: string;
+  shard: (i: number) => string;
+  blockDirectory: string;
+  blockShard: (i: number) => string;
+}
+
+export const CLUSTER_DATABASES: ClusterDatabases = {
+  directory: "satchel_directory",
+  shard: (i) => `satchel_shard_${i}`,
+  blockDirectory: "satchel_block_directory",
+  blockShard: (i) => `satchel_blocks_${i}`,
+};
 
 export async function startCluster(config: ClusterConfig, log: (line: string) => void = () => undefined): Promise<Cluster> {
   const started = Date.now();
@@ -100,15 +116,18 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
     const minio = values.slice(config.mariadbServers + 1) as MinioNode[];
     log(`started ${mariadb.length} MariaDB servers, Redis and ${minio.length} MinIO nodes`);
 
-    // Shard i lives on server i mod S; the directory lives on server 0.
-    const serverOfShard = (i: number) => mariadb[i % mariadb.length];
+    // Metadata shard i and index shard i live on server i mod S; both directories on server 0.
+    const names = CLUSTER_DATABASES;
     await Promise.all(mariadb.map((m) => {
-      const dbs = Array.from({ length: config.metadataShards }, (_, i) => i).filter((i) => serverOfShard(i) === m).map(shardDatabase);
-      return provisionMariadb(m, m.index === 0 ? [DIRECTORY_DATABASE, ...dbs] : dbs, secrets.mysqlPassword);
+      const mine = Array.from({ length: config.metadataShards }, (_, i) => i).filter((i) => i % mariadb.length === m.index);
+      const dbs = mine.flatMap((i) => [names.shard(i), names.blockShard(i)]);
+      return provisionMariadb(m, m.index === 0 ? [names.directory, names.blockDirectory, ...dbs] : dbs, secrets.mysqlPassword);
     }));
-    await migrateAll(config, mariadb, serverOfShard, secrets.mysqlPassword, caPem, log);
+    await migrateAll({ host: h, ports: mariadb.map((m) => m.port), password: secrets.mysqlPassword, ca: caPem, shards: config.metadataShards, names }, log);
 
-    const directoryUrl = `mysql://satchel:${encodeURIComponent(secrets.mysqlPassword)}@${h}:${mariadb[0].port}/${DIRECTORY_DATABASE}`;
+    const mysqlUrl = (database: string) => `mysql://satchel:${encodeURIComponent(secrets.mysqlPassword)}@${h}:${mariadb[0].port}/${database}`;
+    const directoryUrl = mysqlUrl(names.directory);
+    const blockIndexUrl = mysqlUrl(names.blockDirectory);
     const redisUrl = `${certs ? "rediss" : "redis"}://${REDIS_USER}:${encodeURIComponent(secrets.redisPassword)}@${h}:${p.redis}`;
     // Clients reach the services over TLS unless the cluster runs in plaintext; /metrics stays plain HTTP on loopback.
     const rpc = certs ? "https" : "http";
@@ -135,6 +154,7 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       grantKeys: secrets.grantKeys,
       devUser: secrets.devUser,
       directoryUrl,
+      blockIndexUrl,
       redisUrl,
       storageNodes,
       ...(config.rateLimits ? { rateLimits: config.rateLimits } : {}),
@@ -144,7 +164,6 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
       SATCHEL_LOG_LEVEL: config.logLevel,
       // Public halves only: the metaserver alone is given the private keys (below).
       SATCHEL_TOKEN_KEYS: JSON.stringify(publicTokenKeys(endpoints.tokenKeys)),
-      SATCHEL_DIRECTORY_URL: directoryUrl,
       SATCHEL_REDIS_URL: redisUrl,
       ...(config.rateLimits ? { SATCHEL_RATE_LIMITS: config.rateLimits } : {}),
     };
@@ -162,6 +181,7 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
         SATCHEL_BLOCKSERVER_METRICS_PORT: String(p.blockserverMetrics),
         SATCHEL_BLOCKSERVER_WEB_PORT: String(p.blockserverWeb),
         SATCHEL_STORAGE_NODES: JSON.stringify(storageNodes),
+        SATCHEL_BLOCK_INDEX_URL: blockIndexUrl,
         SATCHEL_GRANT_KEYS: JSON.stringify(endpoints.grantKeys),
         SATCHEL_EC_DATA_SHARDS: String(config.dataShards),
         SATCHEL_EC_PARITY_SHARDS: String(config.parityShards),
@@ -171,6 +191,7 @@ export async function startCluster(config: ClusterConfig, log: (line: string) =>
         SATCHEL_METASERVER_METRICS_PORT: String(p.metaserverMetrics),
         SATCHEL_METASERVER_WEB_PORT: String(p.metaserverWeb),
         SATCHEL_BLOCKSERVER_URL: endpoints.blockserver,
+        SATCHEL_DIRECTORY_URL: directoryUrl,
         SATCHEL_METASERVER_LINKS_PORT: String(p.shareLinks),
         SATCHEL_TOKEN_KEYS: JSON.stringify(endpoints.tokenKeys),
         SATCHEL_GRANT_KEYS: JSON.stringify(endpoints.grantKeys),
@@ -236,33 +257,75 @@ export function tlsEnv(certs: ClusterCerts | undefined, service: string): Record
   return { SATCHEL_PLAINTEXT: "off", SATCHEL_TLS_CA: certs.ca, SATCHEL_TLS_CERT: own.cert, SATCHEL_TLS_KEY: own.key };
 }
 
-async function migrateAll(
-  config: ClusterConfig, mariadb: MariadbServer[], serverOfShard: (i: number) => MariadbServer, password: string, ca: Buffer | undefined,
-  log: (l: string) => void,
-): Promise<void> {
+/** Where a cluster's databases are and how to reach them, for migrateAll. */
+export interface MigrationTarget {
+  host: string;
+  /** The MariaDB servers' ports: shard i (metadata and index) lives on server i mod S, both directories on server 0. */
+  ports: number[];
+  password: string;
+  ca?: Buffer;
+  shards: number;
+  names: ClusterDatabases;
+}
+
+/**
+ * Brings every database of a cluster to the current schema, in an order that moves an existing
+ * cluster's block index into the blockserver's own databases in place: the blockserver's
+ * migrations first (its directory and index shards), then the rows of the old block tables (in the
+ * metadata shards and the directory, where an older cluster has them) are copied over, and only
+ * then the metaserver's migrations run, whose latest drop those old tables. Index shard i takes
+ * exactly the rows of metadata shard i: the hash rule and the shard count are unchanged. Every
+ * step is idempotent: a start interrupted anywhere completes on the next.
+ */
+export async function migrateAll(t: MigrationTarget, log: (l: string) => void): Promise<void> {
   const dir = join(REPO_ROOT, "ops", "migrations");
-  const connect = (m: MariadbServer, database: string) =>
-    mysql.createConnection({ host: config.host, port: m.port, user: "satchel", password, database, ...mysqlTls(ca && { ca }) });
-  const directory = await connect(mariadb[0], DIRECTORY_DATABASE);
+  const blockDir = join(REPO_ROOT, "blockserver", "migrations");
+  const serverPort = (i: number) => t.ports[i % t.ports.length];
+  const connect = (port: number, database?: string) =>
+    mysql.createConnection({ host: t.host, port, user: "satchel", password: t.password, ...(database ? { database } : {}), ...mysqlTls(t.ca && { ca: t.ca }) });
+  const migrate = async (port: number, database: string, folder: string, what: string) => {
+    const conn = await connect(port, database);
+    try {
+      const applied = await migrateUp(conn, readMigrations(folder));
+      if (applied.length) log(`${what}: applied migrations ${applied.join(", ")}`);
+    } finally {
+      await conn.end();
+    }
+  };
+  const moveRows = async (port: number, from: string, to: string, tables: readonly string[]) => {
+    const conn = await connect(port);
+    try {
+      const copied = await copyTables(conn, from, to, tables);
+      const rows = Object.values(copied).reduce((a, b) => a + b, 0);
+      if (rows > 0) log(`moved ${rows} rows of the block index from ${from} to ${to}`);
+    } finally {
+      await conn.end();
+    }
+  };
+  await migrate(t.ports[0], t.names.blockDirectory, join(blockDir, "index-directory"), "block index directory");
+  for (let i = 0; i < t.shards; i++) await migrate(serverPort(i), t.names.blockShard(i), join(blockDir, "index-shard"), `index shard ${i}`);
+  await moveRows(t.ports[0], t.names.directory, t.names.blockDirectory, MOVED_DIRECTORY_TABLES);
+  for (let i = 0; i < t.shards; i++) await moveRows(serverPort(i), t.names.shard(i), t.names.blockShard(i), MOVED_SHARD_TABLES);
+
+  await migrate(t.ports[0], t.names.directory, join(dir, "directory"), "directory");
+  for (let i = 0; i < t.shards; i++) await migrate(serverPort(i), t.names.shard(i), join(dir, "shard"), `shard ${i}`);
+
+  const directory = await connect(t.ports[0], t.names.directory);
+  const blockDirectory = await connect(t.ports[0], t.names.blockDirectory);
   try {
-    const applied = await migrateUp(directory, readMigrations(join(dir, "directory")));
-    if (applied.length) log(`directory: applied migrations ${applied.join(", ")}`);
-    for (let i = 0; i < config.metadataShards; i++) {
-      const server = serverOfShard(i);
-      const shard = await connect(server, shardDatabase(i));
-      try {
-        const done = await migrateUp(shard, readMigrations(join(dir, "shard")));
-        if (done.length) log(`shard ${i}: applied migrations ${done.join(", ")}`);
-      } finally {
-        await shard.end();
-      }
-      await directory.query(
-        "INSERT INTO shards (shard_id, host, port, database_name) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE host = VALUES(host), port = VALUES(port), database_name = VALUES(database_name)",
-        [i, config.host, server.port, shardDatabase(i)],
+    for (let i = 0; i < t.shards; i++) {
+      const upsert = (table: string, database: string) => `INSERT INTO ${table} (shard_id, host, port, database_name) VALUES (?, ?, ?, ?)
+        ON DUPLICATE KEY UPDATE host = VALUES(host), port = VALUES(port), database_name = VALUES(database_name)`;
+      await directory.query(upsert("shards", t.names.shard(i)), [i, t.host, serverPort(i), t.names.shard(i)]);
+      await blockDirectory.query(upsert("index_shards", t.names.blockShard(i)), [i, t.host, serverPort(i), t.names.blockShard(i)]);
+      // Collection waits for every metadata shard's relay: registered before any commit can reach it.
+      await blockDirectory.query(
+        "INSERT INTO reference_sources (source, expected) VALUES (?, TRUE) ON DUPLICATE KEY UPDATE expected = TRUE", [referenceSourceOf(i)],
       );
     }
   } finally {
     await directory.end();
+    await blockDirectory.end();
   }
 }
 

@@ -19,23 +19,27 @@ describe("schema migrations on the real MariaDB", () => {
     }
   });
 
-  it("go down and up again in a scratch database", async () => {
+  it("go down and up again in scratch databases (metaserver and blockserver alike)", async () => {
     const url = new URL(endpoints.directoryUrl);
     const conn = await mysql.createConnection({
       host: url.hostname, port: Number(url.port), user: decodeURIComponent(url.username), password: decodeURIComponent(url.password),
       ...mysqlTlsOf(endpoints),
     });
     try {
-      await conn.query("CREATE DATABASE IF NOT EXISTS satchel_scratch_migrations");
-      await conn.query("USE satchel_scratch_migrations");
-      const shard = readMigrations(join(REPO_ROOT, "ops", "migrations", "shard"));
-      expect(await migrateUp(conn, shard)).toEqual(shard.map((m) => m.version));
-      expect(await migrateDown(conn, shard, shard.length)).toEqual(shard.map((m) => m.version).reverse());
-      const [tables] = await conn.query("SHOW TABLES");
-      expect((tables as object[]).length).toBe(1); // only schema_migrations is left
-      expect(await migrateUp(conn, shard)).toHaveLength(shard.length);
+      // The metaserver's shard and the blockserver's databases, each in a scratch database of its own.
+      for (const [i, folder] of [["ops", "migrations", "shard"], ["ops", "migrations", "directory"], ["blockserver", "migrations", "index-shard"], ["blockserver", "migrations", "index-directory"]].entries()) {
+        await conn.query(`DROP DATABASE IF EXISTS satchel_scratch_migrations_${i}`);
+        await conn.query(`CREATE DATABASE satchel_scratch_migrations_${i}`);
+        await conn.query(`USE satchel_scratch_migrations_${i}`);
+        const all = readMigrations(join(REPO_ROOT, ...folder));
+        expect(await migrateUp(conn, all)).toEqual(all.map((m) => m.version));
+        expect(await migrateDown(conn, all, all.length)).toEqual(all.map((m) => m.version).reverse());
+        const [tables] = await conn.query("SHOW TABLES");
+        expect((tables as object[]).length, folder.join("/")).toBe(1); // only schema_migrations is left
+        expect(await migrateUp(conn, all)).toHaveLength(all.length);
+      }
     } finally {
-      await conn.query("DROP DATABASE IF EXISTS satchel_scratch_migrations");
+      for (let i = 0; i < 4; i++) await conn.query(`DROP DATABASE IF EXISTS satchel_scratch_migrations_${i}`);
       await conn.end();
     }
   });

@@ -5,9 +5,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import mysql from "mysql2/promise";
 import type { RowDataPacket } from "mysql2/promise";
 import { SatchelClient } from "@satchel/client-sdk";
+import { indexShardOf, ShardPools } from "@satchel/proto";
 import { startCluster, waitServing, type Cluster } from "../cluster/cluster.js";
 import { liveness, minioClient, type MinioNode } from "../cluster/minio.js";
-import { caOf, mysqlTlsOf } from "../cluster/trust.js";
+import { caOf } from "../cluster/trust.js";
 import { killLeftovers, waitFor } from "../cluster/process.js";
 import { BUSY_CLIENT_LIMITS, loadClusterConfig } from "../config.js";
 import type { ManagedProcess } from "../cluster/process.js";
@@ -76,7 +77,8 @@ export class Nemesis {
   private earlier: string[] = [];
   /** Removes the previous seed's files for good once the next seed has used them as targets. */
   private cleanUpPrevious?: () => Promise<void>;
-  private directory!: mysql.Pool;
+  private metaShards?: ShardPools;
+  private blockIndex?: ShardPools;
   private indexShards: mysql.Pool[] = [];
   private admin!: SatchelClient;
   /** A second blockserver beside the cluster's: two repairers (and scrubbers) on one queue. */
@@ -92,13 +94,11 @@ export class Nemesis {
   async open(): Promise<void> {
     mkdirSync(this.workDir, { recursive: true });
     const e = this.cluster.endpoints;
-    this.directory = mysql.createPool({ uri: e.directoryUrl, connectionLimit: 2, ...mysqlTlsOf(e) });
-    const [shards] = await this.directory.query<RowDataPacket[]>("SELECT host, port, database_name FROM shards ORDER BY shard_id");
-    const url = new URL(e.directoryUrl);
-    this.indexShards = shards.map((s) => mysql.createPool({
-      host: s.host, port: s.port, database: s.database_name, user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), connectionLimit: 2,
-      ...mysqlTlsOf(e),
-    }));
+    // The metaserver's shards (outboxes, versions) and the blockserver's index shards, read straight.
+    const ca = caOf(e);
+    this.metaShards = await ShardPools.open(e.directoryUrl, { shardConnections: 2, tls: ca && { ca } });
+    this.blockIndex = await ShardPools.open(e.blockIndexUrl, { shardConnections: 2, tls: ca && { ca }, mapTable: "index_shards" });
+    this.indexShards = this.blockIndex.shards;
     this.admin = new SatchelClient({ metaserverUrl: e.metaserver, blockserverUrl: e.blockserver, token: e.serviceToken, ca: caOf(e) });
     const second = await this.extraBlockservers.start("blockserver-2", 60);
     this.secondBlockserver = second.proc;
@@ -107,7 +107,7 @@ export class Nemesis {
 
   async close(): Promise<void> {
     await this.extraBlockservers.stopAll();
-    await Promise.all([this.directory, ...this.indexShards].map((p) => p?.end()));
+    await Promise.all([this.metaShards?.close(), this.blockIndex?.close()]);
     rmSync(this.workDir, { recursive: true, force: true });
   }
 
@@ -118,7 +118,7 @@ export class Nemesis {
   async run(seed: number): Promise<NemesisReport> {
     const schedule = scheduleFor(seed, {
       nodes: this.cluster.minio.length, parityShards: this.m, faults: this.opts.faults,
-      mariadbServers: this.cluster.mariadb.length, metadataShards: this.indexShards.length,
+      mariadbServers: this.cluster.mariadb.length, metadataShards: this.metaShards!.shards.length,
       leaseMs: Number(NEMESIS_SERVICE_SETTINGS.SATCHEL_RESERVE_LEASE_SECONDS) * 1000,
     });
     const report: NemesisReport = {
@@ -387,7 +387,7 @@ export class Nemesis {
       }
       case "hold-relay": {
         // A change the blockserver refuses (delta 0) heads the shard's outbox: every batch fails.
-        const pool = this.indexShards[step.shard];
+        const pool = this.metaShards!.shards[step.shard];
         const refused = createHash("sha256").update(`nemesis hold ${step.shard} ${Date.now()}`).digest();
         await pool.query("INSERT INTO block_reference_outbox (hash, delta) VALUES (?, 0)", [refused]);
         try {
@@ -442,7 +442,7 @@ export class Nemesis {
   /** Where the index places each shard of a block. */
   private async placements(hex: string): Promise<{ index: number; node: number }[]> {
     const hash = Buffer.from(hex, "hex");
-    const pool = this.indexShards[((hash[0] << 8) | hash[1]) % this.indexShards.length];
+    const pool = this.indexShards[indexShardOf(hash, this.indexShards.length)];
     const [rows] = await pool.query<RowDataPacket[]>("SELECT shard_index, node FROM block_shards WHERE hash = ? ORDER BY shard_index", [hash]);
     return rows.map((r) => ({ index: Number(r.shard_index), node: Number(String(r.node).replace("minio-", "")) }));
   }
@@ -598,14 +598,14 @@ export class Nemesis {
    */
   private async checkReferenceCounts(report: NemesisReport): Promise<void> {
     await waitFor("every reference outbox to be delivered", 60_000, async () => {
-      for (const pool of this.indexShards) {
+      for (const pool of this.metaShards!.shards) {
         const [rows] = await pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM block_reference_outbox");
         if (Number(rows[0].n) > 0) return false;
       }
       return true;
     });
     const expected = new Map<string, number>();
-    for (const pool of this.indexShards) {
+    for (const pool of this.metaShards!.shards) {
       const [versions] = await pool.query<RowDataPacket[]>("SELECT block_list FROM file_versions");
       for (const v of versions) {
         for (const hex of blocksOfVersion(v.block_list as Buffer)) expected.set(hex, (expected.get(hex) ?? 0) + 1);

@@ -12,6 +12,17 @@ export interface ShardPoolOptions {
   multipleStatements?: boolean;
   /** TLS to every MariaDB server, checked against this CA; absent: plaintext (local development only). */
   tls?: TlsConfig;
+  /** The directory's table listing the shards: the metaserver's `shards` (the default) or the blockserver's `index_shards`. */
+  mapTable?: "shards" | "index_shards";
+}
+
+/**
+ * The position, among `shards` index shards in shard-id order, of the one holding a block: the
+ * blockserver's rule (its first two bytes, so every block of a prefix lands together), shared with
+ * the tools and tests that read the index straight from MariaDB.
+ */
+export function indexShardOf(hash: Uint8Array, shards: number): number {
+  return ((hash[0] << 8) | hash[1]) % shards;
 }
 
 /** The connection settings every pool of a directory shares: its credentials and options. */
@@ -38,9 +49,9 @@ export function directoryPool(directoryUrl: string, opts: ShardPoolOptions): Poo
 }
 
 /**
- * The directory database and one connection pool per shard its `shards` table lists: the one place
- * a service reads the shard map (the metaserver's metadata shards and the blockserver's index shards
- * are listed there alike). Shards keep the map's order, by shard id.
+ * A directory database and one connection pool per shard its map lists: the one place a service
+ * reads a shard map (the metaserver's metadata shards in its directory's `shards`, the blockserver's
+ * index shards in its own directory's `index_shards`). Shards keep the map's order, by shard id.
  */
 export class ShardPools {
   private constructor(readonly directory: Pool, private readonly pools: Map<number, Pool>) {}
@@ -48,7 +59,7 @@ export class ShardPools {
   static async open(directoryUrl: string, opts: ShardPoolOptions): Promise<ShardPools> {
     const directory = directoryPool(directoryUrl, opts);
     try {
-      const [rows] = await directory.query<RowDataPacket[]>("SELECT shard_id, host, port, database_name FROM shards ORDER BY shard_id");
+      const [rows] = await directory.query<RowDataPacket[]>(`SELECT shard_id, host, port, database_name FROM ${opts.mapTable ?? "shards"} ORDER BY shard_id`);
       if (rows.length === 0) throw new Error("the shard map is empty: run the cluster's migrations first");
       const pools = new Map<number, Pool>();
       for (const r of rows) {
