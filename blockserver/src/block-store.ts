@@ -7,6 +7,7 @@ import type { BlockserverMetrics } from "./metrics.js";
 import { rankNodes } from "./placement/rendezvous.js";
 import { blockVerdict, describeFailures, meetsWriteQuorum, type BlockVerdict, type WriteOutcome } from "./quorum.js";
 import type { ShardIO, ShardSurvey } from "./shard-io/shard-io.js";
+import type { VolumeStore } from "./volumes/volume-store.js";
 
 export const HASH_BYTES = 32;
 
@@ -32,12 +33,14 @@ export class BlockStore {
   foregroundInFlight = 0;
 
   constructor(
-    private readonly config: Pick<BlockserverConfig, "writeQuorum">,
+    private readonly config: Pick<BlockserverConfig, "writeQuorum" | "packBelowBytes">,
     private readonly index: BlockIndex,
     private readonly shards: ShardIO,
     private readonly codec: ErasureCodec,
     private readonly repairs: RepairSink,
     private readonly metrics: BlockserverMetrics,
+    /** Where blocks below config.packBelowBytes go (and packed blocks are read from). */
+    private readonly volumes?: VolumeStore,
   ) {}
 
   /** Stores a block after checking its hash; returns true when it was already stored (and not lost). */
@@ -61,6 +64,8 @@ export class BlockStore {
 
   private async write(hash: Buffer, data: Uint8Array): Promise<boolean> {
     const existing = await this.index.get(hash);
+    // A packed block is stored once its record is indexed (live); it has no shards to make whole.
+    if (existing?.state === "live" && existing.packed) return true;
     if (existing?.state === "live") {
       // The bytes are in hand: a block whose shards are not all stored is made whole from them
       // rather than waiting for repair, and a block proven lost is healed (HasBlocks calls it
@@ -79,6 +84,7 @@ export class BlockStore {
       // Its shards are being removed right now; writing them again would race that removal.
       throw aborted(`block ${hash.toString("hex")} is being garbage-collected; send it again in a moment`);
     }
+    if (this.volumes && data.length < this.config.packBelowBytes && existing?.state !== "writing") return this.volumes.put(hash, data);
     const k = this.codec.dataShards;
     const m = this.codec.parityShards;
     const width = k + m;
@@ -131,6 +137,10 @@ export class BlockStore {
     const record = await this.index.get(hash);
     if (!record || record.state !== "live") {
       throw notFound(`block ${hash.toString("hex")} is not stored`);
+    }
+    if (record.packed) {
+      if (!this.volumes) throw unavailable(`block ${hash.toString("hex")} is packed in a volume and this blockserver reads no volumes`);
+      return this.volumes.read(record);
     }
     const k = record.dataShards;
     // Fast path: k shards the index records as stored, data shards first (no decoding when they are

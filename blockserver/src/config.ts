@@ -1,3 +1,4 @@
+import type { VolumeSettings } from "./volumes/volume-store.js";
 import { defaultWriteQuorum, validateWriteQuorum } from "./quorum.js";
 import { envInt, envJson, envString, secureUrl, serviceBasics, type Env, type ServiceBasics } from "@satchel/proto";
 
@@ -46,6 +47,12 @@ export interface BlockserverConfig extends ServiceBasics {
     /** Clock skew allowed between the blockservers (which stamp the relays' claims) and the index databases. */
     clockSkewMs: number;
   };
+  /**
+   * Blocks smaller than this are packed into open volumes (volumes/volume-store.ts) instead of
+   * being erasure-coded on their own; 0 packs nothing.
+   */
+  packBelowBytes: number;
+  volumes: Omit<VolumeSettings, "readTimeoutMs">;
 }
 
 export function loadConfig(env: Env = process.env): BlockserverConfig {
@@ -73,11 +80,24 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
       relayBoundSeconds: envInt(env, "SATCHEL_GC_RELAY_BOUND_SECONDS", 120),
       clockSkewMs: envInt(env, "SATCHEL_GC_CLOCK_SKEW_MS", 1000),
     },
+    packBelowBytes: envInt(env, "SATCHEL_PACK_BELOW_BYTES", 0),
+    volumes: {
+      replicas: envInt(env, "SATCHEL_VOLUME_REPLICAS", 3),
+      windowMs: envInt(env, "SATCHEL_VOLUME_WINDOW_MS", 2),
+      segmentBytes: envInt(env, "SATCHEL_VOLUME_SEGMENT_BYTES", 4 * 1024 * 1024),
+      targetBytes: envInt(env, "SATCHEL_VOLUME_TARGET_BYTES", 128 * 1024 * 1024),
+    },
   };
   config.writeQuorum = validateWriteQuorum(
     envInt(env, "SATCHEL_WRITE_QUORUM", defaultWriteQuorum(config.dataShards, config.parityShards)),
     config.dataShards, config.parityShards,
   );
+  if (config.packBelowBytes > 0 && (config.volumes.replicas < 1 || config.volumes.replicas > config.storageNodes.length)) {
+    throw new Error(`SATCHEL_VOLUME_REPLICAS (${config.volumes.replicas}) must be between 1 and the number of storage nodes (${config.storageNodes.length})`);
+  }
+  if (config.packBelowBytes > config.volumes.segmentBytes) {
+    throw new Error(`SATCHEL_PACK_BELOW_BYTES (${config.packBelowBytes}) must not exceed SATCHEL_VOLUME_SEGMENT_BYTES (${config.volumes.segmentBytes}): a packed block fits one segment`);
+  }
   if (!config.blockIndexUrl) throw new Error("SATCHEL_BLOCK_INDEX_URL is required (the block index's directory database)");
   if (config.grantKeys.length === 0) throw new Error("SATCHEL_GRANT_KEYS is required (block grants: [{\"kid\", \"secret\"}], shared with the metaserver)");
   const width = config.dataShards + config.parityShards;

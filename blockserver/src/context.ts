@@ -12,6 +12,7 @@ import { Scrubber } from "./scrub/scrubber.js";
 import { ShardIO } from "./shard-io/shard-io.js";
 import { Collector } from "./gc/collector.js";
 import { sweepStaleWrites } from "./gc/stale-writes.js";
+import { VolumeStore } from "./volumes/volume-store.js";
 
 /** Every long-lived client and worker of the blockserver, built once; close() releases them. */
 export interface BlockserverContext {
@@ -22,6 +23,8 @@ export interface BlockserverContext {
   nodes: NodeSet;
   shards: ShardIO;
   store: BlockStore;
+  /** Small blocks packed in volumes: written when SATCHEL_PACK_BELOW_BYTES is set, read always. */
+  volumes: VolumeStore;
   repairer: Repairer;
   scrubber: Scrubber;
   collector: Collector;
@@ -42,7 +45,9 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   const shards = new ShardIO(nodes, metrics, config.hedgeMs);
   const codec = new ErasureCodec(config.dataShards, config.parityShards);
   const repairer = new Repairer(shards, codec, index, metrics, logger);
-  const store = new BlockStore(config, index, shards, codec, repairer, metrics);
+  // Every blockserver reads packed blocks; only one with SATCHEL_PACK_BELOW_BYTES set packs new ones.
+  const volumes = new VolumeStore(index, nodes, metrics, logger, { ...config.volumes, readTimeoutMs: config.nodeTimeoutMs });
+  const store = new BlockStore(config, index, shards, codec, repairer, metrics, volumes);
   metrics.startAtZero(nodes.names);
   const probesDone = watchNodes(nodes, repairer, metrics, logger, config);
   const stopRedundancy = measureRedundancy(nodes, index, metrics, logger, { data: config.dataShards, parity: config.parityShards }, 15_000);
@@ -66,7 +71,7 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   staleWrites?.unref();
   const limits = userRateLimits(config, metrics, logger);
   return {
-    config, logger, metrics, index, nodes, shards, store, repairer, scrubber, collector,
+    config, logger, metrics, index, nodes, shards, store, volumes, repairer, scrubber, collector,
     grants: new BlockGrants(config.grantKeys, config.blockGrantSeconds), limits, refreshNodeStates: deadNodes.refresh,
     close: async () => {
       collector.stop();
@@ -76,6 +81,7 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
       scrubber.stop();
       nodes.stop();
       repairer.stop();
+      await volumes.drain();
       await limits.close();
       await index.close();
     },

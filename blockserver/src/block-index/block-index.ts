@@ -1,5 +1,6 @@
 import type { Pool, ResultSetHeader, RowDataPacket } from "mysql2/promise";
 import { indexShardOf, inTransaction, ShardPools, type TlsConfig } from "@satchel/proto";
+import { VolumeIndex } from "./volume-index.js";
 
 export type BlockState = "writing" | "live" | "deleting";
 
@@ -13,6 +14,8 @@ export interface BlockRecord {
   shards: ShardPlacement[];
   /** Repair proved more than m shards gone (blocks.lost_at): only an upload of its bytes heals it. */
   lost?: boolean;
+  /** A block packed in a volume: its record's place (it has no shards of its own). */
+  packed?: { volumeId: number; offset: number };
 }
 
 /**
@@ -78,10 +81,15 @@ export interface RepairClaim {
  * and the sources of reference changes.
  */
 export class BlockIndex {
+  /** Volumes, their segments and the packed blocks' rows (see volume-index.ts). */
+  readonly volumes: VolumeIndex;
+
   private constructor(
     private readonly shards: Pool[],
     private readonly directory: Pool,
-  ) {}
+  ) {
+    this.volumes = new VolumeIndex(directory, (h) => this.shardOf(h), (hs) => this.byShard(hs));
+  }
 
   static async open(blockIndexUrl: string, tls: TlsConfig | undefined): Promise<BlockIndex> {
     // Several statements in one round trip where a call needs them together (reserve, adjust):
@@ -134,7 +142,7 @@ export class BlockIndex {
   async get(hash: Buffer): Promise<BlockRecord | undefined> {
     const pool = this.shardOf(hash);
     const [rows] = await pool.query<RowDataPacket[]>(
-      "SELECT size, data_shards, parity_shards, shard_size, state, lost_at FROM blocks WHERE hash = ?", [hash],
+      "SELECT size, data_shards, parity_shards, shard_size, state, lost_at, volume_id, volume_offset FROM blocks WHERE hash = ?", [hash],
     );
     if (rows.length === 0) return undefined;
     const [shardRows] = await pool.query<RowDataPacket[]>(
@@ -150,6 +158,7 @@ export class BlockIndex {
       state: r.state,
       shards: shardRows.map((s) => ({ index: s.shard_index, node: s.node, checksum: s.checksum, state: s.state })),
       lost: r.lost_at !== null,
+      ...(r.volume_id !== null ? { packed: { volumeId: Number(r.volume_id), offset: Number(r.volume_offset) } } : {}),
     };
   }
 
@@ -428,14 +437,14 @@ export class BlockIndex {
    */
   async livePage(shard: number, after: Buffer, limit: number): Promise<Buffer[]> {
     const [rows] = await this.shards[shard].query<RowDataPacket[]>(
-      "SELECT hash FROM blocks WHERE state = 'live' AND hash > ? ORDER BY hash LIMIT ?", [after, limit],
+      "SELECT hash FROM blocks WHERE state = 'live' AND volume_id IS NULL AND hash > ? ORDER BY hash LIMIT ?", [after, limit],
     );
     return rows.map((r) => r.hash as Buffer);
   }
 
   async liveCount(): Promise<number> {
     const counts = await Promise.all(this.shards.map(async (pool) => {
-      const [rows] = await pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM blocks WHERE state = 'live'");
+      const [rows] = await pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM blocks WHERE state = 'live' AND volume_id IS NULL");
       return Number(rows[0].n);
     }));
     return counts.reduce((a, b) => a + b, 0);
@@ -452,7 +461,7 @@ export class BlockIndex {
         `SELECT SUM(healthy < ?) AS degraded, SUM(healthy < ?) AS at_risk FROM (
            SELECT b.hash, COALESCE(SUM(s.state IN ('ok', 'rebuilt') AND s.node IN (?)), 0) AS healthy
              FROM blocks b LEFT JOIN block_shards s ON s.hash = b.hash
-            WHERE b.state = 'live' GROUP BY b.hash) t`,
+            WHERE b.state = 'live' AND b.volume_id IS NULL GROUP BY b.hash) t`,
         [full, minimum, usableNodes.length ? usableNodes : [""]],
       );
       out.degraded += Number(rows[0].degraded ?? 0);

@@ -124,21 +124,28 @@ export class StorageNode {
     return this.withTimeout(`get ${key}`, again(() => this.fetchObject(key)), timeoutMs);
   }
 
+  /** `length` bytes of an object from `offset` (one ranged GET): a block packed in a volume segment. */
+  async getRange(key: string, offset: number, length: number, timeoutMs?: number): Promise<Buffer> {
+    if (length <= 0) throw new RangeError(`a ranged read needs a positive length, got ${length}`);
+    return this.withTimeout(`get ${key} [${offset}, +${length})`, again(() => this.fetchObject(key, { offset, length })), timeoutMs);
+  }
+
   /**
    * A plain keep-alive HTTP GET of a presigned URL, read straight into a buffer of the object's
    * length: measured cheaper in CPU than the SDK's stream of small chunks on this hot read path.
    */
-  private async fetchObject(key: string): Promise<Buffer> {
+  private async fetchObject(key: string, range?: { offset: number; length: number }): Promise<Buffer> {
     const url = await this.client.presignedGetObject(this.bucket, key, PRESIGN_SECONDS);
+    const headers = range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {};
     return new Promise<Buffer>((resolve, reject) => {
-      const req = this.request(url, { agent: this.agent }, (res) => {
+      const req = this.request(url, { agent: this.agent, headers }, (res) => {
         if (res.statusCode === 404) {
           this.answered();
           res.resume();
           reject(new ShardMissingError(this.name, key));
           return;
         }
-        if (res.statusCode !== 200) {
+        if (res.statusCode !== (range ? 206 : 200)) {
           const body: Buffer[] = [];
           res.on("data", (c: Buffer) => void (body.length < 8 && body.push(c)));
           res.on("end", () => {

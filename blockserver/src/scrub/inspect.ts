@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { BlockInspectionSchema, type BlockInspection } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
 import type { BlockserverContext } from "../context.js";
+import { Code, ConnectError } from "../errors.js";
 import { blockVerdict } from "../quorum.js";
 
 /**
@@ -20,6 +21,15 @@ export async function inspectBlocks(ctx: BlockserverContext, hashes: Buffer[], u
     }
     if (record.state !== "live") {
       out.push(create(BlockInspectionSchema, { hash, found: true, state: record.state, shardsTotal: record.shards.length }));
+      continue;
+    }
+    if (record.packed) {
+      // A packed block is one record in a volume segment: read it as a client would (verified).
+      const outcome = await ctx.volumes.read(record).then(() => "readable" as const, (err: unknown) => (ConnectError.from(err).code === Code.DataLoss ? "lost" as const : "unavailable" as const));
+      out.push(create(BlockInspectionSchema, {
+        hash, found: true, state: record.state, readable: outcome === "readable", lost: outcome === "lost",
+        bytesRead: BigInt(outcome === "readable" ? record.size : 0),
+      }));
       continue;
     }
     const survey = await ctx.shards.survey(record);

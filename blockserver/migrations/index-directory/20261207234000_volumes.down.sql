@@ -1,0 +1,2 @@
+DROP TABLE volume_segments;
+DROP TABLE volumes;
