@@ -86,6 +86,7 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
       windowMs: envInt(env, "SATCHEL_VOLUME_WINDOW_MS", 2),
       segmentBytes: envInt(env, "SATCHEL_VOLUME_SEGMENT_BYTES", 4 * 1024 * 1024),
       targetBytes: envInt(env, "SATCHEL_VOLUME_TARGET_BYTES", 128 * 1024 * 1024),
+      segmentsInFlight: envInt(env, "SATCHEL_VOLUME_SEGMENTS_IN_FLIGHT", 4),
     },
   };
   config.writeQuorum = validateWriteQuorum(

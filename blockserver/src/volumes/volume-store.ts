@@ -19,6 +19,8 @@ export interface VolumeSettings {
   segmentBytes: number;
   /** A volume takes no more segments once it holds this many bytes; the next goes to a new one. */
   targetBytes: number;
+  /** Segments written at once (each gathers what arrived while the others were being written). */
+  segmentsInFlight: number;
   /** How long a read waits for one replica before it tries the next. */
   readTimeoutMs: number;
 }
@@ -26,6 +28,13 @@ export interface VolumeSettings {
 /** The object of one segment of a volume on each of its replicas. */
 export function segmentKey(volumeId: number, start: number): string {
   return `volumes/${volumeId.toString(16).padStart(12, "0")}/${start.toString(16).padStart(12, "0")}`;
+}
+
+/** The volume this process appends to; size: where the next segment starts. */
+interface OpenVolume {
+  volumeId: number;
+  replicas: string[];
+  size: number;
 }
 
 interface Pending {
@@ -47,8 +56,10 @@ export class VolumeStore {
   private queue = new Map<string, Pending>();
   private queuedBytes = 0;
   private timer?: NodeJS.Timeout;
-  private flushing: Promise<void> = Promise.resolve();
-  private current?: { volumeId: number; replicas: string[]; size: number };
+  private inFlight = 0;
+  private readonly idle: (() => void)[] = [];
+  private current?: OpenVolume;
+  private opening?: Promise<OpenVolume>;
 
   constructor(
     private readonly index: BlockIndex,
@@ -79,12 +90,27 @@ export class VolumeStore {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.pump();
+    }, delayMs);
+  }
+
+  /**
+   * Starts segments while fewer than `segmentsInFlight` are being written: what arrives meanwhile
+   * waits and goes into the next one, taken when one is done (a busy store writes fewer, larger
+   * segments).
+   */
+  private pump(): void {
+    while (this.inFlight < this.settings.segmentsInFlight && this.queue.size > 0) {
       const batch = [...this.queue.values()];
       this.queue = new Map();
       this.queuedBytes = 0;
-      // One segment at a time: the next batch gathers while this one is written.
-      this.flushing = this.flushing.then(() => this.writeSegment(batch));
-    }, delayMs);
+      this.inFlight++;
+      void this.writeSegment(batch).finally(() => {
+        this.inFlight--;
+        this.pump();
+        if (this.inFlight === 0) for (const idle of this.idle.splice(0)) idle();
+      });
+    }
   }
 
   private async writeSegment(batch: Pending[]): Promise<void> {
@@ -97,16 +123,19 @@ export class VolumeStore {
     };
     try {
       const volume = await this.openVolume();
+      // The segment's place is taken at once (segments in flight together get consecutive ones); one
+      // that fails leaves a gap no block points into.
+      const start = volume.size;
       const blocks: PackedBlock[] = [];
       const parts: Buffer[] = [];
-      let offset = volume.size;
+      let offset = start;
       for (const p of batch) {
         const [header, payload] = encodeRecord(p.hash, p.data);
         parts.push(header, payload);
         blocks.push({ hash: p.hash, size: p.data.length, offset, recordLength: recordLength(p.data.length) });
         offset += recordLength(p.data.length);
       }
-      const start = volume.size;
+      volume.size = offset;
       const length = offset - start;
       const key = segmentKey(volume.volumeId, start);
       const results = await Promise.all(volume.replicas.map(async (name) => {
@@ -123,12 +152,11 @@ export class VolumeStore {
       const quorum = Math.floor(volume.replicas.length / 2) + 1;
       if (stored.length < quorum) {
         // Not durable: nothing points at it; the next batch goes to a new volume on healthier nodes.
-        this.current = undefined;
+        if (this.current === volume) this.current = undefined;
         await Promise.all(stored.map((name) => this.nodes.get(name)!.delete(key).catch(() => undefined)));
         const failures = results.filter((r) => r.error).map((r) => `${r.name}: ${r.error!.message}`).join("; ");
         throw unavailable(`${batch.length} blocks not stored: their volume segment reached ${stored.length} of ${volume.replicas.length} copies, ${quorum} needed (${failures}); retry when the storage nodes are back`);
       }
-      volume.size = offset;
       const missing = volume.replicas.filter((n) => !stored.includes(n));
       const live = await this.index.volumes.commitSegment({ volumeId: volume.volumeId, start, length, missing }, blocks);
       this.metrics.blockBytes.inc({ direction: "written" }, blocks.reduce((n, b) => n + b.size, 0));
@@ -142,8 +170,14 @@ export class VolumeStore {
     }
   }
 
-  private async openVolume(): Promise<{ volumeId: number; replicas: string[]; size: number }> {
-    if (this.current && this.current.size < this.settings.targetBytes) return this.current;
+  private openVolume(): Promise<OpenVolume> {
+    if (this.current && this.current.size < this.settings.targetBytes) return Promise.resolve(this.current);
+    // Segments starting together wait for one new volume, not one each.
+    this.opening ??= this.newVolume().finally(() => (this.opening = undefined));
+    return this.opening;
+  }
+
+  private async newVolume(): Promise<OpenVolume> {
     const names = this.nodes.names;
     if (names.length < this.settings.replicas) throw unavailable(`a volume needs ${this.settings.replicas} storage nodes, ${names.length} are configured`);
     // Healthy nodes first, in rendezvous order of a fresh key, so volumes spread over the nodes.
@@ -199,8 +233,9 @@ export class VolumeStore {
 
   /** Writes what is queued now and waits for every segment in flight (shutdown). */
   async drain(): Promise<void> {
-    if (this.queue.size > 0) this.flushSoon(0);
-    await new Promise((r) => setTimeout(r, 0));
-    await this.flushing;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pump();
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
   }
 }
