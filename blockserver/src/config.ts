@@ -52,7 +52,10 @@ export interface BlockserverConfig extends ServiceBasics {
    * being erasure-coded on their own; 0 packs nothing.
    */
   packBelowBytes: number;
-  volumes: Omit<VolumeSettings, "readTimeoutMs">;
+  volumes: Omit<VolumeSettings, "readTimeoutMs"> & {
+    /** Every copy of every volume segment is read and checked this often (0: never). */
+    scrubIntervalMs: number;
+  };
 }
 
 export function loadConfig(env: Env = process.env): BlockserverConfig {
@@ -87,6 +90,7 @@ export function loadConfig(env: Env = process.env): BlockserverConfig {
       segmentBytes: envInt(env, "SATCHEL_VOLUME_SEGMENT_BYTES", 4 * 1024 * 1024),
       targetBytes: envInt(env, "SATCHEL_VOLUME_TARGET_BYTES", 128 * 1024 * 1024),
       segmentsInFlight: envInt(env, "SATCHEL_VOLUME_SEGMENTS_IN_FLIGHT", 4),
+      scrubIntervalMs: envInt(env, "SATCHEL_VOLUME_SCRUB_MS", 3_600_000),
     },
   };
   config.writeQuorum = validateWriteQuorum(

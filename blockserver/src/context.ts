@@ -12,6 +12,7 @@ import { Scrubber } from "./scrub/scrubber.js";
 import { ShardIO } from "./shard-io/shard-io.js";
 import { Collector } from "./gc/collector.js";
 import { sweepStaleWrites } from "./gc/stale-writes.js";
+import { VolumeRepairer } from "./volumes/volume-repair.js";
 import { VolumeStore } from "./volumes/volume-store.js";
 
 /** Every long-lived client and worker of the blockserver, built once; close() releases them. */
@@ -25,6 +26,7 @@ export interface BlockserverContext {
   store: BlockStore;
   /** Small blocks packed in volumes: written when SATCHEL_PACK_BELOW_BYTES is set, read always. */
   volumes: VolumeStore;
+  volumeRepairer: VolumeRepairer;
   repairer: Repairer;
   scrubber: Scrubber;
   collector: Collector;
@@ -46,7 +48,12 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   const codec = new ErasureCodec(config.dataShards, config.parityShards);
   const repairer = new Repairer(shards, codec, index, metrics, logger);
   // Every blockserver reads packed blocks; only one with SATCHEL_PACK_BELOW_BYTES set packs new ones.
-  const volumes = new VolumeStore(index, nodes, metrics, logger, { ...config.volumes, readTimeoutMs: config.nodeTimeoutMs });
+  const volumeRepairer = new VolumeRepairer(index, nodes, logger);
+  const volumes = new VolumeStore(index, nodes, metrics, logger, { ...config.volumes, readTimeoutMs: config.nodeTimeoutMs }, volumeRepairer);
+  volumeRepairer.start(config.repairSweepMs);
+  const volumeScrub = config.volumes.scrubIntervalMs > 0
+    ? setInterval(() => void volumeRepairer.scrubPass().catch((err: Error) => logger.warn({ err: err.message }, "volume scrub pass failed")), config.volumes.scrubIntervalMs).unref()
+    : undefined;
   const store = new BlockStore(config, index, shards, codec, repairer, metrics, volumes);
   metrics.startAtZero(nodes.names);
   const probesDone = watchNodes(nodes, repairer, metrics, logger, config);
@@ -71,7 +78,7 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
   staleWrites?.unref();
   const limits = userRateLimits(config, metrics, logger);
   return {
-    config, logger, metrics, index, nodes, shards, store, volumes, repairer, scrubber, collector,
+    config, logger, metrics, index, nodes, shards, store, volumes, volumeRepairer, repairer, scrubber, collector,
     grants: new BlockGrants(config.grantKeys, config.blockGrantSeconds), limits, refreshNodeStates: deadNodes.refresh,
     close: async () => {
       collector.stop();
@@ -81,6 +88,8 @@ export async function createContext(config: BlockserverConfig): Promise<Blockser
       scrubber.stop();
       nodes.stop();
       repairer.stop();
+      volumeRepairer.stop();
+      clearInterval(volumeScrub);
       await volumes.drain();
       await limits.close();
       await index.close();

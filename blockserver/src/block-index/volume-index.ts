@@ -71,7 +71,7 @@ export class VolumeIndex {
   async commitSegment(segment: SegmentRecord, blocks: PackedBlock[]): Promise<Set<string>> {
     await this.directory.query(
       "INSERT INTO volume_segments (volume_id, start, length, missing) VALUES (?, ?, ?, ?)",
-      [segment.volumeId, segment.start, segment.length, segment.missing.join(",")],
+      [segment.volumeId, segment.start, segment.length, [...segment.missing].sort().join(",")],
     );
     await this.directory.query("UPDATE volumes SET size = GREATEST(size, ?) WHERE volume_id = ?", [segment.start + segment.length, segment.volumeId]);
     const live = new Set<string>();
@@ -94,6 +94,35 @@ export class VolumeIndex {
     }));
     if (ours > 0) await this.directory.query("UPDATE volumes SET live_bytes = live_bytes + ? WHERE volume_id = ?", [ours, segment.volumeId]);
     return live;
+  }
+
+  /** Segments with copies recorded missing (to be copied from a sound one), oldest first. */
+  async segmentsMissingCopies(limit: number): Promise<SegmentRecord[]> {
+    const [rows] = await this.directory.query<RowDataPacket[]>(
+      "SELECT volume_id, start, length, missing FROM volume_segments WHERE missing <> '' ORDER BY created_at LIMIT ?", [limit],
+    );
+    return rows.map((r) => ({ volumeId: Number(r.volume_id), start: Number(r.start), length: Number(r.length), missing: names(r.missing) }));
+  }
+
+  /** One page of every segment, in (volume, start) order after the one given: the scrub's walk. */
+  async segmentPage(after: { volumeId: number; start: number }, limit: number): Promise<SegmentRecord[]> {
+    const [rows] = await this.directory.query<RowDataPacket[]>(
+      `SELECT volume_id, start, length, missing FROM volume_segments WHERE (volume_id, start) > (?, ?) ORDER BY volume_id, start LIMIT ?`,
+      [after.volumeId, after.start, limit],
+    );
+    return rows.map((r) => ({ volumeId: Number(r.volume_id), start: Number(r.start), length: Number(r.length), missing: names(r.missing) }));
+  }
+
+  /**
+   * Changes which copies of a segment are missing, only if they are still `was` (compare-and-set:
+   * a scrub and a repair, or two repairers, never undo each other's finding). True when it changed.
+   */
+  async setMissing(segment: SegmentRecord, was: string[], now: string[]): Promise<boolean> {
+    const [res] = await this.directory.query<ResultSetHeader>(
+      "UPDATE volume_segments SET missing = ? WHERE volume_id = ? AND start = ? AND missing = ?",
+      [[...new Set(now)].sort().join(","), segment.volumeId, segment.start, [...was].sort().join(",")],
+    );
+    return res.affectedRows > 0;
   }
 
   /** Objects of volume segments, for tests and metrics: how many segments and bytes a volume holds. */

@@ -16,7 +16,12 @@ export function adminRoutes(ctx: BlockserverContext) {
       },
       runScrub: guarded("RunScrub", async (req) => {
         const pass = ctx.scrubber.runPass(req.unthrottled);
-        return { status: toProto(req.wait ? await pass : ctx.scrubber.status) };
+        // Then every copy of every volume segment, and the repair of what that finds.
+        const volumes = pass.then(() => ctx.volumeRepairer.scrubPass()).then(() => ctx.volumeRepairer.kick());
+        volumes.catch((err: Error) => ctx.logger.warn({ err: err.message }, "volume scrub pass failed"));
+        if (!req.wait) return { status: toProto(ctx.scrubber.status) };
+        await volumes.catch(() => undefined);
+        return { status: toProto(await pass) };
       }),
       runGarbageCollection: guarded("RunGarbageCollection", async (req) => {
         const result = await ctx.collector.run(req.graceSeconds ?? ctx.config.gc.graceSeconds);

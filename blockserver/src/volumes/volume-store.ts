@@ -9,6 +9,7 @@ import type { NodeSet } from "../nodes/node-set.js";
 import { ShardMissingError } from "../nodes/storage-node.js";
 import { rankNodes } from "../placement/rendezvous.js";
 import { decodeRecord, encodeRecord, RecordCorruptError, recordLength } from "../volume-format/record.js";
+import type { VolumeRepairer } from "./volume-repair.js";
 
 export interface VolumeSettings {
   /** Full copies of an open volume's segments, on distinct nodes; a majority of them makes a segment durable. */
@@ -67,6 +68,8 @@ export class VolumeStore {
     private readonly metrics: BlockserverMetrics,
     private readonly logger: Logger,
     private readonly settings: VolumeSettings,
+    /** Told about copies a read proved absent or damaged (heal on read). */
+    private readonly repairs?: Pick<VolumeRepairer, "reportBad" | "kick">,
   ) {}
 
   /** Appends a block (its hash already checked) to the open volume; resolves once it is durable and indexed. */
@@ -203,7 +206,13 @@ export class VolumeStore {
     const copies = volume.replicas.filter((n) => !segment.missing.includes(n));
     const ordered = [...copies.filter((n) => this.nodes.get(n)?.healthy), ...copies.filter((n) => !this.nodes.get(n)?.healthy)];
     const problems: string[] = [];
+    const bad: string[] = [];
     let unreachable = 0;
+    const healLater = () => {
+      if (bad.length === 0 || !this.repairs) return;
+      const repairs = this.repairs;
+      void repairs.reportBad(segment, bad).then(() => repairs.kick()).catch(() => undefined);
+    };
     for (const name of ordered) {
       const node = this.nodes.get(name);
       if (!node) continue;
@@ -212,21 +221,28 @@ export class VolumeStore {
         const { header, payload } = decodeRecord(bytes);
         if (!header.blockHash.equals(hash) || payload.length !== record.size || !createHash("sha256").update(payload).digest().equals(hash)) {
           problems.push(`${name}: the record there is another block's or damaged`);
+          bad.push(name);
           continue;
         }
         this.metrics.blockBytes.inc({ direction: "read" }, payload.length);
+        healLater();
         return Buffer.from(payload);
       } catch (err) {
         // A copy that answered without the record proves it absent there; silence proves nothing.
-        if (err instanceof RecordCorruptError) problems.push(`${name}: ${err.reason}`);
-        else if (err instanceof ShardMissingError || /answered HTTP 416/.test((err as Error).message)) problems.push(`${name}: the segment is not there`);
-        else {
+        if (err instanceof RecordCorruptError) {
+          problems.push(`${name}: ${err.reason}`);
+          bad.push(name);
+        } else if (err instanceof ShardMissingError || /answered HTTP 416/.test((err as Error).message)) {
+          problems.push(`${name}: the segment is not there`);
+          bad.push(name);
+        } else {
           // (A 503 may be bitrot or a drive gone offline: not proof, so it counts as silence too.)
           unreachable++;
           problems.push(`${name}: ${(err as Error).message}`);
         }
       }
     }
+    healLater();
     if (unreachable > 0 || ordered.length === 0) throw unavailable(`block ${hex} cannot be read now: no copy of its volume segment answered intact (${problems.join("; ") || "no copies"}); retry`);
     throw dataLoss(hex, `every copy of its volume segment was read and none holds it intact (${problems.join("; ")})`);
   }

@@ -4,7 +4,8 @@ import type { RowDataPacket } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createSatchelTransport, indexShardOf, ShardPools } from "@satchel/proto";
 import { BlockAdminService, BlockService } from "@satchel/proto/gen/satchel/block/v1/block_pb.js";
-import { NodeControl, ServiceProcesses, caOf, createAccount, minioClient, signIn } from "@satchel/ops";
+import { NodeControl, ServiceProcesses, caOf, createAccount, eventually, minioClient, signIn } from "@satchel/ops";
+import { segmentKey } from "./volume-store.js";
 
 const { endpoints, stateDir } = inject("cluster");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
@@ -54,6 +55,30 @@ async function segmentOf(volumeId: number, offset: number): Promise<{ start: num
     "SELECT start, missing FROM volume_segments WHERE volume_id = ? AND start <= ? ORDER BY start DESC LIMIT 1", [volumeId, offset],
   );
   return { start: Number(rows[0].start), missing: String(rows[0].missing) };
+}
+
+/** The copies of the segment holding a packed block: its object key, and the volume's replicas. */
+async function copiesOf(hash: Buffer): Promise<{ key: string; replicas: string[]; volumeId: number; start: number }> {
+  const { volumeId, offset } = await rowOf(hash);
+  const { start } = await segmentOf(volumeId!, offset!);
+  const [rows] = await indexShards.directory.query<RowDataPacket[]>("SELECT replicas FROM volumes WHERE volume_id = ?", [volumeId]);
+  return { key: segmentKey(volumeId!, start), replicas: String(rows[0].replicas).split(","), volumeId: volumeId!, start };
+}
+
+const s3 = (name: string) => {
+  const n = endpoints.storageNodes.find((x) => x.name === name)!;
+  return { client: minioClient(n), bucket: n.bucket };
+};
+
+async function objectBytes(node: string, key: string): Promise<Buffer | undefined> {
+  const { client, bucket } = s3(node);
+  try {
+    const parts: Buffer[] = [];
+    for await (const c of await client.getObject(bucket, key)) parts.push(c as Buffer);
+    return Buffer.concat(parts);
+  } catch {
+    return undefined;
+  }
 }
 
 describe("small blocks packed into replicated open volumes", () => {
@@ -115,5 +140,35 @@ describe("small blocks packed into replicated open volumes", () => {
     const theirs = createClient(BlockService, createSatchelTransport({ baseUrl: endpoints.blockserver, token: await signIn(endpoints, stranger, "probe") }));
     const err = await theirs.getBlock({ hash: sha(first) }).then(() => undefined, (e: unknown) => ConnectError.from(e));
     expect([Code.PermissionDenied, Code.NotFound]).toContain(err?.code);
+  });
+
+  it("a copy removed is noticed by a read and restored from another; a copy damaged is found by the scrub and restored; the block reads back throughout", async () => {
+    const data = randomBytes(5000);
+    const hash = sha(data);
+    await packing.putBlock({ hash, data });
+    const { key, replicas, volumeId, start } = await copiesOf(hash);
+    const original = await objectBytes(replicas[0], key);
+    expect(original).toBeDefined();
+
+    // Removed from every copy but one... no: from the first copy, which reads try first when healthy.
+    await s3(replicas[0]).client.removeObject(s3(replicas[0]).bucket, key);
+    expect(Buffer.from((await packing.getBlock({ hash })).data).equals(data)).toBe(true);
+    await eventually("the read's finding to be repaired", async () => (await objectBytes(replicas[0], key))?.equals(original!) === true, 30_000);
+    expect((await segmentOf(volumeId, start)).missing).toBe("");
+
+    // Damaged in place on another copy: a bit flipped in the middle of the segment.
+    const damaged = Buffer.from(original!);
+    damaged[Math.floor(damaged.length / 2)] ^= 0x10;
+    await s3(replicas[1]).client.putObject(s3(replicas[1]).bucket, key, damaged, damaged.length);
+    await packingAdmin.runScrub({ wait: true, unthrottled: true });
+    await eventually("the scrub's finding to be repaired", async () => (await objectBytes(replicas[1], key))?.equals(original!) === true, 30_000);
+    expect((await segmentOf(volumeId, start)).missing).toBe("");
+    expect(Buffer.from((await plain.getBlock({ hash })).data).equals(data)).toBe(true);
+
+    // Every copy gone: the read proves the block gone (DATA_LOSS), naming it.
+    for (const r of replicas) await s3(r).client.removeObject(s3(r).bucket, key);
+    const err = await packing.getBlock({ hash }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    expect(err?.code).toBe(Code.DataLoss);
+    expect(err?.rawMessage).toContain(hash.toString("hex"));
   });
 });
