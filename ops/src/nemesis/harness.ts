@@ -557,8 +557,8 @@ export class Nemesis {
   }
 
   /**
-   * Waits until the index records every shard of every live block as stored and the repair queue
-   * is empty (lost blocks aside). Probes need a moment to notice a node's new disk, so the first
+   * Waits until the index records every shard of every live block as stored, every copy of every
+   * volume segment too, and the repair queue is empty (lost blocks aside). Probes need a moment to notice a node's new disk, so the first
    * look comes after two probe intervals; the verifier then proves the index right.
    */
   async waitFullRedundancy(timeoutMs = 180_000, settleMs = 2500): Promise<void> {
@@ -578,8 +578,11 @@ export class Nemesis {
         const [q] = await pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM repair_queue WHERE hash NOT IN (?)", [destroyed.length ? destroyed : none]);
         queued += Number(q[0].n);
       }
-      last = `${unhealthy} blocks with shards not stored, ${queued} queued for repair`;
-      return unhealthy === 0 && queued === 0;
+      // Packed blocks: every copy of every volume segment stored again (the scrub found the lost ones).
+      const [segments] = await this.blockIndex!.directory.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM volume_segments WHERE missing <> ''");
+      const short = Number(segments[0].n);
+      last = `${unhealthy} blocks with shards not stored, ${queued} queued for repair, ${short} volume segments short of a copy`;
+      return unhealthy === 0 && queued === 0 && short === 0;
     }, () => last);
   }
 
@@ -730,6 +733,9 @@ export const NEMESIS_SERVICE_SETTINGS: Record<string, string> = {
   SATCHEL_HEDGE_MS: "500",
   SATCHEL_REPAIR_SWEEP_MS: "2000",
   SATCHEL_GC_INTERVAL_MS: "0",
+  // Files below 64 KiB (about a fifth of the workload's) are packed into volumes: packed blocks live
+  // through the same faults (their segment copies are what node faults and disk wipes take).
+  SATCHEL_PACK_BELOW_BYTES: "65536",
   // A commit's reservation protects its blocks only for seconds: relay holds and service pauses
   // outlast it, and collection must still never take a block whose reference waits in an outbox.
   SATCHEL_RESERVE_LEASE_SECONDS: "4",
