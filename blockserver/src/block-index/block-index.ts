@@ -631,14 +631,18 @@ export class BlockIndex {
 
   /** Removes a deleted block's rows once its shards are gone. */
   async finishDelete(hash: Buffer): Promise<void> {
-    await inTransaction(this.shardOf(hash), async (conn) => {
-      const [res] = await conn.query<ResultSetHeader>("DELETE FROM blocks WHERE hash = ? AND state = 'deleting'", [hash]);
-      if (res.affectedRows === 1) {
-        await conn.query("DELETE FROM block_shards WHERE hash = ?", [hash]);
-        await conn.query("DELETE FROM repair_queue WHERE hash = ?", [hash]);
-        await conn.query("DELETE FROM block_uploads WHERE hash = ?", [hash]);
-      }
+    const packed = await inTransaction(this.shardOf(hash), async (conn) => {
+      const [rows] = await conn.query<RowDataPacket[]>("SELECT size, volume_id FROM blocks WHERE hash = ? AND state = 'deleting' FOR UPDATE", [hash]);
+      if (rows.length === 0) return undefined;
+      await conn.query("DELETE FROM blocks WHERE hash = ?", [hash]);
+      await conn.query("DELETE FROM block_shards WHERE hash = ?", [hash]);
+      await conn.query("DELETE FROM repair_queue WHERE hash = ?", [hash]);
+      await conn.query("DELETE FROM block_uploads WHERE hash = ?", [hash]);
+      return rows[0].volume_id === null ? undefined : { volumeId: Number(rows[0].volume_id), size: Number(rows[0].size) };
     });
+    // A packed block's record is now dead bytes of its volume (compaction reclaims them). After the
+    // row is gone, in another database: a crash between leaves the volume counted fuller, never emptier.
+    if (packed) await this.volumes.recordDead(packed.volumeId, packed.size);
   }
 
   private byShard(hashes: Buffer[]): Map<Pool, number[]> {

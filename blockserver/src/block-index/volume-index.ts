@@ -1,4 +1,5 @@
 import type { Pool, ResultSetHeader, RowDataPacket } from "mysql2/promise";
+import { recordLength } from "../volume-format/record.js";
 
 /** A volume as the index records it. */
 export interface VolumeRecord {
@@ -94,6 +95,17 @@ export class VolumeIndex {
     }));
     if (ours > 0) await this.directory.query("UPDATE volumes SET live_bytes = live_bytes + ? WHERE volume_id = ?", [ours, segment.volumeId]);
     return live;
+  }
+
+  /** A packed block of `size` bytes was collected: its record no longer counts as live. */
+  async recordDead(volumeId: number, size: number): Promise<void> {
+    await this.directory.query("UPDATE volumes SET live_bytes = live_bytes - ? WHERE volume_id = ?", [recordLength(size), volumeId]);
+  }
+
+  /** A volume's bytes of records and of records blocks point at. */
+  async usage(volumeId: number): Promise<{ size: number; liveBytes: number } | undefined> {
+    const [rows] = await this.directory.query<RowDataPacket[]>("SELECT size, live_bytes FROM volumes WHERE volume_id = ?", [volumeId]);
+    return rows[0] && { size: Number(rows[0].size), liveBytes: Number(rows[0].live_bytes) };
   }
 
   /** Segments with copies recorded missing (to be copied from a sound one), oldest first. */

@@ -171,4 +171,33 @@ describe("small blocks packed into replicated open volumes", () => {
     expect(err?.code).toBe(Code.DataLoss);
     expect(err?.rawMessage).toContain(hash.toString("hex"));
   });
+
+  it("collecting an unreferenced packed block leaves its neighbours in the segment readable, and the volume's live bytes stay the records blocks point at", async () => {
+    const [loose, neighbour] = [randomBytes(3000), randomBytes(3000)];
+    await Promise.all([loose, neighbour].map((data) => packing.putBlock({ hash: sha(data), data })));
+    const { volumeId } = await rowOf(sha(loose));
+    const live = async () => {
+      const [rows] = await indexShards.directory.query<RowDataPacket[]>("SELECT live_bytes FROM volumes WHERE volume_id = ?", [volumeId]);
+      return Number(rows[0].live_bytes);
+    };
+    const before = await live();
+    // The neighbour is kept by a reservation (as a block about to be committed is).
+    expect((await packing.reserveBlocks({ hashes: [sha(neighbour)] })).present).toEqual([true]);
+    await eventually("the loose block to be collected", async () => {
+      await packingAdmin.runGarbageCollection({ graceSeconds: 0 });
+      return !(await packingAdmin.getReferenceCounts({ hashes: [sha(loose)] })).counts[0].found;
+    });
+    // Everything unreferenced went (earlier tests' blocks too): what the volume counts as live is
+    // exactly the records of the blocks the index still points into it.
+    let pointedAt = 0;
+    for (const pool of indexShards.shards) {
+      const [rows] = await pool.query<RowDataPacket[]>("SELECT COALESCE(SUM(52 + size), 0) AS n FROM blocks WHERE volume_id = ?", [volumeId]);
+      pointedAt += Number(rows[0].n);
+    }
+    expect(await live()).toBe(pointedAt);
+    expect(await live()).toBeLessThanOrEqual(before - (52 + loose.length));
+    expect(pointedAt).toBeGreaterThanOrEqual(52 + neighbour.length);
+    expect(Buffer.from((await packing.getBlock({ hash: sha(neighbour) })).data).equals(neighbour)).toBe(true);
+    expect(await packing.getBlock({ hash: sha(loose) }).then(() => undefined, (e: unknown) => ConnectError.from(e).code)).toBe(Code.NotFound);
+  });
 });
