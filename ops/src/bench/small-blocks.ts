@@ -6,7 +6,7 @@
  * (erasure-coded one by one, as before volumes), and a plain MinIO client's putObject of 4 KiB
  * objects to one node, at the same concurrency; the same for reads; and the MinIO objects and
  * physical bytes each way costs per 1,000 blocks.
- *   node ops/dist/bench/small-blocks.js [blocks=2000] [in-flight=32]
+ *   node ops/dist/bench/small-blocks.js [blocks=2000] [in-flight=32] [block-bytes=4096]
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createClient, type Client } from "@connectrpc/connect";
@@ -19,7 +19,6 @@ import { readClusterFile } from "../cluster/cluster.js";
 import { ServiceProcesses } from "../testing/service-process.js";
 import { figureLine } from "./figures.js";
 
-const SIZE = 4096;
 
 async function inFlight<T>(items: T[], n: number, fn: (item: T) => Promise<unknown>): Promise<number> {
   const started = performance.now();
@@ -33,11 +32,12 @@ async function inFlight<T>(items: T[], n: number, fn: (item: T) => Promise<unkno
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 2000);
   const n = Number(process.argv[3] ?? 32);
+  const SIZE = Number(process.argv[4] ?? 4096);
   const config = loadClusterConfig();
   const info = readClusterFile(config.stateDir);
   const extra = new ServiceProcesses("blockserver", info, config.stateDir);
   try {
-    const packer = await extra.start("blockserver-bench-packing", 120, { SATCHEL_PACK_BELOW_BYTES: String(64 * 1024) });
+    const packer = await extra.start("blockserver-bench-packing", 120, { SATCHEL_PACK_BELOW_BYTES: String(Math.max(64 * 1024, SIZE + 1)) });
     const client = (baseUrl: string): Client<typeof BlockService> => createClient(BlockService, createSatchelTransport({ baseUrl, token: info.serviceToken }));
     const packing = client(packer.url);
     const plain = client(info.blockserver);
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     await s3.removeObjects(node.bucket, keys);
 
     const per1000 = (x: number) => (x * 1000) / count;
-    console.log(`${count} blocks of 4 KiB, ${n} in flight (blocks/s)`);
+    console.log(`${count} blocks of ${SIZE} bytes, ${n} in flight (blocks/s)`);
     console.log(`put: packed ${packPut.toFixed(0)}, erasure-coded ${codedPut.toFixed(0)}, minio putObject ${rawPut.toFixed(0)}`);
     console.log(`get: packed ${packGet.toFixed(0)}, erasure-coded ${codedGet.toFixed(0)}, minio getObject ${rawGet.toFixed(0)}`);
     console.log(`MinIO objects per 1,000 blocks: packed ${per1000(s1.objects - s0.objects).toFixed(0)}, erasure-coded ${per1000(s2.objects - s1.objects).toFixed(0)}`);
