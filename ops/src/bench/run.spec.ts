@@ -4,7 +4,7 @@ import { SCENARIOS, parseArgs } from "./run.js";
 describe("npm run bench's arguments", () => {
   it("default to every scenario, three runs, a cluster of its own", () => {
     const o = parseArgs([]);
-    expect(o.scenarios).toEqual(["transfer", "small-blocks", "commits", "notify", "sync", "latency"]);
+    expect(o.scenarios).toEqual(["transfer", "commits", "notify", "sync", "latency"]);
     expect(o).toMatchObject({ runs: 3, smoke: false, useRunning: false });
   });
 
@@ -14,7 +14,7 @@ describe("npm run bench's arguments", () => {
   });
 
   it("refuse what they do not know, naming what they do", () => {
-    expect(() => parseArgs(["synk"])).toThrow(/unknown argument "synk": scenarios are transfer, small-blocks, commits, notify, sync, latency/);
+    expect(() => parseArgs(["synk"])).toThrow(/unknown argument "synk": scenarios are transfer, commits, notify, sync, latency/);
     expect(() => parseArgs(["--runs", "0"])).toThrow(/--runs/);
     expect(() => parseArgs(["--runs", "two"])).toThrow(/--runs/);
   });

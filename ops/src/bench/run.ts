@@ -65,17 +65,6 @@ export const SCENARIOS: Record<string, Scenario> = {
       { scenario: "transfer", label: "satchel get: client peak RSS", satchel: "satchel.get_peak_rss_MiB", higherIsBetter: false },
     ],
   },
-  "small-blocks": {
-    steps: (smoke) => [bench("small-blocks.js", smoke ? "200" : "2000", "32")],
-    comparisons: () => [
-      { scenario: "small-blocks", label: "4 KiB blocks stored, packed in volumes (32 in flight)", satchel: "satchel.small_put_packed_per_s", peer: "minio.small_put_per_s", higherIsBetter: true },
-      { scenario: "small-blocks", label: "4 KiB blocks stored, erasure-coded one by one", satchel: "satchel.small_put_coded_per_s", peer: "minio.small_put_per_s", higherIsBetter: true },
-      { scenario: "small-blocks", label: "4 KiB blocks read, packed", satchel: "satchel.small_get_packed_per_s", peer: "minio.small_get_per_s", higherIsBetter: true },
-      { scenario: "small-blocks", label: "MinIO objects per 1,000 blocks, packed", satchel: "satchel.small_objects_per_1000_packed", higherIsBetter: false },
-      { scenario: "small-blocks", label: "MinIO objects per 1,000 blocks, erasure-coded", satchel: "satchel.small_objects_per_1000_coded", higherIsBetter: false },
-      { scenario: "small-blocks", label: "physical bytes per logical byte, packed (open)", satchel: "satchel.small_physical_per_logical_packed", higherIsBetter: false },
-    ],
-  },
   commits: {
     steps: (smoke) => [bench("commits.js", smoke ? "1" : "5", (smoke ? LEVELS.smoke : LEVELS.full).join(","))],
     comparisons: (smoke) => commitRows(smoke ? LEVELS.smoke : LEVELS.full),

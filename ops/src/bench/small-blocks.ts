@@ -5,7 +5,8 @@
  * beside the cluster's, with SATCHEL_PACK_BELOW_BYTES), through the cluster's blockserver
  * (erasure-coded one by one, as before volumes), and a plain MinIO client's putObject of 4 KiB
  * objects to one node, at the same concurrency; the same for reads; and the MinIO objects and
- * physical bytes each way costs per 1,000 blocks.
+ * physical bytes each way costs per 1,000 blocks. Not yet a scenario of `npm run bench` (its CI smoke
+ * would list every object of the test cluster's nodes); run it on its own against a cluster.
  *   node ops/dist/bench/small-blocks.js [blocks=2000] [in-flight=32] [block-bytes=4096]
  */
 import { createHash, randomBytes } from "node:crypto";
